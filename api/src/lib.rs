@@ -1,0 +1,17 @@
+//! The prow-operator kinds and the pure rules about them. No I/O lives here: every decision the
+//! operator and the webhook take is a function of its inputs, tested with tables.
+
+pub mod crd;
+pub mod preset;
+pub mod prowjob;
+pub mod schema;
+pub mod testcluster;
+
+pub use preset::{Preset, PresetSpec, PresetStatus};
+pub use prowjob::{
+    DecorationConfig, ProwJob, ProwJobAgent, ProwJobSpec, ProwJobState, ProwJobStatus, ProwJobType,
+    Pull, Refs,
+};
+pub use testcluster::{
+    ClusterLease, ClusterPhase, TestCluster, TestClusterSpec, TestClusterStatus,
+};

@@ -1,0 +1,350 @@
+//! The ProwJob kind, `prow.k8s.io/v1`: one run of a CI job.
+//!
+//! Wire-compatible with upstream Prow (kubernetes-sigs/prow `pkg/apis/prowjobs/v1`): the same
+//! JSON field names (snake_case in spec, camelCase times in status), the same enums and the same
+//! printer columns, so ProwJobs written by upstream hook, horologium or deck apply unchanged.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{preserved_object, string_map};
+
+/// What a ProwJob asks for: which job, on which refs, run how.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "prow.k8s.io",
+    version = "v1",
+    kind = "ProwJob",
+    plural = "prowjobs",
+    singular = "prowjob",
+    namespaced,
+    status = "ProwJobStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    // The API server refuses a CRD in a `*.k8s.io` group without this; upstream's carries it.
+    doc = "ProwJob is one run of a CI job: the operator runs it as a pod and records its state.",
+    annotation("api-approved.kubernetes.io", "https://github.com/kubernetes/test-infra/pull/8669"),
+    printcolumn(name = "Job", type_ = "string", json_path = ".spec.job", description = "The name of the job"),
+    printcolumn(name = "BuildId", type_ = "string", json_path = ".status.build_id", description = "The ID of the job being run."),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "The type of job being run."),
+    printcolumn(name = "Org", type_ = "string", json_path = ".spec.refs.org", description = "The org for which the job is running."),
+    printcolumn(name = "Repo", type_ = "string", json_path = ".spec.refs.repo", description = "The repo for which the job is running."),
+    printcolumn(name = "Pulls", type_ = "string", json_path = ".spec.refs.pulls[*].number", description = "The pulls for which the job is running."),
+    printcolumn(name = "StartTime", type_ = "date", json_path = ".status.startTime", description = "When the job started running."),
+    printcolumn(name = "CompletionTime", type_ = "date", json_path = ".status.completionTime", description = "When the job finished running."),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state", description = "The state of the job.")
+)]
+pub struct ProwJobSpec {
+    /// Kind of job: presubmit, postsubmit, periodic or batch.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub job_type: Option<ProwJobType>,
+    /// What runs the job; only `kubernetes` jobs are run by this operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<ProwJobAgent>,
+    /// Alias of the build cluster the job runs in (upstream's multi-cluster setting).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    /// Namespace the job's pod is created in; the operator's default when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name of the job as configured (the same for every run of it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job: String,
+    /// Repository and pull requests the job tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refs: Option<Refs>,
+    /// Further repositories the job checks out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_refs: Vec<Refs>,
+    /// Whether the result is reported back to the code host.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub report: bool,
+    /// Name of the status context reported for this job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub context: String,
+    /// Comment that reruns this job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rerun_command: String,
+    /// How many runs of this job may be pending at once; 0 is unlimited.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_concurrency: i64,
+    /// Whether an evicted pod ends the job in error instead of being recreated.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub error_on_eviction: bool,
+    /// Pod spec the job's pod is built from (a core/v1 PodSpec; validated by the webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub pod_spec: Option<PodSpec>,
+    /// Jenkins settings, for upstream's Jenkins agent (stored, not used here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub jenkins_spec: Option<serde_json::Value>,
+    /// Tekton pipeline run spec, for upstream's Tekton agent (stored, not used here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub pipeline_run_spec: Option<serde_json::Value>,
+    /// Tekton pipeline run specs by version, for upstream's Tekton agent (stored, not used here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub tekton_pipeline_run_spec: Option<serde_json::Value>,
+    /// Pod utilities' decoration settings, including per-job pod timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub decoration_config: Option<DecorationConfig>,
+    /// How reporters (Slack, ...) report this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub reporter_config: Option<serde_json::Value>,
+    /// Who may rerun this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub rerun_auth_config: Option<serde_json::Value>,
+    /// Whether the job is hidden from the public dashboard.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
+    /// Defaults upstream tooling applied to the job (tenant ID and the like).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub prowjob_defaults: Option<serde_json::Value>,
+    /// Named queue whose capacity limits how many jobs of it run at once.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job_queue_name: String,
+}
+
+/// Kind of CI job.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProwJobType {
+    /// Runs on a pull request before merge.
+    Presubmit,
+    /// Runs on a branch after merge.
+    Postsubmit,
+    /// Runs on a schedule.
+    Periodic,
+    /// Runs several pull requests merged together.
+    Batch,
+}
+
+/// What runs a job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum ProwJobAgent {
+    /// A Kubernetes pod (the only agent this operator runs).
+    #[serde(rename = "kubernetes")]
+    Kubernetes,
+    /// A Jenkins build.
+    #[serde(rename = "jenkins")]
+    Jenkins,
+    /// A Tekton pipeline run.
+    #[serde(rename = "tekton-pipeline")]
+    TektonPipeline,
+}
+
+/// Where a job is in its life.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProwJobState {
+    /// Waiting for upstream's scheduler to pick a build cluster.
+    Scheduling,
+    /// Created; no pod yet.
+    Triggered,
+    /// Its pod exists and has not finished.
+    Pending,
+    /// Finished and passed.
+    Success,
+    /// Finished and failed.
+    Failure,
+    /// Stopped by a user, a newer run or a timeout.
+    Aborted,
+    /// Could not run to an end (pod not creatable, lost, timed out).
+    Error,
+}
+
+impl ProwJobState {
+    /// Whether the state is final.
+    pub fn is_complete(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Failure | Self::Aborted | Self::Error
+        )
+    }
+}
+
+/// A repository, the base it is tested on and the pull requests merged onto it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Refs {
+    /// Organisation (GitHub org or Gerrit host) of the repository.
+    pub org: String,
+    /// Repository name.
+    pub repo: String,
+    /// Link to the repository.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub repo_link: String,
+    /// Branch the job tests against.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_ref: String,
+    /// Commit of the base branch.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_sha: String,
+    /// Link to the base commit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_link: String,
+    /// Pull requests merged onto the base.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulls: Vec<Pull>,
+    /// Import path the repository is cloned under, instead of github.com/org/repo.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path_alias: String,
+    /// Whether the job's working directory is this repository's checkout.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub workdir: bool,
+    /// URI to clone from, instead of the code host's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub clone_uri: String,
+    /// Whether submodules are left out of the clone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_submodules: bool,
+    /// Depth of a shallow clone; 0 is a full clone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clone_depth: i64,
+    /// Whether the fetch of HEAD is skipped.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_fetch_head: bool,
+    /// Whether the clone fetches without blobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobless_fetch: Option<bool>,
+}
+
+/// A pull request a job tests.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Pull {
+    /// Pull request number.
+    pub number: i64,
+    /// Login of the pull request's author.
+    // Optional here (upstream always writes it): an empty-string schema default would be
+    // refused by the 1.20 API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Head commit of the pull request.
+    // Optional here (upstream always writes it): an empty-string schema default would be
+    // refused by the 1.20 API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    /// Title of the pull request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// Git ref of the pull request's head, for code hosts that need it.
+    #[serde(rename = "ref", default, skip_serializing_if = "String::is_empty")]
+    pub git_ref: String,
+    /// Link to the pull request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub link: String,
+    /// Link to the head commit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit_link: String,
+    /// Link to the author.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author_link: String,
+}
+
+/// Pod utilities' decoration settings. The timeouts are read here; every other field is kept as
+/// written so upstream's full configuration round-trips.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct DecorationConfig {
+    /// Longest the test may run (Go duration, e.g. `2h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// How long the test gets to stop after the timeout before it is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<String>,
+    /// How long a pod may stay pending after it was scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_pending_timeout: Option<String>,
+    /// How long a pod may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_running_timeout: Option<String>,
+    /// How long a pod may wait to be scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_unscheduled_timeout: Option<String>,
+    /// Every other decoration field, kept as written.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// What has happened to a ProwJob so far.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ProwJobStatus {
+    /// When the job was created by its trigger.
+    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the job's pod was created.
+    #[serde(
+        rename = "pendingTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pending_time: Option<Time>,
+    /// When the job finished; set exactly once.
+    #[serde(
+        rename = "completionTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub completion_time: Option<Time>,
+    /// Where the job is in its life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProwJobState>,
+    /// Why the job is in its state, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Link to the job's logs or results.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// Name of the pod that runs the job.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod_name: String,
+    /// Build number of this run, increasing per job name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub build_id: String,
+    /// Build ID Jenkins gave the job, for upstream's Jenkins agent.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jenkins_build_id: String,
+    /// How often the job's pod was recreated after it was lost.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pod_revival_count: i64,
+    /// Last state each reporter reported, by reporter name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "string_map")]
+    pub prev_report_states: BTreeMap<String, ProwJobState>,
+}
+
+impl ProwJob {
+    /// The job's state; a job with no state yet counts as triggered, as upstream treats it.
+    pub fn state(&self) -> ProwJobState {
+        self.status
+            .as_ref()
+            .and_then(|s| s.state)
+            .unwrap_or(ProwJobState::Triggered)
+    }
+
+    /// Whether the job is finished: upstream's rule is that `completionTime` is set.
+    pub fn is_complete(&self) -> bool {
+        self.status
+            .as_ref()
+            .is_some_and(|s| s.completion_time.is_some())
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}

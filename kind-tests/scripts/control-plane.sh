@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane (etcd + kube-apiserver v1.20.2) on a machine without Docker.
+#
+#   control-plane.sh install      install packages, build kube-apiserver once (cached by version)
+#   control-plane.sh up DIR       start etcd + kube-apiserver on free loopback ports, state in DIR,
+#                                 writes DIR/kubeconfig; prints its path
+#   control-plane.sh down DIR     stop what `up` started, by process id
+#
+# The recipe is shared/docs/local-control-plane.md: Debian's `kubernetes` source package (bookworm),
+# its vendored reflect2 swapped for Debian's 1.0.2, built in GOPATH mode with Go 1.19.
+set -euo pipefail
+
+K8S_VERSION=1.20.2
+CACHE_DIR="${PROW_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prow-operator}"
+APISERVER="$CACHE_DIR/kube-apiserver-v$K8S_VERSION"
+
+log() { echo "control-plane: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v kubectl >/dev/null || missing+=(kubectl)
+  if [ ! -x "$APISERVER" ]; then
+    [ -x /usr/lib/go-1.19/bin/go ] || missing+=(golang-1.19-go)
+    command -v rsync >/dev/null || missing+=(rsync)
+    [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || missing+=(golang-github-modern-go-reflect2-dev)
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+enable_deb_src() {
+  local f=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$f" ] && ! grep -q '^Types: deb deb-src' "$f"; then
+    as_root sed -i 's/^Types: deb$/Types: deb deb-src/' "$f"
+    as_root apt-get update -qq
+  fi
+}
+
+build_apiserver() {
+  if [ -x "$APISERVER" ]; then
+    log "kube-apiserver v$K8S_VERSION cached at $APISERVER"
+    return
+  fi
+  enable_deb_src
+  mkdir -p "$CACHE_DIR"
+  local work
+  work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
+  log "building kube-apiserver v$K8S_VERSION in $work (about 5 minutes on 2 cores)"
+  (
+    cd "$work"
+    apt-get source --download-only kubernetes/bookworm >/dev/null 2>&1
+    tar xzf kubernetes_*.orig.tar.gz
+    cd kubernetes-$K8S_VERSION
+    # The vendored reflect2 v1.0.1 crashes under Go >= 1.18; Debian's 1.0.2 does not.
+    rm -rf vendor/github.com/modern-go/reflect2
+    cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
+    mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
+    rm -rf _output
+    env GOPATH="$PWD/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 HOME="$(mktemp -d)" \
+      make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 \
+      || { tail -40 "$work/build.log" >&2; exit 1; }
+    install -m 0755 _output/bin/kube-apiserver "$APISERVER.tmp"
+    mv "$APISERVER.tmp" "$APISERVER"
+  )
+  rm -rf "$work"
+  log "built $APISERVER"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+make_certs() {
+  local d=$1
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=prow-operator-test-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+      -keyout apiserver.key -out apiserver.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile san.ext -out apiserver.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+up() {
+  local d=$1
+  [ -x "$APISERVER" ] || { log "kube-apiserver not built; run '$0 install' first"; exit 1; }
+  mkdir -p "$d"
+  d=$(cd "$d" && pwd)
+  make_certs "$d"
+  local token
+  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  echo "$token,admin,admin,system:masters" >"$d/tokens.csv"
+  local etcd_port etcd_peer api_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
+  etcd --data-dir "$d/etcd" --name default \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "default=http://127.0.0.1:$etcd_peer" \
+    --quota-backend-bytes=8589934592 >"$d/etcd.log" 2>&1 &
+  echo $! >"$d/etcd.pid"
+  "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+    --secure-port="$api_port" --tls-cert-file="$d/apiserver.crt" --tls-private-key-file="$d/apiserver.key" \
+    --client-ca-file="$d/ca.crt" --token-auth-file="$d/tokens.csv" \
+    --service-account-key-file="$d/sa.pub" --service-account-signing-key-file="$d/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
+    --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+    --disable-admission-plugins=ServiceAccount --allow-privileged=true \
+    --max-requests-inflight=2000 --max-mutating-requests-inflight=1000 \
+    >"$d/apiserver.log" 2>&1 &
+  echo $! >"$d/apiserver.pid"
+  cat >"$d/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $d/ca.crt
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: admin, namespace: default}
+current-context: local
+KC
+  local i
+  for i in $(seq 1 120); do
+    if KUBECONFIG="$d/kubeconfig" kubectl get --raw /readyz >/dev/null 2>&1; then
+      log "ready after ${i}x0.5s on https://127.0.0.1:$api_port"
+      echo "$d/kubeconfig"
+      return
+    fi
+    if ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then
+      tail -20 "$d/apiserver.log" >&2; down "$d"; exit 1
+    fi
+    sleep 0.5
+  done
+  log "kube-apiserver did not become ready; see $d/apiserver.log"
+  tail -20 "$d/apiserver.log" >&2
+  down "$d"
+  exit 1
+}
+
+down() {
+  local d=$1 f pid
+  for f in apiserver etcd; do
+    [ -f "$d/$f.pid" ] || continue
+    pid=$(cat "$d/$f.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$d/$f.pid"
+  done
+}
+
+case "${1:-}" in
+  install) install_packages; build_apiserver ;;
+  up) up "${2:?usage: $0 up DIR}" ;;
+  down) down "${2:?usage: $0 down DIR}" ;;
+  path) echo "$APISERVER" ;;
+  *) echo "usage: $0 install | up DIR | down DIR | path" >&2; exit 2 ;;
+esac
