@@ -1,0 +1,7 @@
+//! The operator's building blocks: configuration, telemetry, the health server and shutdown.
+//! The webhook binary shares the same blocks so both processes start and stop alike.
+
+pub mod config;
+pub mod health;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,33 @@
+//! Logging set-up shared by the operator and the webhook.
+
+use clap::ValueEnum;
+use serde::Serialize;
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Installs rustls' process-wide crypto provider. Both `ring` and `aws-lc-rs` can end up in the
+/// dependency graph, and rustls then refuses to choose one by itself at the first TLS handshake.
+pub fn install_crypto_provider() {
+    // An Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
