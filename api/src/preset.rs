@@ -1,6 +1,9 @@
 //! The Preset kind, `prow-operator.dev/v1alpha1`: env, volumes, mounts and tolerations that the
 //! mutating webhook adds to every ProwJob whose labels match the selector.
 
+// kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, Toleration, Volume, VolumeMount};

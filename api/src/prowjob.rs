@@ -4,6 +4,9 @@
 //! JSON field names (snake_case in spec, camelCase times in status), the same enums and the same
 //! printer columns, so ProwJobs written by upstream hook, horologium or deck apply unchanged.
 
+// kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodSpec;

@@ -1,6 +1,9 @@
 //! The TestCluster kind, `prow-operator.dev/v1alpha1`: one end-to-end test cluster of a pool.
 //! Its status is the lease: who holds it, since when and until when.
 
+// kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
