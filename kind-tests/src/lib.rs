@@ -1,1 +1,13 @@
-pub fn x() {}
+//! Support for tests against a real API server: a client and a fresh namespace per test, the
+//! CRDs installed once per run, a pod driver standing in for the kubelet, and the operator and
+//! webhook started as real processes.
+//!
+//! The control plane is started by `kind-tests/scripts/control-plane.sh up DIR` (the test
+//! command in README.md does it) and found through `PROW_TEST_KUBECONFIG`.
+
+pub mod env;
+pub mod pod_driver;
+pub mod process;
+
+pub use env::TestEnv;
+pub use pod_driver::PodDriver;

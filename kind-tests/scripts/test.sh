@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, lints, unit tests, and the integration tests
+# against a real etcd + kube-apiserver started for this run and stopped after it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+scripts=kind-tests/scripts
+"$scripts/control-plane.sh" install
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo build --bins"
+cargo build --bins --locked
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/prow-operator-test.XXXXXX")
+trap '"$scripts/control-plane.sh" down "$state"; rm -rf "$state"' EXIT
+start=$(date +%s%N)
+PROW_TEST_KUBECONFIG=$("$scripts/control-plane.sh" up "$state")
+export PROW_TEST_KUBECONFIG
+echo "== control plane up in $((($(date +%s%N) - start) / 1000000)) ms"
+
+echo "== cargo test"
+cargo test --workspace --locked --no-fail-fast
