@@ -2,6 +2,10 @@
 //! operator and the webhook take is a function of its inputs, tested with tables.
 
 pub mod crd;
+pub mod duration;
+pub mod labels;
+pub mod lifecycle;
+pub mod pod;
 pub mod preset;
 pub mod prowjob;
 pub mod schema;

@@ -242,6 +242,9 @@ pub struct Pull {
     /// Title of the pull request.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub title: String,
+    /// Branch the pull request comes from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub head_ref: String,
     /// Git ref of the pull request's head, for code hosts that need it.
     #[serde(rename = "ref", default, skip_serializing_if = "String::is_empty")]
     pub git_ref: String,
@@ -334,6 +337,11 @@ impl ProwJob {
             .as_ref()
             .and_then(|s| s.state)
             .unwrap_or(ProwJobState::Triggered)
+    }
+
+    /// The refs labels and env describe: the main refs, or the first extra refs.
+    pub fn main_refs(&self) -> Option<&Refs> {
+        self.spec.refs.as_ref().or(self.spec.extra_refs.first())
     }
 
     /// Whether the job is finished: upstream's rule is that `completionTime` is set.

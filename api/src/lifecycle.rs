@@ -1,0 +1,278 @@
+//! What happens next to a ProwJob, given its pod and the time: upstream plank's state machine
+//! as one pure function.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::labels;
+use crate::{ProwJob, ProwJobAgent, ProwJobState};
+
+/// Pod timeouts; upstream's defaults, overridable globally and per job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A scheduled pod that is not running yet.
+    pub pending: Duration,
+    /// A pod with no node yet, measured from its creation.
+    pub unscheduled: Duration,
+    /// A running pod, measured from its start.
+    pub running: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            pending: Duration::from_secs(10 * 60),
+            unscheduled: Duration::from_secs(5 * 60),
+            running: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
+impl Timeouts {
+    /// These timeouts with the job's `decoration_config` overrides applied; an override that
+    /// does not parse is ignored (the webhook refuses such jobs).
+    pub fn for_job(self, job: &ProwJob) -> Self {
+        let Some(dc) = job.spec.decoration_config.as_ref() else {
+            return self;
+        };
+        let pick = |o: &Option<String>, d| {
+            o.as_deref()
+                .and_then(|t| crate::duration::parse(t).ok())
+                .unwrap_or(d)
+        };
+        Self {
+            pending: pick(&dc.pod_pending_timeout, self.pending),
+            unscheduled: pick(&dc.pod_unscheduled_timeout, self.unscheduled),
+            running: pick(&dc.pod_running_timeout, self.running),
+        }
+    }
+}
+
+/// Settings of the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Pod timeouts before per-job overrides.
+    pub timeouts: Timeouts,
+    /// How often a lost pod is recreated before the job errors.
+    pub max_revivals: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::default(),
+            max_revivals: 3,
+        }
+    }
+}
+
+/// The next step for a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Not this operator's job, or nothing to do until something changes.
+    Idle,
+    /// Nothing to do now; look again after this long (a timeout comes due).
+    WaitFor(Duration),
+    /// Create the job's pod, if the concurrency limits allow it.
+    Start,
+    /// The job's pod exists but the job does not say so (the operator stopped between creating
+    /// the pod and writing the status): record it as pending.
+    Adopt,
+    /// Recreate the pod of a pending job whose lost pod was removed (revival).
+    Restart,
+    /// Delete a pod that is not this job's current one: left by a deleted job of the same name,
+    /// or the lost pod of a revival whose deletion did not happen.
+    DeleteStalePod,
+    /// Recreate a lost pod: count the revival, then delete the pod.
+    Revive {
+        /// Why, for the job's description.
+        description: String,
+    },
+    /// End the job.
+    Finish {
+        /// Its final state.
+        state: ProwJobState,
+        /// Why, for the job's description.
+        description: String,
+        /// Whether its pod is deleted (timeouts, aborts, evictions).
+        delete_pod: bool,
+    },
+}
+
+fn finish(state: ProwJobState, description: impl Into<String>, delete_pod: bool) -> Step {
+    Step::Finish {
+        state,
+        description: description.into(),
+        delete_pod,
+    }
+}
+
+/// The pod's UID annotation for its job, if any.
+fn pod_job_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(labels::JOB_UID)
+        .map(String::as_str)
+}
+
+/// Decides the next step for `job` whose pod (same name, in the job's pod namespace) is `pod`.
+pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy) -> Step {
+    if job.spec.agent != Some(ProwJobAgent::Kubernetes) || job.is_complete() {
+        return Step::Idle;
+    }
+    let status = job.status.clone().unwrap_or_default();
+    let ours = |p: &&Pod| pod_job_uid(p) == job.metadata.uid.as_deref();
+    let state = job.state();
+    match state {
+        ProwJobState::Scheduling => Step::Idle,
+        ProwJobState::Aborted => {
+            let description = if status.description.is_empty() {
+                "Job aborted.".to_string()
+            } else {
+                status.description
+            };
+            finish(ProwJobState::Aborted, description, pod.is_some())
+        }
+        ProwJobState::Success | ProwJobState::Failure | ProwJobState::Error => {
+            // A final state without completionTime: complete it as it stands.
+            finish(state, status.description, false)
+        }
+        ProwJobState::Triggered => match pod {
+            None => Step::Start,
+            Some(p) if ours(&p) => Step::Adopt,
+            Some(_) => Step::DeleteStalePod,
+        },
+        ProwJobState::Pending => {
+            let awaiting_revival = status.pod_name.is_empty();
+            match pod {
+                None if awaiting_revival => Step::Restart,
+                None => finish(ProwJobState::Error, "Pod got deleted unexpectedly", false),
+                Some(p) if !ours(&p) => Step::DeleteStalePod,
+                Some(p) if awaiting_revival => {
+                    if p.metadata.deletion_timestamp.is_some() {
+                        Step::WaitFor(Duration::from_secs(1))
+                    } else {
+                        Step::DeleteStalePod
+                    }
+                }
+                Some(p) => follow_pod(job, p, now, policy),
+            }
+        }
+    }
+}
+
+/// A pending job's step, read off its pod.
+fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step {
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    let reason = status.reason.as_deref().unwrap_or_default();
+    let revivals = job.status.as_ref().map_or(0, |s| s.pod_revival_count);
+    let timeouts = policy.timeouts.for_job(job);
+
+    let lost = reason == "Evicted" || reason == "NodeLost" || phase == "Unknown";
+    if lost {
+        let why = if reason == "Evicted" {
+            "evicted"
+        } else {
+            "lost"
+        };
+        if reason == "Evicted" && job.spec.error_on_eviction {
+            return finish(
+                ProwJobState::Error,
+                "Job pod was evicted by the cluster.",
+                true,
+            );
+        }
+        if revivals >= policy.max_revivals {
+            return finish(
+                ProwJobState::Error,
+                format!(
+                    "Job pod reached max revivals ({revivals}) after being stopped unexpectedly ({why})"
+                ),
+                true,
+            );
+        }
+        return Step::Revive {
+            description: format!(
+                "Job pod was {why}; recreating it (revival {} of {}).",
+                revivals + 1,
+                policy.max_revivals
+            ),
+        };
+    }
+
+    match phase {
+        "Succeeded" => {
+            if every_container_terminated(pod) {
+                finish(ProwJobState::Success, "Job succeeded.", false)
+            } else {
+                finish(
+                    ProwJobState::Error,
+                    "Pod was in succeeded phase but some containers didn't finish",
+                    false,
+                )
+            }
+        }
+        "Failed" => finish(ProwJobState::Failure, "Job failed.", false),
+        "Running" => match status.start_time.as_ref() {
+            Some(start) => deadline(
+                start.0,
+                timeouts.running,
+                now,
+                finish(ProwJobState::Aborted, "Pod running timeout.", true),
+            ),
+            None => Step::Idle,
+        },
+        _ => match status.start_time.as_ref() {
+            Some(start) => deadline(
+                start.0,
+                timeouts.pending,
+                now,
+                finish(ProwJobState::Error, "Pod pending timeout.", true),
+            ),
+            None => match pod.metadata.creation_timestamp.as_ref() {
+                Some(created) => deadline(
+                    created.0,
+                    timeouts.unscheduled,
+                    now,
+                    finish(ProwJobState::Error, "Pod scheduling timeout.", true),
+                ),
+                None => Step::Idle,
+            },
+        },
+    }
+}
+
+/// `expired` once `since + timeout <= now` (upstream compares with >=), else wait for it.
+fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) -> Step {
+    let elapsed = now.duration_since(since);
+    let elapsed = Duration::try_from(elapsed).unwrap_or(Duration::ZERO);
+    if elapsed >= timeout {
+        expired
+    } else {
+        Step::WaitFor(timeout - elapsed)
+    }
+}
+
+/// Whether every container and init container of the pod has a terminated state.
+fn every_container_terminated(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    let init = status
+        .init_container_statuses
+        .as_deref()
+        .unwrap_or_default();
+    let terminated = |cs: &k8s_openapi::api::core::v1::ContainerStatus| {
+        cs.state.as_ref().is_some_and(|s| s.terminated.is_some())
+    };
+    statuses.len() >= declared && statuses.iter().all(terminated) && init.iter().all(terminated)
+}
+
+#[cfg(test)]
+mod tests;

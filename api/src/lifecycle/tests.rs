@@ -1,0 +1,328 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+const NOW: &str = "2024-05-01T12:00:00Z";
+
+fn now() -> Timestamp {
+    NOW.parse().expect("time")
+}
+
+fn job(status: Value, spec_extra: Value) -> ProwJob {
+    let mut spec = json!({"type": "periodic", "agent": "kubernetes", "job": "j",
+                          "pod_spec": {"containers": [{"name": "test", "image": "x"}]}});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": "j-1", "namespace": "prow", "uid": "uid-1"},
+        "spec": spec,
+        "status": status,
+    }))
+    .expect("job")
+}
+
+fn pending(extra: Value) -> ProwJob {
+    let mut status = json!({"state": "pending", "pod_name": "j-1", "build_id": "1",
+                            "startTime": "2024-05-01T11:00:00Z"});
+    if let (Some(s), Some(extra)) = (status.as_object_mut(), extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    job(status, json!({}))
+}
+
+fn pod(status: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "j-1", "namespace": "test-pods",
+                     "creationTimestamp": "2024-05-01T11:58:00Z",
+                     "annotations": {"prow-operator.dev/job-uid": "uid-1"}},
+        "spec": {"containers": [{"name": "test", "image": "x"}]},
+        "status": status,
+    }))
+    .expect("pod")
+}
+
+fn terminated(code: i32) -> Value {
+    json!([{"name": "test", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code}}}])
+}
+
+fn finished(state: ProwJobState, description: &str, delete_pod: bool) -> Step {
+    Step::Finish {
+        state,
+        description: description.into(),
+        delete_pod,
+    }
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+#[test]
+fn state_machine_table() {
+    use ProwJobState::*;
+    let policy = Policy::default();
+    let stale_pod = {
+        let mut p = pod(json!({"phase": "Running"}));
+        p.metadata.annotations = Some([(labels::JOB_UID.to_string(), "old".to_string())].into());
+        p
+    };
+    let cases: Vec<(&str, ProwJob, Option<Pod>, Step)> = vec![
+        (
+            "not ours: jenkins agent",
+            job(json!({}), json!({"agent": "jenkins"})),
+            None,
+            Step::Idle,
+        ),
+        (
+            "complete jobs are left alone",
+            job(
+                json!({"state": "success", "completionTime": NOW}),
+                json!({}),
+            ),
+            None,
+            Step::Idle,
+        ),
+        (
+            "scheduling is upstream's scheduler's",
+            job(json!({"state": "scheduling"}), json!({})),
+            None,
+            Step::Idle,
+        ),
+        (
+            "no status: start",
+            job(json!({}), json!({})),
+            None,
+            Step::Start,
+        ),
+        (
+            "triggered: start",
+            job(json!({"state": "triggered"}), json!({})),
+            None,
+            Step::Start,
+        ),
+        (
+            "triggered with its pod: adopt",
+            job(json!({"state": "triggered"}), json!({})),
+            Some(pod(json!({}))),
+            Step::Adopt,
+        ),
+        (
+            "triggered with a stale pod: delete it",
+            job(json!({"state": "triggered"}), json!({})),
+            Some(stale_pod.clone()),
+            Step::DeleteStalePod,
+        ),
+        (
+            "pending with a stale pod: delete it",
+            pending(json!({})),
+            Some(stale_pod),
+            Step::DeleteStalePod,
+        ),
+        (
+            "pod gone under a pending job",
+            pending(json!({})),
+            None,
+            finished(Error, "Pod got deleted unexpectedly", false),
+        ),
+        (
+            "revival: old pod gone, start again",
+            pending(json!({"pod_name": ""})),
+            None,
+            Step::Restart,
+        ),
+        (
+            "revival: old pod still there",
+            pending(json!({"pod_name": ""})),
+            Some(pod(json!({"phase": "Failed", "reason": "Evicted"}))),
+            Step::DeleteStalePod,
+        ),
+        (
+            "succeeded, every container done",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Succeeded", "containerStatuses": terminated(0)}),
+            )),
+            finished(Success, "Job succeeded.", false),
+        ),
+        (
+            "succeeded, a container unfinished",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Succeeded"}))),
+            finished(
+                Error,
+                "Pod was in succeeded phase but some containers didn't finish",
+                false,
+            ),
+        ),
+        (
+            "failed",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Failed", "containerStatuses": terminated(1)}),
+            )),
+            finished(Failure, "Job failed.", false),
+        ),
+        (
+            "aborted by a user, pod running",
+            job(
+                json!({"state": "aborted", "description": "stop"}),
+                json!({}),
+            ),
+            Some(pod(json!({"phase": "Running"}))),
+            finished(Aborted, "stop", true),
+        ),
+        (
+            "aborted, no pod",
+            job(json!({"state": "aborted"}), json!({})),
+            None,
+            finished(Aborted, "Job aborted.", false),
+        ),
+        (
+            "final state without completionTime",
+            job(json!({"state": "failure", "description": "d"}), json!({})),
+            None,
+            finished(Failure, "d", false),
+        ),
+        (
+            "evicted: revive",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Failed", "reason": "Evicted"}))),
+            Step::Revive {
+                description: "Job pod was evicted; recreating it (revival 1 of 3).".into(),
+            },
+        ),
+        (
+            "node lost: revive",
+            pending(json!({"pod_revival_count": 2})),
+            Some(pod(json!({"phase": "Running", "reason": "NodeLost"}))),
+            Step::Revive {
+                description: "Job pod was lost; recreating it (revival 3 of 3).".into(),
+            },
+        ),
+        (
+            "unknown after max revivals: error",
+            pending(json!({"pod_revival_count": 3})),
+            Some(pod(json!({"phase": "Unknown"}))),
+            finished(
+                Error,
+                "Job pod reached max revivals (3) after being stopped unexpectedly (lost)",
+                true,
+            ),
+        ),
+        (
+            "evicted with error_on_eviction",
+            job(
+                json!({"state": "pending", "pod_name": "j-1"}),
+                json!({"error_on_eviction": true}),
+            ),
+            Some(pod(json!({"phase": "Failed", "reason": "Evicted"}))),
+            finished(Error, "Job pod was evicted by the cluster.", true),
+        ),
+        (
+            "unscheduled for 2 of 5 minutes",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Pending"}))),
+            Step::WaitFor(minutes(3)),
+        ),
+        (
+            "unscheduled for exactly 5 minutes",
+            pending(json!({})),
+            Some({
+                let mut p = pod(json!({"phase": "Pending"}));
+                p.metadata.creation_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        "2024-05-01T11:55:00Z".parse().expect("t"),
+                    ));
+                p
+            }),
+            finished(Error, "Pod scheduling timeout.", true),
+        ),
+        (
+            "scheduled, pending 9 minutes",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Pending", "startTime": "2024-05-01T11:51:00Z"}),
+            )),
+            Step::WaitFor(minutes(1)),
+        ),
+        (
+            "scheduled, pending 10 minutes",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Pending", "startTime": "2024-05-01T11:50:00Z"}),
+            )),
+            finished(Error, "Pod pending timeout.", true),
+        ),
+        (
+            "running 47 hours",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Running", "startTime": "2024-04-29T13:00:00Z"}),
+            )),
+            Step::WaitFor(minutes(60)),
+        ),
+        (
+            "running 48 hours",
+            pending(json!({})),
+            Some(pod(
+                json!({"phase": "Running", "startTime": "2024-04-29T12:00:00Z"}),
+            )),
+            finished(Aborted, "Pod running timeout.", true),
+        ),
+        (
+            "running without startTime stays pending",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Running"}))),
+            Step::Idle,
+        ),
+    ];
+    for (name, job, pod, expected) in cases {
+        assert_eq!(
+            decide(&job, pod.as_ref(), now(), &policy),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn per_job_timeouts_override_the_defaults() {
+    let j = job(
+        json!({"state": "pending", "pod_name": "j-1"}),
+        json!({"decoration_config": {"pod_running_timeout": "30m", "pod_pending_timeout": "1m",
+                                      "pod_unscheduled_timeout": "bad"}}),
+    );
+    let t = Timeouts::default().for_job(&j);
+    assert_eq!(t.running, minutes(30));
+    assert_eq!(t.pending, minutes(1));
+    assert_eq!(
+        t.unscheduled,
+        minutes(5),
+        "an unparsable override keeps the default"
+    );
+    let running = pod(json!({"phase": "Running", "startTime": "2024-05-01T11:30:00Z"}));
+    assert_eq!(
+        decide(&j, Some(&running), now(), &Policy::default()),
+        finished(ProwJobState::Aborted, "Pod running timeout.", true)
+    );
+}
+
+#[test]
+fn max_revivals_is_configurable() {
+    let policy = Policy {
+        max_revivals: 0,
+        ..Policy::default()
+    };
+    let evicted = pod(json!({"phase": "Failed", "reason": "Evicted"}));
+    assert!(matches!(
+        decide(&pending(json!({})), Some(&evicted), now(), &policy),
+        Step::Finish {
+            state: ProwJobState::Error,
+            delete_pod: true,
+            ..
+        }
+    ));
+}

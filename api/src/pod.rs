@@ -1,0 +1,226 @@
+//! The pod a ProwJob runs as: upstream plank's pod shape, built without I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+use crate::labels::{self, is_valid_label_value};
+use crate::{DecorationConfig, ProwJob, ProwJobType, Refs};
+
+/// Why a job has no pod to run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PodError {
+    /// The job has no `pod_spec`.
+    #[error("the job has no pod_spec")]
+    NoPodSpec,
+    /// The job has no name or UID yet (it was not read from the API server).
+    #[error("the job has no name or uid")]
+    Unnamed,
+}
+
+/// Name of the single container of a one-container job, as upstream renames it.
+pub const TEST_CONTAINER: &str = "test";
+
+/// The namespace the job's pod runs in: `spec.namespace`, or `default_namespace` when empty.
+pub fn pod_namespace<'a>(job: &'a ProwJob, default_namespace: &'a str) -> &'a str {
+    if job.spec.namespace.is_empty() {
+        default_namespace
+    } else {
+        &job.spec.namespace
+    }
+}
+
+/// The pod that runs `job` as build `build_id`: named after the job, in the job's pod
+/// namespace, labelled and annotated as upstream does, with the downward-API env on every
+/// container, `restartPolicy: Never`, and no service-account token unless the job names a
+/// service account.
+pub fn pod_for(job: &ProwJob, build_id: &str, default_namespace: &str) -> Result<Pod, PodError> {
+    let name = job.metadata.name.clone().ok_or(PodError::Unnamed)?;
+    let uid = job.metadata.uid.clone().ok_or(PodError::Unnamed)?;
+    let mut spec = job.spec.pod_spec.clone().ok_or(PodError::NoPodSpec)?;
+
+    spec.restart_policy = Some("Never".into());
+    if spec.containers.len() == 1 {
+        spec.containers[0].name = TEST_CONTAINER.into();
+    }
+    let env = downward_env(job, build_id);
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        container
+            .env
+            .get_or_insert_with(Vec::new)
+            .extend(env.iter().cloned());
+    }
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+        && spec.automount_service_account_token.is_none()
+    {
+        spec.automount_service_account_token = Some(false);
+    }
+
+    let mut annotations = job.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    annotations.insert(labels::JOB.into(), job.spec.job.clone());
+    if !job.spec.context.is_empty() {
+        annotations.insert(labels::CONTEXT.into(), job.spec.context.clone());
+    }
+    annotations.insert(
+        labels::JOB_NAMESPACE.into(),
+        job.metadata.namespace.clone().unwrap_or_default(),
+    );
+    annotations.insert(labels::JOB_UID.into(), uid);
+
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(pod_namespace(job, default_namespace).to_string()),
+            labels: Some(pod_labels(job, build_id)),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// The pod's labels: the job's own, then Prow's, keeping only valid label values.
+pub fn pod_labels(job: &ProwJob, build_id: &str) -> BTreeMap<String, String> {
+    let mut out = job.metadata.labels.clone().unwrap_or_default();
+    let mut set = |key: &str, value: Option<String>| match value {
+        Some(v) if is_valid_label_value(&v) => {
+            out.insert(key.to_string(), v);
+        }
+        _ => {
+            out.remove(key);
+        }
+    };
+    set(labels::CREATED_BY_PROW, Some("true".into()));
+    set(labels::JOB, labels::job_label_value(&job.spec.job));
+    set(labels::TYPE, job.spec.job_type.map(|t| type_name(t).into()));
+    set(labels::ID, job.metadata.name.clone());
+    set(labels::BUILD_ID, Some(build_id.into()));
+    if !job.spec.context.is_empty() {
+        set(labels::CONTEXT, Some(job.spec.context.clone()));
+    }
+    if let Some(refs) = job.main_refs() {
+        set(labels::REFS_ORG, Some(refs.org.clone()));
+        set(labels::REFS_REPO, Some(refs.repo.clone()));
+        set(labels::REFS_BASE_REF, Some(refs.base_ref.clone()));
+        if let Some(pull) = refs.pulls.first() {
+            set(labels::REFS_PULL, Some(pull.number.to_string()));
+        }
+    }
+    out
+}
+
+/// The job's type as upstream spells it.
+pub fn type_name(t: ProwJobType) -> &'static str {
+    match t {
+        ProwJobType::Presubmit => "presubmit",
+        ProwJobType::Postsubmit => "postsubmit",
+        ProwJobType::Periodic => "periodic",
+        ProwJobType::Batch => "batch",
+    }
+}
+
+/// What `JOB_SPEC` holds: upstream's `downwardapi.JobSpec`.
+#[derive(Serialize)]
+struct JobSpec<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    job_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    job: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    buildid: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    prowjobid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refs: Option<&'a Refs>,
+    #[serde(skip_serializing_if = "<[Refs]>::is_empty")]
+    extra_refs: &'a [Refs],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decoration_config: Option<&'a DecorationConfig>,
+}
+
+/// The downward-API environment of a run, sorted by name: `CI`, `JOB_*`, `BUILD_ID`, ...; for
+/// postsubmits and batches the repository and base, for presubmits also the first pull.
+pub fn downward_env(job: &ProwJob, build_id: &str) -> Vec<EnvVar> {
+    let job_type = job.spec.job_type.map(type_name);
+    let prowjob_id = job.metadata.name.as_deref().unwrap_or_default();
+    let spec = JobSpec {
+        job_type,
+        job: &job.spec.job,
+        buildid: build_id,
+        prowjobid: prowjob_id,
+        refs: job.spec.refs.as_ref(),
+        extra_refs: &job.spec.extra_refs,
+        decoration_config: job.spec.decoration_config.as_ref(),
+    };
+    let mut env = BTreeMap::from([
+        ("CI", "true".to_string()),
+        ("JOB_NAME", job.spec.job.clone()),
+        ("JOB_TYPE", job_type.unwrap_or_default().to_string()),
+        ("JOB_SPEC", serde_json::to_string(&spec).unwrap_or_default()),
+        ("BUILD_ID", build_id.to_string()),
+        ("BUILD_NUMBER", build_id.to_string()),
+        ("PROW_JOB_ID", prowjob_id.to_string()),
+    ]);
+    let with_refs = matches!(
+        job.spec.job_type,
+        Some(ProwJobType::Postsubmit | ProwJobType::Batch | ProwJobType::Presubmit)
+    );
+    if let (true, Some(refs)) = (with_refs, job.main_refs()) {
+        env.insert("REPO_OWNER", refs.org.clone());
+        env.insert("REPO_NAME", refs.repo.clone());
+        env.insert("PULL_BASE_REF", refs.base_ref.clone());
+        env.insert("PULL_BASE_SHA", refs.base_sha.clone());
+        env.insert("PULL_REFS", pull_refs(refs));
+        if job.spec.job_type == Some(ProwJobType::Presubmit) {
+            if let Some(pull) = refs.pulls.first() {
+                env.insert("PULL_NUMBER", pull.number.to_string());
+                env.insert("PULL_PULL_SHA", pull.sha.clone().unwrap_or_default());
+                env.insert("PULL_HEAD_REF", pull.head_ref.clone());
+                env.insert("PULL_TITLE", pull.title.clone());
+            }
+        }
+    }
+    env.into_iter()
+        .map(|(name, value)| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            value_from: None,
+        })
+        .collect()
+}
+
+/// `base_ref:base_sha,number:sha[:ref],...`, upstream's `Refs.String()`.
+pub fn pull_refs(refs: &Refs) -> String {
+    let mut parts = vec![if refs.base_sha.is_empty() {
+        refs.base_ref.clone()
+    } else {
+        format!("{}:{}", refs.base_ref, refs.base_sha)
+    }];
+    for pull in &refs.pulls {
+        let mut part = format!(
+            "{}:{}",
+            pull.number,
+            pull.sha.as_deref().unwrap_or_default()
+        );
+        if !pull.git_ref.is_empty() {
+            part = format!("{part}:{}", pull.git_ref);
+        }
+        parts.push(part);
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests;
