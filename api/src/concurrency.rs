@@ -1,0 +1,130 @@
+//! May a triggered job start now? Upstream plank's `max_concurrency`, global and job-queue rules,
+//! decided over the jobs the operator knows of plus the starts it has made that its cache does
+//! not show yet, so a lagging cache can never push a limit over.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::{ProwJob, ProwJobState};
+
+/// Concurrency limits from the operator's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most jobs pending at once across all job names; 0 is unlimited.
+    pub global: i64,
+    /// Capacity of each named job queue: 0 blocks, negative is unlimited.
+    pub queues: BTreeMap<String, i64>,
+}
+
+/// Whether a job may start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Start it now.
+    Start,
+    /// Not yet; the text says why, for the job's description.
+    Wait(String),
+    /// Never: the job names a queue that is not configured.
+    Refuse(String),
+}
+
+/// Whether `other` holds a slot: unfinished and pending, or started by us and not yet seen so.
+fn holds_slot(other: &ProwJob, started: &HashSet<String>) -> bool {
+    !other.is_complete()
+        && (other.state() == ProwJobState::Pending
+            || other
+                .metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| started.contains(u)))
+}
+
+/// Whether `other` is a triggered job created before `job`, so it starts first (FIFO).
+fn ahead_in_line(other: &ProwJob, job: &ProwJob, started: &HashSet<String>) -> bool {
+    let key = |j: &ProwJob| {
+        (
+            j.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            j.metadata.name.clone(),
+        )
+    };
+    !other.is_complete()
+        && other.state() == ProwJobState::Triggered
+        && !other
+            .metadata
+            .uid
+            .as_ref()
+            .is_some_and(|u| started.contains(u))
+        && key(other) < key(job)
+}
+
+/// Decides whether `job` may start, given every other job the operator knows of (`jobs` may
+/// include `job` itself) and the UIDs of jobs it started whose pending state it has not seen.
+pub fn admit<'a>(
+    job: &ProwJob,
+    jobs: impl IntoIterator<Item = &'a ProwJob>,
+    started: &HashSet<String>,
+    limits: &Limits,
+) -> Admission {
+    let queue = job.spec.job_queue_name.as_str();
+    let queue_capacity = if queue.is_empty() {
+        None
+    } else {
+        match limits.queues.get(queue) {
+            Some(c) => Some(*c),
+            None => return Admission::Refuse(format!("Job queue {queue:?} is not configured.")),
+        }
+    };
+    if queue_capacity == Some(0) {
+        return Admission::Wait(format!("Waiting: job queue {queue:?} has capacity 0."));
+    }
+
+    let (mut same_job, mut same_queue, mut global) = (0i64, 0i64, 0i64);
+    for other in jobs {
+        if other.metadata.uid == job.metadata.uid {
+            continue;
+        }
+        let slot = holds_slot(other, started);
+        let counts = slot || ahead_in_line(other, job, started);
+        global += i64::from(slot);
+        if counts && other.spec.job == job.spec.job {
+            same_job += 1;
+        }
+        if counts && !queue.is_empty() && other.spec.job_queue_name == queue {
+            same_queue += 1;
+        }
+    }
+
+    let max = job.spec.max_concurrency;
+    if max > 0 && same_job >= max {
+        return Admission::Wait(format!(
+            "Waiting: {same_job} runs of {} are pending or ahead in line (max_concurrency {max}).",
+            job.spec.job
+        ));
+    }
+    if let Some(capacity) = queue_capacity.filter(|c| *c > 0) {
+        if same_queue >= capacity {
+            return Admission::Wait(format!(
+                "Waiting: {same_queue} jobs of queue {queue:?} are pending or ahead in line (capacity {capacity})."
+            ));
+        }
+    }
+    if limits.global > 0 && global >= limits.global {
+        return Admission::Wait(format!(
+            "Waiting: {global} jobs are pending (global max_concurrency {}).",
+            limits.global
+        ));
+    }
+    Admission::Start
+}
+
+/// The next build ID of a job name: the clock in milliseconds, or one more than the last ID of
+/// that name when the clock is not past it (two starts in a millisecond, a clock step back).
+/// Time-based IDs keep increasing across operator restarts with nothing stored but the last ID
+/// each job's status already records.
+pub fn next_build_id(now_millis: u64, last: Option<u64>) -> u64 {
+    match last {
+        Some(last) if last >= now_millis => last + 1,
+        _ => now_millis,
+    }
+}
+
+#[cfg(test)]
+mod tests;
