@@ -120,8 +120,21 @@ fn pod_job_uid(pod: &Pod) -> Option<&str> {
 
 /// Decides the next step for `job` whose pod (same name, in the job's pod namespace) is `pod`.
 pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy) -> Step {
-    if job.spec.agent != Some(ProwJobAgent::Kubernetes) || job.is_complete() {
+    if job.spec.agent != Some(ProwJobAgent::Kubernetes) {
         return Step::Idle;
+    }
+    if job.is_complete() {
+        // An abort or a timeout writes the final state, then deletes the pod; if the operator
+        // stopped in between, the pod still runs and is deleted now.
+        let stopped = matches!(job.state(), ProwJobState::Aborted | ProwJobState::Error);
+        return match pod {
+            Some(p)
+                if stopped && is_unfinished(p) && pod_job_uid(p) == job.metadata.uid.as_deref() =>
+            {
+                Step::DeleteStalePod
+            }
+            _ => Step::Idle,
+        };
     }
     let status = job.status.clone().unwrap_or_default();
     let ours = |p: &&Pod| pod_job_uid(p) == job.metadata.uid.as_deref();
@@ -255,6 +268,12 @@ fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) 
     } else {
         Step::WaitFor(timeout - elapsed)
     }
+}
+
+/// Whether the pod is still running or waiting to run, and not already being deleted.
+fn is_unfinished(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Whether every container and init container of the pod has a terminated state.

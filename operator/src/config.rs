@@ -4,7 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Parser;
+use prow_api::concurrency::Limits;
+use prow_api::lifecycle::{Policy, Timeouts};
 use serde::Serialize;
 
 use crate::telemetry::LogFormat;
@@ -29,12 +33,85 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_POD_NAMESPACE", default_value = "default")]
     pub pod_namespace: String,
 
+    /// Longest a scheduled pod may stay pending (Go duration); jobs may override it.
+    #[arg(long, env = "PROW_OPERATOR_POD_PENDING_TIMEOUT", default_value = "10m", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub pod_pending_timeout: Duration,
+
+    /// Longest a pod may wait for a node (Go duration); jobs may override it.
+    #[arg(long, env = "PROW_OPERATOR_POD_UNSCHEDULED_TIMEOUT", default_value = "5m", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub pod_unscheduled_timeout: Duration,
+
+    /// Longest a pod may run (Go duration); jobs may override it.
+    #[arg(long, env = "PROW_OPERATOR_POD_RUNNING_TIMEOUT", default_value = "48h", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub pod_running_timeout: Duration,
+
+    /// How often a lost (evicted, node lost, unknown) pod is recreated before the job errors.
+    #[arg(long, env = "PROW_OPERATOR_MAX_REVIVALS", default_value_t = 3)]
+    pub max_revivals: i64,
+
+    /// Most jobs pending at once across all job names; 0 is unlimited.
+    #[arg(long, env = "PROW_OPERATOR_MAX_CONCURRENCY", default_value_t = 0)]
+    pub max_concurrency: i64,
+
+    /// A job queue and its capacity, NAME=N (0 blocks, negative is unlimited); repeatable, or
+    /// comma-separated in the environment variable.
+    #[arg(long = "job-queue", env = "PROW_OPERATOR_JOB_QUEUES", value_delimiter = ',', value_parser = job_queue)]
+    pub job_queues: Vec<(String, i64)>,
+
+    /// Grace period, in seconds, of the pod deletions the operator makes (timeouts, aborts,
+    /// revivals); unset keeps each pod's own terminationGracePeriodSeconds.
+    #[arg(long, env = "PROW_OPERATOR_POD_DELETION_GRACE_SECONDS")]
+    pub pod_deletion_grace_seconds: Option<i64>,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
+fn go_duration(text: &str) -> Result<Duration, String> {
+    prow_api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+fn job_queue(text: &str) -> Result<(String, i64), String> {
+    let (name, capacity) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected NAME=CAPACITY"))?;
+    let capacity = capacity
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: capacity must be a whole number"))?;
+    Ok((name.trim().to_string(), capacity))
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs()))
+}
+
 impl OperatorConfig {
+    /// The ProwJob reconciler's settings.
+    pub fn prowjob_settings(&self) -> crate::prowjob::Settings {
+        crate::prowjob::Settings {
+            pod_namespace: self.pod_namespace.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            policy: Policy {
+                timeouts: Timeouts {
+                    pending: self.pod_pending_timeout,
+                    unscheduled: self.pod_unscheduled_timeout,
+                    running: self.pod_running_timeout,
+                },
+                max_revivals: self.max_revivals,
+            },
+            limits: Limits {
+                global: self.max_concurrency,
+                queues: self.job_queues.iter().cloned().collect(),
+            },
+            pod_deletion_grace_seconds: self.pod_deletion_grace_seconds,
+        }
+    }
+
     /// The configuration as one JSON line, for the start-up log.
     pub fn describe(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
@@ -64,6 +141,32 @@ mod tests {
         assert_eq!(cfg.pod_namespace, "default");
         assert_eq!(cfg.watch_namespace, None);
         assert_eq!(cfg.log_format, LogFormat::Text);
+        let settings = cfg.prowjob_settings();
+        assert_eq!(
+            settings.policy,
+            Policy::default(),
+            "upstream's timeouts and revivals"
+        );
+        assert_eq!(settings.limits, Limits::default());
+    }
+
+    #[test]
+    fn job_queues_and_timeouts_parse() {
+        let cfg = OperatorConfig::try_parse_from([
+            "prow-operator",
+            "--job-queue=gpu=2",
+            "--job-queue=blocked=0",
+            "--pod-running-timeout=2h30m",
+        ])
+        .expect("parses");
+        let settings = cfg.prowjob_settings();
+        assert_eq!(settings.limits.queues["gpu"], 2);
+        assert_eq!(settings.limits.queues["blocked"], 0);
+        assert_eq!(settings.policy.timeouts.running, Duration::from_secs(9000));
+        assert!(OperatorConfig::try_parse_from(["prow-operator", "--job-queue=gpu"]).is_err());
+        assert!(
+            OperatorConfig::try_parse_from(["prow-operator", "--pod-running-timeout=2d"]).is_err()
+        );
     }
 
     #[test]

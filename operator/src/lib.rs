@@ -2,6 +2,9 @@
 //! The webhook binary shares the same blocks so both processes start and stop alike.
 
 pub mod config;
+pub mod error;
 pub mod health;
+pub mod metrics;
+pub mod prowjob;
 pub mod shutdown;
 pub mod telemetry;

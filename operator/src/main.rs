@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::{self, OperatorConfig};
-use prow_operator::{health, shutdown, telemetry};
+use prow_operator::metrics::{self, Metrics};
+use prow_operator::{health, prowjob, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -26,13 +27,22 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(server = %version.git_version, "connected to the API server");
 
     let ready = health::Readiness::default();
-    let render: health::MetricsRender = Arc::new(String::new);
-    let server = health::serve(cfg.listen, ready.clone(), render, stop.clone())
+    let metrics = Arc::new(Metrics::default());
+    let (caches, controller) = prowjob::run(
+        client,
+        cfg.prowjob_settings(),
+        metrics.clone(),
+        ready.clone(),
+        stop.clone(),
+    )
+    .await;
+    let render = metrics::renderer(metrics, caches.jobs.clone());
+    let server = health::serve(cfg.listen, ready, render, stop.clone())
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
-    ready.set_ready();
 
     stop.cancelled().await;
+    controller.await.context("ProwJob controller")?;
     server.await.context("health server")?;
     tracing::info!("prow-operator stopped");
     Ok(())

@@ -1,0 +1,90 @@
+//! The one place where starts are decided. Admission and build-ID allocation run under one lock
+//! over the job cache plus the starts made since, so concurrent reconciles of jobs with the
+//! same name can never overshoot a limit while the cache lags behind the operator's own writes.
+//! Everything here can be rebuilt from the API server: a started job's pod and pending status
+//! are stored, and build IDs are time-based.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use kube::runtime::reflector::Store;
+use prow_api::concurrency::{admit, next_build_id, Admission, Limits};
+use prow_api::ProwJob;
+
+/// Starts made that the cache may not show yet, and the last build ID of each job name.
+#[derive(Default)]
+pub struct Ledger {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    started: HashSet<String>,
+    last_build_id: HashMap<String, u64>,
+}
+
+/// The outcome of asking to start a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Start it with this build ID.
+    Start(String),
+    /// Not now, or never; see [`Admission`].
+    Denied(Admission),
+}
+
+impl Ledger {
+    /// Decides whether `job` may start and, if so, records the start and allocates its build ID,
+    /// all under one lock.
+    pub fn try_start(
+        &self,
+        job: &ProwJob,
+        jobs: &Store<ProwJob>,
+        limits: &Limits,
+        now_millis: u64,
+    ) -> Grant {
+        let Some(uid) = job.metadata.uid.clone() else {
+            return Grant::Denied(Admission::Refuse("The job has no uid.".into()));
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = jobs.state();
+        let verdict = admit(
+            job,
+            snapshot.iter().map(|j| j.as_ref()),
+            &inner.started,
+            limits,
+        );
+        if verdict != Admission::Start {
+            return Grant::Denied(verdict);
+        }
+        let last = match inner.last_build_id.get(&job.spec.job) {
+            Some(last) => Some(*last),
+            None => snapshot
+                .iter()
+                .filter(|j| j.spec.job == job.spec.job)
+                .filter_map(|j| j.status.as_ref()?.build_id.parse::<u64>().ok())
+                .max(),
+        };
+        let id = next_build_id(now_millis, last);
+        inner.last_build_id.insert(job.spec.job.clone(), id);
+        inner.started.insert(uid);
+        Grant::Start(id.to_string())
+    }
+
+    /// Whether the job was started by this process and the cache may not show it yet.
+    pub fn is_started(&self, uid: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started
+            .contains(uid)
+    }
+
+    /// Forgets a start: the cache shows the job past triggered, or its pod was not created.
+    pub fn forget(&self, uid: &str) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .started
+            .remove(uid);
+    }
+}

@@ -1,0 +1,157 @@
+//! The ProwJob reconciler: plank's job -> pod -> state loop, with sinker's retention beside it.
+
+pub mod cache;
+pub mod ledger;
+mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use prow_api::concurrency::Limits;
+use prow_api::lifecycle::Policy;
+use prow_api::{labels, ProwJob};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+
+pub use reconcile::{error_policy, reconcile};
+
+/// What the reconciler is configured with.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Namespace of jobs' pods when `spec.namespace` is empty.
+    pub pod_namespace: String,
+    /// Namespace whose ProwJobs are reconciled; `None` for all.
+    pub watch_namespace: Option<String>,
+    /// Timeouts and revivals.
+    pub policy: Policy,
+    /// Concurrency limits.
+    pub limits: Limits,
+    /// Grace period of the pod deletions the operator makes; `None` keeps the pod's own.
+    pub pod_deletion_grace_seconds: Option<i64>,
+}
+
+/// Everything a reconcile reads or writes through.
+pub struct Context {
+    /// Client for writes and the rare direct read.
+    pub client: Client,
+    /// The ProwJobs, finished ones stripped.
+    pub jobs: Store<ProwJob>,
+    /// The pods labelled `created-by-prow`, stripped.
+    pub pods: Store<Pod>,
+    /// Configuration.
+    pub settings: Settings,
+    /// Starts in flight and build IDs.
+    pub ledger: ledger::Ledger,
+    /// Publishes Events on ProwJobs.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Asks for jobs to be reconciled again (waiting jobs when a slot frees).
+    pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+}
+
+/// The job caches, filled by watches, and the streams that feed the controller from them.
+pub struct Caches {
+    /// ProwJobs.
+    pub jobs: Store<ProwJob>,
+    /// Prow's pods.
+    pub pods: Store<Pod>,
+}
+
+/// Runs the ProwJob reconciler until `shutdown` is cancelled; marks `ready` once its caches
+/// have synced.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> (Caches, tokio::task::JoinHandle<()>) {
+    let jobs_api: Api<ProwJob> = match &settings.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (jobs, jobs_writer) = reflector::store();
+    let job_events = watcher(jobs_api, watcher::Config::default())
+        .default_backoff()
+        .modify(cache::strip_job)
+        .reflect(jobs_writer)
+        .applied_objects();
+
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
+    let (pods, pods_writer) = reflector::store();
+    let pod_events = watcher(pods_api, watcher::Config::default().labels(&pod_selector))
+        .default_backoff()
+        .modify(cache::strip_pod)
+        .reflect(pods_writer)
+        .touched_objects();
+
+    let (wake, woken) = mpsc::unbounded_channel();
+    let reporter = Reporter {
+        controller: "prow-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        jobs: jobs.clone(),
+        pods: pods.clone(),
+        settings,
+        ledger: ledger::Ledger::default(),
+        recorder: Recorder::new(client, reporter),
+        metrics,
+        wake,
+    });
+
+    let readiness = {
+        let (jobs, pods) = (jobs.clone(), pods.clone());
+        async move {
+            let started = std::time::Instant::now();
+            if jobs.wait_until_ready().await.is_ok() && pods.wait_until_ready().await.is_ok() {
+                tracing::info!(
+                    jobs = jobs.len(),
+                    pods = pods.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "caches synced"
+                );
+                ready.set_ready();
+            }
+        }
+    };
+    tokio::spawn(readiness);
+
+    let controller = Controller::for_stream(job_events, jobs.clone())
+        .watches_stream(pod_events, job_of_pod)
+        .reconcile_on(tokio_stream_from(woken))
+        .with_config(ControllerConfig::default().debounce(Duration::ZERO))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller");
+            }
+        });
+    (Caches { jobs, pods }, tokio::spawn(controller))
+}
+
+/// The ProwJob a pod runs: same name, in the namespace its annotation records.
+fn job_of_pod(pod: Pod) -> Option<ObjectRef<ProwJob>> {
+    let namespace = pod.annotations().get(labels::JOB_NAMESPACE)?.clone();
+    Some(ObjectRef::new(&pod.name_any()).within(&namespace))
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
