@@ -3,12 +3,14 @@
 
 pub mod concurrency;
 pub mod crd;
+pub mod dedupe;
 pub mod duration;
 pub mod labels;
 pub mod lifecycle;
 pub mod pod;
 pub mod preset;
 pub mod prowjob;
+pub mod retention;
 pub mod schema;
 pub mod testcluster;
 

@@ -164,11 +164,15 @@ pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy)
                 None if awaiting_revival => Step::Restart,
                 None => finish(ProwJobState::Error, "Pod got deleted unexpectedly", false),
                 Some(p) if !ours(&p) => Step::DeleteStalePod,
+                // Awaiting revival: the lost pod must go first; a healthy pod of ours is the
+                // new one, whose name the job does not record yet.
                 Some(p) if awaiting_revival => {
                     if p.metadata.deletion_timestamp.is_some() {
                         Step::WaitFor(Duration::from_secs(1))
-                    } else {
+                    } else if lost_how(p).is_some() {
                         Step::DeleteStalePod
+                    } else {
+                        Step::Adopt
                     }
                 }
                 Some(p) => follow_pod(job, p, now, policy),
@@ -185,13 +189,7 @@ fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step
     let revivals = job.status.as_ref().map_or(0, |s| s.pod_revival_count);
     let timeouts = policy.timeouts.for_job(job);
 
-    let lost = reason == "Evicted" || reason == "NodeLost" || phase == "Unknown";
-    if lost {
-        let why = if reason == "Evicted" {
-            "evicted"
-        } else {
-            "lost"
-        };
+    if let Some(why) = lost_how(pod) {
         if reason == "Evicted" && job.spec.error_on_eviction {
             return finish(
                 ProwJobState::Error,
@@ -267,6 +265,17 @@ fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) 
         expired
     } else {
         Step::WaitFor(timeout - elapsed)
+    }
+}
+
+/// How the pod was lost, if it was: evicted, or lost with its node (reason NodeLost, phase
+/// Unknown).
+fn lost_how(pod: &Pod) -> Option<&'static str> {
+    let status = pod.status.as_ref()?;
+    match (status.reason.as_deref(), status.phase.as_deref()) {
+        (Some("Evicted"), _) => Some("evicted"),
+        (Some("NodeLost"), _) | (_, Some("Unknown")) => Some("lost"),
+        _ => None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use prow_api::concurrency::Limits;
 use prow_api::lifecycle::{Policy, Timeouts};
+use prow_api::retention::Retention;
 use serde::Serialize;
 
 use crate::telemetry::LogFormat;
@@ -66,6 +67,51 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_POD_DELETION_GRACE_SECONDS")]
     pub pod_deletion_grace_seconds: Option<i64>,
 
+    /// How often finished jobs and pods are garbage-collected (Go duration).
+    #[arg(long, env = "PROW_OPERATOR_SWEEP_INTERVAL", default_value = "1h", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub sweep_interval: Duration,
+
+    /// Completed jobs that started longer ago are deleted, except each periodic's newest run.
+    #[arg(long, env = "PROW_OPERATOR_MAX_PROWJOB_AGE", default_value = "168h", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub max_prowjob_age: Duration,
+
+    /// Pods of completed jobs created longer ago are deleted.
+    #[arg(long, env = "PROW_OPERATOR_MAX_POD_AGE", default_value = "24h", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub max_pod_age: Duration,
+
+    /// Pods of jobs that completed longer ago are deleted; defaults to --max-pod-age.
+    #[arg(long, env = "PROW_OPERATOR_TERMINATED_POD_TTL", value_parser = go_duration)]
+    #[serde(serialize_with = "opt_secs")]
+    pub terminated_pod_ttl: Option<Duration>,
+
+    /// Pods whose job does not exist are deleted once this old.
+    #[arg(long, env = "PROW_OPERATOR_ORPHAN_POD_GRACE", default_value = "30s", value_parser = go_duration)]
+    #[serde(serialize_with = "as_secs")]
+    pub orphan_pod_grace: Duration,
+
+    /// Elect one leader among replicas with a coordination.k8s.io Lease; only it reconciles.
+    #[arg(long, env = "PROW_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        env = "PROW_OPERATOR_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "PROW_OPERATOR_LEADER_ELECTION_NAME",
+        default_value = "prow-operator"
+    )]
+    pub leader_election_name: String,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -86,11 +132,28 @@ fn job_queue(text: &str) -> Result<(String, i64), String> {
     Ok((name.trim().to_string(), capacity))
 }
 
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => as_secs(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{}s", d.as_secs()))
 }
 
 impl OperatorConfig {
+    /// The retention (garbage collection) settings.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_prowjob_age: self.max_prowjob_age,
+            max_pod_age: self.max_pod_age,
+            terminated_pod_ttl: self.terminated_pod_ttl.unwrap_or(self.max_pod_age),
+            orphan_grace: self.orphan_pod_grace,
+        }
+    }
+
     /// The ProwJob reconciler's settings.
     pub fn prowjob_settings(&self) -> crate::prowjob::Settings {
         crate::prowjob::Settings {
@@ -148,6 +211,12 @@ mod tests {
             "upstream's timeouts and revivals"
         );
         assert_eq!(settings.limits, Limits::default());
+        assert_eq!(
+            cfg.retention(),
+            Retention::default(),
+            "upstream sinker's defaults"
+        );
+        assert!(cfg.leader_election);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod prowjob;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,13 +1,14 @@
-//! prow-operator: the process. Parses configuration, connects, serves health and metrics, runs
-//! the reconcilers and stops cleanly on SIGTERM.
+//! prow-operator: the process. Parses configuration, connects, serves health and metrics, waits
+//! for leadership, runs the ProwJob reconciler and the retention sweep, and stops cleanly on
+//! SIGTERM (releasing its Lease so a standby takes over at once).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::{self, OperatorConfig};
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{health, prowjob, shutdown, telemetry};
+use prow_operator::{health, leader, prowjob, retention, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -28,22 +29,63 @@ async fn main() -> anyhow::Result<()> {
 
     let ready = health::Readiness::default();
     let metrics = Arc::new(Metrics::default());
-    let (caches, controller) = prowjob::run(
-        client,
-        cfg.prowjob_settings(),
-        metrics.clone(),
-        ready.clone(),
-        stop.clone(),
-    )
-    .await;
-    let render = metrics::renderer(metrics, caches.jobs.clone());
-    let server = health::serve(cfg.listen, ready, render, stop.clone())
+    let job_store = Arc::new(OnceLock::new());
+    let render = metrics::renderer(metrics.clone(), job_store.clone());
+    let server = health::serve(cfg.listen, ready.clone(), render, stop.clone())
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
 
-    stop.cancelled().await;
+    let mut leadership = None;
+    if cfg.leader_election {
+        leadership = leader::acquire(
+            client.clone(),
+            &cfg.leader_election_namespace,
+            &cfg.leader_election_name,
+            &stop,
+        )
+        .await?;
+        if leadership.is_none() {
+            server.await.context("health server")?;
+            return Ok(());
+        }
+    }
+
+    let (caches, controller) = prowjob::run(
+        client.clone(),
+        cfg.prowjob_settings(),
+        metrics,
+        ready,
+        stop.clone(),
+    )
+    .await;
+    let _ = job_store.set(caches.jobs.clone());
+    let sweeper = tokio::spawn(retention::run(
+        client,
+        caches,
+        cfg.retention(),
+        cfg.sweep_interval,
+        stop.clone(),
+    ));
+
+    let mut lost = false;
+    match leadership.as_mut() {
+        Some(held) => tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = held.lost() => {
+                tracing::error!("lost leadership; stopping so a restart rejoins the election");
+                lost = true;
+                stop.cancel();
+            }
+        },
+        None => stop.cancelled().await,
+    }
     controller.await.context("ProwJob controller")?;
+    sweeper.await.context("retention sweep")?;
+    if let Some(held) = leadership {
+        held.release().await;
+    }
     server.await.context("health server")?;
     tracing::info!("prow-operator stopped");
+    anyhow::ensure!(!lost, "lost leadership");
     Ok(())
 }

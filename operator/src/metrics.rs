@@ -1,6 +1,6 @@
 //! Prometheus metrics of the ProwJob reconciler, in the OpenMetrics text format.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kube::runtime::reflector::Store;
@@ -101,7 +101,18 @@ impl Metrics {
     }
 }
 
-/// A render function for the health server.
-pub fn renderer(metrics: Arc<Metrics>, jobs: Store<ProwJob>) -> crate::health::MetricsRender {
-    Arc::new(move || metrics.render(&jobs))
+/// A render function for the health server; jobs are counted once `jobs` holds their cache
+/// (a standby replica has none).
+pub fn renderer(
+    metrics: Arc<Metrics>,
+    jobs: Arc<OnceLock<Store<ProwJob>>>,
+) -> crate::health::MetricsRender {
+    Arc::new(move || match jobs.get() {
+        Some(store) => metrics.render(store),
+        None => metrics.render(&empty_store()),
+    })
+}
+
+fn empty_store() -> Store<ProwJob> {
+    kube::runtime::reflector::store().0
 }

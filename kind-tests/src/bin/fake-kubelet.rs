@@ -27,10 +27,13 @@ async fn main() -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(client.clone());
     let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     tracing::info!("fake kubelet running pods labelled created-by-prow=true");
-    let mut events = watcher(pods, watcher::Config::default().labels("created-by-prow=true"))
-        .default_backoff()
-        .applied_objects()
-        .boxed();
+    let mut events = watcher(
+        pods,
+        watcher::Config::default().labels("created-by-prow=true"),
+    )
+    .default_backoff()
+    .applied_objects()
+    .boxed();
     while let Some(event) = events.next().await {
         let pod = match event {
             Ok(pod) => pod,
@@ -39,15 +42,28 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
         };
-        let key = format!("{}/{}/{}", pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid().unwrap_or_default());
+        let key = format!(
+            "{}/{}/{}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any(),
+            pod.uid().unwrap_or_default()
+        );
         let namespace = pod.namespace().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
             let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-            let _ = api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await;
+            let _ = api
+                .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                .await;
             continue;
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-        if matches!(phase.as_str(), "Succeeded" | "Failed") || !busy.lock().expect("lock").insert(key.clone()) {
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if matches!(phase.as_str(), "Succeeded" | "Failed")
+            || !busy.lock().expect("lock").insert(key.clone())
+        {
             continue;
         }
         let driver = PodDriver::new(client.clone(), &namespace);
@@ -72,10 +88,11 @@ async fn run(driver: &PodDriver, pod: &Pod) -> anyhow::Result<()> {
         .flat_map(|w| w.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .collect();
     let after = |word: &str| {
-        words
-            .windows(2)
-            .find(|w| w[0] == word)
-            .and_then(|w| w[1].trim_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().ok())
+        words.windows(2).find(|w| w[0] == word).and_then(|w| {
+            w[1].trim_matches(|c: char| !c.is_ascii_digit())
+                .parse::<u64>()
+                .ok()
+        })
     };
     let exit_code = after("exit").unwrap_or(0) as i32;
     let seconds = after("sleep").unwrap_or(3).min(60);

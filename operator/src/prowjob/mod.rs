@@ -117,7 +117,7 @@ pub async fn run(
         let (jobs, pods) = (jobs.clone(), pods.clone());
         async move {
             let started = std::time::Instant::now();
-            if jobs.wait_until_ready().await.is_ok() && pods.wait_until_ready().await.is_ok() {
+            if synced(&jobs).await && synced(&pods).await {
                 tracing::info!(
                     jobs = jobs.len(),
                     pods = pods.len(),
@@ -142,6 +142,22 @@ pub async fn run(
             }
         });
     (Caches { jobs, pods }, tokio::spawn(controller))
+}
+
+/// Waits until a store has its first full list; false if its writer is gone. Polls afresh
+/// rather than waiting once: the store's readiness signal wakes only one of several waiters,
+/// and the controller is already one.
+pub async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(20), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.

@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::concurrency::Admission;
+use prow_api::dedupe::{superseded_by, supersedes};
 use prow_api::lifecycle::{decide, Step};
 use prow_api::pod::{pod_for, pod_namespace};
 use prow_api::{labels, ProwJob, ProwJobState};
@@ -64,14 +65,40 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         .pods
         .get(&ObjectRef::new(&name).within(&pod_ns))
         .map(|p| (*p).clone());
-    if job.state() != ProwJobState::Triggered {
+    let state = job.state();
+    if state != ProwJobState::Triggered {
         ctx.ledger.forget(&uid);
-    } else if pod.is_none() && ctx.ledger.is_started(&uid) {
-        // Started by us a moment ago and not in the pod cache yet: read it directly rather than
-        // decide on a cache that lags our own write.
+    }
+    let just_started = state == ProwJobState::Triggered && ctx.ledger.is_started(&uid);
+    let should_exist = state == ProwJobState::Pending && !job.is_complete();
+    if pod.is_none() && (just_started || should_exist) {
+        // The pod cache lags the job cache (or our own write): before deciding the pod is
+        // missing, which would end the job, read it directly. Rare, so no hot-path cost.
         pod = pods(ctx, &pod_ns).get_opt(&name).await?;
     }
-    let step = decide(job, pod.as_ref(), Timestamp::now(), &ctx.settings.policy);
+    let mut step = decide(job, pod.as_ref(), Timestamp::now(), &ctx.settings.policy);
+    let presubmit = job.spec.job_type == Some(prow_api::ProwJobType::Presubmit);
+    let running = matches!(
+        step,
+        Step::Start | Step::Adopt | Step::WaitFor(_) | Step::Idle
+    );
+    if presubmit && running && !job.is_complete() {
+        let jobs = ctx.jobs.state();
+        // A new run wakes the older ones it supersedes; they abort themselves.
+        for older in supersedes(job, jobs.iter().map(|j| j.as_ref())) {
+            let _ = ctx.wake.send(ObjectRef::from_obj(older));
+        }
+        if let Some(newer) = superseded_by(job, jobs.iter().map(|j| j.as_ref())) {
+            step = Step::Finish {
+                state: ProwJobState::Aborted,
+                description: format!(
+                    "Aborted as the newer version of this job is running ({}).",
+                    newer.name_any()
+                ),
+                delete_pod: pod.is_some(),
+            };
+        }
+    }
     tracing::debug!(?step, "decided");
     apply(job, pod.as_ref(), step, ctx).await
 }
@@ -96,6 +123,10 @@ async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> R
                 Ok(pod) => {
                     patch_status(ctx, job, json!({"pod_name": pod.name_any()})).await?;
                     Ok(Action::await_change())
+                }
+                // Created by an earlier pass whose write the caches do not show yet.
+                Err(e) if api_code(&e) == Some(409) => {
+                    Ok(Action::requeue(Duration::from_millis(200)))
                 }
                 Err(e) => fail_creation(job, e, ctx).await,
             }

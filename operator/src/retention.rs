@@ -1,0 +1,108 @@
+//! The sweep that replaces upstream's sinker: plans from the caches (`prow_api::retention`),
+//! deletes with UID preconditions, and re-reads a job before it deletes a pod it thinks orphaned.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Preconditions};
+use kube::{Api, Client, Resource};
+use prow_api::retention::{sweep, Doomed, Retention};
+use prow_api::{labels, ProwJob};
+use tokio_util::sync::CancellationToken;
+
+use crate::prowjob::{synced, Caches};
+
+/// Sweeps every `interval` until `shutdown`, the first time as soon as the caches are synced.
+pub async fn run(
+    client: Client,
+    caches: Caches,
+    keep: Retention,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let ready = async { synced(&caches.jobs).await && synced(&caches.pods).await };
+    tokio::select! {
+        ok = ready => if !ok { return },
+        _ = shutdown.cancelled() => return,
+    }
+    loop {
+        let (jobs, pods) = (caches.jobs.state(), caches.pods.state());
+        let jobs: Vec<&ProwJob> = jobs.iter().map(|j| j.as_ref()).collect();
+        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let plan = sweep(&jobs, &pods, Timestamp::now(), &keep);
+        let (mut jobs_deleted, mut pods_deleted) = (0usize, 0usize);
+        for doomed in &plan.jobs {
+            jobs_deleted += usize::from(delete::<ProwJob>(&client, doomed).await);
+        }
+        for doomed in &plan.pods {
+            pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
+        }
+        for doomed in &plan.orphans {
+            if still_orphaned(&client, doomed).await {
+                pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
+            }
+        }
+        if jobs_deleted + pods_deleted > 0 {
+            tracing::info!(jobs_deleted, pods_deleted, "retention sweep");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Deletes one object if it is still the one planned for (UID precondition); a failure is
+/// logged and the sweep goes on.
+async fn delete<K>(client: &Client, doomed: &Doomed) -> bool
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &doomed.namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: doomed.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&doomed.name, &params).await {
+        Ok(_) => {
+            tracing::debug!(namespace = %doomed.namespace, name = %doomed.name, reason = doomed.reason, "deleted");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(namespace = %doomed.namespace, name = %doomed.name, error = %e, "retention delete failed");
+            false
+        }
+    }
+}
+
+/// Whether a fresh read confirms the pod's job is gone (or is another job of the same name).
+async fn still_orphaned(client: &Client, doomed: &Doomed) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &doomed.namespace);
+    let Ok(Some(pod)) = pods.get_opt(&doomed.name).await else {
+        return false;
+    };
+    let annotations = pod.metadata.annotations.unwrap_or_default();
+    let (Some(ns), Some(uid)) = (
+        annotations.get(labels::JOB_NAMESPACE),
+        annotations.get(labels::JOB_UID),
+    ) else {
+        return false;
+    };
+    let jobs: Api<ProwJob> = Api::namespaced(client.clone(), ns);
+    match jobs.get_opt(&doomed.name).await {
+        Ok(Some(job)) => job.metadata.uid.as_ref() != Some(uid),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "re-reading a job before deleting its pod");
+            false
+        }
+    }
+}
