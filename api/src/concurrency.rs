@@ -26,41 +26,59 @@ pub enum Admission {
     Refuse(String),
 }
 
-/// Whether `other` holds a slot: unfinished and pending, or started by us and not yet seen so.
-fn holds_slot(other: &ProwJob, started: &HashSet<String>) -> bool {
-    !other.is_complete()
-        && (other.state() == ProwJobState::Pending
-            || other
+/// Starts and finishes the operator has written that its cache may not show yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// UIDs of jobs whose pod was created; they hold a slot whatever the cache says.
+    pub started: HashSet<String>,
+    /// UIDs of jobs that were completed; they hold no slot whatever the cache says.
+    pub finished: HashSet<String>,
+}
+
+impl InFlight {
+    fn started(&self, job: &ProwJob) -> bool {
+        job.metadata
+            .uid
+            .as_ref()
+            .is_some_and(|u| self.started.contains(u))
+    }
+
+    fn finished(&self, job: &ProwJob) -> bool {
+        job.is_complete()
+            || job
                 .metadata
                 .uid
                 .as_ref()
-                .is_some_and(|u| started.contains(u)))
+                .is_some_and(|u| self.finished.contains(u))
+    }
+}
+
+/// Whether `other` holds a slot: unfinished and pending, or started by us and not yet seen so.
+fn holds_slot(other: &ProwJob, in_flight: &InFlight) -> bool {
+    !in_flight.finished(other)
+        && (other.state() == ProwJobState::Pending || in_flight.started(other))
 }
 
 /// Whether `other` is a triggered job created before `job`, so it starts first (FIFO).
-fn ahead_in_line(other: &ProwJob, job: &ProwJob, started: &HashSet<String>) -> bool {
+fn ahead_in_line(other: &ProwJob, job: &ProwJob, in_flight: &InFlight) -> bool {
     let key = |j: &ProwJob| {
         (
             j.metadata.creation_timestamp.as_ref().map(|t| t.0),
             j.metadata.name.clone(),
         )
     };
-    !other.is_complete()
+    !in_flight.finished(other)
         && other.state() == ProwJobState::Triggered
-        && !other
-            .metadata
-            .uid
-            .as_ref()
-            .is_some_and(|u| started.contains(u))
+        && !in_flight.started(other)
         && key(other) < key(job)
 }
 
 /// Decides whether `job` may start, given every other job the operator knows of (`jobs` may
-/// include `job` itself) and the UIDs of jobs it started whose pending state it has not seen.
+/// include `job` itself) and the starts and finishes its cache may not show yet.
 pub fn admit<'a>(
     job: &ProwJob,
     jobs: impl IntoIterator<Item = &'a ProwJob>,
-    started: &HashSet<String>,
+    in_flight: &InFlight,
     limits: &Limits,
 ) -> Admission {
     let queue = job.spec.job_queue_name.as_str();
@@ -81,8 +99,8 @@ pub fn admit<'a>(
         if other.metadata.uid == job.metadata.uid {
             continue;
         }
-        let slot = holds_slot(other, started);
-        let counts = slot || ahead_in_line(other, job, started);
+        let slot = holds_slot(other, in_flight);
+        let counts = slot || ahead_in_line(other, job, in_flight);
         global += i64::from(slot);
         if counts && other.spec.job == job.spec.job {
             same_job += 1;

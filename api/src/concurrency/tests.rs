@@ -20,8 +20,8 @@ fn job(name: &str, job: &str, created: &str, state: Option<&str>) -> ProwJob {
     .expect("job")
 }
 
-fn none() -> HashSet<String> {
-    HashSet::new()
+fn none() -> InFlight {
+    InFlight::default()
 }
 
 fn is_wait(a: &Admission) -> bool {
@@ -76,13 +76,39 @@ fn starts_the_cache_has_not_shown_yet_count() {
         job("b", "j", "02", None),
         job("c", "j", "03", None),
     ];
-    let started: HashSet<String> = ["uid-a".to_string(), "uid-b".to_string()].into();
-    let verdict = admit(&jobs[2], &jobs, &started, &Limits::default());
+    let in_flight = InFlight {
+        started: ["uid-a".to_string(), "uid-b".to_string()].into(),
+        ..InFlight::default()
+    };
+    let verdict = admit(&jobs[2], &jobs, &in_flight, &Limits::default());
     assert_eq!(
         verdict,
         Admission::Wait(
             "Waiting: 2 runs of j are pending or ahead in line (max_concurrency 2).".into()
         )
+    );
+}
+
+#[test]
+fn finishes_the_cache_has_not_shown_yet_free_their_slot() {
+    let jobs = [
+        job("a", "j", "01", Some("pending")),
+        job("b", "j", "02", Some("pending")),
+        job("c", "j", "03", None),
+    ];
+    assert!(is_wait(&admit(
+        &jobs[2],
+        &jobs,
+        &none(),
+        &Limits::default()
+    )));
+    let in_flight = InFlight {
+        finished: ["uid-a".to_string()].into(),
+        ..InFlight::default()
+    };
+    assert_eq!(
+        admit(&jobs[2], &jobs, &in_flight, &Limits::default()),
+        Admission::Start
     );
 }
 

@@ -4,11 +4,11 @@
 //! Everything here can be rebuilt from the API server: a started job's pod and pending status
 //! are stored, and build IDs are time-based.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kube::runtime::reflector::Store;
-use prow_api::concurrency::{admit, next_build_id, Admission, Limits};
+use prow_api::concurrency::{admit, next_build_id, Admission, InFlight, Limits};
 use prow_api::ProwJob;
 
 /// Starts made that the cache may not show yet, and the last build ID of each job name.
@@ -19,7 +19,7 @@ pub struct Ledger {
 
 #[derive(Default)]
 struct Inner {
-    started: HashSet<String>,
+    in_flight: InFlight,
     last_build_id: HashMap<String, u64>,
 }
 
@@ -45,12 +45,12 @@ impl Ledger {
         let Some(uid) = job.metadata.uid.clone() else {
             return Grant::Denied(Admission::Refuse("The job has no uid.".into()));
         };
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
         let snapshot = jobs.state();
         let verdict = admit(
             job,
             snapshot.iter().map(|j| j.as_ref()),
-            &inner.started,
+            &inner.in_flight,
             limits,
         );
         if verdict != Admission::Start {
@@ -66,25 +66,33 @@ impl Ledger {
         };
         let id = next_build_id(now_millis, last);
         inner.last_build_id.insert(job.spec.job.clone(), id);
-        inner.started.insert(uid);
+        inner.in_flight.started.insert(uid);
         Grant::Start(id.to_string())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the job was started by this process and the cache may not show it yet.
     pub fn is_started(&self, uid: &str) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .started
-            .contains(uid)
+        self.lock().in_flight.started.contains(uid)
     }
 
     /// Forgets a start: the cache shows the job past triggered, or its pod was not created.
-    pub fn forget(&self, uid: &str) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .started
-            .remove(uid);
+    pub fn forget_start(&self, uid: &str) {
+        self.lock().in_flight.started.remove(uid);
+    }
+
+    /// Records that the job was completed, so its slot is free before the cache shows it.
+    pub fn finished(&self, uid: &str) {
+        let mut inner = self.lock();
+        inner.in_flight.started.remove(uid);
+        inner.in_flight.finished.insert(uid.to_string());
+    }
+
+    /// Forgets a finish: the cache shows the job complete.
+    pub fn forget_finish(&self, uid: &str) {
+        self.lock().in_flight.finished.remove(uid);
     }
 }

@@ -67,7 +67,10 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         .map(|p| (*p).clone());
     let state = job.state();
     if state != ProwJobState::Triggered {
-        ctx.ledger.forget(&uid);
+        ctx.ledger.forget_start(&uid);
+    }
+    if job.is_complete() {
+        ctx.ledger.forget_finish(&uid);
     }
     let just_started = state == ProwJobState::Triggered && ctx.ledger.is_started(&uid);
     let should_exist = state == ProwJobState::Pending && !job.is_complete();
@@ -210,7 +213,7 @@ async fn start(job: &ProwJob, ctx: &Context) -> Result<Action> {
                 (Step::Adopt, Some(pod)) => adopt(job, &pod, ctx).await,
                 (_, Some(pod)) => {
                     ctx.ledger
-                        .forget(job.metadata.uid.as_deref().unwrap_or_default());
+                        .forget_start(job.metadata.uid.as_deref().unwrap_or_default());
                     delete_pod(&pod, ctx).await?;
                     Ok(Action::requeue(Duration::from_secs(1)))
                 }
@@ -219,7 +222,7 @@ async fn start(job: &ProwJob, ctx: &Context) -> Result<Action> {
         }
         Err(e) => {
             ctx.ledger
-                .forget(job.metadata.uid.as_deref().unwrap_or_default());
+                .forget_start(job.metadata.uid.as_deref().unwrap_or_default());
             fail_creation(job, e, ctx).await
         }
     }
@@ -342,6 +345,8 @@ async fn finish(
         status["startTime"] = status["completionTime"].clone();
     }
     patch_status(ctx, job, status).await?;
+    ctx.ledger
+        .finished(job.metadata.uid.as_deref().unwrap_or_default());
     let kind = if matches!(state, ProwJobState::Success | ProwJobState::Aborted) {
         EventType::Normal
     } else {

@@ -1,0 +1,169 @@
+//! max_concurrency is never overshot, oldest jobs start first, and a killed operator's
+//! successor carries on from what the API server stores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kind_tests::operator::{eventually, start_operator};
+use kind_tests::{PodDriver, TestEnv};
+use kube::api::{ListParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use prow_api::{ProwJob, ProwJobState};
+use serde_json::json;
+
+const JOBS: usize = 30;
+const LIMIT: usize = 3;
+
+/// What a watch on the namespace's pods has seen: the most pods alive at once, and the order
+/// pods first appeared in.
+#[derive(Default)]
+struct Seen {
+    alive: HashMap<String, bool>,
+    max_alive: usize,
+    created: Vec<String>,
+}
+
+fn unfinished(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+}
+
+#[tokio::test]
+async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_killed() {
+    let env = TestEnv::new("concurrency").await.expect("env");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let tracker = {
+        let seen = seen.clone();
+        let pods = env.api::<Pod>();
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+                .boxed();
+            while let Some(Ok(pod)) = events.next().await {
+                let mut s = seen.lock().expect("lock");
+                let name = pod.name_any();
+                if !s.alive.contains_key(&name) {
+                    s.created.push(name.clone());
+                }
+                s.alive.insert(name, unfinished(&pod));
+                let alive = s.alive.values().filter(|a| **a).count();
+                s.max_alive = s.max_alive.max(alive);
+            }
+        })
+    };
+
+    let mut operator = Some(start_operator(&env, &[]).expect("operator"));
+    let jobs = env.api::<ProwJob>();
+    for i in 0..JOBS {
+        let job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": format!("run-{i:02}")},
+            "spec": {"type": "periodic", "agent": "kubernetes", "job": "ci-limited",
+                     "max_concurrency": LIMIT,
+                     "pod_spec": {"containers": [{"image": "busybox"}]}},
+        }))
+        .expect("job");
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .expect("created");
+    }
+
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    let pods = env.api::<Pod>();
+    for finished in 0..JOBS {
+        if finished == JOBS / 2 {
+            // Kill -9 mid-run; the successor must rebuild every count from the API server.
+            drop(operator.take());
+            operator = Some(start_operator(&env, &[]).expect("operator restarted"));
+        }
+        let expected = LIMIT.min(JOBS - finished);
+        let running = eventually(
+            &format!("{expected} pods running after {finished} finished"),
+            Duration::from_secs(30),
+            || async {
+                let list = pods.list(&ListParams::default()).await?;
+                let mut alive: Vec<Pod> = list.items.into_iter().filter(unfinished).collect();
+                assert!(
+                    alive.len() <= LIMIT,
+                    "{} pods alive at once: overshoot",
+                    alive.len()
+                );
+                alive.sort_by_key(|p| p.name_any());
+                Ok((alive.len() == expected).then_some(alive))
+            },
+        )
+        .await
+        .expect("slots filled");
+        // Give a would-be overshoot time to show, then finish the oldest.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        driver
+            .succeed(&running[0].name_any())
+            .await
+            .expect("pod finished");
+    }
+
+    let all = eventually("every job complete", Duration::from_secs(30), || async {
+        let list = jobs.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .iter()
+            .all(|j| j.is_complete())
+            .then_some(list.items))
+    })
+    .await
+    .expect("all complete");
+    let states: BTreeMap<_, _> = all.iter().map(|j| (j.name_any(), j.state())).collect();
+    assert!(
+        states.values().all(|s| *s == ProwJobState::Success),
+        "{states:?}"
+    );
+    let build_ids: Vec<u64> = {
+        let mut by_name: Vec<_> = all.iter().collect();
+        by_name.sort_by_key(|j| j.name_any());
+        by_name
+            .iter()
+            .map(|j| {
+                j.status
+                    .as_ref()
+                    .expect("status")
+                    .build_id
+                    .parse()
+                    .expect("numeric")
+            })
+            .collect()
+    };
+    assert!(
+        build_ids.windows(2).all(|w| w[0] < w[1]),
+        "build ids increase in start order: {build_ids:?}"
+    );
+
+    tracker.abort();
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.max_alive <= LIMIT,
+        "the watch saw {} pods alive at once",
+        seen.max_alive
+    );
+    // The first LIMIT start together (in any order); after that each freed slot goes to the
+    // oldest waiting job.
+    let mut first: Vec<String> = seen.created[..LIMIT].to_vec();
+    first.sort();
+    assert_eq!(
+        first,
+        ["run-00", "run-01", "run-02"],
+        "the oldest start first"
+    );
+    let rest = &seen.created[LIMIT..];
+    let mut in_name_order = rest.to_vec();
+    in_name_order.sort();
+    assert_eq!(
+        rest, in_name_order,
+        "freed slots go to the oldest waiting job"
+    );
+    assert_eq!(seen.created.len(), JOBS, "one pod per job, none recreated");
+}
