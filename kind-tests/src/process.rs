@@ -38,6 +38,18 @@ impl Running {
         kubeconfig: &std::path::Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        let mut running = Self::start_unready(binary_name, kubeconfig, args)?;
+        running.wait_for(Duration::from_secs(30), "/readyz")?;
+        Ok(running)
+    }
+
+    /// Starts `binary` like [`Running::start`] but waits only for `/healthz`: alive, maybe not
+    /// ready (a standby replica).
+    pub fn start_unready(
+        binary_name: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let health = format!("127.0.0.1:{port}");
         let child = Command::new(binary(binary_name)?)
@@ -48,22 +60,22 @@ impl Running {
             .spawn()
             .with_context(|| format!("starting {binary_name}"))?;
         let mut running = Self { child, health };
-        running.wait_ready(Duration::from_secs(30))?;
+        running.wait_for(Duration::from_secs(30), "/healthz")?;
         Ok(running)
     }
 
-    fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+    fn wait_for(&mut self, within: Duration, path: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("exited before it was ready: {status}");
             }
-            if http_status(&self.health, "/readyz").ok() == Some(200) {
+            if http_status(&self.health, path).ok() == Some(200) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        anyhow::bail!("not ready within {within:?}")
+        anyhow::bail!("{path} not 200 within {within:?}")
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
@@ -94,8 +106,13 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The status code of a plain-HTTP GET, without an HTTP client dependency.
+/// The status code of a plain-HTTP GET.
 pub fn http_status(address: &str, path: &str) -> anyhow::Result<u16> {
+    Ok(http_get(address, path)?.0)
+}
+
+/// Status code and body of a plain-HTTP GET, without an HTTP client dependency.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -105,9 +122,14 @@ pub fn http_status(address: &str, path: &str) -> anyhow::Result<u16> {
     )?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
-    reply
+    let code = reply
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .context("no status line")
+        .context("no status line")?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }
