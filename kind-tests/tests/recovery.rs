@@ -228,12 +228,15 @@ async fn metrics_count_jobs_by_state_and_type() {
     })
     .await
     .expect("pending");
-    let (status, body) = http_get(&operator.health, "/metrics").expect("metrics");
-    assert_eq!(status, 200);
-    assert!(
-        body.contains(r#"prow_operator_prowjobs{state="pending",type="postsubmit"} 1"#),
-        "{body}"
-    );
+    // The gauge counts the operator's cache, which follows the API server a moment later.
+    let body = eventually("the pending job in the metrics", WAIT, || async {
+        let (status, body) = http_get(&operator.health, "/metrics")?;
+        assert_eq!(status, 200);
+        let pending = r#"prow_operator_prowjobs{state="pending",type="postsubmit"} 1"#;
+        Ok(body.contains(pending).then_some(body))
+    })
+    .await
+    .expect("metrics");
     assert!(
         body.contains("prow_operator_reconcile_duration_seconds_count"),
         "{body}"
