@@ -13,6 +13,7 @@ pub mod prowjob;
 pub mod retention;
 pub mod schema;
 pub mod testcluster;
+pub mod validate;
 
 pub use preset::{Preset, PresetSpec, PresetStatus};
 pub use prowjob::{

@@ -50,9 +50,34 @@ impl Running {
         kubeconfig: &std::path::Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::spawn(&binary(binary_name)?, kubeconfig, args)
+    }
+
+    /// Starts the binary at `path` (a release build, say) and waits until it is ready.
+    pub fn start_binary(
+        path: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut running = Self::spawn(path, kubeconfig, args)?;
+        running.wait_for(Duration::from_secs(120), "/readyz")?;
+        Ok(running)
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(
+        path: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let binary_name = path.display().to_string();
         let port = free_port()?;
         let health = format!("127.0.0.1:{port}");
-        let child = Command::new(binary(binary_name)?)
+        let child = Command::new(path)
             .arg(format!("--listen={health}"))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .args(args)

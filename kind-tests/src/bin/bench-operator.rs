@@ -1,0 +1,342 @@
+//! Benchmark of the ProwJob reconciler against a real API server (prints figures; asserts
+//! nothing). Usage: `bench-operator KUBECONFIG OPERATOR_BINARY`; kind-tests/scripts/bench.sh
+//! starts a control plane and a release build for it.
+//!
+//! 1. 1,000 jobs created at 100/s: created -> pod created and created -> pending (p50/p95/p99),
+//!    total time to all pending; and the same pods created by a plain client as the baseline.
+//! 2. 10,000 completed jobs and their pods stored: operator start -> caches synced, and RSS.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kind_tests::process::{http_status, Running};
+use kind_tests::TestEnv;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, ResourceExt};
+use prow_api::{ProwJob, ProwJobState};
+use serde_json::json;
+
+const JOBS: usize = 1_000;
+const RATE_PER_SEC: u64 = 100;
+const STORED: usize = 10_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let kubeconfig = PathBuf::from(
+        args.next()
+            .context("usage: bench-operator KUBECONFIG OPERATOR_BINARY")?,
+    );
+    let operator = PathBuf::from(
+        args.next()
+            .context("usage: bench-operator KUBECONFIG OPERATOR_BINARY")?,
+    );
+    std::env::set_var(kind_tests::env::KUBECONFIG_VAR, &kubeconfig);
+
+    println!("== 1. {JOBS} jobs created at {RATE_PER_SEC}/s");
+    let baseline = baseline_pods().await?;
+    let (pod_created, pending, total) = start_latency(&operator).await?;
+    print_row("baseline: pod create -> pod seen", &baseline);
+    print_row("operator: job create -> pod seen", &pod_created);
+    print_row("operator: job create -> pending seen", &pending);
+    println!(
+        "all {JOBS} pending {:.2} s after the first job was created",
+        total.as_secs_f64()
+    );
+    let (b, o) = (percentiles(&baseline), percentiles(&pod_created));
+    println!(
+        "ratio created -> pod created / baseline: p50 {:.2}x  p95 {:.2}x  p99 {:.2}x",
+        o[0] / b[0],
+        o[1] / b[1],
+        o[2] / b[2]
+    );
+
+    println!("== 2. {STORED} completed jobs and their pods stored");
+    cold_start(&operator).await
+}
+
+fn job(name: &str, job: &str) -> ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name, "labels": {"created-by-prow": "true", "prow.k8s.io/type": "periodic"}},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": job, "report": true,
+                 "decoration_config": {"timeout": "2h0m0s", "grace_period": "15m0s",
+                     "utility_images": {"clonerefs": "gcr.io/k8s-prow/clonerefs:v20241015",
+                                        "initupload": "gcr.io/k8s-prow/initupload:v20241015",
+                                        "entrypoint": "gcr.io/k8s-prow/entrypoint:v20241015",
+                                        "sidecar": "gcr.io/k8s-prow/sidecar:v20241015"},
+                     "gcs_configuration": {"bucket": "kubernetes-jenkins", "path_strategy": "explicit"}},
+                 "pod_spec": {"containers": [{
+                     "image": "gcr.io/k8s-staging-test-infra/kubekins-e2e:v20241015-go1.23",
+                     "command": ["runner.sh"], "args": ["make", "test", "WHAT=./pkg/...", "-j4"],
+                     "env": [{"name": "GO111MODULE", "value": "on"}, {"name": "GOFLAGS", "value": "-mod=vendor"}],
+                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}}]}},
+    }))
+    .expect("job")
+}
+
+/// Milliseconds from each name's start to when the watch saw `seen` hold for it.
+type Latencies = Vec<f64>;
+
+async fn baseline_pods() -> anyhow::Result<Latencies> {
+    let env = TestEnv::new("bench-baseline").await?;
+    let pods: Api<Pod> = env.api();
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch = {
+        let (pods, seen) = (pods.clone(), seen.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(pod)) = events.next().await {
+                seen.lock()
+                    .expect("lock")
+                    .entry(pod.name_any())
+                    .or_insert_with(Instant::now);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let template = prow_api::pod::pod_for(
+        &{
+            let mut j = job("x", "baseline");
+            j.metadata.uid = Some("u".into());
+            j
+        },
+        "1",
+        &env.namespace,
+    )?;
+    let started = paced(JOBS, |i| {
+        let (pods, mut pod) = (pods.clone(), template.clone());
+        async move {
+            pod.metadata.name = Some(format!("pod-{i:04}"));
+            let t = Instant::now();
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .map(|_| (format!("pod-{i:04}"), t))
+        }
+    })
+    .await?;
+    wait_all(&seen, JOBS).await;
+    watch.abort();
+    let result = latencies(&started, &seen.lock().expect("lock"));
+    Ok(result)
+}
+
+async fn start_latency(
+    operator: &std::path::Path,
+) -> anyhow::Result<(Latencies, Latencies, Duration)> {
+    let env = TestEnv::new("bench-start").await?;
+    let ns = env.namespace.clone();
+    let _operator = Running::start_binary(
+        operator,
+        &env.kubeconfig,
+        &[
+            &format!("--watch-namespace={ns}"),
+            &format!("--pod-namespace={ns}"),
+            "--leader-election=false",
+        ],
+    )?;
+    let pods: Api<Pod> = env.api();
+    let jobs: Api<ProwJob> = env.api();
+    let pod_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let pending_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let pod_watch = {
+        let seen = pod_seen.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(pod)) = events.next().await {
+                seen.lock()
+                    .expect("lock")
+                    .entry(pod.name_any())
+                    .or_insert_with(Instant::now);
+            }
+        })
+    };
+    let job_watch = {
+        let (seen, jobs) = (pending_seen.clone(), jobs.clone());
+        tokio::spawn(async move {
+            let mut events = watcher(jobs, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(job)) = events.next().await {
+                if job.state() == ProwJobState::Pending {
+                    seen.lock()
+                        .expect("lock")
+                        .entry(job.name_any())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = Instant::now();
+    let started = paced(JOBS, |i| {
+        let jobs = jobs.clone();
+        async move {
+            let name = format!("job-{i:04}");
+            let t = Instant::now();
+            jobs.create(
+                &PostParams::default(),
+                &job(&name, &format!("ci-bench-{}", i % 50)),
+            )
+            .await
+            .map(|_| (name, t))
+        }
+    })
+    .await?;
+    wait_all(&pending_seen, JOBS).await;
+    let total = pending_seen
+        .lock()
+        .expect("lock")
+        .values()
+        .max()
+        .map(|t| *t - first)
+        .unwrap_or_default();
+    wait_all(&pod_seen, JOBS).await;
+    pod_watch.abort();
+    job_watch.abort();
+    let pods = latencies(&started, &pod_seen.lock().expect("lock"));
+    let pending = latencies(&started, &pending_seen.lock().expect("lock"));
+    Ok((pods, pending, total))
+}
+
+async fn cold_start(operator: &std::path::Path) -> anyhow::Result<()> {
+    let env = TestEnv::new("bench-stored").await?;
+    let ns = env.namespace.clone();
+    let jobs: Api<ProwJob> = env.api();
+    let pods: Api<Pod> = env.api();
+    let filled = Instant::now();
+    let results: Vec<anyhow::Result<()>> = stream::iter(0..STORED)
+        .map(|i| {
+            let (jobs, pods, ns) = (jobs.clone(), pods.clone(), ns.clone());
+            async move {
+                let name = format!("done-{i:05}");
+                let created = jobs.create(&PostParams::default(), &job(&name, &format!("ci-done-{}", i % 200))).await?;
+                let status = json!({"status": {"state": "success", "startTime": "2024-01-01T00:00:00Z",
+                    "pendingTime": "2024-01-01T00:00:01Z", "completionTime": "2024-01-01T00:10:00Z",
+                    "pod_name": name, "build_id": format!("{}", 1_700_000_000_000u64 + i as u64),
+                    "description": "Job succeeded.", "url": format!("https://prow.example/view/{name}")}});
+                jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+                let mut pod = prow_api::pod::pod_for(&created, "1", &ns)?;
+                pod.status = None;
+                pods.create(&PostParams::default(), &pod).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    println!(
+        "stored {STORED} completed jobs and {STORED} pods in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let running = Running::start_binary(
+        operator,
+        &env.kubeconfig,
+        &[
+            &format!("--watch-namespace={ns}"),
+            &format!("--pod-namespace={ns}"),
+            "--leader-election=false",
+        ],
+    )?;
+    let synced = start.elapsed();
+    // Let the controller take every stored job through one reconcile, then read memory.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid()))?;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    / 1024.0
+            })
+            .unwrap_or(0.0)
+    };
+    println!(
+        "operator start -> caches synced (ready): {:.2} s",
+        synced.as_secs_f64()
+    );
+    println!(
+        "operator RSS after sync: {:.1} MB (peak {:.1} MB)",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
+    anyhow::ensure!(
+        http_status(&running.health, "/readyz")? == 200,
+        "operator not ready"
+    );
+    Ok(())
+}
+
+/// Runs `make(i)` for i in 0..n at RATE_PER_SEC, concurrently; returns name -> start instant.
+async fn paced<F, Fut>(n: usize, make: F) -> anyhow::Result<HashMap<String, Instant>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(String, Instant), kube::Error>> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tick.tick().await;
+        tasks.push(tokio::spawn(make(i)));
+    }
+    let mut started = HashMap::with_capacity(n);
+    for t in tasks {
+        let (name, at) = t.await??;
+        started.insert(name, at);
+    }
+    Ok(started)
+}
+
+async fn wait_all(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
+    let mut out: Vec<f64> = started
+        .iter()
+        .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn percentiles(sorted: &[f64]) -> [f64; 3] {
+    let at = |q: f64| {
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+    };
+    [at(0.50), at(0.95), at(0.99)]
+}
+
+fn print_row(label: &str, sorted: &[f64]) {
+    let [p50, p95, p99] = percentiles(sorted);
+    println!(
+        "{label:<40} n={:<5} p50 {p50:7.1} ms  p95 {p95:7.1} ms  p99 {p99:7.1} ms",
+        sorted.len()
+    );
+}
