@@ -86,7 +86,7 @@ pub fn pod_for(job: &ProwJob, build_id: &str, default_namespace: &str) -> Result
             annotations: Some(annotations),
             ..Default::default()
         },
-        spec: Some(spec),
+        spec: Some(*spec),
         status: None,
     })
 }

@@ -82,7 +82,7 @@ pub struct ProwJobSpec {
     /// Pod spec the job's pod is built from (a core/v1 PodSpec; validated by the webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
-    pub pod_spec: Option<PodSpec>,
+    pub pod_spec: Option<Box<PodSpec>>,
     /// Jenkins settings, for upstream's Jenkins agent (stored, not used here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]

@@ -67,6 +67,11 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_POD_DELETION_GRACE_SECONDS")]
     pub pod_deletion_grace_seconds: Option<i64>,
 
+    /// Page size of the initial lists of jobs and pods; 0 reads them from the API server's watch
+    /// cache in one response (faster start, higher peak memory).
+    #[arg(long, env = "PROW_OPERATOR_LIST_PAGE_SIZE", default_value_t = 500)]
+    pub list_page_size: u32,
+
     /// How often finished jobs and pods are garbage-collected (Go duration).
     #[arg(long, env = "PROW_OPERATOR_SWEEP_INTERVAL", default_value = "1h", value_parser = go_duration)]
     #[serde(serialize_with = "as_secs")]
@@ -172,6 +177,7 @@ impl OperatorConfig {
                 queues: self.job_queues.iter().cloned().collect(),
             },
             pod_deletion_grace_seconds: self.pod_deletion_grace_seconds,
+            list_page_size: self.list_page_size,
         }
     }
 

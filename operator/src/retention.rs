@@ -29,7 +29,8 @@ pub async fn run(
     loop {
         let (jobs, pods) = (caches.jobs.state(), caches.pods.state());
         let jobs: Vec<&ProwJob> = jobs.iter().map(|j| j.as_ref()).collect();
-        let pods: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
+        let pods: Vec<Pod> = pods.iter().map(|p| p.to_pod()).collect();
+        let pods: Vec<&Pod> = pods.iter().collect();
         let plan = sweep(&jobs, &pods, Timestamp::now(), &keep);
         let (mut jobs_deleted, mut pods_deleted) = (0usize, 0usize);
         for doomed in &plan.jobs {

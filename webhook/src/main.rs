@@ -1,12 +1,20 @@
-//! prow-webhook: the admission webhook process. Keeps a watch-fed cache of Presets, serves
-//! health and metrics, and stops cleanly on SIGTERM.
+//! prow-webhook: the admission webhook (preset injection, job validation) over HTTPS, and
+//! `prow-webhook validate PATH...`, the same rules offline for a job repository's CI.
 
+mod admission;
+mod metrics;
+mod offline;
+mod server;
+mod tls;
+
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
@@ -19,9 +27,18 @@ use serde::Serialize;
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(name = "prow-webhook", version, about)]
 struct WebhookConfig {
-    /// Address the server listens on.
+    /// Address the server listens on: HTTPS when a certificate is given, else plain HTTP
+    /// (health and metrics only make sense then; the API server calls webhooks over HTTPS).
     #[arg(long, env = "PROW_WEBHOOK_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+
+    /// PEM certificate chain of the server; re-read when it changes.
+    #[arg(long, env = "PROW_WEBHOOK_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of the server; re-read when it changes.
+    #[arg(long, env = "PROW_WEBHOOK_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
 
     /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "PROW_WEBHOOK_KUBECONFIG")]
@@ -31,14 +48,59 @@ struct WebhookConfig {
     #[arg(long, env = "PROW_WEBHOOK_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
 
+    /// Job queues that exist (NAME or NAME=N, as the operator takes them); when given, a job
+    /// naming another queue is refused.
+    #[arg(
+        long = "job-queue",
+        env = "PROW_WEBHOOK_JOB_QUEUES",
+        value_delimiter = ','
+    )]
+    job_queues: Vec<String>,
+
+    /// Dry-run each new job's pod on the API server and refuse jobs whose pod it would refuse.
+    #[arg(long, env = "PROW_WEBHOOK_DEEP_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
+    deep_check: bool,
+
+    /// How long the deep check may take before the job is admitted with a warning.
+    #[arg(
+        long,
+        env = "PROW_WEBHOOK_DEEP_CHECK_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    deep_check_timeout_ms: u64,
+
+    /// Namespace of the pods of jobs without `spec.namespace` (as the operator's flag).
+    #[arg(long, env = "PROW_WEBHOOK_POD_NAMESPACE", default_value = "default")]
+    pod_namespace: String,
+
     /// Log line format.
     #[arg(long, env = "PROW_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    #[command(subcommand)]
+    #[serde(skip)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum Command {
+    /// Check ProwJob, Preset and TestCluster YAML files (or directories of them) with the
+    /// webhook's rules; exits non-zero on any violation.
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = WebhookConfig::parse();
+    if let Some(Command::Validate { paths }) = &cfg.command {
+        let queues = queue_names(&cfg.job_queues);
+        let clean = offline::run(paths, queues, &mut std::io::stdout())?;
+        std::process::exit(if clean { 0 } else { 1 });
+    }
     telemetry::init(cfg.log_format);
     telemetry::install_crypto_provider();
     let printed = serde_json::to_string(&cfg).unwrap_or_default();
@@ -65,24 +127,63 @@ async fn main() -> anyhow::Result<()> {
         });
     let feed = tokio::spawn(feed);
 
+    let admitter = admission::Admitter {
+        presets: store.clone(),
+        job_queues: queue_names(&cfg.job_queues),
+        deep_check: cfg.deep_check.then(|| admission::DeepCheck {
+            client: client.clone(),
+            pod_namespace: cfg.pod_namespace.clone(),
+            timeout: Duration::from_millis(cfg.deep_check_timeout_ms),
+        }),
+    };
     let ready = health::Readiness::default();
-    let render: health::MetricsRender = Arc::new(String::new);
-    let server = health::serve(cfg.listen, ready.clone(), render, stop.clone())
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let routes = server::routes(admitter, ready.clone(), metrics);
+
+    let server = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let cert = tls::ReloadingCert::load(cert, key)?;
+            tokio::spawn(cert.clone().watch(stop.clone()));
+            let tls_config = tls::server_config(cert)?;
+            tokio::spawn(tls::serve(cfg.listen, tls_config, routes, stop.clone()))
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+            tracing::info!(address = %listener.local_addr()?, "webhook listening (plain HTTP)");
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                warp::serve(routes)
+                    .incoming(listener)
+                    .graceful(async move { stop.cancelled().await })
+                    .run()
+                    .await;
+                Ok(())
+            })
+        }
+    };
 
     tokio::select! {
-        synced = store.wait_until_ready() => {
-            synced.context("preset cache")?;
-            tracing::info!(presets = store.state().len(), "preset cache synced");
-            ready.set_ready();
+        synced = prow_operator::prowjob::synced(&store) => {
+            if synced {
+                tracing::info!(presets = store.state().len(), "preset cache synced");
+                ready.set_ready();
+            }
         }
         _ = stop.cancelled() => {}
     }
-
     stop.cancelled().await;
     feed.abort();
-    server.await.context("health server")?;
+    server.await.context("server task")??;
     tracing::info!("prow-webhook stopped");
     Ok(())
+}
+
+/// Queue names from `NAME` or `NAME=N` entries; `None` when none are configured.
+fn queue_names(entries: &[String]) -> Option<BTreeSet<String>> {
+    let names: BTreeSet<String> = entries
+        .iter()
+        .map(|e| e.split('=').next().unwrap_or_default().trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!names.is_empty()).then_some(names)
 }

@@ -1,9 +1,173 @@
 //! What the operator keeps of ProwJobs and pods in memory. Finished jobs are most of a cluster's
 //! jobs and need little of themselves, so they are stripped before they enter the store; pods
-//! keep only what the state machine reads.
+//! are read straight into [`SlimPod`], which holds only what the state machine reads (a full
+//! `Pod` is 2 KB of struct before any of its strings).
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use prow_api::{labels, ProwJob};
+use std::borrow::Cow;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use prow_api::{labels, ProwJob, ProwJobState};
+use serde::Deserialize;
+
+/// A pod as the operator keeps it: identity, the labels and annotations it reads, container
+/// names and how far each container got.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SlimPod {
+    /// Name, namespace, UID, times, the build-ID label and the job annotations.
+    pub metadata: ObjectMeta,
+    /// Container names.
+    #[serde(default)]
+    pub spec: SlimSpec,
+    /// Phase, reason, start time, container states.
+    #[serde(default)]
+    pub status: SlimStatus,
+}
+
+/// The part of a pod spec the operator reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimSpec {
+    /// The containers, by name.
+    #[serde(default)]
+    pub containers: Vec<Named>,
+}
+
+/// Something with a name.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Named {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The part of a pod status the operator reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlimStatus {
+    /// Pending, Running, Succeeded, Failed or Unknown.
+    pub phase: Option<String>,
+    /// Evicted, NodeLost, ...
+    pub reason: Option<String>,
+    /// When the kubelet accepted the pod.
+    pub start_time: Option<Time>,
+    /// Whether each container terminated, by name.
+    #[serde(default)]
+    pub container_statuses: Vec<SlimContainerStatus>,
+    /// Whether each init container terminated, by name.
+    #[serde(default)]
+    pub init_container_statuses: Vec<SlimContainerStatus>,
+}
+
+/// A container's name and whether it terminated.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimContainerStatus {
+    /// Container name.
+    #[serde(default)]
+    pub name: String,
+    /// Its state; only `terminated` is kept.
+    #[serde(default)]
+    pub state: SlimState,
+}
+
+/// Whether a container terminated, and how.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SlimState {
+    /// Set once the container ended.
+    pub terminated: Option<Terminated>,
+}
+
+/// How a container ended.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terminated {
+    /// Its exit code.
+    #[serde(default)]
+    pub exit_code: i32,
+}
+
+impl kube::Resource for SlimPod {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Pod")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("pods")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl SlimPod {
+    /// Drops every label and annotation the operator does not read, and managed fields.
+    pub fn strip(&mut self) {
+        let meta = &mut self.metadata;
+        meta.managed_fields = None;
+        meta.owner_references = None;
+        meta.finalizers = None;
+        if let Some(l) = meta.labels.as_mut() {
+            l.retain(|k, _| k == labels::BUILD_ID);
+        }
+        if let Some(a) = meta.annotations.as_mut() {
+            a.retain(|k, _| k == labels::JOB_UID || k == labels::JOB_NAMESPACE);
+        }
+    }
+
+    /// The pod as the pure rules take it, with only the fields kept here.
+    pub fn to_pod(&self) -> Pod {
+        let statuses = |list: &[SlimContainerStatus]| {
+            list.iter()
+                .map(|c| ContainerStatus {
+                    name: c.name.clone(),
+                    state: Some(ContainerState {
+                        terminated: c.state.terminated.map(|t| ContainerStateTerminated {
+                            exit_code: t.exit_code,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+        };
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: Some(PodSpec {
+                containers: self
+                    .spec
+                    .containers
+                    .iter()
+                    .map(|c| Container {
+                        name: c.name.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: self.status.phase.clone(),
+                reason: self.status.reason.clone(),
+                start_time: self.status.start_time.clone(),
+                container_statuses: Some(statuses(&self.status.container_statuses)),
+                init_container_statuses: Some(statuses(&self.status.init_container_statuses)),
+                ..Default::default()
+            }),
+        }
+    }
+}
 
 /// Drops from a job what no decision reads: managed fields and the last-applied annotation
 /// always; the pod spec and every agent or reporter setting once the job is complete.
@@ -30,6 +194,12 @@ pub fn strip_job(job: &mut ProwJob) {
             status.url.clear();
         }
     }
+}
+
+/// Whether a job from the watch needs a reconcile: every unfinished job, and finished jobs that
+/// were aborted or errored (their pod may still run). Succeeded and failed jobs are done.
+pub fn needs_reconcile(job: &ProwJob) -> bool {
+    !job.is_complete() || matches!(job.state(), ProwJobState::Aborted | ProwJobState::Error)
 }
 
 /// Keeps of a pod its identity, its job annotations, container names and its status.
@@ -106,6 +276,62 @@ mod tests {
         .expect("job");
         strip_job(&mut job);
         assert!(job.spec.pod_spec.is_some());
+    }
+
+    #[test]
+    fn a_slim_pod_decides_like_the_full_one() {
+        let job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": "a", "namespace": "prow", "uid": "u"},
+            "spec": {"agent": "kubernetes", "job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+            "status": {"state": "pending", "pod_name": "a", "startTime": "2024-01-01T00:00:00Z"},
+        }))
+        .expect("job");
+        let pod = |status: serde_json::Value| {
+            json!({"metadata": {"name": "a", "namespace": "p", "creationTimestamp": "2024-01-01T00:00:00Z",
+                                "labels": {"prow.k8s.io/build-id": "9", "x": "y"},
+                                "annotations": {"prow-operator.dev/job-uid": "u", "big": "z"}},
+                   "spec": {"containers": [{"name": "test", "image": "i", "env": [{"name": "A", "value": "1"}]},
+                                           {"name": "side", "image": "i"}]},
+                   "status": status})
+        };
+        let terminated =
+            |code: i32| json!({"terminated": {"exitCode": code, "reason": "Completed"}});
+        let cases = [
+            json!({"phase": "Pending"}),
+            json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z"}),
+            json!({"phase": "Succeeded", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)},
+                {"name": "side", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+            json!({"phase": "Succeeded", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+            json!({"phase": "Failed", "reason": "Evicted"}),
+            json!({"phase": "Unknown"}),
+        ];
+        let now: k8s_openapi::jiff::Timestamp = "2024-01-01T00:01:00Z".parse().expect("time");
+        let policy = prow_api::lifecycle::Policy::default();
+        for status in cases {
+            let full: Pod = serde_json::from_value(pod(status.clone())).expect("pod");
+            let mut slim: SlimPod = serde_json::from_value(pod(status.clone())).expect("slim");
+            slim.strip();
+            assert_eq!(
+                prow_api::lifecycle::decide(&job, Some(&slim.to_pod()), now, &policy),
+                prow_api::lifecycle::decide(&job, Some(&full), now, &policy),
+                "{status}"
+            );
+        }
+        let mut slim: SlimPod = serde_json::from_value(pod(json!({}))).expect("slim");
+        slim.strip();
+        let labels = slim.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.len(), 1, "only the build id is kept");
+        assert_eq!(
+            slim.metadata
+                .annotations
+                .as_ref()
+                .expect("annotations")
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! are stored, and build IDs are time-based.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
 use std::sync::Mutex;
 
 use kube::runtime::reflector::Store;
@@ -21,7 +24,12 @@ pub struct Ledger {
 struct Inner {
     in_flight: InFlight,
     last_build_id: HashMap<String, u64>,
+    /// Pods this process created, by job UID, until the pod cache shows them.
+    created: HashMap<String, (Instant, Pod)>,
 }
+
+/// How long a created pod stands in for the cache; after that the API server is asked.
+const CREATED_POD_TTL: Duration = Duration::from_secs(5);
 
 /// The outcome of asking to start a job.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,7 +96,39 @@ impl Ledger {
     pub fn finished(&self, uid: &str) {
         let mut inner = self.lock();
         inner.in_flight.started.remove(uid);
+        inner.created.remove(uid);
         inner.in_flight.finished.insert(uid.to_string());
+    }
+
+    /// Remembers the pod created for a job, so reconciles before the pod cache shows it need not
+    /// read it from the API server.
+    pub fn created(&self, uid: &str, pod: &Pod) {
+        let mut pod = pod.clone();
+        super::cache::strip_pod(&mut pod);
+        self.lock()
+            .created
+            .insert(uid.to_string(), (Instant::now(), pod));
+    }
+
+    /// The pod created for a job a moment ago, if the cache may not show it yet.
+    pub fn created_pod(&self, uid: &str) -> Option<Pod> {
+        let mut inner = self.lock();
+        match inner.created.get(uid) {
+            Some((at, pod)) if at.elapsed() < CREATED_POD_TTL => Some(pod.clone()),
+            Some(_) => {
+                inner.created.remove(uid);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets a created pod: the cache shows it.
+    pub fn forget_pod(&self, uid: &str) {
+        let mut inner = self.lock();
+        if !inner.created.is_empty() {
+            inner.created.remove(uid);
+        }
     }
 
     /// Forgets a finish: the cache shows the job complete.

@@ -7,8 +7,7 @@ mod reconcile;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use futures::{StreamExt, TryStreamExt};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -22,8 +21,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
+use cache::SlimPod;
 
 pub use reconcile::{error_policy, reconcile};
+
+/// Most reconciles in flight at once: enough for hundreds of job starts a second, and a cap
+/// on memory when thousands of jobs are listed at start-up.
+const RECONCILE_CONCURRENCY: u16 = 64;
 
 /// What the reconciler is configured with.
 #[derive(Clone, Debug, Default)]
@@ -38,6 +42,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Grace period of the pod deletions the operator makes; `None` keeps the pod's own.
     pub pod_deletion_grace_seconds: Option<i64>,
+    /// Page size of the initial lists; 0 lists from the API server's watch cache in one go.
+    pub list_page_size: u32,
 }
 
 /// Everything a reconcile reads or writes through.
@@ -47,7 +53,7 @@ pub struct Context {
     /// The ProwJobs, finished ones stripped.
     pub jobs: Store<ProwJob>,
     /// The pods labelled `created-by-prow`, stripped.
-    pub pods: Store<Pod>,
+    pub pods: Store<SlimPod>,
     /// Configuration.
     pub settings: Settings,
     /// Starts in flight and build IDs.
@@ -65,7 +71,7 @@ pub struct Caches {
     /// ProwJobs.
     pub jobs: Store<ProwJob>,
     /// Prow's pods.
-    pub pods: Store<Pod>,
+    pub pods: Store<SlimPod>,
 }
 
 /// Runs the ProwJob reconciler until `shutdown` is cancelled; marks `ready` once its caches
@@ -81,21 +87,31 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let list = |c: watcher::Config| match settings.list_page_size {
+        0 => c.any_semantic(),
+        n => c.page_size(n),
+    };
     let (jobs, jobs_writer) = reflector::store();
-    let job_events = watcher(jobs_api, watcher::Config::default())
+    let job_events = watcher(jobs_api, list(watcher::Config::default()))
         .default_backoff()
         .modify(cache::strip_job)
         .reflect(jobs_writer)
-        .applied_objects();
+        .applied_objects()
+        // Finished jobs need no reconcile, except to delete a pod an abort or timeout left
+        // running when the operator stopped between its two writes.
+        .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
 
-    let pods_api: Api<Pod> = Api::all(client.clone());
+    let pods_api: Api<SlimPod> = Api::all(client.clone());
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
-    let pod_events = watcher(pods_api, watcher::Config::default().labels(&pod_selector))
-        .default_backoff()
-        .modify(cache::strip_pod)
-        .reflect(pods_writer)
-        .touched_objects();
+    let pod_events = watcher(
+        pods_api,
+        list(watcher::Config::default().labels(&pod_selector)),
+    )
+    .default_backoff()
+    .modify(SlimPod::strip)
+    .reflect(pods_writer)
+    .touched_objects();
 
     let (wake, woken) = mpsc::unbounded_channel();
     let reporter = Reporter {
@@ -131,9 +147,19 @@ pub async fn run(
     tokio::spawn(readiness);
 
     let controller = Controller::for_stream(job_events, jobs.clone())
-        .watches_stream(pod_events, job_of_pod)
+        .watches_stream(pod_events, {
+            // A pod of a job that is done needs no reconcile (most pods, at start-up).
+            let jobs = jobs.clone();
+            move |pod| {
+                job_of_pod(pod).filter(|r| jobs.get(r).is_none_or(|j| cache::needs_reconcile(&j)))
+            }
+        })
         .reconcile_on(tokio_stream_from(woken))
-        .with_config(ControllerConfig::default().debounce(Duration::ZERO))
+        .with_config(
+            ControllerConfig::default()
+                .debounce(Duration::ZERO)
+                .concurrency(RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -161,7 +187,7 @@ where
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.
-fn job_of_pod(pod: Pod) -> Option<ObjectRef<ProwJob>> {
+fn job_of_pod(pod: SlimPod) -> Option<ObjectRef<ProwJob>> {
     let namespace = pod.annotations().get(labels::JOB_NAMESPACE)?.clone();
     Some(ObjectRef::new(&pod.name_any()).within(&namespace))
 }

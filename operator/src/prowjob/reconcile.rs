@@ -64,7 +64,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     let mut pod = ctx
         .pods
         .get(&ObjectRef::new(&name).within(&pod_ns))
-        .map(|p| (*p).clone());
+        .map(|p| p.to_pod());
     let state = job.state();
     if state != ProwJobState::Triggered {
         ctx.ledger.forget_start(&uid);
@@ -72,11 +72,17 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     if job.is_complete() {
         ctx.ledger.forget_finish(&uid);
     }
+    match pod {
+        // The cache has caught up with the pod we created.
+        Some(_) => ctx.ledger.forget_pod(&uid),
+        // A pod we created a moment ago, not in the cache yet.
+        None => pod = ctx.ledger.created_pod(&uid),
+    }
     let just_started = state == ProwJobState::Triggered && ctx.ledger.is_started(&uid);
     let should_exist = state == ProwJobState::Pending && !job.is_complete();
     if pod.is_none() && (just_started || should_exist) {
-        // The pod cache lags the job cache (or our own write): before deciding the pod is
-        // missing, which would end the job, read it directly. Rare, so no hot-path cost.
+        // The pod cache lags the job cache: before deciding the pod is missing, which would
+        // end the job, read it directly. Rare, so no hot-path cost.
         pod = pods(ctx, &pod_ns).get_opt(&name).await?;
     }
     let mut step = decide(job, pod.as_ref(), Timestamp::now(), &ctx.settings.policy);
@@ -190,6 +196,8 @@ async fn start(job: &ProwJob, ctx: &Context) -> Result<Action> {
     };
     match create_pod(job, &build_id, ctx).await {
         Ok(pod) => {
+            ctx.ledger
+                .created(job.metadata.uid.as_deref().unwrap_or_default(), &pod);
             if let Some(created) = job.metadata.creation_timestamp.as_ref() {
                 let waited = Timestamp::now().duration_since(created.0);
                 ctx.metrics

@@ -1,0 +1,93 @@
+//! Heap bytes a finished job and its pod keep in the operator's caches, counted by a global
+//! allocator wrapper. Bounds, not timings: a regression here is what blew memory up upstream.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+
+use prow_api::ProwJob;
+use prow_operator::prowjob::cache::{strip_job, SlimPod};
+use serde_json::json;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn finished_job(i: usize) -> serde_json::Value {
+    json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": format!("done-{i:05}"), "namespace": "prow", "uid": format!("6a1f0c2e-0000-4000-8000-{i:012}"),
+                     "resourceVersion": "123456", "generation": 1, "creationTimestamp": "2024-01-01T00:00:00Z",
+                     "labels": {"created-by-prow": "true", "prow.k8s.io/type": "periodic"},
+                     "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1",
+                                        "fieldsV1": {"f:spec": {"f:job": {}, "f:pod_spec": {}}}}]},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": "ci-done-7", "report": true,
+                 "decoration_config": {"timeout": "2h0m0s", "gcs_configuration": {"bucket": "b"}},
+                 "pod_spec": {"containers": [{"image": "gcr.io/x/kubekins:v1", "command": ["runner.sh"],
+                     "args": ["make", "test"], "env": [{"name": "GO111MODULE", "value": "on"}],
+                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}}}]}},
+        "status": {"state": "success", "startTime": "2024-01-01T00:00:00Z", "pendingTime": "2024-01-01T00:00:01Z",
+                   "completionTime": "2024-01-01T00:10:00Z", "pod_name": format!("done-{i:05}"),
+                   "build_id": "1700000000000", "description": "Job succeeded.", "url": "https://prow.example/view/x"},
+    })
+}
+
+fn finished_pod(i: usize) -> serde_json::Value {
+    let job: ProwJob = serde_json::from_value(finished_job(i)).expect("job");
+    let mut pod = serde_json::to_value(
+        prow_api::pod::pod_for(&job, "1700000000000", "test-pods").expect("pod"),
+    )
+    .expect("json");
+    pod["metadata"]["uid"] = json!(format!("pod-{i:012}"));
+    pod["metadata"]["resourceVersion"] = json!("123457");
+    pod["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00Z");
+    pod["status"] = json!({"phase": "Succeeded", "startTime": "2024-01-01T00:00:01Z",
+        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2024-01-01T00:10:00Z"}],
+        "containerStatuses": [{"name": "test", "image": "gcr.io/x/kubekins:v1", "imageID": "sha256:abc", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+            "startedAt": "2024-01-01T00:00:02Z", "finishedAt": "2024-01-01T00:10:00Z"}}}]});
+    pod
+}
+
+/// Live heap bytes per object after building `n` of them with `make` and keeping them.
+fn bytes_each<T>(n: usize, make: impl Fn(usize) -> T) -> isize {
+    let before = LIVE.load(Ordering::Relaxed);
+    let kept: Vec<Arc<T>> = (0..n).map(|i| Arc::new(make(i))).collect();
+    let after = LIVE.load(Ordering::Relaxed);
+    drop(kept);
+    (after - before) / n as isize
+}
+
+#[test]
+fn a_finished_job_and_its_pod_stay_small_in_the_caches() {
+    let texts: Vec<(String, String)> = (0..1000)
+        .map(|i| (finished_job(i).to_string(), finished_pod(i).to_string()))
+        .collect();
+    let job = bytes_each(texts.len(), |i| {
+        let mut job: ProwJob = serde_json::from_str(&texts[i].0).expect("job");
+        strip_job(&mut job);
+        job
+    });
+    let pod = bytes_each(texts.len(), |i| {
+        let mut pod: SlimPod = serde_json::from_str(&texts[i].1).expect("pod");
+        pod.strip();
+        pod
+    });
+    println!("heap per finished job: {job} B, per pod: {pod} B");
+    assert!(job < 2_500, "a finished job keeps {job} bytes");
+    assert!(pod < 2_500, "a pod keeps {pod} bytes");
+}

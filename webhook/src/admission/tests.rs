@@ -1,0 +1,326 @@
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn admitter(presets: Vec<Value>) -> Admitter {
+    let (store, mut writer) = reflector::store::<Preset>();
+    for p in presets {
+        let preset: Preset = serde_json::from_value(p).expect("preset");
+        writer.apply_watcher_event(&watcher::Event::Apply(preset));
+    }
+    Admitter {
+        presets: store,
+        job_queues: None,
+        deep_check: None,
+    }
+}
+
+fn gcp_preset() -> Value {
+    json!({"apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
+           "metadata": {"name": "gcp", "namespace": "prow", "resourceVersion": "11"},
+           "spec": {"selector": {"preset-gcp": "true"},
+                    "env": [{"name": "GCP_KEY", "value": "/etc/gcp/key.json"}],
+                    "volumes": [{"name": "gcp", "secret": {"secretName": "gcp"}}],
+                    "volumeMounts": [{"name": "gcp", "mountPath": "/etc/gcp"}]}})
+}
+
+fn job(labels: Value, spec_patch: Value) -> Value {
+    let mut spec = json!({"type": "periodic", "agent": "kubernetes", "job": "ci-unit",
+                          "pod_spec": {"containers": [{"name": "", "image": "busybox", "command": ["true"]}]}});
+    if let (Some(s), Some(p)) = (spec.as_object_mut(), spec_patch.as_object()) {
+        s.extend(p.clone());
+    }
+    json!({"apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+           "metadata": {"name": "j", "namespace": "prow", "labels": labels}, "spec": spec})
+}
+
+fn review(kind: (&str, &str, &str), operation: &str, object: Value, old: Value) -> Vec<u8> {
+    let (group, version, kind) = kind;
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "req-1",
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+            "name": "j", "namespace": "prow", "operation": operation,
+            "userInfo": {"username": "alice"},
+            "object": object, "oldObject": old, "dryRun": false,
+        }
+    }))
+    .expect("body")
+}
+
+const PROWJOB: (&str, &str, &str) = ("prow.k8s.io", "v1", "ProwJob");
+
+async fn run(a: &Admitter, endpoint: Endpoint, body: &[u8]) -> (Value, Verdict) {
+    let (review, _, verdict) = a.review(endpoint, body).await.expect("a review");
+    (
+        serde_json::to_value(review).expect("json")["response"].clone(),
+        verdict,
+    )
+}
+
+fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn mutation_injects_matching_presets_and_records_them() {
+    let a = admitter(vec![gcp_preset()]);
+    let original = job(json!({"preset-gcp": "true"}), json!({}));
+    let (response, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", original.clone(), Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Patched);
+    assert_eq!(response["uid"], "req-1");
+    assert_eq!(response["patchType"], "JSONPatch");
+    // kube serialises the patch bytes as a JSON array, which the API server decodes as []byte.
+    let raw: Vec<u8> = serde_json::from_value(response["patch"].clone()).expect("patch bytes");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("JSON patch");
+    let mut patched = original;
+    json_patch::patch(&mut patched, &patch).expect("applies");
+    let container = &patched["spec"]["pod_spec"]["containers"][0];
+    assert_eq!(container["env"][0]["name"], "GCP_KEY");
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/etc/gcp");
+    assert_eq!(patched["spec"]["pod_spec"]["volumes"][0]["name"], "gcp");
+    assert_eq!(
+        patched["metadata"]["annotations"]["prow-operator.dev/presets"],
+        "gcp@11"
+    );
+}
+
+#[tokio::test]
+async fn mutation_defaults_the_agent_and_leaves_unmatched_jobs_alone() {
+    let a = admitter(vec![gcp_preset()]);
+    let unmatched = job(json!({"team": "x"}), json!({}));
+    let (_, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", unmatched, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed, "nothing to change");
+    let mut no_agent = job(json!({}), json!({}));
+    no_agent["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("agent");
+    let (response, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", no_agent, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Patched, "{response}");
+}
+
+#[tokio::test]
+async fn a_preset_conflicting_with_the_job_denies_it_naming_both() {
+    let a = admitter(vec![gcp_preset()]);
+    let clash = job(
+        json!({"preset-gcp": "true"}),
+        json!({"pod_spec": {"containers": [{"name": "", "image": "b", "env": [{"name": "GCP_KEY", "value": "/mine"}]}]}}),
+    );
+    let (response, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", clash, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    let text = message(&response);
+    assert!(
+        text.contains("env var \"GCP_KEY\" from preset \"gcp\" differs from the one in the job"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn validation_denies_with_every_field_path() {
+    let a = admitter(vec![]);
+    let bad = job(json!({}), json!({"job": "bad name", "max_concurrency": -1}));
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "CREATE", bad, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    let text = message(&response);
+    assert!(
+        text.contains("spec.job:") && text.contains("spec.max_concurrency:"),
+        "{text}"
+    );
+    let good = job(json!({}), json!({}));
+    let (_, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "CREATE", good, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed);
+}
+
+#[tokio::test]
+async fn updates_may_not_change_the_spec() {
+    let a = admitter(vec![]);
+    let old = job(json!({}), json!({}));
+    let new = job(json!({}), json!({"max_concurrency": 3}));
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "UPDATE", new, old.clone()),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    assert!(
+        message(&response).starts_with("spec: is immutable"),
+        "{response}"
+    );
+    let relabelled = job(json!({"x": "y"}), json!({}));
+    let (_, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "UPDATE", relabelled, old),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed);
+}
+
+#[tokio::test]
+async fn presets_that_collide_with_an_existing_one_are_denied() {
+    let a = admitter(vec![gcp_preset()]);
+    let clash = json!({"apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
+        "metadata": {"name": "other", "namespace": "prow"},
+        "spec": {"selector": {"team": "a"}, "env": [{"name": "GCP_KEY", "value": "/elsewhere"}]}});
+    let kind = ("prow-operator.dev", "v1alpha1", "Preset");
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidatePresets,
+        &review(kind, "CREATE", clash, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    assert!(message(&response).contains("preset \"gcp\""), "{response}");
+    // Updating the existing preset itself is no collision with itself.
+    let (_, verdict) = run(
+        &a,
+        Endpoint::ValidatePresets,
+        &review(kind, "UPDATE", gcp_preset(), gcp_preset()),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed);
+}
+
+#[tokio::test]
+async fn a_leased_testcluster_cannot_be_deleted() {
+    let a = admitter(vec![]);
+    let kind = ("prow-operator.dev", "v1alpha1", "TestCluster");
+    let leased = json!({"apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "c", "namespace": "prow"},
+        "spec": {"pool": "e2e", "kubeconfigSecretRef": {"name": "s"}},
+        "status": {"phase": "Leased", "lease": {"holder": "prow/job-1", "since": "2024-01-01T00:00:00Z"}}});
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateTestClusters,
+        &review(kind, "DELETE", Value::Null, leased),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    assert!(
+        message(&response).contains("leased by prow/job-1"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn the_wrong_kind_is_denied_with_a_reason() {
+    let a = admitter(vec![]);
+    let kind = ("prow-operator.dev", "v1alpha1", "Preset");
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(kind, "CREATE", json!({}), Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    assert!(
+        message(&response).contains("admits ProwJob objects, not Preset"),
+        "{response}"
+    );
+}
+
+/// A small deterministic fuzzer over the decoding path: every truncation of a valid review,
+/// and byte flips across it, must give a 400 or an answer, never a panic.
+#[tokio::test]
+async fn mangled_bodies_never_panic() {
+    let a = admitter(vec![gcp_preset()]);
+    let body = review(
+        PROWJOB,
+        "CREATE",
+        job(json!({"preset-gcp": "true"}), json!({})),
+        Value::Null,
+    );
+    let endpoints = [
+        Endpoint::MutateProwJobs,
+        Endpoint::ValidateProwJobs,
+        Endpoint::ValidatePresets,
+        Endpoint::ValidateTestClusters,
+    ];
+    let mut answered = 0;
+    let mut refused = 0;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for cut in (0..body.len()).step_by(7) {
+        for endpoint in endpoints {
+            match a.review(endpoint, &body[..cut]).await {
+                Ok(_) => answered += 1,
+                Err(e) => {
+                    assert!(!e.0.is_empty());
+                    refused += 1;
+                }
+            }
+        }
+    }
+    for _ in 0..2_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut mangled = body.clone();
+        let at = (seed as usize) % mangled.len();
+        mangled[at] = (seed >> 32) as u8;
+        for endpoint in endpoints {
+            match a.review(endpoint, &mangled).await {
+                Ok(_) => answered += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    assert!(
+        refused > 0 && answered > 0,
+        "both outcomes exercised: {answered} answered, {refused} refused"
+    );
+    let not_json = a
+        .review(Endpoint::ValidateProwJobs, b"not json")
+        .await
+        .expect_err("400");
+    assert!(
+        not_json.0.starts_with("body is not an AdmissionReview"),
+        "{}",
+        not_json.0
+    );
+    let no_request = a
+        .review(
+            Endpoint::ValidateProwJobs,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+        )
+        .await;
+    assert!(no_request.is_err());
+}

@@ -1,0 +1,118 @@
+//! The webhook's routes: admission endpoints (POST, JSON AdmissionReview v1), health and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prow_operator::health::Readiness;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use crate::admission::{Admitter, Endpoint, Verdict};
+use crate::metrics::{AdmissionLabels, Metrics};
+
+/// Largest AdmissionReview body accepted (the API server's own limit on objects is 1.5 MiB,
+/// plus the old object on updates).
+const MAX_BODY: u64 = 4 * 1024 * 1024;
+
+/// Every route of the webhook.
+pub fn routes(
+    admitter: Admitter,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let endpoint = warp::path!("mutate" / "prowjobs")
+        .map(|| Endpoint::MutateProwJobs)
+        .or(warp::path!("validate" / "prowjobs").map(|| Endpoint::ValidateProwJobs))
+        .unify()
+        .or(warp::path!("validate" / "presets").map(|| Endpoint::ValidatePresets))
+        .unify()
+        .or(warp::path!("validate" / "testclusters").map(|| Endpoint::ValidateTestClusters))
+        .unify();
+    let admit = {
+        let metrics = metrics.clone();
+        warp::post()
+            .and(endpoint)
+            .and(warp::body::content_length_limit(MAX_BODY))
+            .and(warp::body::bytes())
+            .then(move |endpoint: Endpoint, body: Bytes| {
+                let (admitter, metrics) = (admitter.clone(), metrics.clone());
+                async move { handle(&admitter, &metrics, endpoint, &body).await }
+            })
+    };
+    let healthz = warp::path!("healthz").map(|| "ok".to_string());
+    let readyz = warp::path!("readyz").map(move || {
+        if ready.is_ready() {
+            warp::reply::with_status("ok".to_string(), StatusCode::OK)
+        } else {
+            warp::reply::with_status("not ready".to_string(), StatusCode::SERVICE_UNAVAILABLE)
+        }
+    });
+    let metrics_route = warp::path!("metrics").map(move || {
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    });
+    let probes = warp::get().and(healthz.or(readyz).or(metrics_route));
+    admit
+        .or(probes)
+        .recover(|rejection: warp::Rejection| async move {
+            let (code, message) = if rejection.is_not_found() {
+                (StatusCode::NOT_FOUND, "no such endpoint".to_string())
+            } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the AdmissionReview is too large".to_string(),
+                )
+            } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST for admission endpoints, GET for probes".to_string(),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, format!("{rejection:?}"))
+            };
+            Ok::<_, std::convert::Infallible>(warp::reply::with_status(message, code))
+        })
+}
+
+async fn handle(
+    admitter: &Admitter,
+    metrics: &Metrics,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> warp::reply::Response {
+    use warp::Reply;
+    let started = Instant::now();
+    let (reply, operation, result) = match admitter.review(endpoint, body).await {
+        Ok((review, operation, verdict)) => {
+            let result = match verdict {
+                Verdict::Allowed => "allowed",
+                Verdict::Patched => "patched",
+                Verdict::Denied => "denied",
+            };
+            (
+                warp::reply::json(&review).into_response(),
+                format!("{operation:?}").to_uppercase(),
+                result,
+            )
+        }
+        Err(bad) => (
+            warp::reply::with_status(bad.0, StatusCode::BAD_REQUEST).into_response(),
+            "UNKNOWN".to_string(),
+            "bad_request",
+        ),
+    };
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            kind: endpoint.kind().to_string(),
+            operation,
+            result: result.to_string(),
+        })
+        .inc();
+    reply
+}
