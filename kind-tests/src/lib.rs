@@ -9,6 +9,7 @@ pub mod env;
 pub mod operator;
 pub mod pod_driver;
 pub mod process;
+pub mod webhook;
 
 pub use env::TestEnv;
 pub use pod_driver::PodDriver;

@@ -69,8 +69,30 @@ impl Running {
         self.child.id()
     }
 
+    /// Starts `binary` with its plain-HTTP probes on `probe_flag` (the webhook serves
+    /// admission over TLS on `--listen`, probes on `--probe-listen`) and waits until ready.
+    pub fn start_with_probes(
+        binary_name: &str,
+        probe_flag: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut running = Self::spawn_with(&binary(binary_name)?, probe_flag, kubeconfig, args)?;
+        running.wait_for(Duration::from_secs(30), "/readyz")?;
+        Ok(running)
+    }
+
     fn spawn(
         path: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::spawn_with(path, "--listen", kubeconfig, args)
+    }
+
+    fn spawn_with(
+        path: &std::path::Path,
+        probe_flag: &str,
         kubeconfig: &std::path::Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
@@ -78,7 +100,7 @@ impl Running {
         let port = free_port()?;
         let health = format!("127.0.0.1:{port}");
         let child = Command::new(path)
-            .arg(format!("--listen={health}"))
+            .arg(format!("{probe_flag}={health}"))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .args(args)
             .stdin(Stdio::null())

@@ -32,6 +32,11 @@ struct WebhookConfig {
     #[arg(long, env = "PROW_WEBHOOK_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
 
+    /// Optional plain-HTTP address for /healthz, /readyz and /metrics alone (kubelet probes and
+    /// Prometheus without TLS).
+    #[arg(long, env = "PROW_WEBHOOK_PROBE_LISTEN")]
+    probe_listen: Option<SocketAddr>,
+
     /// PEM certificate chain of the server; re-read when it changes.
     #[arg(long, env = "PROW_WEBHOOK_TLS_CERT_FILE", requires = "tls_key_file")]
     tls_cert_file: Option<PathBuf>,
@@ -138,7 +143,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let ready = health::Readiness::default();
     let metrics = Arc::new(metrics::Metrics::default());
-    let routes = server::routes(admitter, ready.clone(), metrics);
+    let routes = server::routes(admitter, ready.clone(), metrics.clone());
+    let probes = match cfg.probe_listen {
+        Some(address) => {
+            let render: health::MetricsRender = Arc::new(move || metrics.render());
+            Some(health::serve(address, ready.clone(), render, stop.clone()).await?)
+        }
+        None => None,
+    };
 
     let server = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
         (Some(cert), Some(key)) => {
@@ -174,6 +186,9 @@ async fn main() -> anyhow::Result<()> {
     stop.cancelled().await;
     feed.abort();
     server.await.context("server task")??;
+    if let Some(probes) = probes {
+        probes.await.context("probe server")?;
+    }
     tracing::info!("prow-webhook stopped");
     Ok(())
 }

@@ -1,0 +1,240 @@
+//! The admission webhook registered with the real API server: `kubectl apply` of a bad job is
+//! refused with the field path, presets are injected, colliding presets and pods the API server
+//! would refuse are refused, and a leased TestCluster cannot be deleted.
+
+use std::time::Duration;
+
+use kind_tests::operator::eventually;
+use kind_tests::webhook::{register, start_webhook};
+use kind_tests::TestEnv;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use prow_api::{ProwJob, TestCluster};
+use serde_json::json;
+
+/// `kubectl apply -f -` of `yaml`; Ok(stdout) or Err(stderr).
+fn apply(env: &TestEnv, yaml: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &env.kubeconfig)
+        .args(["--namespace", &env.namespace, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl ran");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+const BAD_JOB: &str = "apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata:
+  name: bad
+spec:
+  type: presubmit
+  agent: kubernetes
+  job: pull-unit
+  refs: {org: acme, repo: widgets, base_ref: main, pulls: [{number: 1, sha: abc}]}
+  pod_spec:
+    containers:
+    - {name: build, image: busybox, command: [make]}
+    - {name: sidecar, image: busybox, command: [make]}
+";
+
+#[tokio::test]
+async fn the_api_server_refuses_bad_jobs_and_injects_presets_through_the_webhook() {
+    let env = TestEnv::new("webhook").await.expect("env");
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    register(&env, &webhook).await.expect("registered");
+
+    // The API server picks up new webhook configurations within a second or so.
+    let refusal = eventually(
+        "the webhook to refuse a bad job",
+        Duration::from_secs(20),
+        || async { Ok(apply(&env, BAD_JOB).err()) },
+    )
+    .await
+    .expect("refused");
+    assert!(refusal.contains("denied the request"), "{refusal}");
+    assert!(
+        refusal.contains(
+            "spec.pod_spec.containers[1].name: \"sidecar\" is reserved for the pod utilities"
+        ),
+        "{refusal}"
+    );
+
+    let preset = format!(
+        "apiVersion: prow-operator.dev/v1alpha1
+kind: Preset
+metadata: {{name: gcp, namespace: {ns}}}
+spec:
+  selector: {{preset-gcp: \"true\"}}
+  env: [{{name: GCP_KEY, value: /etc/gcp/key.json}}]
+  volumes: [{{name: gcp, emptyDir: {{}}}}]
+  volumeMounts: [{{name: gcp, mountPath: /etc/gcp}}]
+",
+        ns = env.namespace
+    );
+    apply(&env, &preset).expect("preset stored");
+    // The webhook's preset cache follows the API server by a watch.
+    let good = "apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata:
+  name: good
+  labels: {preset-gcp: \"true\"}
+spec:
+  type: periodic
+  job: ci-unit
+  pod_spec:
+    containers: [{image: busybox, command: [make]}]
+";
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    apply(&env, good).expect("good job stored");
+    let stored = env.api::<ProwJob>().get("good").await.expect("get");
+    let pod = stored.spec.pod_spec.expect("pod spec");
+    let env_names: Vec<_> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(env_names, ["GCP_KEY"], "preset injected");
+    assert_eq!(pod.volumes.expect("volumes")[0].name, "gcp");
+    assert!(stored.spec.agent.is_some(), "agent defaulted");
+    let annotations = stored.metadata.annotations.expect("annotations");
+    assert!(
+        annotations["prow-operator.dev/presets"].starts_with("gcp@"),
+        "{annotations:?}"
+    );
+
+    // A second preset that gives GCP_KEY another value to jobs that may match both.
+    let clash = format!(
+        "apiVersion: prow-operator.dev/v1alpha1
+kind: Preset
+metadata: {{name: other, namespace: {ns}}}
+spec:
+  selector: {{team: infra}}
+  env: [{{name: GCP_KEY, value: /somewhere/else}}]
+",
+        ns = env.namespace
+    );
+    let refusal = apply(&env, &clash).expect_err("collision refused");
+    assert!(refusal.contains("preset \"gcp\""), "{refusal}");
+
+    // The spec is immutable.
+    let refusal = env
+        .api::<ProwJob>()
+        .patch(
+            "good",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"max_concurrency": 2}})),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        refusal.to_string().contains("spec: is immutable"),
+        "{refusal}"
+    );
+}
+
+#[tokio::test]
+async fn the_deep_check_refuses_a_pod_the_api_server_would_refuse() {
+    let env = TestEnv::new("webhook-deep").await.expect("env");
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    register(&env, &webhook).await.expect("registered");
+    // Passes the job rules, but the API server refuses the pod: a container port out of range.
+    let job = "apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata: {name: deep}
+spec:
+  type: periodic
+  agent: kubernetes
+  job: ci-deep
+  pod_spec:
+    containers: [{image: busybox, command: [make], ports: [{containerPort: 70000}]}]
+";
+    let refusal = eventually(
+        "the deep check to refuse",
+        Duration::from_secs(20),
+        || async { Ok(apply(&env, job).err()) },
+    )
+    .await
+    .expect("refused");
+    assert!(
+        refusal.contains("the API server would refuse this job's pod"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("containerPort"),
+        "the API server's own message: {refusal}"
+    );
+}
+
+#[tokio::test]
+async fn a_leased_testcluster_cannot_be_deleted_and_a_bad_one_not_created() {
+    let env = TestEnv::new("webhook-tc").await.expect("env");
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    register(&env, &webhook).await.expect("registered");
+    let bad = "apiVersion: prow-operator.dev/v1alpha1
+kind: TestCluster
+metadata: {name: bad}
+spec: {pool: Not A Pool, kubeconfigSecretRef: {name: s}}
+";
+    let refusal = eventually(
+        "the webhook to refuse a bad cluster",
+        Duration::from_secs(20),
+        || async { Ok(apply(&env, bad).err()) },
+    )
+    .await
+    .expect("refused");
+    assert!(refusal.contains("spec.pool"), "{refusal}");
+
+    let clusters = env.api::<TestCluster>();
+    let good: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "e2e-1"}, "spec": {"pool": "e2e", "kubeconfigSecretRef": {"name": "s"}},
+    }))
+    .expect("cluster");
+    clusters
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("created");
+    clusters
+        .patch_status(
+            "e2e-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Leased", "lease": {"holder": "prow/job-1", "since": "2024-01-01T00:00:00Z"}}})),
+        )
+        .await
+        .expect("leased");
+    let refusal = clusters
+        .delete("e2e-1", &DeleteParams::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        refusal.to_string().contains("leased by prow/job-1"),
+        "{refusal}"
+    );
+    clusters
+        .patch_status(
+            "e2e-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Vacant", "lease": null}})),
+        )
+        .await
+        .expect("released");
+    clusters
+        .delete("e2e-1", &DeleteParams::default())
+        .await
+        .expect("deleted once released");
+}
