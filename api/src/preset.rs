@@ -322,3 +322,59 @@ pub fn applied_annotation(presets: &[&Preset]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// What a Preset's conditions say: `(type, status, reason, message)`.
+pub type ConditionFacts = (&'static str, &'static str, &'static str, String);
+
+/// The Ready and Conflicting conditions of `preset` among the presets of its namespace.
+pub fn conditions<'a>(
+    preset: &Preset,
+    others: impl IntoIterator<Item = &'a Preset>,
+) -> Vec<ConditionFacts> {
+    let name = preset.metadata.name.clone().unwrap_or_default();
+    let mut clashes: Vec<String> = Vec::new();
+    for other in others {
+        let other_name = other.metadata.name.clone().unwrap_or_default();
+        if other_name == name || other.metadata.namespace != preset.metadata.namespace {
+            continue;
+        }
+        for c in collisions(&preset.spec, &other.spec) {
+            clashes.push(format!(
+                "{} {:?} differs from preset {other_name:?}",
+                c.kind, c.item
+            ));
+        }
+    }
+    clashes.sort();
+    let ready = if preset.spec.selector.is_empty() {
+        (
+            "Ready",
+            "False",
+            "EmptySelector",
+            "The selector names no label, so the preset applies to no job.".to_string(),
+        )
+    } else {
+        (
+            "Ready",
+            "True",
+            "Selecting",
+            "The preset is injected into new jobs whose labels match its selector.".to_string(),
+        )
+    };
+    let conflicting = if clashes.is_empty() {
+        (
+            "Conflicting",
+            "False",
+            "NoCollision",
+            "No other preset gives a job a different value for the same item.".to_string(),
+        )
+    } else {
+        (
+            "Conflicting",
+            "True",
+            "Collision",
+            format!("{}; a job matching both is refused.", clashes.join("; ")),
+        )
+    };
+    vec![ready, conflicting]
+}

@@ -250,3 +250,56 @@ async fn metrics_count_jobs_by_state_and_type() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn preset_status_says_ready_and_names_a_colliding_preset() {
+    use prow_api::Preset;
+    let env = TestEnv::new("recover-presets").await.expect("env");
+    let _operator = start_operator(&env, &[]).expect("operator");
+    let presets = env.api::<Preset>();
+    let make = |name: &str, selector: serde_json::Value, value: &str| -> Preset {
+        serde_json::from_value(json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
+            "metadata": {"name": name},
+            "spec": {"selector": selector, "env": [{"name": "KEY", "value": value}]},
+        }))
+        .expect("preset")
+    };
+    presets
+        .create(&PostParams::default(), &make("a", json!({"x": "1"}), "one"))
+        .await
+        .expect("a");
+    let condition = |p: &Preset, kind: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == kind).cloned())
+    };
+    eventually("preset a ready and without conflict", WAIT, || async {
+        let p = presets.get("a").await?;
+        let ok = condition(&p, "Ready").is_some_and(|c| c.status == "True")
+            && condition(&p, "Conflicting").is_some_and(|c| c.status == "False")
+            && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation;
+        Ok(ok.then_some(()))
+    })
+    .await
+    .expect("a ready");
+    // No webhook here: the collision gets in, and both presets' status says so.
+    presets
+        .create(&PostParams::default(), &make("b", json!({"y": "1"}), "two"))
+        .await
+        .expect("b");
+    for (name, other) in [("a", "b"), ("b", "a")] {
+        let message = eventually(&format!("{name} conflicting"), WAIT, || async {
+            let p = presets.get(name).await?;
+            Ok(condition(&p, "Conflicting")
+                .filter(|c| c.status == "True")
+                .map(|c| c.message))
+        })
+        .await
+        .expect("conflicting");
+        assert!(
+            message.contains(&format!("preset \"{other}\"")),
+            "{message}"
+        );
+    }
+}

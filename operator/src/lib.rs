@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod presets;
 pub mod prowjob;
 pub mod retention;
 pub mod shutdown;

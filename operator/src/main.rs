@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::{self, OperatorConfig};
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{health, leader, prowjob, retention, shutdown, telemetry};
+use prow_operator::{health, leader, presets, prowjob, retention, shutdown, telemetry};
 
 // mimalloc returns freed memory to the system far better than glibc's per-thread arenas, which
 // keep the peak of the initial lists (tens of MB of JSON) resident for good.
@@ -64,11 +64,17 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let _ = job_store.set(caches.jobs.clone());
+    let preset_status = tokio::spawn(presets::run(
+        client.clone(),
+        cfg.watch_namespace.clone(),
+        stop.clone(),
+    ));
     let sweeper = tokio::spawn(retention::run(
         client,
         caches,
         cfg.retention(),
         cfg.sweep_interval,
+        cfg.watch_namespace.clone(),
         stop.clone(),
     ));
 
@@ -86,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
     }
     controller.await.context("ProwJob controller")?;
     sweeper.await.context("retention sweep")?;
+    preset_status.await.context("preset status")?;
     if let Some(held) = leadership {
         held.release().await;
     }

@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::prowjob::{synced, Caches};
 
 /// Sweeps every `interval` until `shutdown`, the first time as soon as the caches are synced.
+/// With `watch_namespace`, only pods of jobs in that namespace are considered: another
+/// operator's pods are not orphans of this one.
 pub async fn run(
     client: Client,
     caches: Caches,
     keep: Retention,
     interval: Duration,
+    watch_namespace: Option<String>,
     shutdown: CancellationToken,
 ) {
     let ready = async { synced(&caches.jobs).await && synced(&caches.pods).await };
@@ -29,17 +32,36 @@ pub async fn run(
     loop {
         let (jobs, pods) = (caches.jobs.state(), caches.pods.state());
         let jobs: Vec<&ProwJob> = jobs.iter().map(|j| j.as_ref()).collect();
-        let pods: Vec<Pod> = pods.iter().map(|p| p.to_pod()).collect();
+        let ours = |p: &&std::sync::Arc<crate::prowjob::cache::SlimPod>| {
+            watch_namespace.as_deref().is_none_or(|ns| {
+                p.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(labels::JOB_NAMESPACE))
+                    .map(String::as_str)
+                    == Some(ns)
+            })
+        };
+        let pods: Vec<Pod> = pods.iter().filter(ours).map(|p| p.to_pod()).collect();
         let pods: Vec<&Pod> = pods.iter().collect();
         let plan = sweep(&jobs, &pods, Timestamp::now(), &keep);
         let (mut jobs_deleted, mut pods_deleted) = (0usize, 0usize);
         for doomed in &plan.jobs {
+            if shutdown.is_cancelled() {
+                return;
+            }
             jobs_deleted += usize::from(delete::<ProwJob>(&client, doomed).await);
         }
         for doomed in &plan.pods {
+            if shutdown.is_cancelled() {
+                return;
+            }
             pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
         }
         for doomed in &plan.orphans {
+            if shutdown.is_cancelled() {
+                return;
+            }
             if still_orphaned(&client, doomed).await {
                 pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
             }

@@ -177,3 +177,23 @@ fn collisions_need_overlapping_selectors_and_different_values() {
         "equal values do not collide"
     );
 }
+
+#[test]
+fn conditions_say_ready_and_name_the_colliding_preset() {
+    let a = gcp();
+    let b = preset(
+        "b",
+        json!({"selector": {"team": "x"}, "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/x"}]}),
+    );
+    let facts = conditions(&a, [&a, &b]);
+    assert_eq!((facts[0].0, facts[0].1), ("Ready", "True"));
+    assert_eq!(
+        (facts[1].0, facts[1].1, facts[1].2),
+        ("Conflicting", "True", "Collision")
+    );
+    assert!(facts[1].3.contains("preset \"b\""), "{}", facts[1].3);
+    let alone = conditions(&a, [&a]);
+    assert_eq!((alone[1].1, alone[1].2), ("False", "NoCollision"));
+    let empty = preset("e", json!({"selector": {}}));
+    assert_eq!(conditions(&empty, [&empty])[0].1, "False");
+}
