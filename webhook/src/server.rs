@@ -31,8 +31,9 @@ pub fn routes(
         .unify();
     let admit = {
         let metrics = metrics.clone();
-        warp::post()
-            .and(endpoint)
+        // Path first, then method: GET on an unknown path is a 404, on an endpoint a 405.
+        endpoint
+            .and(warp::post())
             .and(warp::body::content_length_limit(MAX_BODY))
             .and(warp::body::bytes())
             .then(move |endpoint: Endpoint, body: Bytes| {
