@@ -9,11 +9,11 @@ use anyhow::Context as _;
 /// A binary of this workspace, built beside the test executable (`cargo build --bins` first).
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test executable has no target directory")?;
+    // Tests run from target/<profile>/deps/, binaries (benchmarks) from target/<profile>/.
+    let mut dir = exe.parent().context("executable has no directory")?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
     let path = dir.join(name);
     anyhow::ensure!(
         path.exists(),

@@ -238,3 +238,60 @@ spec: {pool: Not A Pool, kubeconfigSecretRef: {name: s}}
         .await
         .expect("deleted once released");
 }
+
+/// The fingerprint of the certificate the server at `address` presents, via openssl s_client.
+fn served_fingerprint(address: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {address} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn file_fingerprint(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let env = TestEnv::new("webhook-rotate").await.expect("env");
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    let address = webhook.url.trim_start_matches("https://").to_string();
+    let first = served_fingerprint(&address);
+    assert_eq!(
+        first,
+        file_fingerprint(&webhook.certs.cert),
+        "serves the configured certificate"
+    );
+
+    // Rotate: a new CA and certificate written over the same files.
+    let dir = std::env::temp_dir().join(kind_tests::env::unique_name("rotated"));
+    let rotated = kind_tests::webhook::make_certs(&dir).expect("new certs");
+    std::fs::copy(&rotated.key, &webhook.certs.key).expect("key");
+    std::fs::copy(&rotated.cert, &webhook.certs.cert).expect("cert");
+    let expected = file_fingerprint(&rotated.cert);
+    assert_ne!(expected, first);
+    let served = eventually(
+        "the new certificate to be served",
+        Duration::from_secs(15),
+        || async {
+            let now = served_fingerprint(&address);
+            Ok((now == expected).then_some(now))
+        },
+    )
+    .await
+    .expect("rotated");
+    assert_eq!(served, expected);
+    assert!(
+        webhook.process.terminate().expect("stops"),
+        "still the same process, exiting cleanly"
+    );
+}
