@@ -72,6 +72,15 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_LIST_PAGE_SIZE", default_value_t = 500)]
     pub list_page_size: u32,
 
+    /// Most reconciles in flight at once (0 is unlimited): enough for hundreds of job starts a
+    /// second, and a cap on memory when thousands of jobs are listed at start-up.
+    #[arg(
+        long,
+        env = "PROW_OPERATOR_RECONCILE_CONCURRENCY",
+        default_value_t = 64
+    )]
+    pub reconcile_concurrency: u16,
+
     /// How often finished jobs and pods are garbage-collected (Go duration).
     #[arg(long, env = "PROW_OPERATOR_SWEEP_INTERVAL", default_value = "1h", value_parser = go_duration)]
     #[serde(serialize_with = "as_secs")]
@@ -178,6 +187,7 @@ impl OperatorConfig {
             },
             pod_deletion_grace_seconds: self.pod_deletion_grace_seconds,
             list_page_size: self.list_page_size,
+            reconcile_concurrency: self.reconcile_concurrency,
         }
     }
 

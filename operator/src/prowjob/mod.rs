@@ -25,10 +25,6 @@ use cache::SlimPod;
 
 pub use reconcile::{error_policy, reconcile};
 
-/// Most reconciles in flight at once: enough for hundreds of job starts a second, and a cap
-/// on memory when thousands of jobs are listed at start-up.
-const RECONCILE_CONCURRENCY: u16 = 64;
-
 /// What the reconciler is configured with.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
@@ -44,6 +40,8 @@ pub struct Settings {
     pub pod_deletion_grace_seconds: Option<i64>,
     /// Page size of the initial lists; 0 lists from the API server's watch cache in one go.
     pub list_page_size: u32,
+    /// Most reconciles in flight at once; 0 is unlimited.
+    pub reconcile_concurrency: u16,
 }
 
 /// Everything a reconcile reads or writes through.
@@ -113,6 +111,7 @@ pub async fn run(
     .reflect(pods_writer)
     .touched_objects();
 
+    let settings_concurrency = settings.reconcile_concurrency;
     let (wake, woken) = mpsc::unbounded_channel();
     let reporter = Reporter {
         controller: "prow-operator".into(),
@@ -158,7 +157,7 @@ pub async fn run(
         .with_config(
             ControllerConfig::default()
                 .debounce(Duration::ZERO)
-                .concurrency(RECONCILE_CONCURRENCY),
+                .concurrency(settings_concurrency),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
