@@ -22,4 +22,11 @@ export PROW_TEST_KUBECONFIG
 echo "== control plane up in $((($(date +%s%N) - start) / 1000000)) ms"
 
 echo "== cargo test"
-cargo test --workspace --locked --no-fail-fast
+log="$state/cargo-test.log"
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last often a
+# doc-test binary with nothing in it).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use prow_operator::health::Readiness;
+use prow_operator::health::{self, Readiness};
 use warp::http::StatusCode;
 use warp::Filter;
 
@@ -41,22 +41,8 @@ pub fn routes(
                 async move { handle(&admitter, &metrics, endpoint, &body).await }
             })
     };
-    let healthz = warp::path!("healthz").map(|| "ok".to_string());
-    let readyz = warp::path!("readyz").map(move || {
-        if ready.is_ready() {
-            warp::reply::with_status("ok".to_string(), StatusCode::OK)
-        } else {
-            warp::reply::with_status("not ready".to_string(), StatusCode::SERVICE_UNAVAILABLE)
-        }
-    });
-    let metrics_route = warp::path!("metrics").map(move || {
-        warp::reply::with_header(
-            metrics.render(),
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )
-    });
-    let probes = warp::get().and(healthz.or(readyz).or(metrics_route));
+    let render: health::MetricsRender = Arc::new(move || metrics.render());
+    let probes = health::routes(ready, render);
     admit
         .or(probes)
         .recover(|rejection: warp::Rejection| async move {
