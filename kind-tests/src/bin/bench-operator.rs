@@ -91,21 +91,7 @@ type Latencies = Vec<f64>;
 async fn baseline_pods() -> anyhow::Result<Latencies> {
     let env = TestEnv::new("bench-baseline").await?;
     let pods: Api<Pod> = env.api();
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let (pods, seen) = (pods.clone(), seen.clone());
-        tokio::spawn(async move {
-            let mut events = watcher(pods, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(pod)) = events.next().await {
-                seen.lock()
-                    .expect("lock")
-                    .entry(pod.name_any())
-                    .or_insert_with(Instant::now);
-            }
-        })
-    };
+    let (seen, watch) = first_seen(pods.clone(), |_| true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let template = prow_api::pod::pod_for(
         &{
@@ -149,38 +135,10 @@ async fn start_latency(
     )?;
     let pods: Api<Pod> = env.api();
     let jobs: Api<ProwJob> = env.api();
-    let pod_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let pending_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let pod_watch = {
-        let seen = pod_seen.clone();
-        tokio::spawn(async move {
-            let mut events = watcher(pods, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(pod)) = events.next().await {
-                seen.lock()
-                    .expect("lock")
-                    .entry(pod.name_any())
-                    .or_insert_with(Instant::now);
-            }
-        })
-    };
-    let job_watch = {
-        let (seen, jobs) = (pending_seen.clone(), jobs.clone());
-        tokio::spawn(async move {
-            let mut events = watcher(jobs, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(job)) = events.next().await {
-                if job.state() == ProwJobState::Pending {
-                    seen.lock()
-                        .expect("lock")
-                        .entry(job.name_any())
-                        .or_insert_with(Instant::now);
-                }
-            }
-        })
-    };
+    let (pod_seen, pod_watch) = first_seen(pods, |_| true);
+    let (pending_seen, job_watch) = first_seen(jobs.clone(), |j: &ProwJob| {
+        j.state() == ProwJobState::Pending
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first = Instant::now();
     let started = paced(JOBS, |i| {
@@ -308,6 +266,34 @@ async fn fill(env: &TestEnv) -> anyhow::Result<()> {
     );
 
     Ok(())
+}
+
+/// When the watch first saw each object of `api` for which `when` holds, by name.
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Watches `api` and records the first moment each object satisfies `when`.
+fn first_seen<K>(api: Api<K>, when: fn(&K) -> bool) -> (Seen, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(object)) = events.next().await {
+            if when(&object) {
+                record
+                    .lock()
+                    .expect("lock")
+                    .entry(object.name_any())
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    (seen, task)
 }
 
 /// Runs `make(i)` for i in 0..n at RATE_PER_SEC, concurrently; returns name -> start instant.
