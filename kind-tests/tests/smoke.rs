@@ -34,6 +34,16 @@ where
     .expect("status patched")
 }
 
+/// The column names of a `kubectl get` table.
+fn columns(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect()
+}
+
 #[tokio::test]
 async fn prowjob_is_created_status_patched_and_printed_with_upstream_columns() {
     let env = TestEnv::new("smoke-prowjob").await.expect("env");
@@ -58,12 +68,7 @@ async fn prowjob_is_created_status_patched_and_printed_with_upstream_columns() {
     let table = env
         .kubectl(&["get", "prowjobs", "smoke-1"])
         .expect("kubectl get");
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
+    let header = columns(&table);
     assert_eq!(
         header,
         [
@@ -110,12 +115,7 @@ async fn preset_is_created_status_patched_and_printed_by_short_name() {
     let table = env
         .kubectl(&["get", "pst", "gcp-creds"])
         .expect("kubectl get pst");
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
+    let header = columns(&table);
     assert_eq!(header, ["NAME", "SELECTOR", "READY", "AGE"]);
     assert!(table.contains("True"), "{table}");
 }
@@ -143,12 +143,7 @@ async fn testcluster_is_created_status_patched_and_printed_by_short_name() {
     let table = env
         .kubectl(&["get", "tc", "e2e-1"])
         .expect("kubectl get tc");
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .expect("header")
-        .split_whitespace()
-        .collect();
+    let header = columns(&table);
     assert_eq!(
         header,
         ["NAME", "POOL", "REGION", "PHASE", "HOLDER", "UNTIL", "AGE"]

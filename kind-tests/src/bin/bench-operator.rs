@@ -124,15 +124,7 @@ async fn start_latency(
 ) -> anyhow::Result<(Latencies, Latencies, Duration)> {
     let env = TestEnv::new("bench-start").await?;
     let ns = env.namespace.clone();
-    let _operator = Running::start_binary(
-        operator,
-        &env.kubeconfig,
-        &[
-            &format!("--watch-namespace={ns}"),
-            &format!("--pod-namespace={ns}"),
-            "--leader-election=false",
-        ],
-    )?;
+    let _operator = start_release_operator(operator, &env, &ns)?;
     let pods: Api<Pod> = env.api();
     let jobs: Api<ProwJob> = env.api();
     let (pod_seen, pod_watch) = first_seen(pods, |_| true);
@@ -184,15 +176,7 @@ async fn cold_start(operator: &std::path::Path) -> anyhow::Result<()> {
     };
     println!("stored jobs are in namespace {ns}");
     let start = Instant::now();
-    let running = Running::start_binary(
-        operator,
-        &env.kubeconfig,
-        &[
-            &format!("--watch-namespace={ns}"),
-            &format!("--pod-namespace={ns}"),
-            "--leader-election=false",
-        ],
-    )?;
+    let running = start_release_operator(operator, &env, &ns)?;
     let synced = start.elapsed();
     // Let the controller take every stored job through one reconcile, then read memory.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -294,6 +278,22 @@ where
         }
     });
     (seen, task)
+}
+
+/// Starts the release operator for namespace `ns`, without leader election, and waits until
+/// it is ready.
+fn start_release_operator(
+    operator: &std::path::Path,
+    env: &TestEnv,
+    ns: &str,
+) -> anyhow::Result<Running> {
+    let args = [
+        format!("--watch-namespace={ns}"),
+        format!("--pod-namespace={ns}"),
+        "--leader-election=false".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start_binary(operator, &env.kubeconfig, &args)
 }
 
 /// Runs `make(i)` for i in 0..n at RATE_PER_SEC, concurrently; returns name -> start instant.
