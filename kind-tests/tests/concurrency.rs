@@ -167,3 +167,135 @@ async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_
     );
     assert_eq!(seen.created.len(), JOBS, "one pod per job, none recreated");
 }
+
+fn simple_job(name: &str, job: &str, queue: &str) -> ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": job, "job_queue_name": queue,
+                 "pod_spec": {"containers": [{"image": "busybox"}]}},
+    }))
+    .expect("job")
+}
+
+async fn alive_pods(env: &TestEnv) -> Vec<String> {
+    let list = env
+        .api::<Pod>()
+        .list(&ListParams::default())
+        .await
+        .expect("pods");
+    let mut names: Vec<String> = list
+        .items
+        .iter()
+        .filter(|p| unfinished(p))
+        .map(|p| p.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_global_limit_counts_every_job_name() {
+    let env = TestEnv::new("concurrency-global").await.expect("env");
+    let _operator = start_operator(&env, &["--max-concurrency=2"]).expect("operator");
+    let jobs = env.api::<ProwJob>();
+    for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+        jobs.create(
+            &PostParams::default(),
+            &simple_job(name, &format!("ci-{i}"), ""),
+        )
+        .await
+        .expect("job");
+    }
+    eventually("two pods", Duration::from_secs(20), || async {
+        Ok((alive_pods(&env).await.len() == 2).then_some(()))
+    })
+    .await
+    .expect("two started");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alive = alive_pods(&env).await;
+    assert_eq!(alive.len(), 2, "{alive:?}");
+    let waiting = eventually(
+        "a waiting job saying why",
+        Duration::from_secs(20),
+        || async {
+            let list = jobs.list(&ListParams::default()).await?;
+            Ok(list.items.into_iter().find(|j| {
+                j.state() == ProwJobState::Triggered
+                    && j.status.as_ref().is_some_and(|s| !s.description.is_empty())
+            }))
+        },
+    )
+    .await
+    .expect("waiting");
+    let why = waiting.status.expect("status").description;
+    assert!(why.contains("global max_concurrency 2"), "{why}");
+
+    PodDriver::new(env.client.clone(), &env.namespace)
+        .succeed(&alive[0])
+        .await
+        .expect("done");
+    eventually("a third job to start", Duration::from_secs(20), || async {
+        let pods = env
+            .api::<Pod>()
+            .list(&ListParams::default())
+            .await?
+            .items
+            .len();
+        Ok((pods == 3).then_some(()))
+    })
+    .await
+    .expect("third");
+    assert_eq!(alive_pods(&env).await.len(), 2, "still two alive at once");
+}
+
+#[tokio::test]
+async fn job_queues_limit_their_jobs_and_an_unknown_queue_errors() {
+    let env = TestEnv::new("concurrency-queue").await.expect("env");
+    let _operator = start_operator(&env, &["--job-queue=gpu=1"]).expect("operator");
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &simple_job("g1", "ci-train", "gpu"))
+        .await
+        .expect("g1");
+    tokio::time::sleep(Duration::from_millis(1100)).await; // creation times have 1 s resolution
+    jobs.create(&PostParams::default(), &simple_job("g2", "ci-infer", "gpu"))
+        .await
+        .expect("g2");
+    jobs.create(&PostParams::default(), &simple_job("lost", "ci-x", "nope"))
+        .await
+        .expect("lost");
+
+    let lost = kind_tests::operator::wait_for_job(
+        &jobs,
+        "lost",
+        Duration::from_secs(20),
+        ProwJob::is_complete,
+    )
+    .await
+    .expect("errored");
+    assert_eq!(lost.state(), ProwJobState::Error);
+    assert_eq!(
+        lost.status.expect("status").description,
+        "Job queue \"nope\" is not configured."
+    );
+
+    let g2 = kind_tests::operator::wait_for_job(&jobs, "g2", Duration::from_secs(20), |j| {
+        j.status
+            .as_ref()
+            .is_some_and(|s| s.description.contains("queue \"gpu\""))
+    })
+    .await
+    .expect("g2 waits for the queue");
+    assert_eq!(g2.state(), ProwJobState::Triggered);
+    assert_eq!(alive_pods(&env).await, ["g1"]);
+
+    PodDriver::new(env.client.clone(), &env.namespace)
+        .succeed("g1")
+        .await
+        .expect("g1 done");
+    kind_tests::operator::wait_for_job(&jobs, "g2", Duration::from_secs(20), |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("g2 starts when g1 is done");
+}
