@@ -31,7 +31,19 @@ kubectl wait --for condition=established --timeout=30s crd --all >/dev/null
 "$root/target/debug/prow-operator" --listen 127.0.0.1:8080 --pod-namespace test-pods \
   --pod-deletion-grace-seconds 0 >"$state/operator.log" 2>&1 &
 pids+=($!)
-"$root/target/debug/prow-webhook" --listen 127.0.0.1:8081 >"$state/webhook.log" 2>&1 &
+# The webhook over TLS, registered with the API server by URL (no Service here).
+certs="$state/webhook-certs"
+mkdir -p "$certs"
+(
+  cd "$certs"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=prow-demo-ca" -keyout ca.key -out ca.crt 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=prow-webhook" -keyout tls.key -out tls.csr 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\n' >san.ext
+  openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 7 -extfile san.ext -out tls.crt 2>/dev/null
+)
+"$root/target/debug/prow-webhook" --listen 127.0.0.1:8443 --probe-listen 127.0.0.1:8081 \
+  --tls-cert-file "$certs/tls.crt" --tls-key-file "$certs/tls.key" --pod-namespace test-pods \
+  >"$state/webhook.log" 2>&1 &
 pids+=($!)
 "$root/target/debug/fake-kubelet" "$KUBECONFIG" >"$state/kubelet.log" 2>&1 &
 pids+=($!)
@@ -43,6 +55,37 @@ for port in 8080 8081; do
   done
 done
 
+ca=$(base64 -w0 "$certs/ca.crt")
+hook() { # name path group resource operations
+  cat <<HOOK
+- name: $1.prow-operator.dev
+  clientConfig: {url: "https://127.0.0.1:8443$2", caBundle: "$ca"}
+  rules: [{apiGroups: ["$3"], apiVersions: ["*"], resources: ["$4"], operations: $5}]
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Fail
+HOOK
+}
+{
+  echo "apiVersion: admissionregistration.k8s.io/v1"
+  echo "kind: MutatingWebhookConfiguration"
+  echo "metadata: {name: prow-webhook}"
+  echo "webhooks:"
+  hook mutate-prowjobs /mutate/prowjobs prow.k8s.io prowjobs "[CREATE]"
+  echo "---"
+  echo "apiVersion: admissionregistration.k8s.io/v1"
+  echo "kind: ValidatingWebhookConfiguration"
+  echo "metadata: {name: prow-webhook}"
+  echo "webhooks:"
+  hook validate-prowjobs /validate/prowjobs prow.k8s.io prowjobs "[CREATE, UPDATE]"
+  hook validate-presets /validate/presets prow-operator.dev presets "[CREATE, UPDATE]"
+  hook validate-testclusters /validate/testclusters prow-operator.dev testclusters "[CREATE, UPDATE, DELETE]"
+} | kubectl apply -f - >/dev/null
+sleep 2 # the API server picks up new webhook configurations within a moment
+
+# Presets first, so the webhook's cache has them when the jobs arrive.
+kubectl apply -f examples/00-namespaces.yaml -f examples/10-presets.yaml >/dev/null
+sleep 1
 kubectl apply -f examples/ >/dev/null
 cat <<MSG
 
@@ -54,6 +97,9 @@ In another terminal:
   kubectl get pods -n test-pods            # one pod per job, named after it
   kubectl get testclusters,presets -A      # the cluster pool and the presets
   kubectl describe prowjob -n prow lint-fails   # Events: Pending, Failed
+  kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations}{"\\n"}{.spec.pod_spec.containers[0].env}{"\\n"}'
+                                           # the go-cache preset, injected by the webhook
+  kubectl create -n prow -f examples/rejected/bad-job.yaml   # refused, with the field path
   curl -s 127.0.0.1:8080/metrics           # operator metrics
 
 Logs: $state/{operator,webhook,kubelet,apiserver}.log
@@ -68,6 +114,12 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
     sleep 1
   done
   kubectl get prowjobs -n prow
+  echo "presets injected into unit-passes: $(kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations.prow-operator\.dev/presets}')"
+  if kubectl create -n prow -f examples/rejected/bad-job.yaml 2>"$state/rejected.txt"; then
+    echo "the rejected example was admitted: the webhook is not working" >&2
+    exit 1
+  fi
+  echo "examples/rejected/bad-job.yaml refused: $(cat "$state/rejected.txt")"
   exit 0
 fi
 kubectl get prowjobs -n prow -w

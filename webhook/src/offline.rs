@@ -165,11 +165,26 @@ mod tests {
     }
 
     #[test]
-    fn the_examples_directory_is_clean() {
+    fn the_examples_are_clean_and_the_rejected_example_is_not() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let top: Vec<PathBuf> = std::fs::read_dir(&examples)
+            .expect("examples")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.is_file())
+            .collect();
         let mut out = Vec::new();
-        let clean = run(&[examples], None, &mut out).expect("runs");
-        assert!(clean, "{}", String::from_utf8_lossy(&out));
+        assert!(
+            run(&top, None, &mut out).expect("runs"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let mut out = Vec::new();
+        assert!(!run(&[examples.join("rejected")], None, &mut out).expect("runs"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("spec.max_concurrency") && text.contains("containers[1].name"),
+            "{text}"
+        );
     }
 
     #[test]
