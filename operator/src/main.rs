@@ -10,11 +10,6 @@ use prow_operator::config::{self, OperatorConfig};
 use prow_operator::metrics::{self, Metrics};
 use prow_operator::{health, leader, presets, prowjob, retention, shutdown, telemetry};
 
-// mimalloc returns freed memory to the system far better than glibc's per-thread arenas, which
-// keep the peak of the initial lists (tens of MB of JSON) resident for good.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = OperatorConfig::parse();

@@ -150,7 +150,7 @@ pub async fn run(
             // A pod of a job that is done needs no reconcile (most pods, at start-up).
             let jobs = jobs.clone();
             move |pod| {
-                job_of_pod(pod).filter(|r| jobs.get(r).is_none_or(|j| cache::needs_reconcile(&j)))
+                job_of_pod(pod).filter(|r| jobs.get(r).is_some_and(|j| cache::needs_reconcile(&j)))
             }
         })
         .reconcile_on(tokio_stream_from(woken))
