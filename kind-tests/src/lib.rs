@@ -6,6 +6,7 @@
 //! command in README.md does it) and found through `PROW_TEST_KUBECONFIG`.
 
 pub mod env;
+pub mod fixtures;
 pub mod operator;
 pub mod pod_driver;
 pub mod process;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kind_tests::fixtures::decorated_job;
 use kind_tests::process::{http_status, Running};
 use kind_tests::TestEnv;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -66,23 +67,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn job(name: &str, job: &str) -> ProwJob {
-    serde_json::from_value(json!({
-        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
-        "metadata": {"name": name, "labels": {"created-by-prow": "true", "prow.k8s.io/type": "periodic"}},
-        "spec": {"type": "periodic", "agent": "kubernetes", "job": job, "report": true,
-                 "decoration_config": {"timeout": "2h0m0s", "grace_period": "15m0s",
-                     "utility_images": {"clonerefs": "gcr.io/k8s-prow/clonerefs:v20241015",
-                                        "initupload": "gcr.io/k8s-prow/initupload:v20241015",
-                                        "entrypoint": "gcr.io/k8s-prow/entrypoint:v20241015",
-                                        "sidecar": "gcr.io/k8s-prow/sidecar:v20241015"},
-                     "gcs_configuration": {"bucket": "kubernetes-jenkins", "path_strategy": "explicit"}},
-                 "pod_spec": {"containers": [{
-                     "image": "gcr.io/k8s-staging-test-infra/kubekins-e2e:v20241015-go1.23",
-                     "command": ["runner.sh"], "args": ["make", "test", "WHAT=./pkg/...", "-j4"],
-                     "env": [{"name": "GO111MODULE", "value": "on"}, {"name": "GOFLAGS", "value": "-mod=vendor"}],
-                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}}]}},
-    }))
-    .expect("job")
+    let labels = json!({"created-by-prow": "true", "prow.k8s.io/type": "periodic"});
+    let spec = json!({"type": "periodic", "job": job});
+    serde_json::from_value(decorated_job(name, labels, spec)).expect("job")
 }
 
 /// Milliseconds from each name's start to when the watch saw `seen` hold for it.

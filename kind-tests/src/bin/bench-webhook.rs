@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use kind_tests::fixtures::decorated_job;
 use kind_tests::operator::eventually;
 use kind_tests::webhook::{register, start_webhook};
 use kind_tests::TestEnv;
@@ -20,25 +21,12 @@ use serde_json::json;
 const CREATES: usize = 300;
 
 fn job(name: &str) -> serde_json::Value {
-    json!({
-        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
-        "metadata": {"name": name, "labels": {"preset-gcp": "true", "created-by-prow": "true"}},
-        "spec": {"type": "presubmit", "agent": "kubernetes", "job": "pull-widgets-unit", "report": true,
-                 "context": "unit", "rerun_command": "/test unit", "max_concurrency": 10,
-                 "refs": {"org": "acme", "repo": "widgets", "base_ref": "main", "base_sha": "4f2c1a9e",
-                          "pulls": [{"number": 101, "author": "alice", "sha": "9e8d7c6b", "title": "Faster widgets"}]},
-                 "decoration_config": {"timeout": "2h0m0s", "grace_period": "15m0s",
-                     "utility_images": {"clonerefs": "gcr.io/k8s-prow/clonerefs:v20241015",
-                                        "initupload": "gcr.io/k8s-prow/initupload:v20241015",
-                                        "entrypoint": "gcr.io/k8s-prow/entrypoint:v20241015",
-                                        "sidecar": "gcr.io/k8s-prow/sidecar:v20241015"},
-                     "gcs_configuration": {"bucket": "kubernetes-jenkins", "path_strategy": "explicit"}},
-                 "pod_spec": {"containers": [{
-                     "image": "gcr.io/k8s-staging-test-infra/kubekins-e2e:v20241015-go1.23",
-                     "command": ["runner.sh"], "args": ["make", "test", "WHAT=./pkg/...", "-j4"],
-                     "env": [{"name": "GO111MODULE", "value": "on"}, {"name": "GOFLAGS", "value": "-mod=vendor"}],
-                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}}]}},
-    })
+    let labels = json!({"preset-gcp": "true", "created-by-prow": "true"});
+    let spec = json!({"type": "presubmit", "job": "pull-widgets-unit", "context": "unit",
+        "rerun_command": "/test unit", "max_concurrency": 10,
+        "refs": {"org": "acme", "repo": "widgets", "base_ref": "main", "base_sha": "4f2c1a9e",
+                 "pulls": [{"number": 101, "author": "alice", "sha": "9e8d7c6b", "title": "Faster widgets"}]}});
+    decorated_job(name, labels, spec)
 }
 
 fn review(namespace: &str) -> serde_json::Value {

@@ -1,0 +1,47 @@
+//! Realistic objects for benchmarks: jobs shaped like upstream's decorated jobs.
+
+use serde_json::{json, Value};
+
+/// A ProwJob named `name` with `spec` plus the decoration config and pod spec of a typical
+/// upstream job (kubekins image, utility images, resources), so sizes are realistic.
+pub fn decorated_job(name: &str, labels: Value, spec: Value) -> Value {
+    let mut job = json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"agent": "kubernetes", "report": true,
+                 "decoration_config": {"timeout": "2h0m0s", "grace_period": "15m0s",
+                     "utility_images": {"clonerefs": "gcr.io/k8s-prow/clonerefs:v20241015",
+                                        "initupload": "gcr.io/k8s-prow/initupload:v20241015",
+                                        "entrypoint": "gcr.io/k8s-prow/entrypoint:v20241015",
+                                        "sidecar": "gcr.io/k8s-prow/sidecar:v20241015"},
+                     "gcs_configuration": {"bucket": "kubernetes-jenkins", "path_strategy": "explicit"}},
+                 "pod_spec": {"containers": [{
+                     "image": "gcr.io/k8s-staging-test-infra/kubekins-e2e:v20241015-go1.23",
+                     "command": ["runner.sh"], "args": ["make", "test", "WHAT=./pkg/...", "-j4"],
+                     "env": [{"name": "GO111MODULE", "value": "on"}, {"name": "GOFLAGS", "value": "-mod=vendor"}],
+                     "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}}]}},
+    });
+    if let (Some(base), Value::Object(extra)) = (job["spec"].as_object_mut(), spec) {
+        base.extend(extra);
+    }
+    job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decorated_job_keeps_the_given_spec_and_the_common_parts() {
+        let value = decorated_job(
+            "j",
+            json!({"a": "b"}),
+            json!({"type": "periodic", "job": "ci-x"}),
+        );
+        let job: prow_api::ProwJob = serde_json::from_value(value).expect("reads as a ProwJob");
+        assert_eq!(job.spec.job, "ci-x");
+        assert_eq!(job.spec.job_type, Some(prow_api::ProwJobType::Periodic));
+        assert!(job.spec.decoration_config.is_some() && job.spec.pod_spec.is_some());
+        assert_eq!(job.metadata.labels.expect("labels")["a"], "b");
+    }
+}
