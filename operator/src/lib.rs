@@ -8,6 +8,7 @@ pub mod leader;
 pub mod metrics;
 pub mod presets;
 pub mod prowjob;
+pub mod queue;
 pub mod retention;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,10 +5,8 @@ pub mod ledger;
 mod reconcile;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -23,6 +21,7 @@ use crate::health::Readiness;
 use crate::metrics::Metrics;
 use cache::SlimPod;
 
+pub use crate::queue::synced;
 pub use reconcile::{error_policy, reconcile};
 
 /// What the reconciler is configured with.
@@ -145,44 +144,51 @@ pub async fn run(
     };
     tokio::spawn(readiness);
 
-    let controller = Controller::for_stream(job_events, jobs.clone())
-        .watches_stream(pod_events, {
-            // A pod of a job that is done needs no reconcile (most pods, at start-up).
-            let jobs = jobs.clone();
-            move |pod| {
-                job_of_pod(pod).filter(|r| jobs.get(r).is_some_and(|j| cache::needs_reconcile(&j)))
+    // Three things ask for a job to be reconciled: its own events, its pod's events (only
+    // while the job needs a reconcile: most pods at start-up belong to finished jobs), and
+    // wake-ups of waiting jobs when a slot frees.
+    let job_requests = job_events.filter_map(|event| {
+        std::future::ready(match event {
+            Ok(job) => Some(ObjectRef::from_obj(&job)),
+            Err(e) => {
+                tracing::warn!(error = %e, "watching ProwJobs");
+                None
             }
         })
-        .reconcile_on(tokio_stream_from(woken))
-        .with_config(
-            ControllerConfig::default()
-                .debounce(Duration::ZERO)
-                .concurrency(settings_concurrency),
-        )
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller");
-            }
-        });
-    (Caches { jobs, pods }, tokio::spawn(controller))
-}
-
-/// Waits until a store has its first full list; false if its writer is gone. Polls afresh
-/// rather than waiting once: the store's readiness signal wakes only one of several waiters,
-/// and the controller is already one.
-pub async fn synced<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_millis(20), store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_elapsed) => continue,
+    });
+    let pod_requests = pod_events.filter_map({
+        let jobs = jobs.clone();
+        move |event| {
+            std::future::ready(match event {
+                Ok(pod) => job_of_pod(pod)
+                    .filter(|r| jobs.get(r).is_some_and(|j| cache::needs_reconcile(&j))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching pods");
+                    None
+                }
+            })
         }
-    }
+    });
+    let requests = futures::stream::select(
+        job_requests,
+        futures::stream::select(pod_requests, tokio_stream_from(woken)),
+    );
+    let controller = crate::queue::run(
+        jobs.clone(),
+        requests,
+        usize::from(settings_concurrency),
+        shutdown,
+        move |job| {
+            let ctx = ctx.clone();
+            async move {
+                match reconcile(job.clone(), ctx.clone()).await {
+                    Ok(action) => action,
+                    Err(e) => error_policy(job, &e, ctx),
+                }
+            }
+        },
+    );
+    (Caches { jobs, pods }, tokio::spawn(controller))
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.

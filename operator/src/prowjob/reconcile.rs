@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -22,6 +21,7 @@ use tracing::Instrument;
 use super::ledger::Grant;
 use super::Context;
 use crate::error::{api_code, is_request_error, Error, Result};
+use crate::queue::Action;
 
 /// Field manager of every write the operator makes.
 pub const MANAGER: &str = "prow-operator";
