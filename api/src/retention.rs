@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::{labels, ProwJob, ProwJobType};
@@ -61,10 +61,7 @@ fn older_than(t: Option<Timestamp>, age: Duration, now: Timestamp) -> bool {
     t.is_some_and(|t| Duration::try_from(now.duration_since(t)).is_ok_and(|elapsed| elapsed >= age))
 }
 
-fn doomed(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    reason: &'static str,
-) -> Doomed {
+fn doomed(meta: &ObjectMeta, reason: &'static str) -> Doomed {
     Doomed {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
@@ -74,7 +71,8 @@ fn doomed(
 }
 
 /// Plans one sweep over every job and every Prow pod the operator knows.
-pub fn sweep(jobs: &[&ProwJob], pods: &[&Pod], now: Timestamp, keep: &Retention) -> Sweep {
+/// A pod is known by its metadata alone: name, UID, creation time and the job annotations.
+pub fn sweep(jobs: &[&ProwJob], pods: &[&ObjectMeta], now: Timestamp, keep: &Retention) -> Sweep {
     let start = |j: &ProwJob| {
         j.status
             .as_ref()
@@ -116,13 +114,13 @@ pub fn sweep(jobs: &[&ProwJob], pods: &[&Pod], now: Timestamp, keep: &Retention)
         })
         .collect();
     for pod in pods {
-        let annotations = pod.metadata.annotations.as_ref();
+        let annotations = pod.annotations.as_ref();
         let Some(job_ns) = annotations.and_then(|a| a.get(labels::JOB_NAMESPACE)) else {
             continue; // not a pod of this operator's
         };
         let job_uid = annotations.and_then(|a| a.get(labels::JOB_UID));
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let name = pod.name.as_deref().unwrap_or_default();
+        let created = pod.creation_timestamp.as_ref().map(|t| t.0);
         match by_name.get(&(job_ns.as_str(), name)) {
             Some(job) if job.metadata.uid.as_ref() == job_uid => {
                 if !job.is_complete() {
@@ -135,20 +133,18 @@ pub fn sweep(jobs: &[&ProwJob], pods: &[&Pod], now: Timestamp, keep: &Retention)
                     .map(|t| t.0);
                 if older_than(completed, keep.terminated_pod_ttl, now) {
                     plan.pods.push(doomed(
-                        &pod.metadata,
+                        pod,
                         "job completed longer ago than terminated_pod_ttl",
                     ));
                 } else if older_than(created, keep.max_pod_age, now) {
-                    plan.pods.push(doomed(
-                        &pod.metadata,
-                        "pod of a completed job older than max_pod_age",
-                    ));
+                    plan.pods
+                        .push(doomed(pod, "pod of a completed job older than max_pod_age"));
                 }
             }
             _ => {
                 if older_than(created, keep.orphan_grace, now) {
                     plan.orphans
-                        .push(doomed(&pod.metadata, "pod whose job does not exist"));
+                        .push(doomed(pod, "pod whose job does not exist"));
                 }
             }
         }

@@ -67,9 +67,10 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_POD_DELETION_GRACE_SECONDS")]
     pub pod_deletion_grace_seconds: Option<i64>,
 
-    /// Page size of the initial lists of jobs and pods; 0 reads them from the API server's watch
-    /// cache in one response (faster start, higher peak memory).
-    #[arg(long, env = "PROW_OPERATOR_LIST_PAGE_SIZE", default_value_t = 500)]
+    /// Page size of the initial lists of jobs and pods; 0 reads each from the API server's watch
+    /// cache in one response. Pages come from etcd instead: a lower peak while listing, a slower
+    /// start (10,000 stored jobs: 1.3 s unpaged, 3.9 s in pages of 500).
+    #[arg(long, env = "PROW_OPERATOR_LIST_PAGE_SIZE", default_value_t = 0)]
     pub list_page_size: u32,
 
     /// Most reconciles in flight at once (0 is unlimited): enough for hundreds of job starts a

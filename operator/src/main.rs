@@ -12,6 +12,7 @@ use prow_operator::{health, leader, presets, prowjob, retention, shutdown, telem
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    telemetry::return_large_buffers_to_the_system();
     let cfg = OperatorConfig::parse();
     telemetry::init(cfg.log_format);
     telemetry::install_crypto_provider();

@@ -1,3 +1,4 @@
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
 use super::*;
@@ -96,7 +97,10 @@ fn pods_go_after_the_ttl_or_max_age_and_never_while_their_job_runs() {
         pod("b", "uid-b", "2024-01-09T20:00:00Z"),
         pod("c", "uid-c", "2024-01-01T00:00:00Z"),
     ];
-    let (jobs, pods): (Vec<&ProwJob>, Vec<&Pod>) = (jobs.iter().collect(), pods.iter().collect());
+    let (jobs, pods): (Vec<&ProwJob>, Vec<_>) = (
+        jobs.iter().collect(),
+        pods.iter().map(|p| &p.metadata).collect(),
+    );
     let plan = sweep(&jobs, &pods, now(), &Retention::default());
     assert_eq!(
         names(&plan.pods),
@@ -123,7 +127,10 @@ fn pods_without_their_job_are_orphans_after_the_grace() {
         pod("young", "uid-young", "2024-01-09T23:59:50Z"),
         pod("recreated", "uid-an-older-job", "2024-01-09T23:00:00Z"),
     ];
-    let (jobs, pods): (Vec<&ProwJob>, Vec<&Pod>) = (jobs.iter().collect(), pods.iter().collect());
+    let (jobs, pods): (Vec<&ProwJob>, Vec<_>) = (
+        jobs.iter().collect(),
+        pods.iter().map(|p| &p.metadata).collect(),
+    );
     let plan = sweep(&jobs, &pods, now(), &Retention::default());
     assert_eq!(names(&plan.orphans), ["gone", "recreated"]);
     assert!(plan.pods.is_empty());

@@ -3,20 +3,24 @@
 //! are read straight into [`SlimPod`], which holds only what the state machine reads (a full
 //! `Pod` is 2 KB of struct before any of its strings).
 
-use std::borrow::Cow;
-
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use prow_api::{labels, ProwJob, ProwJobState};
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::runtime::watcher;
+use kube::Resource;
+use prow_api::{labels, ProwJob, ProwJobSpec, ProwJobState, ProwJobStatus};
+use serde::{Deserialize, Deserializer};
 
 /// A pod as the operator keeps it: identity, the labels and annotations it reads, container
 /// names and how far each container got.
 #[derive(Clone, Debug, Deserialize)]
 pub struct SlimPod {
     /// Name, namespace, UID, times, the build-ID label and the job annotations.
+    #[serde(default, deserialize_with = "meta_without_managed_fields")]
     pub metadata: ObjectMeta,
     /// Container names.
     #[serde(default)]
@@ -169,8 +173,116 @@ impl SlimPod {
     }
 }
 
+/// A ProwJob as the watch reads it: parsed without its managed fields and stripped
+/// ([`strip_job`]) as soon as it is parsed. A list of 10,000 finished jobs then never holds
+/// 10,000 full jobs at once, only the one being read.
+#[derive(Clone, Debug)]
+pub struct WireJob(pub ProwJob);
+
+impl<'de> Deserialize<'de> for WireJob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default, deserialize_with = "meta_without_managed_fields")]
+            metadata: ObjectMeta,
+            spec: ProwJobSpec,
+            #[serde(default)]
+            status: Option<ProwJobStatus>,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        let mut job = ProwJob {
+            metadata: fields.metadata,
+            spec: fields.spec,
+            status: fields.status,
+        };
+        strip_job(&mut job);
+        Ok(WireJob(job))
+    }
+}
+
+impl Resource for WireJob {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        ProwJob::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        ProwJob::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        ProwJob::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        ProwJob::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.0.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.0.metadata
+    }
+}
+
+/// The same watch event with the job it carries.
+pub fn unwrap_job_event(event: watcher::Event<WireJob>) -> watcher::Event<ProwJob> {
+    use watcher::Event::*;
+    match event {
+        Apply(job) => Apply(job.0),
+        Delete(job) => Delete(job.0),
+        Init => Init,
+        InitApply(job) => InitApply(job.0),
+        InitDone => InitDone,
+    }
+}
+
+/// Reads object metadata field by field, skipping `managedFields` unparsed: on a job with a
+/// decorated pod spec they are most of the metadata, and nothing here reads them.
+fn meta_without_managed_fields<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        annotations: Option<BTreeMap<String, String>>,
+        creation_timestamp: Option<Time>,
+        deletion_grace_period_seconds: Option<i64>,
+        deletion_timestamp: Option<Time>,
+        finalizers: Option<Vec<String>>,
+        generate_name: Option<String>,
+        generation: Option<i64>,
+        labels: Option<BTreeMap<String, String>>,
+        name: Option<String>,
+        namespace: Option<String>,
+        owner_references: Option<Vec<OwnerReference>>,
+        resource_version: Option<String>,
+        self_link: Option<String>,
+        uid: Option<String>,
+    }
+    let m = Option::<Meta>::deserialize(deserializer)?;
+    Ok(m.map(|m| ObjectMeta {
+        annotations: m.annotations,
+        creation_timestamp: m.creation_timestamp,
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        deletion_timestamp: m.deletion_timestamp,
+        finalizers: m.finalizers,
+        generate_name: m.generate_name,
+        generation: m.generation,
+        labels: m.labels,
+        managed_fields: None,
+        name: m.name,
+        namespace: m.namespace,
+        owner_references: m.owner_references,
+        resource_version: m.resource_version,
+        self_link: m.self_link,
+        uid: m.uid,
+    })
+    .unwrap_or_default())
+}
+
 /// Drops from a job what no decision reads: managed fields and the last-applied annotation
-/// always; the pod spec and every agent or reporter setting once the job is complete.
+/// always; the pod spec, every agent or reporter setting, labels and annotations once the job
+/// is complete.
 pub fn strip_job(job: &mut ProwJob) {
     job.metadata.managed_fields = None;
     if let Some(a) = job.metadata.annotations.as_mut() {
@@ -188,7 +300,13 @@ pub fn strip_job(job: &mut ProwJob) {
         spec.prowjob_defaults = None;
         spec.extra_refs.clear();
         spec.refs = None;
-        job.metadata.annotations = None;
+        let meta = &mut job.metadata;
+        meta.annotations = None;
+        meta.labels = None;
+        meta.owner_references = None;
+        meta.finalizers = None;
+        meta.generate_name = None;
+        meta.self_link = None;
         if let Some(status) = job.status.as_mut() {
             status.prev_report_states.clear();
             status.url.clear();
@@ -264,6 +382,45 @@ mod tests {
         assert_eq!(job.spec.job, "j");
         assert!(job.is_complete());
         assert_eq!(job.status.as_ref().map(|s| s.build_id.as_str()), Some("5"));
+    }
+
+    #[test]
+    fn jobs_are_read_without_managed_fields_and_stripped_as_they_are_read() {
+        let job = |status: serde_json::Value| {
+            json!({
+                "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+                "metadata": {"name": "a", "namespace": "prow", "uid": "u", "resourceVersion": "7",
+                             "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {"l": "v"},
+                             "managedFields": [{"manager": "m", "operation": "Update",
+                                                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"type": "periodic", "job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+                "status": status,
+            })
+        };
+        let running: WireJob =
+            serde_json::from_value(job(json!({"state": "pending"}))).expect("running");
+        let meta = &running.0.metadata;
+        assert_eq!(meta.name.as_deref(), Some("a"));
+        assert_eq!(meta.uid.as_deref(), Some("u"));
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert!(meta.creation_timestamp.is_some());
+        assert!(meta.managed_fields.is_none());
+        assert!(
+            meta.labels.is_some(),
+            "a running job's labels go on its pod"
+        );
+        assert!(running.0.spec.pod_spec.is_some());
+
+        let done: WireJob = serde_json::from_value(job(json!({
+            "state": "success", "completionTime": "2024-01-01T00:10:00Z", "build_id": "3"})))
+        .expect("done");
+        assert!(done.0.spec.pod_spec.is_none());
+        assert!(done.0.metadata.labels.is_none());
+        assert_eq!(done.0.spec.job, "j");
+        assert!(done.0.is_complete());
+
+        let event = unwrap_job_event(watcher::Event::Apply(done));
+        assert!(matches!(event, watcher::Event::Apply(j) if j.spec.job == "j"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
-use cache::SlimPod;
+use cache::{SlimPod, WireJob};
 
 pub use crate::queue::synced;
 pub use reconcile::{error_policy, reconcile};
@@ -80,18 +80,22 @@ pub async fn run(
     ready: Readiness,
     shutdown: CancellationToken,
 ) -> (Caches, tokio::task::JoinHandle<()>) {
-    let jobs_api: Api<ProwJob> = match &settings.watch_namespace {
+    let jobs_api: Api<WireJob> = match &settings.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let list = |c: watcher::Config| match settings.list_page_size {
-        0 => c.any_semantic(),
+        // One response from the watch cache: a limit would make the API server page from etcd.
+        0 => watcher::Config {
+            page_size: None,
+            ..c.any_semantic()
+        },
         n => c.page_size(n),
     };
     let (jobs, jobs_writer) = reflector::store();
     let job_events = watcher(jobs_api, list(watcher::Config::default()))
         .default_backoff()
-        .modify(cache::strip_job)
+        .map_ok(cache::unwrap_job_event)
         .reflect(jobs_writer)
         .applied_objects()
         // Finished jobs need no reconcile, except to delete a pod an abort or timeout left
@@ -138,6 +142,7 @@ pub async fn run(
                     took_ms = started.elapsed().as_millis() as u64,
                     "caches synced"
                 );
+
                 ready.set_ready();
             }
         }
