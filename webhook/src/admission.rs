@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -14,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::validate::{self, explain, Violation};
 use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
+use serde_json::json;
 
 /// The admission endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,20 +80,45 @@ pub enum Verdict {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
+/// A review decoded for one endpoint: its request, or the answer already decided (wrong kind,
+/// malformed object).
+enum Decoded<K: kube::Resource> {
+    Request(Box<AdmissionRequest<K>>),
+    Answered(Operation, Box<AdmissionResponse>),
+}
+
 impl Admitter {
     /// Reviews one request body; returns the response review, the operation and the verdict.
+    /// The object is parsed once, straight into its kind; only a body that does not parse that
+    /// way is read again loosely, to say why.
     pub async fn review(
         &self,
         endpoint: Endpoint,
         body: &[u8],
     ) -> Result<(AdmissionReview<DynamicObject>, Operation, Verdict), BadRequest> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
-            .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
-        let request: AdmissionRequest<DynamicObject> = review
-            .try_into()
-            .map_err(|_| BadRequest("AdmissionReview has no request".into()))?;
-        let operation = request.operation.clone();
-        let response = self.respond(endpoint, &request).await;
+        let (operation, response) = match endpoint {
+            Endpoint::MutateProwJobs | Endpoint::ValidateProwJobs => {
+                match decode::<ProwJob>(endpoint, body)? {
+                    Decoded::Request(req) => {
+                        let response = if endpoint == Endpoint::MutateProwJobs {
+                            self.mutate_prowjob(&req)
+                        } else {
+                            self.validate_prowjob(&req).await
+                        };
+                        (req.operation.clone(), response)
+                    }
+                    Decoded::Answered(operation, response) => (operation, *response),
+                }
+            }
+            Endpoint::ValidatePresets => match decode::<Preset>(endpoint, body)? {
+                Decoded::Request(req) => (req.operation.clone(), self.validate_preset(&req)),
+                Decoded::Answered(operation, response) => (operation, *response),
+            },
+            Endpoint::ValidateTestClusters => match decode::<TestCluster>(endpoint, body)? {
+                Decoded::Request(req) => (req.operation.clone(), validate_testcluster(&req)),
+                Decoded::Answered(operation, response) => (operation, *response),
+            },
+        };
         let verdict = match (response.allowed, response.patch.is_some()) {
             (false, _) => Verdict::Denied,
             (true, true) => Verdict::Patched,
@@ -99,41 +127,37 @@ impl Admitter {
         Ok((response.into_review(), operation, verdict))
     }
 
-    async fn respond(
-        &self,
-        endpoint: Endpoint,
-        req: &AdmissionRequest<DynamicObject>,
-    ) -> AdmissionResponse {
+    fn mutate_prowjob(&self, req: &AdmissionRequest<ProwJob>) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
-        if req.kind.kind != endpoint.kind() {
-            return allowed.deny(format!(
-                "this endpoint admits {} objects, not {}: fix the webhook configuration's rules",
-                endpoint.kind(),
-                req.kind.kind
-            ));
-        }
-        let result = match endpoint {
-            Endpoint::MutateProwJobs => self.mutate_prowjob(req, allowed.clone()),
-            Endpoint::ValidateProwJobs => self.validate_prowjob(req, allowed.clone()).await,
-            Endpoint::ValidatePresets => self.validate_preset(req, allowed.clone()),
-            Endpoint::ValidateTestClusters => self.validate_testcluster(req, allowed.clone()),
+        let (Operation::Create, Some(job)) = (&req.operation, req.object.as_ref()) else {
+            return allowed;
         };
-        result.unwrap_or_else(|message| allowed.deny(message))
+        match self.preset_patch(req, job) {
+            Ok(ops) if ops.is_empty() => allowed,
+            Ok(ops) => {
+                let denied = allowed.clone();
+                allowed
+                    .with_patch(json_patch::Patch(ops))
+                    .unwrap_or_else(|e| denied.deny(e.to_string()))
+            }
+            Err(message) => allowed.deny(message),
+        }
     }
 
-    fn mutate_prowjob(
+    /// The operations that default the agent and inject the job's presets: only what changes,
+    /// so nothing else of the job is rewritten.
+    fn preset_patch(
         &self,
-        req: &AdmissionRequest<DynamicObject>,
-        allowed: AdmissionResponse,
-    ) -> Result<AdmissionResponse, String> {
-        if req.operation != Operation::Create {
-            return Ok(allowed);
-        }
-        let original = object_json(req.object.as_ref())?;
-        let mut job: ProwJob = typed(&original)?;
+        req: &AdmissionRequest<ProwJob>,
+        job: &ProwJob,
+    ) -> Result<Vec<PatchOperation>, String> {
+        let mut ops = Vec::new();
         if job.spec.agent.is_none() {
-            job.spec.agent = Some(ProwJobAgent::Kubernetes);
+            ops.push(add(&["spec", "agent"], json!(ProwJobAgent::Kubernetes)));
         }
+        let Some(original) = job.spec.pod_spec.as_deref() else {
+            return Ok(ops);
+        };
         let namespace = req
             .namespace
             .clone()
@@ -145,71 +169,77 @@ impl Admitter {
             .into_iter()
             .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
             .collect();
-        let labels = job.metadata.labels.clone().unwrap_or_default();
-        if let Some(pod) = job.spec.pod_spec.as_mut() {
-            match inject(pod, &labels, presets.iter().map(|p| p.as_ref())) {
-                Ok(applied) if !applied.is_empty() => {
-                    job.metadata
-                        .annotations
-                        .get_or_insert_with(Default::default)
-                        .insert(APPLIED_ANNOTATION.into(), applied_annotation(&applied));
-                }
-                Ok(_) => {}
-                Err(conflicts) => {
-                    let lines: Vec<String> = conflicts
-                        .iter()
-                        .map(|c| format!("spec.pod_spec: {c}"))
-                        .collect();
-                    return Err(lines.join("; "));
-                }
-            }
+        let empty = Default::default();
+        let labels = job.metadata.labels.as_ref().unwrap_or(&empty);
+        let mut pod = original.clone();
+        let applied =
+            inject(&mut pod, labels, presets.iter().map(|p| p.as_ref())).map_err(|conflicts| {
+                let lines: Vec<String> = conflicts
+                    .iter()
+                    .map(|c| format!("spec.pod_spec: {c}"))
+                    .collect();
+                lines.join("; ")
+            })?;
+        if applied.is_empty() {
+            return Ok(ops);
         }
-        let mutated = serde_json::to_value(&job).map_err(|e| e.to_string())?;
-        let patch = json_patch::diff(&original, &mutated);
-        if patch.0.is_empty() {
-            return Ok(allowed);
+        if pod != *original {
+            let pod = serde_json::to_value(&pod).map_err(|e| e.to_string())?;
+            ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: PointerBuf::from_tokens(["spec", "pod_spec"]),
+                value: pod,
+            }));
         }
-        allowed.with_patch(patch).map_err(|e| e.to_string())
+        let record = applied_annotation(&applied);
+        match job.metadata.annotations.as_ref() {
+            None => ops.push(add(
+                &["metadata", "annotations"],
+                json!({ APPLIED_ANNOTATION: record }),
+            )),
+            Some(a) if a.get(APPLIED_ANNOTATION) != Some(&record) => ops.push(add(
+                &["metadata", "annotations", APPLIED_ANNOTATION],
+                json!(record),
+            )),
+            Some(_) => {}
+        }
+        Ok(ops)
     }
 
-    async fn validate_prowjob(
-        &self,
-        req: &AdmissionRequest<DynamicObject>,
-        allowed: AdmissionResponse,
-    ) -> Result<AdmissionResponse, String> {
+    async fn validate_prowjob(&self, req: &AdmissionRequest<ProwJob>) -> AdmissionResponse {
+        let allowed = AdmissionResponse::from(req);
         if req.operation == Operation::Delete || req.operation == Operation::Connect {
-            return Ok(allowed);
+            return allowed;
         }
-        let job: ProwJob = typed(&object_json(req.object.as_ref())?)?;
+        let Some(job) = req.object.as_ref() else {
+            return allowed.deny("the request carries no object");
+        };
         let config = validate::Config {
             job_queues: self.job_queues.clone(),
         };
-        let mut violations = validate::prowjob(&job, &config);
+        let mut violations = validate::prowjob(job, &config);
         if req.operation == Operation::Update {
             if let Some(old) = req.old_object.as_ref() {
-                let old: ProwJob = typed(&object_json(Some(old))?)?;
-                violations.extend(validate::prowjob_update(&old, &job));
+                violations.extend(validate::prowjob_update(old, job));
             }
         }
-        deny_if(&violations)?;
-        if req.operation != Operation::Create {
-            return Ok(allowed);
+        if !violations.is_empty() {
+            return allowed.deny(explain(&violations));
         }
-        match self.deep_check.as_ref() {
-            Some(deep) => deep_check(deep, &job, allowed).await,
-            None => Ok(allowed),
+        match (&req.operation, self.deep_check.as_ref()) {
+            (Operation::Create, Some(deep)) => deep_check(deep, job, allowed).await,
+            _ => allowed,
         }
     }
 
-    fn validate_preset(
-        &self,
-        req: &AdmissionRequest<DynamicObject>,
-        allowed: AdmissionResponse,
-    ) -> Result<AdmissionResponse, String> {
+    fn validate_preset(&self, req: &AdmissionRequest<Preset>) -> AdmissionResponse {
+        let allowed = AdmissionResponse::from(req);
         if !matches!(req.operation, Operation::Create | Operation::Update) {
-            return Ok(allowed);
+            return allowed;
         }
-        let mut preset: Preset = typed(&object_json(req.object.as_ref())?)?;
+        let Some(preset) = req.object.as_ref() else {
+            return allowed.deny("the request carries no object");
+        };
+        let mut preset = preset.clone();
         if preset.metadata.namespace.is_none() {
             preset.metadata.namespace = req.namespace.clone();
         }
@@ -219,45 +249,78 @@ impl Admitter {
             &preset,
             others.iter().map(|p| p.as_ref()),
         ));
-        deny_if(&violations)?;
-        Ok(allowed)
+        answer(allowed, &violations)
     }
+}
 
-    fn validate_testcluster(
-        &self,
-        req: &AdmissionRequest<DynamicObject>,
-        allowed: AdmissionResponse,
-    ) -> Result<AdmissionResponse, String> {
-        let violations = match req.operation {
-            Operation::Create | Operation::Update => {
-                validate::testcluster(&typed::<TestCluster>(&object_json(req.object.as_ref())?)?)
+fn validate_testcluster(req: &AdmissionRequest<TestCluster>) -> AdmissionResponse {
+    let allowed = AdmissionResponse::from(req);
+    let violations = match (&req.operation, req.object.as_ref(), req.old_object.as_ref()) {
+        (Operation::Create | Operation::Update, Some(cluster), _) => validate::testcluster(cluster),
+        (Operation::Create | Operation::Update, None, _) => {
+            return allowed.deny("the request carries no object")
+        }
+        (Operation::Delete, _, Some(old)) => validate::testcluster_delete(old),
+        _ => Vec::new(),
+    };
+    answer(allowed, &violations)
+}
+
+/// Parses a review straight into `K`. A body that does not parse that way is read again as
+/// any object: not an AdmissionReview at all is a [`BadRequest`]; an object of another kind or a
+/// malformed one is denied with the reason.
+fn decode<K>(endpoint: Endpoint, body: &[u8]) -> Result<Decoded<K>, BadRequest>
+where
+    K: kube::Resource + serde::de::DeserializeOwned,
+{
+    let typed_error = match serde_json::from_slice::<AdmissionReview<K>>(body) {
+        Ok(review) => {
+            let req: AdmissionRequest<K> = review
+                .try_into()
+                .map_err(|_| BadRequest("AdmissionReview has no request".into()))?;
+            if req.kind.kind != endpoint.kind() {
+                let response =
+                    AdmissionResponse::from(&req).deny(wrong_kind(endpoint, &req.kind.kind));
+                return Ok(Decoded::Answered(req.operation.clone(), Box::new(response)));
             }
-            Operation::Delete => match req.old_object.as_ref() {
-                Some(old) => validate::testcluster_delete(&typed(&object_json(Some(old))?)?),
-                None => Vec::new(),
-            },
-            Operation::Connect => Vec::new(),
-        };
-        deny_if(&violations)?;
-        Ok(allowed)
-    }
-}
-
-fn deny_if(violations: &[Violation]) -> Result<(), String> {
-    if violations.is_empty() {
-        Ok(())
+            return Ok(Decoded::Request(Box::new(req)));
+        }
+        Err(e) => e,
+    };
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
+    let req: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| BadRequest("AdmissionReview has no request".into()))?;
+    let message = if req.kind.kind != endpoint.kind() {
+        wrong_kind(endpoint, &req.kind.kind)
     } else {
-        Err(explain(violations))
+        format!("the object is malformed: {typed_error}")
+    };
+    let response = AdmissionResponse::from(&req).deny(message);
+    Ok(Decoded::Answered(req.operation.clone(), Box::new(response)))
+}
+
+fn wrong_kind(endpoint: Endpoint, kind: &str) -> String {
+    format!(
+        "this endpoint admits {} objects, not {kind}: fix the webhook configuration's rules",
+        endpoint.kind()
+    )
+}
+
+fn add(path: &[&str], value: serde_json::Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(path.iter().copied()),
+        value,
+    })
+}
+
+fn answer(allowed: AdmissionResponse, violations: &[Violation]) -> AdmissionResponse {
+    if violations.is_empty() {
+        allowed
+    } else {
+        allowed.deny(explain(violations))
     }
-}
-
-fn object_json(object: Option<&DynamicObject>) -> Result<serde_json::Value, String> {
-    let object = object.ok_or("the request carries no object")?;
-    serde_json::to_value(object).map_err(|e| format!("the object does not serialise: {e}"))
-}
-
-fn typed<K: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<K, String> {
-    serde_json::from_value(value.clone()).map_err(|e| format!("the object is malformed: {e}"))
 }
 
 /// Dry-runs the job's pod on the API server. Refused -> the job is refused with the server's
@@ -266,14 +329,14 @@ async fn deep_check(
     deep: &DeepCheck,
     job: &ProwJob,
     allowed: AdmissionResponse,
-) -> Result<AdmissionResponse, String> {
+) -> AdmissionResponse {
     let mut probe = job.clone();
     if probe.metadata.name.is_none() {
         probe.metadata.name = Some("dry-run".into());
     }
     probe.metadata.uid.get_or_insert_with(|| "dry-run".into());
     let Ok(pod) = prow_api::pod::pod_for(&probe, "0", &deep.pod_namespace) else {
-        return Ok(allowed);
+        return allowed;
     };
     let namespace = pod.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(deep.client.clone(), &namespace);
@@ -283,9 +346,9 @@ async fn deep_check(
     };
     let attempt = tokio::time::timeout(deep.timeout, pods.create(&params, &pod)).await;
     let warning = match attempt {
-        Ok(Ok(_)) => return Ok(allowed),
+        Ok(Ok(_)) => return allowed,
         Ok(Err(kube::Error::Api(s))) if matches!(s.code, 400 | 403 | 422) => {
-            return Err(format!(
+            return allowed.deny(format!(
                 "spec.pod_spec: the API server would refuse this job's pod in namespace {namespace}: {}",
                 s.message
             ));
@@ -298,7 +361,7 @@ async fn deep_check(
     };
     let mut response = allowed;
     response.warnings = Some(vec![warning]);
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

@@ -98,6 +98,43 @@ async fn mutation_injects_matching_presets_and_records_them() {
 }
 
 #[tokio::test]
+async fn mutation_touches_only_what_it_changes_and_a_second_pass_changes_nothing() {
+    let a = admitter(vec![gcp_preset()]);
+    let mut original = job(json!({"preset-gcp": "true"}), json!({}));
+    original["metadata"]["annotations"] = json!({"owner": "team-a"});
+    original["spec"]["some_future_field"] = json!({"kept": true});
+    let (response, _) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", original.clone(), Value::Null),
+    )
+    .await;
+    let raw: Vec<u8> = serde_json::from_value(response["patch"].clone()).expect("patch bytes");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("JSON patch");
+    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/pod_spec",
+            "/metadata/annotations/prow-operator.dev~1presets"
+        ]
+    );
+    let mut patched = original;
+    json_patch::patch(&mut patched, &patch).expect("applies");
+    assert_eq!(patched["metadata"]["annotations"]["owner"], "team-a");
+    assert_eq!(patched["spec"]["some_future_field"]["kept"], true);
+
+    // The API server may call the webhook again (reinvocation): the job is already complete.
+    let (response, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", patched, Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed, "{response}");
+}
+
+#[tokio::test]
 async fn mutation_defaults_the_agent_and_leaves_unmatched_jobs_alone() {
     let a = admitter(vec![gcp_preset()]);
     let unmatched = job(json!({"team": "x"}), json!({}));
