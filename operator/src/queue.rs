@@ -228,10 +228,6 @@ mod tests {
         cm
     }
 
-    fn key(name: &str) -> ObjectRef<ConfigMap> {
-        ObjectRef::new(name).within("ns")
-    }
-
     fn store_with(names: &[&str]) -> (Store<ConfigMap>, Writer<ConfigMap>) {
         let (store, mut writer) = reflector::store();
         writer.apply_watcher_event(&Event::Init);
@@ -242,10 +238,59 @@ mod tests {
         (store, writer)
     }
 
-    fn requests(
-        rx: mpsc::UnboundedReceiver<ObjectRef<ConfigMap>>,
-    ) -> impl Stream<Item = ObjectRef<ConfigMap>> + Send {
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|k| (k, rx)) })
+    /// A queue running in a task, fed through a channel.
+    struct Harness {
+        requests: mpsc::UnboundedSender<ObjectRef<ConfigMap>>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Harness {
+        fn start<F, Fut>(store: Store<ConfigMap>, concurrency: usize, reconcile: F) -> Self
+        where
+            F: Fn(Arc<ConfigMap>) -> Fut + Send + 'static,
+            Fut: Future<Output = Action> + Send + 'static,
+        {
+            let (requests, rx) = mpsc::unbounded_channel();
+            let stream =
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|k| (k, rx)) },
+                );
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(run(store, stream, concurrency, shutdown.clone(), reconcile));
+            Self {
+                requests,
+                shutdown,
+                task,
+            }
+        }
+
+        fn ask(&self, name: &str) {
+            self.requests
+                .send(ObjectRef::new(name).within("ns"))
+                .expect("queue running");
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.expect("queue task");
+        }
+    }
+
+    /// A reconcile that counts its runs and asks for `action`.
+    fn counting(
+        action: Action,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Fn(Arc<ConfigMap>) -> futures::future::Ready<Action> + Send + 'static,
+    ) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        (runs, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            futures::future::ready(action)
+        })
     }
 
     async fn settle() {
@@ -258,23 +303,21 @@ mod tests {
     #[tokio::test]
     async fn a_request_during_a_reconcile_runs_it_once_more_afterwards() {
         let (store, _writer) = store_with(&["a"]);
-        let (tx, rx) = mpsc::unbounded_channel();
         let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = runs.clone();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(store, requests(rx), 0, shutdown.clone(), move |_| {
+        let queue = Harness::start(store, 0, move |_| {
             let (runs, mut gate) = (counter.clone(), gate_rx.clone());
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 let _ = gate.wait_for(|open| *open).await;
                 Action::await_change()
             }
-        }));
-        tx.send(key("a")).unwrap();
+        });
+        queue.ask("a");
         settle().await;
         for _ in 0..5 {
-            tx.send(key("a")).unwrap();
+            queue.ask("a");
         }
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "never two at once");
@@ -285,8 +328,7 @@ mod tests {
             2,
             "five requests, one more run"
         );
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
     }
 
     #[tokio::test]
@@ -294,13 +336,11 @@ mod tests {
         let names: Vec<String> = (0..20).map(|i| format!("o{i:02}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let (store, _writer) = store_with(&refs);
-        let (tx, rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
         let order = Arc::new(Mutex::new(Vec::new()));
         let (l, p, o) = (live.clone(), peak.clone(), order.clone());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(store, requests(rx), 3, shutdown.clone(), move |obj| {
+        let queue = Harness::start(store, 3, move |obj| {
             let (live, peak, order) = (l.clone(), p.clone(), o.clone());
             async move {
                 let now = live.fetch_add(1, Ordering::SeqCst) + 1;
@@ -313,38 +353,32 @@ mod tests {
                 live.fetch_sub(1, Ordering::SeqCst);
                 Action::await_change()
             }
-        }));
+        });
         for name in &names {
-            tx.send(key(name)).unwrap();
+            queue.ask(name);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(*order.lock().unwrap(), names);
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
     }
 
     #[tokio::test]
     async fn a_requeue_runs_after_its_delay_or_at_once_when_asked_for() {
         let (store, _writer) = store_with(&["a"]);
-        let (tx, rx) = mpsc::unbounded_channel();
         let runs = Arc::new(Mutex::new(Vec::new()));
         let record = runs.clone();
         let start = tokio::time::Instant::now();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(store, requests(rx), 0, shutdown.clone(), move |_| {
-            let record = record.clone();
-            async move {
-                let mut runs = record.lock().unwrap();
-                runs.push(start.elapsed());
-                match runs.len() {
-                    1 => Action::requeue(Duration::from_millis(100)),
-                    2 => Action::requeue(Duration::from_secs(3600)),
-                    _ => Action::await_change(),
-                }
-            }
-        }));
-        tx.send(key("a")).unwrap();
+        let queue = Harness::start(store, 0, move |_| {
+            let mut runs = record.lock().unwrap();
+            runs.push(start.elapsed());
+            futures::future::ready(match runs.len() {
+                1 => Action::requeue(Duration::from_millis(100)),
+                2 => Action::requeue(Duration::from_secs(3600)),
+                _ => Action::await_change(),
+            })
+        });
+        queue.ask("a");
         tokio::time::sleep(Duration::from_millis(300)).await;
         {
             let runs = runs.lock().unwrap();
@@ -352,22 +386,19 @@ mod tests {
             assert!(runs[1] >= Duration::from_millis(100), "{runs:?}");
         }
         // The hour-long requeue is cut short by a request.
-        tx.send(key("a")).unwrap();
+        queue.ask("a");
         settle().await;
         assert_eq!(runs.lock().unwrap().len(), 3);
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
     }
 
     #[tokio::test]
     async fn objects_gone_from_the_store_are_skipped_and_a_panic_is_retried() {
         let (store, _writer) = store_with(&["boom"]);
-        let (tx, rx) = mpsc::unbounded_channel();
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = runs.clone();
-        let shutdown = CancellationToken::new();
         tokio::time::pause();
-        let task = tokio::spawn(run(store, requests(rx), 0, shutdown.clone(), move |obj| {
+        let queue = Harness::start(store, 0, move |obj| {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -378,9 +409,9 @@ mod tests {
                 );
                 Action::await_change()
             }
-        }));
-        tx.send(key("missing")).unwrap();
-        tx.send(key("boom")).unwrap();
+        });
+        queue.ask("missing");
+        queue.ask("boom");
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
@@ -393,56 +424,42 @@ mod tests {
             2,
             "the panicked one is tried again"
         );
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
     }
 
     #[tokio::test]
     async fn requests_made_while_the_store_fills_run_once_it_is_full() {
         let (store, mut writer) = reflector::store();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let runs = Arc::new(AtomicUsize::new(0));
-        let counter = runs.clone();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(store, requests(rx), 0, shutdown.clone(), move |_| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Action::await_change()
-            }
-        }));
+        let (runs, reconcile) = counting(Action::await_change());
+        let queue = Harness::start(store, 0, reconcile);
         // The watch's initial list names the object before the store shows any of it.
         writer.apply_watcher_event(&Event::Init);
         writer.apply_watcher_event(&Event::InitApply(object("a")));
-        tx.send(key("a")).unwrap();
+        queue.ask("a");
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 0);
         writer.apply_watcher_event(&Event::InitDone);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
     }
 
     #[tokio::test]
     async fn shutdown_waits_for_reconciles_in_flight() {
         let (store, _writer) = store_with(&["a"]);
-        let (tx, rx) = mpsc::unbounded_channel();
         let done = Arc::new(AtomicUsize::new(0));
         let finished = done.clone();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(store, requests(rx), 0, shutdown.clone(), move |_| {
+        let queue = Harness::start(store, 0, move |_| {
             let finished = finished.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 finished.fetch_add(1, Ordering::SeqCst);
                 Action::await_change()
             }
-        }));
-        tx.send(key("a")).unwrap();
+        });
+        queue.ask("a");
         settle().await;
-        shutdown.cancel();
-        task.await.unwrap();
+        queue.stop().await;
         assert_eq!(done.load(Ordering::SeqCst), 1);
     }
 }
