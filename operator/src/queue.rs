@@ -143,7 +143,7 @@ pub async fn run<K, R, F, Fut>(
 
 /// Waits until a store has its first full list; false if its writer is gone. Polls afresh
 /// rather than waiting once: the store's readiness signal wakes only one of several waiters,
-/// and the controller is already one.
+/// and the queue, readiness and retention each wait on the same store.
 pub async fn synced<K>(store: &Store<K>) -> bool
 where
     K: kube::runtime::reflector::Lookup + Clone + 'static,

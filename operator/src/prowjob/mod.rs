@@ -142,7 +142,6 @@ pub async fn run(
                     took_ms = started.elapsed().as_millis() as u64,
                     "caches synced"
                 );
-
                 ready.set_ready();
             }
         }
