@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use kube::core::admission::Operation;
 use prow_operator::health::{self, Readiness};
 use warp::http::StatusCode;
 use warp::Filter;
@@ -80,15 +81,21 @@ async fn handle(
                 Verdict::Patched => "patched",
                 Verdict::Denied => "denied",
             };
+            let operation = match operation {
+                Operation::Create => "CREATE",
+                Operation::Update => "UPDATE",
+                Operation::Delete => "DELETE",
+                Operation::Connect => "CONNECT",
+            };
             (
                 warp::reply::json(&review).into_response(),
-                format!("{operation:?}").to_uppercase(),
+                operation,
                 result,
             )
         }
         Err(bad) => (
             warp::reply::with_status(bad.0, StatusCode::BAD_REQUEST).into_response(),
-            "UNKNOWN".to_string(),
+            "UNKNOWN",
             "bad_request",
         ),
     };
@@ -96,9 +103,9 @@ async fn handle(
     metrics
         .admissions
         .get_or_create(&AdmissionLabels {
-            kind: endpoint.kind().to_string(),
+            kind: endpoint.kind(),
             operation,
-            result: result.to_string(),
+            result,
         })
         .inc();
     reply
