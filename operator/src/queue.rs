@@ -157,6 +157,13 @@ where
     }
 }
 
+/// Requests sent through a channel, as a stream for [`run`].
+pub fn requests_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 struct Queue<K: Lookup>
 where
     K::DynamicType: Eq + Hash,
@@ -252,13 +259,14 @@ mod tests {
             Fut: Future<Output = Action> + Send + 'static,
         {
             let (requests, rx) = mpsc::unbounded_channel();
-            let stream =
-                futures::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|k| (k, rx)) },
-                );
             let shutdown = CancellationToken::new();
-            let task = tokio::spawn(run(store, stream, concurrency, shutdown.clone(), reconcile));
+            let task = tokio::spawn(run(
+                store,
+                requests_from(rx),
+                concurrency,
+                shutdown.clone(),
+                reconcile,
+            ));
             Self {
                 requests,
                 shutdown,

@@ -11,7 +11,7 @@ use prow_api::retention::{sweep, Doomed, Retention};
 use prow_api::{labels, ProwJob};
 use tokio_util::sync::CancellationToken;
 
-use crate::prowjob::{synced, Caches};
+use crate::prowjob::Caches;
 
 /// Sweeps every `interval` until `shutdown`, the first time as soon as the caches are synced.
 /// With `watch_namespace`, only pods of jobs in that namespace are considered: another
@@ -24,9 +24,8 @@ pub async fn run(
     watch_namespace: Option<String>,
     shutdown: CancellationToken,
 ) {
-    let ready = async { synced(&caches.jobs).await && synced(&caches.pods).await };
     tokio::select! {
-        ok = ready => if !ok { return },
+        ok = caches.synced() => if !ok { return },
         _ = shutdown.cancelled() => return,
     }
     loop {

@@ -63,12 +63,20 @@ pub struct Context {
     pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
 }
 
-/// The job caches, filled by watches, and the streams that feed the controller from them.
+/// The job caches, filled by watches.
+#[derive(Clone)]
 pub struct Caches {
     /// ProwJobs.
     pub jobs: Store<ProwJob>,
     /// Prow's pods.
     pub pods: Store<SlimPod>,
+}
+
+impl Caches {
+    /// Waits until both caches have their first full list; false if a watch is gone.
+    pub async fn synced(&self) -> bool {
+        synced(&self.jobs).await && synced(&self.pods).await
+    }
 }
 
 /// Runs the ProwJob reconciler until `shutdown` is cancelled; marks `ready` once its caches
@@ -131,14 +139,18 @@ pub async fn run(
         wake,
     });
 
+    let caches = Caches {
+        jobs: jobs.clone(),
+        pods: pods.clone(),
+    };
     let readiness = {
-        let (jobs, pods) = (jobs.clone(), pods.clone());
+        let caches = caches.clone();
         async move {
             let started = std::time::Instant::now();
-            if synced(&jobs).await && synced(&pods).await {
+            if caches.synced().await {
                 tracing::info!(
-                    jobs = jobs.len(),
-                    pods = pods.len(),
+                    jobs = caches.jobs.len(),
+                    pods = caches.pods.len(),
                     took_ms = started.elapsed().as_millis() as u64,
                     "caches synced"
                 );
@@ -175,7 +187,7 @@ pub async fn run(
     });
     let requests = futures::stream::select(
         job_requests,
-        futures::stream::select(pod_requests, tokio_stream_from(woken)),
+        futures::stream::select(pod_requests, crate::queue::requests_from(woken)),
     );
     let controller = crate::queue::run(
         jobs.clone(),
@@ -192,17 +204,11 @@ pub async fn run(
             }
         },
     );
-    (Caches { jobs, pods }, tokio::spawn(controller))
+    (caches, tokio::spawn(controller))
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.
 fn job_of_pod(pod: SlimPod) -> Option<ObjectRef<ProwJob>> {
     let namespace = pod.annotations().get(labels::JOB_NAMESPACE)?.clone();
     Some(ObjectRef::new(&pod.name_any()).within(&namespace))
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::UnboundedReceiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
