@@ -252,6 +252,42 @@ async fn metrics_count_jobs_by_state_and_type() {
 }
 
 #[tokio::test]
+async fn the_operator_does_not_redo_its_own_writes_from_a_stale_cache() {
+    let env = TestEnv::new("recover-stale").await.expect("env");
+    let operator = start_operator(&env, &[]).expect("operator");
+    let jobs = env.api::<ProwJob>();
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    let names: Vec<String> = (0..12).map(|i| format!("run-{i}")).collect();
+    for name in &names {
+        jobs.create(&PostParams::default(), &job(name, "periodic"))
+            .await
+            .expect("job");
+    }
+    // Each start is a pod create and a status write; each pod event arrives while the job
+    // cache still holds the copy that write replaced.
+    for name in &names {
+        wait_for_job(&jobs, name, WAIT, |j| j.state() == ProwJobState::Pending)
+            .await
+            .expect("pending");
+        driver.succeed(name).await.expect("pod succeeded");
+    }
+    for name in &names {
+        wait_for_job(&jobs, name, WAIT, |j| j.state() == ProwJobState::Success)
+            .await
+            .expect("success");
+    }
+    let (status, body) = http_get(&operator.health, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("prow_operator_write_conflicts_total 0"),
+        "a status write was redone from a copy it had replaced: {}",
+        body.lines()
+            .find(|l| l.starts_with("prow_operator_write_conflicts_total"))
+            .unwrap_or(&body)
+    );
+}
+
+#[tokio::test]
 async fn preset_status_says_ready_and_names_a_colliding_preset() {
     use prow_api::Preset;
     let env = TestEnv::new("recover-presets").await.expect("env");

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub start_latency: Histogram,
     /// Reconciles that ended in an error.
     pub reconcile_errors: Counter,
+    /// Writes refused because the job changed after it was read (decided again at once).
+    pub write_conflicts: Counter,
 }
 
 impl Default for Metrics {
@@ -61,12 +63,19 @@ impl Default for Metrics {
             "ProwJob reconciles that ended in an error",
             reconcile_errors.clone(),
         );
+        let write_conflicts = Counter::default();
+        registry.register(
+            "write_conflicts",
+            "ProwJob writes refused because the job changed after it was read",
+            write_conflicts.clone(),
+        );
         Self {
             registry,
             jobs,
             reconcile_duration,
             start_latency,
             reconcile_errors,
+            write_conflicts,
         }
     }
 }

@@ -26,10 +26,21 @@ struct Inner {
     last_build_id: HashMap<String, u64>,
     /// Pods this process created, by job UID, until the pod cache shows them.
     created: HashMap<String, (Instant, Pod)>,
+    /// Status writes this process made, by job UID: the resourceVersion each one replaced, until
+    /// the job cache shows a newer one.
+    written: HashMap<String, (Instant, String)>,
 }
+
+/// How many remembered status writes make an insert sweep out the expired ones.
+const WRITTEN_SWEEP_AT: usize = 1024;
 
 /// How long a created pod stands in for the cache; after that the API server is asked.
 const CREATED_POD_TTL: Duration = Duration::from_secs(5);
+
+/// How long a status write marks the cached copy it replaced as stale; after that the cached
+/// copy is decided on again (and a write from it is refused by its resourceVersion if it
+/// really was stale).
+const WRITTEN_TTL: Duration = Duration::from_secs(5);
 
 /// The outcome of asking to start a job.
 #[derive(Debug, PartialEq, Eq)]
@@ -134,5 +145,69 @@ impl Ledger {
     /// Forgets a finish: the cache shows the job complete.
     pub fn forget_finish(&self, uid: &str) {
         self.lock().in_flight.finished.remove(uid);
+    }
+
+    /// Remembers that this process wrote the job's status over `replaced` (the resourceVersion
+    /// the write was guarded by).
+    pub fn wrote_status(&self, uid: &str, replaced: &str) {
+        let mut inner = self.lock();
+        if inner.written.len() >= WRITTEN_SWEEP_AT {
+            inner
+                .written
+                .retain(|_, (at, _)| at.elapsed() < WRITTEN_TTL);
+        }
+        inner
+            .written
+            .insert(uid.to_string(), (Instant::now(), replaced.to_string()));
+    }
+
+    /// Whether a cached job at `resource_version` is the copy this process's own status write
+    /// replaced a moment ago: deciding on it would redo that write and be refused as a conflict.
+    pub fn is_superseded(&self, uid: &str, resource_version: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.written.get(uid) {
+            None => false,
+            Some((at, replaced)) if replaced == resource_version && at.elapsed() < WRITTEN_TTL => {
+                true
+            }
+            Some(_) => {
+                inner.written.remove(uid);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_write_marks_only_the_copy_it_replaced_as_stale() {
+        let ledger = Ledger::default();
+        assert!(!ledger.is_superseded("u1", "10"), "nothing written yet");
+        ledger.wrote_status("u1", "10");
+        assert!(ledger.is_superseded("u1", "10"));
+        assert!(!ledger.is_superseded("u2", "10"), "another job");
+        assert!(!ledger.is_superseded("u1", "11"), "the cache caught up");
+        assert!(
+            !ledger.is_superseded("u1", "10"),
+            "forgotten once the cache showed a newer copy"
+        );
+    }
+
+    #[test]
+    fn remembered_writes_expire_and_are_swept() {
+        let ledger = Ledger::default();
+        ledger.wrote_status("old", "1");
+        ledger.lock().written.get_mut("old").unwrap().0 -= WRITTEN_TTL;
+        assert!(!ledger.is_superseded("old", "1"), "expired");
+        ledger.wrote_status("old", "1");
+        ledger.lock().written.get_mut("old").unwrap().0 -= WRITTEN_TTL;
+        for i in 0..WRITTEN_SWEEP_AT {
+            ledger.wrote_status(&format!("u{i}"), "1");
+        }
+        assert!(!ledger.lock().written.contains_key("old"), "swept");
+        assert_eq!(ledger.lock().written.len(), WRITTEN_SWEEP_AT);
     }
 }

@@ -30,6 +30,10 @@ pub const MANAGER: &str = "prow-operator";
 /// the same name or queue wakes it sooner.
 const WAITING_RECHECK: Duration = Duration::from_secs(60);
 
+/// How long a job whose cached copy predates our own status write waits for the watch to
+/// deliver the new copy before it is decided on anyway.
+const STALE_RECHECK: Duration = Duration::from_secs(2);
+
 /// Reconciles one ProwJob.
 pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
@@ -43,6 +47,7 @@ pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
 /// after a pause, with a Warning Event on the job.
 pub fn error_policy(job: Arc<ProwJob>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::Conflict(_) = error {
+        ctx.metrics.write_conflicts.inc();
         return Action::requeue(Duration::from_millis(100));
     }
     ctx.metrics.reconcile_errors.inc();
@@ -59,6 +64,14 @@ pub fn error_policy(job: Arc<ProwJob>, error: &Error, ctx: Arc<Context>) -> Acti
 
 async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     let uid = job.metadata.uid.clone().unwrap_or_default();
+    if ctx.ledger.is_superseded(
+        &uid,
+        job.metadata.resource_version.as_deref().unwrap_or_default(),
+    ) {
+        // Our own status write replaced this copy; its watch event brings the new one (the
+        // queue runs the job at once then). The delay is only a fallback.
+        return Ok(Action::requeue(STALE_RECHECK));
+    }
     let pod_ns = pod_namespace(job, &ctx.settings.pod_namespace).to_string();
     let name = job.name_any();
     let mut pod = ctx
@@ -404,7 +417,13 @@ async fn patch_status(ctx: &Context, job: &ProwJob, status: Value) -> Result<()>
         .patch_status(&job.name_any(), &params, &Patch::Merge(&body))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            ctx.ledger.wrote_status(
+                job.metadata.uid.as_deref().unwrap_or_default(),
+                job.metadata.resource_version.as_deref().unwrap_or_default(),
+            );
+            Ok(())
+        }
         Err(e) if api_code(&e) == Some(409) => Err(Error::Conflict(job.name_any())),
         Err(e) => Err(e.into()),
     }
