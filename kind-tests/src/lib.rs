@@ -5,6 +5,7 @@
 //! The control plane is started by `kind-tests/scripts/control-plane.sh up DIR` (the test
 //! command in README.md does it) and found through `PROW_TEST_KUBECONFIG`.
 
+pub mod bench;
 pub mod env;
 pub mod fixtures;
 pub mod operator;

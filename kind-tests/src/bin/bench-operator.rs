@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kind_tests::bench::{percentiles, print_row, sorted, CpuWindow, Latencies};
 use kind_tests::fixtures::decorated_job;
 use kind_tests::process::{http_status, Running};
 use kind_tests::TestEnv;
@@ -43,16 +44,56 @@ async fn main() -> anyhow::Result<()> {
     let part = args.next().unwrap_or_else(|| "all".into());
     if part == "all" || part == "start" {
         println!("== 1. {JOBS} jobs created at {RATE_PER_SEC}/s");
-        let baseline = baseline_pods().await?;
-        let (pod_created, pending, total) = start_latency(&operator).await?;
+        let cpu = CpuWindow::start();
+        let baseline = plain_creates("bench-baseline", |env, i| {
+            let (pods, mut pod) = (env.api::<Pod>(), env.pod.clone());
+            let name = format!("pod-{i:04}");
+            pod.metadata.name = Some(name.clone());
+            async move {
+                pods.create(&PostParams::default(), &pod)
+                    .await
+                    .map(|_| name)
+            }
+        })
+        .await?;
+        let job_leg = plain_creates("bench-jobs", |env, i| {
+            let jobs = env.api::<ProwJob>();
+            let name = format!("job-{i:04}");
+            let job = job(&name, &format!("ci-bench-{}", i % 50));
+            async move {
+                jobs.create(&PostParams::default(), &job)
+                    .await
+                    .map(|_| name)
+            }
+        })
+        .await?;
+        println!("without the operator ({})", cpu.report());
         print_row("baseline: pod create -> pod seen", &baseline);
-        print_row("operator: job create -> pod seen", &pod_created);
-        print_row("operator: job create -> pending seen", &pending);
+        print_row("job create -> job seen (no operator)", &job_leg);
+        let floor = percentiles(&job_leg)
+            .iter()
+            .zip(percentiles(&baseline))
+            .map(|(j, b)| format!("{:.2}x", (j + b) / b))
+            .collect::<Vec<_>>();
+        println!(
+            "floor (job seen + a plain pod create, over the baseline): p50 {}  p95 {}  p99 {}",
+            floor[0], floor[1], floor[2]
+        );
+        let cpu = CpuWindow::start();
+        let run = start_latency(&operator).await?;
+        println!("with the operator ({})", cpu.report());
+        print_row("job create -> job seen", &run.job_seen);
+        print_row(
+            "job seen -> pod seen (the operator's leg)",
+            &run.operator_leg,
+        );
+        print_row("operator: job create -> pod seen", &run.pod_seen);
+        print_row("operator: job create -> pending seen", &run.pending);
         println!(
             "all {JOBS} pending {:.2} s after the first job was created",
-            total.as_secs_f64()
+            run.total.as_secs_f64()
         );
-        let (b, o) = (percentiles(&baseline), percentiles(&pod_created));
+        let (b, o) = (percentiles(&baseline), percentiles(&run.pod_seen));
         println!(
             "ratio created -> pod created / baseline: p50 {:.2}x  p95 {:.2}x  p99 {:.2}x",
             o[0] / b[0],
@@ -72,49 +113,75 @@ fn job(name: &str, job: &str) -> ProwJob {
     serde_json::from_value(decorated_job(name, labels, spec)).expect("job")
 }
 
-/// Milliseconds from each name's start to when the watch saw `seen` hold for it.
-type Latencies = Vec<f64>;
+/// A fresh namespace and the pod the operator would create there for a bench job.
+struct Plain {
+    env: TestEnv,
+    pod: Pod,
+}
 
-async fn baseline_pods() -> anyhow::Result<Latencies> {
-    let env = TestEnv::new("bench-baseline").await?;
-    let pods: Api<Pod> = env.api();
-    let (seen, watch) = first_seen(pods.clone(), |_| true);
+impl Plain {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        self.env.api()
+    }
+}
+
+/// Creates JOBS objects with `create(i)` at RATE_PER_SEC in a fresh namespace no operator
+/// watches; returns create -> seen by a watch, per object.
+async fn plain_creates<F, Fut>(prefix: &str, create: F) -> anyhow::Result<Latencies>
+where
+    F: Fn(&Plain, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<String, kube::Error>> + Send + 'static,
+{
+    let env = TestEnv::new(prefix).await?;
+    let mut template = job("x", "baseline");
+    template.metadata.uid = Some("u".into());
+    let pod = prow_api::pod::pod_for(&template, "1", &env.namespace)?;
+    let plain = Plain { env, pod };
+    let (pods, pod_watch) = first_seen(plain.api::<Pod>(), |_| true);
+    let (jobs, job_watch) = first_seen(plain.api::<ProwJob>(), |_| true);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let template = prow_api::pod::pod_for(
-        &{
-            let mut j = job("x", "baseline");
-            j.metadata.uid = Some("u".into());
-            j
-        },
-        "1",
-        &env.namespace,
-    )?;
     let started = paced(JOBS, |i| {
-        let (pods, mut pod) = (pods.clone(), template.clone());
+        let created = create(&plain, i);
         async move {
-            pod.metadata.name = Some(format!("pod-{i:04}"));
             let t = Instant::now();
-            pods.create(&PostParams::default(), &pod)
-                .await
-                .map(|_| (format!("pod-{i:04}"), t))
+            created.await.map(|name| (name, t))
         }
     })
     .await?;
+    // Whichever kind was created is the one seen.
+    let seen = if pods.lock().expect("lock").is_empty() {
+        jobs
+    } else {
+        pods
+    };
     wait_all(&seen, JOBS).await;
-    watch.abort();
+    pod_watch.abort();
+    job_watch.abort();
     let result = latencies(&started, &seen.lock().expect("lock"));
     Ok(result)
 }
 
-async fn start_latency(
-    operator: &std::path::Path,
-) -> anyhow::Result<(Latencies, Latencies, Duration)> {
+/// Latencies of one run of jobs through the operator.
+struct StartRun {
+    job_seen: Latencies,
+    operator_leg: Latencies,
+    pod_seen: Latencies,
+    pending: Latencies,
+    total: Duration,
+}
+
+async fn start_latency(operator: &std::path::Path) -> anyhow::Result<StartRun> {
     let env = TestEnv::new("bench-start").await?;
     let ns = env.namespace.clone();
     let _operator = start_release_operator(operator, &env, &ns)?;
     let pods: Api<Pod> = env.api();
     let jobs: Api<ProwJob> = env.api();
     let (pod_seen, pod_watch) = first_seen(pods, |_| true);
+    let (job_seen, seen_watch) = first_seen(jobs.clone(), |_| true);
     let (pending_seen, job_watch) = first_seen(jobs.clone(), |j: &ProwJob| {
         j.state() == ProwJobState::Pending
     });
@@ -143,11 +210,18 @@ async fn start_latency(
         .map(|t| *t - first)
         .unwrap_or_default();
     wait_all(&pod_seen, JOBS).await;
-    pod_watch.abort();
-    job_watch.abort();
-    let pods = latencies(&started, &pod_seen.lock().expect("lock"));
-    let pending = latencies(&started, &pending_seen.lock().expect("lock"));
-    Ok((pods, pending, total))
+    for watch in [pod_watch, seen_watch, job_watch] {
+        watch.abort();
+    }
+    let [job_seen, pod_seen, pending_seen] =
+        [job_seen, pod_seen, pending_seen].map(|s| s.lock().expect("lock").clone());
+    Ok(StartRun {
+        job_seen: latencies(&started, &job_seen),
+        operator_leg: latencies(&job_seen, &pod_seen),
+        pod_seen: latencies(&started, &pod_seen),
+        pending: latencies(&started, &pending_seen),
+        total,
+    })
 }
 
 async fn cold_start(operator: &std::path::Path) -> anyhow::Result<()> {
@@ -310,29 +384,12 @@ async fn wait_all(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
     }
 }
 
+/// Milliseconds from each name's start to when it was seen, sorted.
 fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
-    let mut out: Vec<f64> = started
-        .iter()
-        .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
-        .collect();
-    out.sort_by(f64::total_cmp);
-    out
-}
-
-fn percentiles(sorted: &[f64]) -> [f64; 3] {
-    let at = |q: f64| {
-        if sorted.is_empty() {
-            return f64::NAN;
-        }
-        sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-    };
-    [at(0.50), at(0.95), at(0.99)]
-}
-
-fn print_row(label: &str, sorted: &[f64]) {
-    let [p50, p95, p99] = percentiles(sorted);
-    println!(
-        "{label:<40} n={:<5} p50 {p50:7.1} ms  p95 {p95:7.1} ms  p99 {p99:7.1} ms",
-        sorted.len()
-    );
+    sorted(
+        started
+            .iter()
+            .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
+            .collect(),
+    )
 }
