@@ -1,12 +1,6 @@
 //! prow-webhook: the admission webhook (preset injection, job validation) over HTTPS, and
 //! `prow-webhook validate PATH...`, the same rules offline for a job repository's CI.
 
-mod admission;
-mod metrics;
-mod offline;
-mod server;
-mod tls;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +15,7 @@ use kube::Api;
 use prow_api::Preset;
 use prow_operator::telemetry::{self, LogFormat};
 use prow_operator::{config, health, shutdown};
+use prow_webhook::{admission, metrics, offline, server, tls};
 use serde::Serialize;
 
 /// prow-webhook: injects Presets into ProwJobs and rejects bad job specs at admission.

@@ -1,0 +1,10 @@
+//! The admission webhook's parts, shared by the `prow-webhook` binary and the benchmark (which
+//! serves a bare echo over the same TLS stack as its reference): the admission rules applied to
+//! reviews, the HTTP routes, TLS serving with certificate reload, metrics, and the offline
+//! validator.
+
+pub mod admission;
+pub mod metrics;
+pub mod offline;
+pub mod server;
+pub mod tls;
