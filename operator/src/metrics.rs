@@ -32,7 +32,7 @@ pub struct Metrics {
     pub start_latency: Histogram,
     /// Reconciles that ended in an error.
     pub reconcile_errors: Counter,
-    /// Writes refused because the job changed after it was read (decided again at once).
+    /// Writes refused because the job changed after it was read (decided again 100 ms later).
     pub write_conflicts: Counter,
 }
 
