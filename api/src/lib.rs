@@ -14,6 +14,7 @@ pub mod retention;
 pub mod schema;
 pub mod testcluster;
 pub mod validate;
+pub mod wire;
 
 pub use preset::{Preset, PresetSpec, PresetStatus};
 pub use prowjob::{

@@ -15,6 +15,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::validate::{self, explain, Violation};
+use prow_api::wire::LeanJob;
 use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
 use serde_json::json;
 
@@ -98,7 +99,7 @@ impl Admitter {
     ) -> Result<(AdmissionReview<DynamicObject>, Operation, Verdict), BadRequest> {
         let (operation, response) = match endpoint {
             Endpoint::MutateProwJobs | Endpoint::ValidateProwJobs => {
-                match decode::<ProwJob>(endpoint, body)? {
+                match decode::<LeanJob>(endpoint, body)? {
                     Decoded::Request(req) => {
                         let response = if endpoint == Endpoint::MutateProwJobs {
                             self.mutate_prowjob(&req)
@@ -127,9 +128,9 @@ impl Admitter {
         Ok((response.into_review(), operation, verdict))
     }
 
-    fn mutate_prowjob(&self, req: &AdmissionRequest<ProwJob>) -> AdmissionResponse {
+    fn mutate_prowjob(&self, req: &AdmissionRequest<LeanJob>) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
-        let (Operation::Create, Some(job)) = (&req.operation, req.object.as_ref()) else {
+        let (Operation::Create, Some(LeanJob(job))) = (&req.operation, req.object.as_ref()) else {
             return allowed;
         };
         match self.preset_patch(req, job) {
@@ -148,7 +149,7 @@ impl Admitter {
     /// so nothing else of the job is rewritten.
     fn preset_patch(
         &self,
-        req: &AdmissionRequest<ProwJob>,
+        req: &AdmissionRequest<LeanJob>,
         job: &ProwJob,
     ) -> Result<Vec<PatchOperation>, String> {
         let mut ops = Vec::new();
@@ -205,12 +206,12 @@ impl Admitter {
         Ok(ops)
     }
 
-    async fn validate_prowjob(&self, req: &AdmissionRequest<ProwJob>) -> AdmissionResponse {
+    async fn validate_prowjob(&self, req: &AdmissionRequest<LeanJob>) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
         if req.operation == Operation::Delete || req.operation == Operation::Connect {
             return allowed;
         }
-        let Some(job) = req.object.as_ref() else {
+        let Some(LeanJob(job)) = req.object.as_ref() else {
             return allowed.deny("the request carries no object");
         };
         let config = validate::Config {
@@ -218,7 +219,7 @@ impl Admitter {
         };
         let mut violations = validate::prowjob(job, &config);
         if req.operation == Operation::Update {
-            if let Some(old) = req.old_object.as_ref() {
+            if let Some(LeanJob(old)) = req.old_object.as_ref() {
                 violations.extend(validate::prowjob_update(old, job));
             }
         }

@@ -7,12 +7,12 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
 };
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::watcher;
 use kube::Resource;
-use prow_api::{labels, ProwJob, ProwJobSpec, ProwJobState, ProwJobStatus};
+use prow_api::wire::{self, LeanJob};
+use prow_api::{labels, ProwJob, ProwJobState};
 use serde::{Deserialize, Deserializer};
 
 /// A pod as the operator keeps it: identity, the labels and annotations it reads, container
@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Debug, Deserialize)]
 pub struct SlimPod {
     /// Name, namespace, UID, times, the build-ID label and the job annotations.
-    #[serde(default, deserialize_with = "meta_without_managed_fields")]
+    #[serde(default, deserialize_with = "wire::meta_without_managed_fields")]
     pub metadata: ObjectMeta,
     /// Container names.
     #[serde(default)]
@@ -181,20 +181,7 @@ pub struct WireJob(pub ProwJob);
 
 impl<'de> Deserialize<'de> for WireJob {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Fields {
-            #[serde(default, deserialize_with = "meta_without_managed_fields")]
-            metadata: ObjectMeta,
-            spec: ProwJobSpec,
-            #[serde(default)]
-            status: Option<ProwJobStatus>,
-        }
-        let fields = Fields::deserialize(deserializer)?;
-        let mut job = ProwJob {
-            metadata: fields.metadata,
-            spec: fields.spec,
-            status: fields.status,
-        };
+        let LeanJob(mut job) = LeanJob::deserialize(deserializer)?;
         strip_job(&mut job);
         Ok(WireJob(job))
     }
@@ -234,50 +221,6 @@ pub fn unwrap_job_event(event: watcher::Event<WireJob>) -> watcher::Event<ProwJo
         InitApply(job) => InitApply(job.0),
         InitDone => InitDone,
     }
-}
-
-/// Reads object metadata field by field, skipping `managedFields` unparsed: on a job with a
-/// decorated pod spec they are most of the metadata, and nothing here reads them.
-fn meta_without_managed_fields<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<ObjectMeta, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Meta {
-        annotations: Option<BTreeMap<String, String>>,
-        creation_timestamp: Option<Time>,
-        deletion_grace_period_seconds: Option<i64>,
-        deletion_timestamp: Option<Time>,
-        finalizers: Option<Vec<String>>,
-        generate_name: Option<String>,
-        generation: Option<i64>,
-        labels: Option<BTreeMap<String, String>>,
-        name: Option<String>,
-        namespace: Option<String>,
-        owner_references: Option<Vec<OwnerReference>>,
-        resource_version: Option<String>,
-        self_link: Option<String>,
-        uid: Option<String>,
-    }
-    let m = Option::<Meta>::deserialize(deserializer)?;
-    Ok(m.map(|m| ObjectMeta {
-        annotations: m.annotations,
-        creation_timestamp: m.creation_timestamp,
-        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
-        deletion_timestamp: m.deletion_timestamp,
-        finalizers: m.finalizers,
-        generate_name: m.generate_name,
-        generation: m.generation,
-        labels: m.labels,
-        managed_fields: None,
-        name: m.name,
-        namespace: m.namespace,
-        owner_references: m.owner_references,
-        resource_version: m.resource_version,
-        self_link: m.self_link,
-        uid: m.uid,
-    })
-    .unwrap_or_default())
 }
 
 /// Drops from a job what no decision reads: managed fields and the last-applied annotation
