@@ -184,12 +184,12 @@ impl Admitter {
         if applied.is_empty() {
             return Ok(ops);
         }
-        if pod != *original {
-            let pod = serde_json::to_value(&pod).map_err(|e| e.to_string())?;
-            ops.push(PatchOperation::Replace(ReplaceOperation {
+        match pod_patch::appended(original, &pod) {
+            Some(appends) => ops.extend(appends),
+            None => ops.push(PatchOperation::Replace(ReplaceOperation {
                 path: PointerBuf::from_tokens(["spec", "pod_spec"]),
-                value: pod,
-            }));
+                value: serde_json::to_value(&pod).map_err(|e| e.to_string())?,
+            })),
         }
         let record = applied_annotation(&applied);
         match job.metadata.annotations.as_ref() {
@@ -364,6 +364,8 @@ async fn deep_check(
     response.warnings = Some(vec![warning]);
     response
 }
+
+mod pod_patch;
 
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,7 @@ async fn mutation_touches_only_what_it_changes_and_a_second_pass_changes_nothing
     let mut original = job(json!({"preset-gcp": "true"}), json!({}));
     original["metadata"]["annotations"] = json!({"owner": "team-a"});
     original["spec"]["some_future_field"] = json!({"kept": true});
+    original["spec"]["pod_spec"]["aFieldFromANewerKubernetes"] = json!({"kept": true});
     let (response, _) = run(
         &a,
         Endpoint::MutateProwJobs,
@@ -115,7 +116,9 @@ async fn mutation_touches_only_what_it_changes_and_a_second_pass_changes_nothing
     assert_eq!(
         paths,
         [
-            "/spec/pod_spec",
+            "/spec/pod_spec/volumes",
+            "/spec/pod_spec/containers/0/env",
+            "/spec/pod_spec/containers/0/volumeMounts",
             "/metadata/annotations/prow-operator.dev~1presets"
         ]
     );
@@ -123,6 +126,10 @@ async fn mutation_touches_only_what_it_changes_and_a_second_pass_changes_nothing
     json_patch::patch(&mut patched, &patch).expect("applies");
     assert_eq!(patched["metadata"]["annotations"]["owner"], "team-a");
     assert_eq!(patched["spec"]["some_future_field"]["kept"], true);
+    assert_eq!(
+        patched["spec"]["pod_spec"]["aFieldFromANewerKubernetes"]["kept"], true,
+        "a pod spec field the typed model does not know survives injection"
+    );
 
     // The API server may call the webhook again (reinvocation): the job is already complete.
     let (response, verdict) = run(
