@@ -2,11 +2,9 @@
 //! job with a decorated pod spec are most of its metadata (and, in an admission review of a
 //! `kubectl apply`, a fifth of the parse time).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::Resource;
 use serde::{Deserialize, Deserializer};
 
 use crate::{ProwJob, ProwJobSpec, ProwJobStatus};
@@ -34,29 +32,40 @@ impl<'de> Deserialize<'de> for LeanJob {
     }
 }
 
-impl Resource for LeanJob {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
+/// Implements `kube::Resource` for a newtype around [`ProwJob`] (`struct X(pub ProwJob)`), so
+/// a watch or an admission review can read jobs through it as ProwJobs.
+#[macro_export]
+macro_rules! prowjob_newtype_resource {
+    ($newtype:ty) => {
+        impl ::kube::Resource for $newtype {
+            type DynamicType = ();
+            type Scope = ::k8s_openapi::NamespaceResourceScope;
 
-    fn kind(dt: &()) -> Cow<'_, str> {
-        ProwJob::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        ProwJob::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        ProwJob::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        ProwJob::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
-    }
+            fn kind(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::ProwJob as ::kube::Resource>::kind(dt)
+            }
+            fn group(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::ProwJob as ::kube::Resource>::group(dt)
+            }
+            fn version(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::ProwJob as ::kube::Resource>::version(dt)
+            }
+            fn plural(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::ProwJob as ::kube::Resource>::plural(dt)
+            }
+            fn meta(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.0.metadata
+            }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut ::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.0.metadata
+            }
+        }
+    };
 }
+
+prowjob_newtype_resource!(LeanJob);
 
 /// Reads object metadata field by field, skipping `managedFields` unparsed: on a job with a
 /// decorated pod spec they are most of the metadata, and neither the operator nor the webhook reads them.

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::watcher;
-use kube::Resource;
 use prow_api::wire::{self, LeanJob};
 use prow_api::{labels, ProwJob, ProwJobState};
 use serde::{Deserialize, Deserializer};
@@ -187,29 +186,7 @@ impl<'de> Deserialize<'de> for WireJob {
     }
 }
 
-impl Resource for WireJob {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        ProwJob::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        ProwJob::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        ProwJob::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        ProwJob::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
-    }
-}
+prow_api::prowjob_newtype_resource!(WireJob);
 
 /// The same watch event with the job it carries.
 pub fn unwrap_job_event(event: watcher::Event<WireJob>) -> watcher::Event<ProwJob> {
