@@ -45,26 +45,16 @@ async fn main() -> anyhow::Result<()> {
     if part == "all" || part == "start" {
         println!("== 1. {JOBS} jobs created at {RATE_PER_SEC}/s");
         let cpu = CpuWindow::start();
-        let baseline = plain_creates("bench-baseline", |env, i| {
-            let (pods, mut pod) = (env.api::<Pod>(), env.pod.clone());
-            let name = format!("pod-{i:04}");
-            pod.metadata.name = Some(name.clone());
-            async move {
-                pods.create(&PostParams::default(), &pod)
-                    .await
-                    .map(|_| name)
-            }
+        let mut pod_job = job("x", "baseline");
+        pod_job.metadata.uid = Some("u".into());
+        let baseline = plain_creates("bench-baseline", |ns, i| {
+            let mut pod = prow_api::pod::pod_for(&pod_job, "1", ns).expect("pod");
+            pod.metadata.name = Some(format!("pod-{i:04}"));
+            pod
         })
         .await?;
-        let job_leg = plain_creates("bench-jobs", |env, i| {
-            let jobs = env.api::<ProwJob>();
-            let name = format!("job-{i:04}");
-            let job = job(&name, &format!("ci-bench-{}", i % 50));
-            async move {
-                jobs.create(&PostParams::default(), &job)
-                    .await
-                    .map(|_| name)
-            }
+        let job_leg = plain_creates("bench-jobs", |_, i| {
+            job(&format!("job-{i:04}"), &format!("ci-bench-{}", i % 50))
         })
         .await?;
         println!("without the operator ({})", cpu.report());
@@ -113,54 +103,38 @@ fn job(name: &str, job: &str) -> ProwJob {
     serde_json::from_value(decorated_job(name, labels, spec)).expect("job")
 }
 
-/// A fresh namespace and the pod the operator would create there for a bench job.
-struct Plain {
-    env: TestEnv,
-    pod: Pod,
-}
-
-impl Plain {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        self.env.api()
-    }
-}
-
-/// Creates JOBS objects with `create(i)` at RATE_PER_SEC in a fresh namespace no operator
-/// watches; returns create -> seen by a watch, per object.
-async fn plain_creates<F, Fut>(prefix: &str, create: F) -> anyhow::Result<Latencies>
+/// Creates JOBS objects made by `make(namespace, i)` at RATE_PER_SEC in a fresh namespace no
+/// operator watches; returns create -> seen by a watch, per object.
+async fn plain_creates<K, F>(prefix: &str, make: F) -> anyhow::Result<Latencies>
 where
-    F: Fn(&Plain, usize) -> Fut,
-    Fut: std::future::Future<Output = Result<String, kube::Error>> + Send + 'static,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+    F: Fn(&str, usize) -> K,
 {
     let env = TestEnv::new(prefix).await?;
-    let mut template = job("x", "baseline");
-    template.metadata.uid = Some("u".into());
-    let pod = prow_api::pod::pod_for(&template, "1", &env.namespace)?;
-    let plain = Plain { env, pod };
-    let ([pods], pod_watch) = first_seen(plain.api::<Pod>(), [|_| true]);
-    let ([jobs], job_watch) = first_seen(plain.api::<ProwJob>(), [|_| true]);
+    let api: Api<K> = env.api();
+    let ([seen], watch) = first_seen(api.clone(), [|_| true]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = paced(JOBS, |i| {
-        let created = create(&plain, i);
+        let (api, object) = (api.clone(), make(&env.namespace, i));
+        let name = object.name_any();
         async move {
             let t = Instant::now();
-            created.await.map(|name| (name, t))
+            api.create(&PostParams::default(), &object)
+                .await
+                .map(|_| (name, t))
         }
     })
     .await?;
-    // Whichever kind was created is the one seen.
-    let seen = if pods.lock().expect("lock").is_empty() {
-        jobs
-    } else {
-        pods
-    };
     wait_all(&seen, JOBS).await;
-    pod_watch.abort();
-    job_watch.abort();
+    watch.abort();
     let result = latencies(&started, &seen.lock().expect("lock"));
     Ok(result)
 }
