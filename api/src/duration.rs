@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// The longest timeout a job may ask for: 30 days (720h). Upstream's longest default is the
+/// 48 h running timeout and week-long soak jobs are the longest CI runs known; anything beyond a
+/// month is a typo (`20000h`), and far below what timers can hold (tokio's wheels stop at about
+/// two years), so a clamped value can never reach a timer that refuses it.
+pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Why a duration string does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid duration {0:?}: use a Go duration such as 90s, 15m or 2h30m")]
@@ -43,9 +49,33 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     Duration::try_from_secs_f64(total).map_err(|_| err())
 }
 
+/// Parses a job's timeout and checks it against [`LONGEST_TIMEOUT`]; the message says how to
+/// fix either problem.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let value = parse(text).map_err(|e| e.to_string())?;
+    if value > LONGEST_TIMEOUT {
+        return Err(format!(
+            "{text:?} is longer than 720h (30 days), the longest timeout a job may set: use at most 720h"
+        ));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_longer_than_thirty_days_are_refused() {
+        assert_eq!(parse_timeout("720h"), Ok(LONGEST_TIMEOUT));
+        assert_eq!(parse_timeout("90m"), Ok(Duration::from_secs(5400)));
+        let too_long = parse_timeout("20000h").expect_err("refused");
+        assert!(too_long.contains("720h"), "{too_long}");
+        assert!(parse_timeout("5d").is_err());
+        // Beyond what a Duration holds is an invalid duration, not a panic.
+        assert!(parse_timeout("1e30h").is_err());
+        assert!(parse_timeout("99999999999999999999999h").is_err());
+    }
 
     #[test]
     fn go_durations_parse() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::duration::LONGEST_TIMEOUT;
 use crate::labels;
 use crate::{ProwJob, ProwJobAgent, ProwJobState};
 
@@ -32,7 +33,8 @@ impl Default for Timeouts {
 
 impl Timeouts {
     /// These timeouts with the job's `decoration_config` overrides applied; an override that
-    /// does not parse is ignored (the webhook refuses such jobs).
+    /// does not parse is ignored and one beyond [`LONGEST_TIMEOUT`] is cut to it (the webhook
+    /// refuses both, but a job stored while it was off must not overflow a timer).
     pub fn for_job(self, job: &ProwJob) -> Self {
         let Some(dc) = job.spec.decoration_config.as_ref() else {
             return self;
@@ -40,7 +42,7 @@ impl Timeouts {
         let pick = |o: &Option<String>, d| {
             o.as_deref()
                 .and_then(|t| crate::duration::parse(t).ok())
-                .unwrap_or(d)
+                .map_or(d, |t| t.min(LONGEST_TIMEOUT))
         };
         Self {
             pending: pick(&dc.pod_pending_timeout, self.pending),

@@ -31,13 +31,26 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Joins violations into one denial message.
+/// Most violations one denial lists; the rest are counted. A job with 100,000 duplicate env
+/// entries was once denied with a 9.3 MB message, larger than the request; the first twenty
+/// say what to fix, and the same rules run offline list all of them.
+pub const MOST_EXPLAINED: usize = 20;
+
+/// Joins violations into one denial message: the first [`MOST_EXPLAINED`], then how many more.
 pub fn explain(violations: &[Violation]) -> String {
-    violations
+    let mut text = violations
         .iter()
+        .take(MOST_EXPLAINED)
         .map(Violation::to_string)
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if violations.len() > MOST_EXPLAINED {
+        text.push_str(&format!(
+            "; and {} more violations (run `prow-webhook validate` on the file to list all)",
+            violations.len() - MOST_EXPLAINED
+        ));
+    }
+    text
 }
 
 /// What the rules need from configuration.
@@ -243,8 +256,8 @@ pub fn prowjob(job: &ProwJob, config: &Config) -> Vec<Violation> {
             ("pod_unscheduled_timeout", &dc.pod_unscheduled_timeout),
         ];
         for (name, value) in durations {
-            if let Some(Err(e)) = value.as_deref().map(crate::duration::parse) {
-                r.add(format!("spec.decoration_config.{name}"), e.to_string());
+            if let Some(Err(e)) = value.as_deref().map(crate::duration::parse_timeout) {
+                r.add(format!("spec.decoration_config.{name}"), e);
             }
         }
     }

@@ -5,6 +5,8 @@
 #   control-plane.sh up DIR       start etcd + kube-apiserver on free loopback ports, state in DIR,
 #                                 writes DIR/kubeconfig; prints its path
 #   control-plane.sh down DIR     stop what `up` started, by process id
+#   control-plane.sh apiserver-stop DIR    stop only kube-apiserver (an outage, for tests)
+#   control-plane.sh apiserver-start DIR   start it again as `up` did; waits until it is ready
 #
 # The recipe is shared/docs/local-control-plane.md: Debian's `kubernetes` source package (bookworm),
 # its vendored reflect2 swapped for Debian's 1.0.2, built in GOPATH mode with Go 1.19.
@@ -119,7 +121,8 @@ up() {
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" \
     --quota-backend-bytes=8589934592 >"$d/etcd.log" 2>&1 &
   echo $! >"$d/etcd.pid"
-  "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+  # The command line is kept so that apiserver-start can bring the same server back.
+  printf '%q ' "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
     --secure-port="$api_port" --tls-cert-file="$d/apiserver.crt" --tls-private-key-file="$d/apiserver.key" \
     --client-ca-file="$d/ca.crt" --token-auth-file="$d/tokens.csv" \
     --service-account-key-file="$d/sa.pub" --service-account-signing-key-file="$d/sa.key" \
@@ -127,9 +130,8 @@ up() {
     --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
     --disable-admission-plugins=ServiceAccount --allow-privileged=true \
-    --max-requests-inflight=2000 --max-mutating-requests-inflight=1000 \
-    >"$d/apiserver.log" 2>&1 &
-  echo $! >"$d/apiserver.pid"
+    --max-requests-inflight=2000 --max-mutating-requests-inflight=1000 >"$d/apiserver.cmd"
+  start_apiserver "$d"
   cat >"$d/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
@@ -147,11 +149,22 @@ contexts:
   context: {cluster: local, user: admin, namespace: default}
 current-context: local
 KC
-  local i
+  wait_ready "$d"
+  echo "$d/kubeconfig"
+}
+
+start_apiserver() {
+  local d=$1
+  # exec: the recorded process ID is the API server's own, not a shell's around it.
+  (eval "exec $(cat "$d/apiserver.cmd")") >>"$d/apiserver.log" 2>&1 &
+  echo $! >"$d/apiserver.pid"
+}
+
+wait_ready() {
+  local d=$1 i
   for i in $(seq 1 120); do
     if KUBECONFIG="$d/kubeconfig" kubectl get --raw /readyz >/dev/null 2>&1; then
-      log "ready after ${i}x0.5s on https://127.0.0.1:$api_port"
-      echo "$d/kubeconfig"
+      log "ready after ${i}x0.5s on $(grep -o 'https://[^ ]*' "$d/kubeconfig")"
       return
     fi
     if ! kill -0 "$(cat "$d/apiserver.pid")" 2>/dev/null; then
@@ -165,15 +178,20 @@ KC
   exit 1
 }
 
+stop_process() {
+  local d=$1 f=$2 pid
+  [ -f "$d/$f.pid" ] || return 0
+  pid=$(cat "$d/$f.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$d/$f.pid"
+}
+
 down() {
-  local d=$1 f pid
+  local d=$1 f
   for f in apiserver etcd; do
-    [ -f "$d/$f.pid" ] || continue
-    pid=$(cat "$d/$f.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$d/$f.pid"
+    stop_process "$d" "$f"
   done
   if [ -f "$d/etcd.data" ]; then
     rm -rf "$(cat "$d/etcd.data")" "$d/etcd.data"
@@ -184,6 +202,8 @@ case "${1:-}" in
   install) install_packages; build_apiserver ;;
   up) up "${2:?usage: $0 up DIR}" ;;
   down) down "${2:?usage: $0 down DIR}" ;;
+  apiserver-stop) stop_process "${2:?usage: $0 apiserver-stop DIR}" apiserver ;;
+  apiserver-start) start_apiserver "${2:?usage: $0 apiserver-start DIR}"; wait_ready "$2" ;;
   path) echo "$APISERVER" ;;
-  *) echo "usage: $0 install | up DIR | down DIR | path" >&2; exit 2 ;;
+  *) echo "usage: $0 install | up DIR | down DIR | apiserver-stop DIR | apiserver-start DIR | path" >&2; exit 2 ;;
 esac

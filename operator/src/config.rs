@@ -127,6 +127,11 @@ pub struct OperatorConfig {
     )]
     pub leader_election_name: String,
 
+    /// Identity in the leader election; default: the pod's name (`POD_NAME`), so a restarted
+    /// container takes its Lease back at once, else HOST-PID.
+    #[arg(long, env = "PROW_OPERATOR_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

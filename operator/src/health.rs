@@ -1,28 +1,89 @@
-//! The plain-HTTP health server: `/healthz` (the process is alive), `/readyz` (its caches are
-//! synced and it can do its work) and `/metrics` (Prometheus text format).
+//! The plain-HTTP health server: `/healthz` (the process is alive: no task it depends on has
+//! died), `/readyz` (its caches are synced and every watch it depends on is working) and
+//! `/metrics` (Prometheus text format).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::Filter;
 
-/// Whether the process is ready to serve; flipped once its caches are synced.
+/// Whether the process is alive and ready to serve, as the probes report it.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    synced: AtomicBool,
+    /// Watches whose last request failed, with the error.
+    failing: Mutex<BTreeMap<&'static str, String>>,
+    /// Why the process is no longer alive, once a task it depends on died.
+    dead: Mutex<Option<String>>,
+}
 
 impl Readiness {
-    /// Marks the process ready.
+    /// Marks the caches synced: ready, unless a watch is failing.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.synced.store(true, Ordering::Release);
     }
 
-    /// Whether the process is ready.
+    /// Whether the process is ready: synced, no watch failing, alive.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.not_ready_because().is_none()
     }
+
+    /// Why the process is not ready, if it is not.
+    pub fn not_ready_because(&self) -> Option<String> {
+        if let Some(dead) = self.dead_because() {
+            return Some(dead);
+        }
+        let failing = lock(&self.0.failing);
+        if !failing.is_empty() {
+            let watches: Vec<String> = failing
+                .iter()
+                .map(|(watch, error)| format!("watch {watch} failing: {error}"))
+                .collect();
+            return Some(watches.join("; "));
+        }
+        (!self.0.synced.load(Ordering::Acquire)).then(|| "caches not synced yet".to_string())
+    }
+
+    /// Records that the watch `name` failed; not ready until it succeeds again.
+    pub fn watch_failed(&self, name: &'static str, error: &dyn std::fmt::Display) {
+        let mut failing = lock(&self.0.failing);
+        if !failing.contains_key(name) {
+            tracing::warn!(watch = name, error = %error, "watch failing: not ready until it recovers");
+        }
+        failing.insert(name, error.to_string());
+    }
+
+    /// Records that the watch `name` got an answer from the API server.
+    pub fn watch_succeeded(&self, name: &'static str) {
+        // Every event passes here: a read-only check first keeps the common case cheap.
+        if lock(&self.0.failing).is_empty() {
+            return;
+        }
+        if lock(&self.0.failing).remove(name).is_some() {
+            tracing::info!(watch = name, "watch recovered");
+        }
+    }
+
+    /// Marks the process dead: `/healthz` fails from now on, so it is restarted.
+    pub fn set_dead(&self, why: String) {
+        lock(&self.0.dead).get_or_insert(why);
+    }
+
+    /// Why the process is dead, if it is.
+    pub fn dead_because(&self) -> Option<String> {
+        lock(&self.0.dead).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Renders the Prometheus text exposition of the process's metrics.
@@ -33,12 +94,15 @@ pub fn routes(
     ready: Readiness,
     metrics: MetricsRender,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
-    let healthz = warp::path!("healthz").map(|| "ok".to_string());
-    let readyz = warp::path!("readyz").map(move || {
-        if ready.is_ready() {
-            warp::reply::with_status("ok".to_string(), StatusCode::OK)
-        } else {
-            warp::reply::with_status("not ready".to_string(), StatusCode::SERVICE_UNAVAILABLE)
+    let alive = ready.clone();
+    let healthz = warp::path!("healthz").map(move || match alive.dead_because() {
+        None => warp::reply::with_status("ok".to_string(), StatusCode::OK),
+        Some(why) => warp::reply::with_status(why, StatusCode::INTERNAL_SERVER_ERROR),
+    });
+    let readyz = warp::path!("readyz").map(move || match ready.not_ready_because() {
+        None => warp::reply::with_status("ok".to_string(), StatusCode::OK),
+        Some(why) => {
+            warp::reply::with_status(format!("not ready: {why}"), StatusCode::SERVICE_UNAVAILABLE)
         }
     });
     let metrics = warp::path!("metrics").map(move || {
@@ -64,4 +128,42 @@ pub async fn serve(
         .incoming(listener)
         .graceful(async move { shutdown.cancelled().await });
     Ok(tokio::spawn(server.run()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_synced_with_no_watch_failing() {
+        let ready = Readiness::default();
+        assert_eq!(
+            ready.not_ready_because().as_deref(),
+            Some("caches not synced yet")
+        );
+        ready.set_ready();
+        assert!(ready.is_ready());
+        ready.watch_failed("prowjobs", &"503 Service Unavailable");
+        ready.watch_failed("pods", &"connection refused");
+        let why = ready.not_ready_because().expect("not ready");
+        assert!(why.contains("watch prowjobs failing: 503"), "{why}");
+        assert!(why.contains("watch pods failing"), "{why}");
+        ready.watch_succeeded("prowjobs");
+        assert!(!ready.is_ready(), "pods still failing");
+        ready.watch_succeeded("pods");
+        assert!(ready.is_ready());
+    }
+
+    #[test]
+    fn a_dead_process_is_neither_alive_nor_ready() {
+        let ready = Readiness::default();
+        ready.set_ready();
+        ready.set_dead("task prowjob-controller stopped".into());
+        ready.set_dead("a second reason is not kept".into());
+        assert_eq!(
+            ready.dead_because().as_deref(),
+            Some("task prowjob-controller stopped")
+        );
+        assert!(!ready.is_ready());
+    }
 }

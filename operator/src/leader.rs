@@ -19,17 +19,34 @@ pub struct Leadership {
     task: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
 }
 
-/// Waits until this process holds the Lease `namespace/name`; `None` if `shutdown` came first.
+/// Who this process is in the election: the identity given, else the pod's name (`POD_NAME`,
+/// from the downward API), else the host's name and the process ID.
+///
+/// A pod's name survives a container restart, so a leader that crashed and restarted finds the
+/// Lease still held by its own name and leads again at once instead of waiting out the lease.
+/// Outside a pod a restarted process is another process, and two on one host must differ.
+pub fn identity(
+    given: Option<&str>,
+    pod_name: Option<&str>,
+    host: Option<&str>,
+    pid: u32,
+) -> String {
+    match (nonempty(given), nonempty(pod_name)) {
+        (Some(given), _) => given.to_string(),
+        (None, Some(pod)) => pod.to_string(),
+        (None, None) => format!("{}-{pid}", nonempty(host).unwrap_or("prow-operator")),
+    }
+}
+
+/// Waits until this process, as `identity`, holds the Lease `namespace/name`; `None` if
+/// `shutdown` came first.
 pub async fn acquire(
     client: Client,
     namespace: &str,
     name: &str,
+    identity: String,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Leadership>> {
-    let host = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "prow-operator".into());
-    let identity = format!("{host}-{}", std::process::id());
     let manager = LeaseManagerBuilder::new(client, name)
         .with_namespace(namespace)
         .with_identity(identity.clone())
@@ -67,6 +84,38 @@ impl Leadership {
             Ok(Ok(_)) => tracing::info!("leadership released"),
             Ok(Err(e)) => tracing::warn!(error = %e, "releasing leadership"),
             Err(e) => tracing::warn!(error = %e, "leader election task"),
+        }
+    }
+}
+
+fn nonempty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity;
+
+    #[test]
+    fn identity_is_the_pod_name_in_a_pod_and_host_and_pid_outside() {
+        let cases = [
+            (Some("given"), Some("pod-7f9"), Some("host"), "given"),
+            (
+                None,
+                Some("prow-operator-5d8c-x2x"),
+                Some("prow-operator-5d8c-x2x"),
+                "prow-operator-5d8c-x2x",
+            ),
+            (Some(" "), Some("pod-a"), None, "pod-a"),
+            (None, None, Some("laptop"), "laptop-42"),
+            (None, Some(""), None, "prow-operator-42"),
+        ];
+        for (given, pod, host, want) in cases {
+            assert_eq!(
+                identity(given, pod, host, 42),
+                want,
+                "{given:?} {pod:?} {host:?}"
+            );
         }
     }
 }

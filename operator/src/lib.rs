@@ -11,4 +11,6 @@ pub mod prowjob;
 pub mod queue;
 pub mod retention;
 pub mod shutdown;
+pub mod supervise;
 pub mod telemetry;
+pub mod watch;

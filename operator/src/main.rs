@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::{self, OperatorConfig};
 use prow_operator::metrics::{self, Metrics};
+use prow_operator::supervise::Supervisor;
 use prow_operator::{health, leader, presets, prowjob, retention, shutdown, telemetry};
 
 #[tokio::main]
@@ -38,10 +39,17 @@ async fn main() -> anyhow::Result<()> {
 
     let mut leadership = None;
     if cfg.leader_election {
+        let identity = leader::identity(
+            cfg.leader_election_identity.as_deref(),
+            std::env::var("POD_NAME").ok().as_deref(),
+            std::env::var("HOSTNAME").ok().as_deref(),
+            std::process::id(),
+        );
         leadership = leader::acquire(
             client.clone(),
             &cfg.leader_election_namespace,
             &cfg.leader_election_name,
+            identity,
             &stop,
         )
         .await?;
@@ -55,45 +63,55 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         cfg.prowjob_settings(),
         metrics,
-        ready,
+        ready.clone(),
         stop.clone(),
-    )
-    .await;
+    );
     let _ = job_store.set(caches.jobs.clone());
-    let preset_status = tokio::spawn(presets::run(
-        client.clone(),
-        cfg.watch_namespace.clone(),
-        stop.clone(),
-    ));
-    let sweeper = tokio::spawn(retention::run(
-        client,
-        caches,
-        cfg.retention(),
-        cfg.sweep_interval,
-        cfg.watch_namespace.clone(),
-        stop.clone(),
-    ));
+    let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+    tasks.spawn("prowjob-controller", controller);
+    tasks.spawn(
+        "preset-status",
+        presets::run(
+            client.clone(),
+            cfg.watch_namespace.clone(),
+            ready,
+            stop.clone(),
+        ),
+    );
+    tasks.spawn(
+        "retention",
+        retention::run(
+            client,
+            caches,
+            cfg.retention(),
+            cfg.sweep_interval,
+            cfg.watch_namespace.clone(),
+            stop.clone(),
+        ),
+    );
 
+    let supervised = tasks.run();
+    tokio::pin!(supervised);
     let mut lost = false;
-    match leadership.as_mut() {
+    let outcome = match leadership.as_mut() {
         Some(held) => tokio::select! {
-            _ = stop.cancelled() => {}
+            outcome = &mut supervised => outcome,
             _ = held.lost() => {
                 tracing::error!("lost leadership; stopping so a restart rejoins the election");
                 lost = true;
                 stop.cancel();
+                supervised.await
             }
         },
-        None => stop.cancelled().await,
-    }
-    controller.await.context("ProwJob controller")?;
-    sweeper.await.context("retention sweep")?;
-    preset_status.await.context("preset status")?;
+        None => supervised.await,
+    };
+    // Released even when a task died, so a standby takes over at once.
     if let Some(held) = leadership {
         held.release().await;
     }
+    stop.cancel();
     server.await.context("health server")?;
     tracing::info!("prow-operator stopped");
     anyhow::ensure!(!lost, "lost leadership");
-    Ok(())
+    outcome
 }

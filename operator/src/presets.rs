@@ -10,6 +10,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
+
+use crate::health::Readiness;
 use kube::{Api, Client, ResourceExt};
 use prow_api::preset::conditions;
 use prow_api::Preset;
@@ -18,15 +20,19 @@ use tokio_util::sync::CancellationToken;
 
 const MANAGER: &str = "prow-operator";
 
-/// Runs until `shutdown`.
-pub async fn run(client: Client, watch_namespace: Option<String>, shutdown: CancellationToken) {
+/// Runs until `shutdown`; its watch counts for `readiness`.
+pub async fn run(
+    client: Client,
+    watch_namespace: Option<String>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
     let api: Api<Preset> = match &watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
+    let mut events = crate::watch::watch(api, watcher::Config::default(), "presets", readiness)
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -43,7 +49,8 @@ pub async fn run(client: Client, watch_namespace: Option<String>, shutdown: Canc
                     tracing::warn!(%namespace, error = %e, "updating preset status");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "preset watch"),
+            // The readiness gate logs the failure and its recovery.
+            Err(e) => tracing::debug!(error = %e, "preset watch"),
         }
     }
 }

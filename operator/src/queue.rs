@@ -51,6 +51,11 @@ impl Action {
 /// How long a reconcile that panicked waits before it is tried again.
 const AFTER_PANIC: Duration = Duration::from_secs(5);
 
+/// The longest a requeue waits; a reconcile asking for more runs after this and decides again.
+/// tokio-util's `DelayQueue` panics on delays past its wheel (about two years), and a job's
+/// timeout comes from user input: a panic there once stopped every reconcile of the process.
+pub const LONGEST_REQUEUE: Duration = Duration::from_secs(3600);
+
 /// Where one object stands in the queue.
 enum State {
     /// In line for a free reconcile slot.
@@ -203,7 +208,7 @@ where
             _ if again => self.requeue_now(key),
             Some(Duration::ZERO) => self.requeue_now(key),
             Some(after) => {
-                let timer = self.delayed.insert(key.clone(), after);
+                let timer = self.delayed.insert(key.clone(), after.min(LONGEST_REQUEUE));
                 self.states.insert(key, State::Delayed(timer));
             }
             None => {
@@ -431,6 +436,41 @@ mod tests {
             runs.load(Ordering::SeqCst),
             2,
             "the panicked one is tried again"
+        );
+        queue.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_absurd_requeue_delay_waits_an_hour_and_the_queue_keeps_working() {
+        let (store, _writer) = store_with(&["long", "later"]);
+        tokio::time::pause();
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let record = runs.clone();
+        let queue = Harness::start(store, 0, move |obj| {
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let mut runs = record.lock().unwrap();
+            runs.push(name.clone());
+            futures::future::ready(if name == "long" {
+                // What a job with pod_running_timeout: 20000h used to ask for.
+                Action::requeue(Duration::from_secs(20_000 * 3600))
+            } else {
+                Action::await_change()
+            })
+        });
+        queue.ask("long");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        queue.ask("later");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            *runs.lock().unwrap(),
+            ["long", "later"],
+            "the queue survived"
+        );
+        tokio::time::sleep(LONGEST_REQUEUE).await;
+        assert_eq!(
+            *runs.lock().unwrap(),
+            ["long", "later", "long"],
+            "decided again after an hour"
         );
         queue.stop().await;
     }

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use futures::StreamExt;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 use prow_api::Preset;
+use prow_operator::supervise::Supervisor;
 use prow_operator::telemetry::{self, LogFormat};
-use prow_operator::{config, health, shutdown};
+use prow_operator::{config, health, shutdown, watch};
 use prow_webhook::{admission, metrics, offline, server, tls};
 use serde::Serialize;
 
@@ -78,6 +78,26 @@ struct WebhookConfig {
     #[arg(long, env = "PROW_WEBHOOK_WORKER_THREADS", default_value_t = 1)]
     worker_threads: usize,
 
+    /// Most client connections open at once (lowered to fit the open-file limit); more
+    /// clients wait to be accepted.
+    #[arg(long, env = "PROW_WEBHOOK_MAX_CONNECTIONS", default_value_t = 1000)]
+    max_connections: usize,
+
+    /// Time a client has to finish its TLS handshake (Go duration).
+    #[arg(long, env = "PROW_WEBHOOK_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = go_duration)]
+    #[serde(skip)]
+    handshake_timeout: Duration,
+
+    /// Time a client has to send a request's headers, and then its body (Go duration).
+    #[arg(long, env = "PROW_WEBHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = go_duration)]
+    #[serde(skip)]
+    header_timeout: Duration,
+
+    /// A connection with no traffic this long is closed (Go duration).
+    #[arg(long, env = "PROW_WEBHOOK_IDLE_TIMEOUT", default_value = "60s", value_parser = go_duration)]
+    #[serde(skip)]
+    idle_timeout: Duration,
+
     /// Log line format.
     #[arg(long, env = "PROW_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -96,6 +116,10 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+fn go_duration(text: &str) -> Result<Duration, String> {
+    prow_api::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// mimalloc: admissions allocate many small short-lived objects on every worker thread, where
@@ -133,17 +157,26 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let ready = health::Readiness::default();
     let (store, writer) = reflector::store();
-    let feed = watcher(presets, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .for_each(|event| async move {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "preset watch");
+    let feed = watch::watch(
+        presets,
+        watcher::Config::default(),
+        "presets",
+        ready.clone(),
+    )
+    .reflect(writer)
+    .applied_objects();
+    let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+    {
+        let stop = stop.clone();
+        tasks.spawn("preset-watch", async move {
+            tokio::select! {
+                _ = watch::drain(feed, "presets") => {}
+                _ = stop.cancelled() => {}
             }
         });
-    let feed = tokio::spawn(feed);
+    }
 
     let admitter = admission::Admitter {
         presets: store.clone(),
@@ -154,9 +187,8 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
             timeout: Duration::from_millis(cfg.deep_check_timeout_ms),
         }),
     };
-    let ready = health::Readiness::default();
     let metrics = Arc::new(metrics::Metrics::default());
-    let routes = server::routes(admitter, ready.clone(), metrics.clone());
+    let routes = server::routes(admitter, ready.clone(), metrics.clone(), cfg.header_timeout);
     let probes = match cfg.probe_listen {
         Some(address) => {
             let render: health::MetricsRender = Arc::new(move || metrics.render());
@@ -165,45 +197,59 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         None => None,
     };
 
-    let server = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+    match (&cfg.tls_cert_file, &cfg.tls_key_file) {
         (Some(cert), Some(key)) => {
             let cert = tls::ReloadingCert::load(cert, key)?;
-            tokio::spawn(cert.clone().watch(stop.clone()));
+            tasks.spawn("certificate-reload", cert.clone().watch(stop.clone()));
             let tls_config = tls::server_config(cert)?;
-            tokio::spawn(tls::serve(cfg.listen, tls_config, routes, stop.clone()))
+            let limits = tls::ConnectionLimits {
+                max_connections: cfg.max_connections,
+                handshake_timeout: cfg.handshake_timeout,
+                header_timeout: cfg.header_timeout,
+                idle_timeout: cfg.idle_timeout,
+            }
+            .within_file_limit();
+            let (listen, stop) = (cfg.listen, stop.clone());
+            tasks.spawn("admission-server", async move {
+                if let Err(e) = tls::serve(listen, tls_config, routes, limits, stop).await {
+                    tracing::error!(error = %e, "admission server");
+                }
+            });
         }
         _ => {
             let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, "webhook listening (plain HTTP)");
             let stop = stop.clone();
-            tokio::spawn(async move {
+            tasks.spawn("admission-server", async move {
                 warp::serve(routes)
                     .incoming(listener)
                     .graceful(async move { stop.cancelled().await })
                     .run()
                     .await;
-                Ok(())
-            })
+            });
         }
-    };
-
-    tokio::select! {
-        synced = prow_operator::prowjob::synced(&store) => {
-            if synced {
-                tracing::info!(presets = store.state().len(), "preset cache synced");
-                ready.set_ready();
-            }
-        }
-        _ = stop.cancelled() => {}
     }
-    stop.cancelled().await;
-    feed.abort();
-    server.await.context("server task")??;
+
+    {
+        let (ready, stop) = (ready.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                synced = prow_operator::prowjob::synced(&store) => {
+                    if synced {
+                        tracing::info!(presets = store.state().len(), "preset cache synced");
+                        ready.set_ready();
+                    }
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+    let outcome = tasks.run().await;
     if let Some(probes) = probes {
         probes.await.context("probe server")?;
     }
     tracing::info!("prow-webhook stopped");
-    Ok(())
+    outcome
 }
 
 /// Queue names from `NAME` or `NAME=N` entries; `None` when none are configured.

@@ -4,18 +4,23 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -111,11 +116,73 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> anyhow::Result<rustls::ServerC
     Ok(config)
 }
 
-/// Serves `filter` over TLS on `listen` until `stop`; connections in flight finish on their own.
+/// What the server allows its clients: how many connections, and how long each may take to
+/// shake hands, to send a request's headers and to sit idle.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct ConnectionLimits {
+    /// Connections open at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A TLS handshake not done by then is dropped (bare TCP connections, half handshakes).
+    #[serde(serialize_with = "as_millis")]
+    pub handshake_timeout: Duration,
+    /// An HTTP/1 request's headers must arrive within this once the server waits for them (on
+    /// a new connection or between keep-alive requests), and a body within it too.
+    #[serde(serialize_with = "as_millis")]
+    pub header_timeout: Duration,
+    /// A connection that sent and received nothing this long is closed (HTTP/2 with GOAWAY).
+    #[serde(serialize_with = "as_millis")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// The defaults of the webhook's flags.
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
+}
+
+/// File descriptors kept free of client connections: the listener, the client to the API
+/// server, the certificate reads, logs.
+const RESERVED_FILES: u64 = 64;
+
+impl ConnectionLimits {
+    /// These limits with `max_connections` lowered below the process's open-file limit, so
+    /// that accepting never fails for want of a file descriptor.
+    pub fn within_file_limit(mut self) -> Self {
+        if let Some(files) = open_file_limit() {
+            let room = files.saturating_sub(RESERVED_FILES).max(1);
+            self.max_connections = self.max_connections.min(room as usize);
+        }
+        self
+    }
+}
+
+fn open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given and nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// Serves `filter` over TLS on `listen` until `stop`, within `limits`; connections in flight
+/// finish on their own.
 pub async fn serve<F>(
     listen: SocketAddr,
     config: rustls::ServerConfig,
     filter: F,
+    limits: ConnectionLimits,
     stop: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -125,36 +192,277 @@ where
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "webhook listening (HTTPS)");
+    tracing::info!(address = %listener.local_addr()?, limits = ?limits, "webhook listening (HTTPS)");
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let service = warp::service(filter);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut failures = AcceptFailures::default();
     loop {
+        // A slot first: at the limit, new clients wait in the accept queue instead of costing
+        // a file descriptor each.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.context("connection slots closed")?,
+            _ = stop.cancelled() => return Ok(()),
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    failures.succeeded();
+                    pair
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept");
-                    continue;
+                    let pause = failures.failed(&e, Instant::now());
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue,
+                        _ = stop.cancelled() => return Ok(()),
+                    }
                 }
             },
             _ = stop.cancelled() => return Ok(()),
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, service) = (acceptor.clone(), service.clone());
+        let (acceptor, filter) = (acceptor.clone(), filter.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake");
-                    return;
-                }
-            };
-            let served = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection");
-            }
+            serve_connection(tcp, peer, acceptor, filter, limits).await;
+            drop(slot);
         });
+    }
+}
+
+async fn serve_connection<F>(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    filter: F,
+    limits: ConnectionLimits,
+) where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not done in time");
+            return;
+        }
+    };
+    // The protocol is the one ALPN chose: no waiting for a first byte to guess it, which
+    // would hold an idle connection open before any timeout of hyper's runs.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Activity::default();
+    let io = TokioIo::new(Watched {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    let service = TowerToHyperService::new(warp::service(filter));
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(check_every) => {
+                if activity.idle_for() < limits.idle_timeout {
+                    continue;
+                }
+                tracing::debug!(%peer, "closing an idle connection");
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(limits.header_timeout, connection.as_mut()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity(Arc<(Instant, AtomicU64)>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self(Arc::new((Instant::now(), AtomicU64::new(0))))
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let (start, last) = &*self.0;
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let (start, last) = &*self.0;
+        start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream that records its reads and writes in an [`Activity`].
+struct Watched<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Accept errors, paced and reported at a bounded rate. At the open-file limit `accept` fails
+/// at once, every time: retried at once, it once spun a core and wrote 15 million log lines in
+/// 32 s.
+#[derive(Default)]
+struct AcceptFailures {
+    /// Failures in a row.
+    streak: u32,
+    /// When the last report was logged, and failures since that were not.
+    reported: Option<Instant>,
+    unreported: u64,
+}
+
+/// Longest pause after a failed accept.
+const LONGEST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+/// At most one log line per this, however many accepts fail.
+const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+impl AcceptFailures {
+    /// Records a failure; returns how long to pause before accepting again (10 ms doubling to
+    /// a second), and logs one line per [`ACCEPT_REPORT_EVERY`] with the count of the others.
+    fn failed(&mut self, error: &std::io::Error, now: Instant) -> Duration {
+        self.streak = self.streak.saturating_add(1);
+        let due = self
+            .reported
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_REPORT_EVERY);
+        if due {
+            tracing::warn!(
+                %error,
+                not_logged_since_last = self.unreported,
+                "accepting a connection failed; pausing before the next accept"
+            );
+            self.reported = Some(now);
+            self.unreported = 0;
+        } else {
+            self.unreported += 1;
+        }
+        self.pause()
+    }
+
+    fn pause(&self) -> Duration {
+        let doublings = self.streak.saturating_sub(1).min(10);
+        (Duration::from_millis(10) * 2u32.pow(doublings)).min(LONGEST_ACCEPT_PAUSE)
+    }
+
+    fn succeeded(&mut self) {
+        self.streak = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_back_off_to_a_second_and_log_once_per_ten_seconds() {
+        let mut failures = AcceptFailures::default();
+        let error = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let start = Instant::now();
+        let pauses: Vec<Duration> = (0..12)
+            .map(|i| failures.failed(&error, start + Duration::from_millis(i)))
+            .collect();
+        assert_eq!(pauses[0], Duration::from_millis(10));
+        assert_eq!(pauses[1], Duration::from_millis(20));
+        assert_eq!(pauses[11], LONGEST_ACCEPT_PAUSE);
+        assert_eq!(
+            failures.unreported, 11,
+            "one line logged for twelve failures"
+        );
+        failures.failed(&error, start + ACCEPT_REPORT_EVERY);
+        assert_eq!(failures.unreported, 0, "a new line after ten seconds");
+        failures.succeeded();
+        assert_eq!(
+            failures.failed(&error, start + ACCEPT_REPORT_EVERY),
+            Duration::from_millis(10),
+            "a success resets the pause"
+        );
+    }
+
+    #[test]
+    fn connections_stay_below_the_open_file_limit() {
+        let limits = ConnectionLimits {
+            max_connections: usize::MAX,
+            ..ConnectionLimits::default()
+        }
+        .within_file_limit();
+        if let Some(files) = open_file_limit() {
+            assert!((limits.max_connections as u64) < files, "{limits:?}");
+        }
     }
 }

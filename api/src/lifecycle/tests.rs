@@ -311,6 +311,21 @@ fn per_job_timeouts_override_the_defaults() {
 }
 
 #[test]
+fn an_absurd_timeout_override_is_cut_to_thirty_days() {
+    let j = job(
+        json!({"state": "pending", "pod_name": "j-1"}),
+        json!({"decoration_config": {"pod_running_timeout": "20000h"}}),
+    );
+    let t = Timeouts::default().for_job(&j);
+    assert_eq!(t.running, LONGEST_TIMEOUT);
+    let running = pod(json!({"phase": "Running", "startTime": "2024-05-01T11:30:00Z"}));
+    match decide(&j, Some(&running), now(), &Policy::default()) {
+        Step::WaitFor(after) => assert!(after <= LONGEST_TIMEOUT, "{after:?}"),
+        other => panic!("expected a wait, got {other:?}"),
+    }
+}
+
+#[test]
 fn max_revivals_is_configurable() {
     let policy = Policy {
         max_revivals: 0,

@@ -228,6 +228,11 @@ fn each_rule_names_its_field() {
             json!({"spec": {"decoration_config": {"timeout": "2 hours"}}}),
             "spec.decoration_config.timeout",
         ),
+        (
+            "timeouts are at most 30 days",
+            json!({"spec": {"decoration_config": {"pod_running_timeout": "20000h"}}}),
+            "spec.decoration_config.pod_running_timeout",
+        ),
     ];
     for (rule, patch, field) in cases {
         let found = check(patch);
@@ -379,4 +384,28 @@ fn testclusters_need_a_pool_and_a_secret_and_cannot_be_deleted_while_leased() {
         .message
         .contains("leased by prow/j"));
     assert!(testcluster_delete(&tc(good, json!({"phase": "Vacant"}))).is_empty());
+}
+
+#[test]
+fn a_denial_lists_twenty_violations_and_counts_the_rest() {
+    let many: Vec<Violation> = (0..100_000)
+        .map(|i| Violation {
+            field: format!("spec.pod_spec.containers[0].env[{i}].name"),
+            message: "\"A\" is set twice in this container: keep one".into(),
+        })
+        .collect();
+    let text = explain(&many);
+    assert!(text.len() < 3_000, "{} bytes", text.len());
+    assert_eq!(text.matches("is set twice").count(), MOST_EXPLAINED);
+    assert!(
+        text.ends_with(
+            "and 99980 more violations (run `prow-webhook validate` on the file to list all)"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        explain(&many[..2]).matches("; ").count(),
+        1,
+        "two are listed as they are"
+    );
 }

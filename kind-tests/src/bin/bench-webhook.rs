@@ -225,9 +225,13 @@ impl EchoReference {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            if let Err(e) =
-                runtime.block_on(prow_webhook::tls::serve(listen, config, filter, stopped))
-            {
+            if let Err(e) = runtime.block_on(prow_webhook::tls::serve(
+                listen,
+                config,
+                filter,
+                prow_webhook::tls::ConnectionLimits::default().within_file_limit(),
+                stopped,
+            )) {
                 eprintln!("echo reference: {e:#}");
             }
         });

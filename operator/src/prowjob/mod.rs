@@ -79,15 +79,19 @@ impl Caches {
     }
 }
 
-/// Runs the ProwJob reconciler until `shutdown` is cancelled; marks `ready` once its caches
-/// have synced.
-pub async fn run(
+/// The ProwJob reconciler: its caches, and the controller that runs until `shutdown` is
+/// cancelled (to be spawned; it ends early only if it fails). Marks `ready` once the caches
+/// have synced; its watches count for `ready` from then on.
+pub fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Readiness,
     shutdown: CancellationToken,
-) -> (Caches, tokio::task::JoinHandle<()>) {
+) -> (
+    Caches,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let jobs_api: Api<WireJob> = match &settings.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -101,23 +105,28 @@ pub async fn run(
         n => c.page_size(n),
     };
     let (jobs, jobs_writer) = reflector::store();
-    let job_events = watcher(jobs_api, list(watcher::Config::default()))
-        .default_backoff()
-        .map_ok(cache::unwrap_job_event)
-        .reflect(jobs_writer)
-        .applied_objects()
-        // Finished jobs need no reconcile, except to delete a pod an abort or timeout left
-        // running when the operator stopped between its two writes.
-        .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
+    let job_events = crate::watch::watch(
+        jobs_api,
+        list(watcher::Config::default()),
+        "prowjobs",
+        ready.clone(),
+    )
+    .map_ok(cache::unwrap_job_event)
+    .reflect(jobs_writer)
+    .applied_objects()
+    // Finished jobs need no reconcile, except to delete a pod an abort or timeout left
+    // running when the operator stopped between its two writes.
+    .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
 
     let pods_api: Api<SlimPod> = Api::all(client.clone());
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
-    let pod_events = watcher(
+    let pod_events = crate::watch::watch(
         pods_api,
         list(watcher::Config::default().labels(&pod_selector)),
+        "pods",
+        ready.clone(),
     )
-    .default_backoff()
     .modify(SlimPod::strip)
     .reflect(pods_writer)
     .touched_objects();
@@ -166,8 +175,9 @@ pub async fn run(
     let job_requests = job_events.filter_map(|event| {
         std::future::ready(match event {
             Ok(job) => Some(ObjectRef::from_obj(&job)),
+            // The readiness gate logs the failure and its recovery.
             Err(e) => {
-                tracing::warn!(error = %e, "watching ProwJobs");
+                tracing::debug!(error = %e, "watching ProwJobs");
                 None
             }
         })
@@ -179,7 +189,7 @@ pub async fn run(
                 Ok(pod) => job_of_pod(pod)
                     .filter(|r| jobs.get(r).is_some_and(|j| cache::needs_reconcile(&j))),
                 Err(e) => {
-                    tracing::warn!(error = %e, "watching pods");
+                    tracing::debug!(error = %e, "watching pods");
                     None
                 }
             })
@@ -204,7 +214,7 @@ pub async fn run(
             }
         },
     );
-    (caches, tokio::spawn(controller))
+    (caches, controller)
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.

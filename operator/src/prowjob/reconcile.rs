@@ -128,7 +128,9 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
 async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> Result<Action> {
     match step {
         Step::Idle => Ok(Action::await_change()),
-        Step::WaitFor(after) => Ok(Action::requeue(after + Duration::from_millis(200))),
+        Step::WaitFor(after) => Ok(Action::requeue(
+            after.saturating_add(Duration::from_millis(200)),
+        )),
         Step::Start => start(job, ctx).await,
         Step::Adopt => {
             let pod = pod.ok_or_else(|| Error::Conflict(job.name_any()))?;

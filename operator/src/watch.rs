@@ -1,0 +1,86 @@
+//! Watches that come back within seconds after the API server does, and that make the process
+//! unready while they fail.
+//!
+//! kube's default backoff (client-go's: 0.8 s doubling to 30 s) had grown to 6-13 s by the time
+//! a restarted API server answered, so the operator and webhook resumed 11-14 s after it; and
+//! the failures were only logged, so `/readyz` said ready throughout.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, watcher, ExponentialBackoff};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use serde::de::DeserializeOwned;
+
+use crate::health::Readiness;
+
+/// First retry of a failed watch request.
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Longest wait between retries: a recovered API server is seen within this (plus jitter).
+pub const LONGEST_RETRY: Duration = Duration::from_secs(2);
+
+/// The retry schedule of every watch: 100 ms doubling to 2 s, with jitter so that replicas do
+/// not retry in step; reset by the first success. Two seconds between list attempts is light
+/// for an API server (each is one request), and short enough that jobs created right after a
+/// restart wait seconds, not tens of them.
+pub fn backoff() -> impl Backoff {
+    ExponentialBackoff::from(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(FIRST_RETRY)
+            .with_max_delay(LONGEST_RETRY)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times(),
+    )
+}
+
+/// A watch of `api` named `name` for the probes: each failed request marks the process unready
+/// (with the error in `/readyz`), each answer marks this watch healthy again.
+pub fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    readiness: Readiness,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, config)
+        .backoff(backoff())
+        .inspect(move |event| match event {
+            Ok(_) => readiness.watch_succeeded(name),
+            Err(e) => readiness.watch_failed(name, e),
+        })
+}
+
+/// Drives a watch whose objects are only cached (its stream's items are not needed), logging
+/// its errors.
+pub async fn drain<S, T>(stream: S, name: &'static str)
+where
+    S: Stream<Item = watcher::Result<T>>,
+{
+    stream
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::debug!(watch = name, error = %e, "watch request failed");
+            }
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_start_fast_and_never_wait_more_than_two_seconds_and_a_bit() {
+        let delays: Vec<Duration> = backoff().take(20).collect();
+        assert!(delays[0] <= FIRST_RETRY * 2, "{delays:?}");
+        // Jitter adds up to one more delay's worth.
+        assert!(delays.iter().all(|d| *d <= LONGEST_RETRY * 2), "{delays:?}");
+        assert!(delays[10] >= LONGEST_RETRY, "{delays:?}");
+    }
+}
