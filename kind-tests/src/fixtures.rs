@@ -27,6 +27,19 @@ pub fn decorated_job(name: &str, labels: Value, spec: Value) -> Value {
     job
 }
 
+/// The AdmissionReview the API server sends for a CREATE of a ProwJob `object`.
+pub fn create_review(namespace: &str, object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "0b2b7c4e-5c6e-4bde-a2a0-3f1b6c0d9e11",
+                    "kind": {"group": "prow.k8s.io", "version": "v1", "kind": "ProwJob"},
+                    "resource": {"group": "prow.k8s.io", "version": "v1", "resource": "prowjobs"},
+                    "name": object["metadata"]["name"], "namespace": namespace, "operation": "CREATE",
+                    "userInfo": {"username": "alice@example.com"},
+                    "object": object, "oldObject": null, "dryRun": false},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

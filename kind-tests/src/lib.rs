@@ -6,8 +6,10 @@
 //! command in README.md does it) and found through `PROW_TEST_KUBECONFIG`.
 
 pub mod bench;
+pub mod control_plane;
 pub mod env;
 pub mod fixtures;
+pub mod https;
 pub mod operator;
 pub mod pod_driver;
 pub mod process;

@@ -82,6 +82,25 @@ impl Running {
         Ok(running)
     }
 
+    /// [`Running::start_with_probes`] with the process's open-file limit set to `files`.
+    pub fn start_with_probes_and_file_limit(
+        binary_name: &str,
+        probe_flag: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        files: u64,
+    ) -> anyhow::Result<Self> {
+        let mut running = Self::spawn_limited(
+            &binary(binary_name)?,
+            probe_flag,
+            kubeconfig,
+            args,
+            Some(files),
+        )?;
+        running.wait_for(Duration::from_secs(30), "/readyz")?;
+        Ok(running)
+    }
+
     fn spawn(
         path: &std::path::Path,
         kubeconfig: &std::path::Path,
@@ -96,14 +115,42 @@ impl Running {
         kubeconfig: &std::path::Path,
         args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::spawn_limited(path, probe_flag, kubeconfig, args, None)
+    }
+
+    fn spawn_limited(
+        path: &std::path::Path,
+        probe_flag: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        files: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
         let binary_name = path.display().to_string();
         let port = free_port()?;
         let health = format!("127.0.0.1:{port}");
-        let child = Command::new(path)
+        let mut command = Command::new(path);
+        command
             .arg(format!("{probe_flag}={health}"))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        if let Some(files) = files {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's limits.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {binary_name}"))?;
         let mut running = Self { child, health };

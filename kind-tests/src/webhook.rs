@@ -107,12 +107,27 @@ pub struct Webhook {
     pub process: Running,
     /// `https://127.0.0.1:PORT`.
     pub url: String,
+    /// Its HTTPS port.
+    pub port: u16,
     /// Its certificates.
     pub certs: Certs,
 }
 
 /// Starts `prow-webhook` over TLS for one test, with `extra` flags.
 pub fn start_webhook(env: &TestEnv, extra: &[&str]) -> anyhow::Result<Webhook> {
+    start(env, extra, None)
+}
+
+/// [`start_webhook`] with the process's open-file limit set to `files`.
+pub fn start_webhook_with_file_limit(
+    env: &TestEnv,
+    extra: &[&str],
+    files: u64,
+) -> anyhow::Result<Webhook> {
+    start(env, extra, Some(files))
+}
+
+fn start(env: &TestEnv, extra: &[&str], files: Option<u64>) -> anyhow::Result<Webhook> {
     let dir = std::env::temp_dir().join(crate::env::unique_name("webhook-certs"));
     let certs = make_certs(&dir)?;
     let port = free_port()?;
@@ -124,11 +139,22 @@ pub fn start_webhook(env: &TestEnv, extra: &[&str]) -> anyhow::Result<Webhook> {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let process =
-        Running::start_with_probes("prow-webhook", "--probe-listen", &env.kubeconfig, &args)?;
+    let process = match files {
+        None => {
+            Running::start_with_probes("prow-webhook", "--probe-listen", &env.kubeconfig, &args)?
+        }
+        Some(files) => Running::start_with_probes_and_file_limit(
+            "prow-webhook",
+            "--probe-listen",
+            &env.kubeconfig,
+            &args,
+            files,
+        )?,
+    };
     Ok(Webhook {
         process,
         url: format!("https://127.0.0.1:{port}"),
+        port,
         certs,
     })
 }

@@ -204,15 +204,29 @@ impl OperatorConfig {
 }
 
 /// Builds a client from an explicit kubeconfig file, or by the usual rules when none is given.
+/// Its requests are retried on 429, 503 and 504 as kube does by default, honouring the API
+/// server's `Retry-After`: the polite behaviour for writes to a loaded server.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+    Ok(kube::Client::try_from(load(kubeconfig).await?)?)
+}
+
+/// A client for watches: the same configuration without kube's retry layer. A starting API
+/// server answers 503 with `Retry-After: 10`, which kube's retry obeys, so a watch resumed
+/// 10 s after the server was back; watches retry on their own schedule (`crate::watch`).
+pub async fn watch_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let mut config = load(kubeconfig).await?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn load(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(file, &Default::default()).await?
         }
         None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let client = config::client(cfg.kubeconfig.as_deref())
         .await
         .context("building the Kubernetes client")?;
+    let watch_client = config::watch_client(cfg.kubeconfig.as_deref())
+        .await
+        .context("building the Kubernetes client for watches")?;
     let version = client
         .apiserver_version()
         .await
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (caches, controller) = prowjob::run(
         client.clone(),
+        watch_client.clone(),
         cfg.prowjob_settings(),
         metrics,
         ready.clone(),
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         "preset-status",
         presets::run(
             client.clone(),
+            watch_client,
             cfg.watch_namespace.clone(),
             ready,
             stop.clone(),

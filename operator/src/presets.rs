@@ -20,16 +20,18 @@ use tokio_util::sync::CancellationToken;
 
 const MANAGER: &str = "prow-operator";
 
-/// Runs until `shutdown`; its watch counts for `readiness`.
+/// Runs until `shutdown`, writing through `client` and watching through `watch_client`; its
+/// watch counts for `readiness`.
 pub async fn run(
     client: Client,
+    watch_client: Client,
     watch_namespace: Option<String>,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
     let api: Api<Preset> = match &watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(watch_client, ns),
+        None => Api::all(watch_client),
     };
     let (store, writer) = reflector::store();
     let mut events = crate::watch::watch(api, watcher::Config::default(), "presets", readiness)

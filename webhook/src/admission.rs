@@ -106,9 +106,10 @@ pub struct Decided {
 /// every other admission: a 2.9 MB review took 67-320 ms to read and check.
 pub const OFFLOAD_ABOVE: usize = 64 * 1024;
 
-/// Large reviews decided at once; more wait their turn, so a flood of them cannot take every
-/// core or much memory (each is at most the 4 MiB body limit, a few times that parsed).
-static LARGE_REVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Large reviews decided at once: one, so that however many arrive, they take one core and
+/// leave the others to small admissions, and hold little memory (each is at most the 4 MiB
+/// body limit, a few times that parsed).
+static LARGE_REVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 impl Admitter {
     /// Reviews one request body; returns the response review, the operation and the verdict.
@@ -124,7 +125,7 @@ impl Admitter {
     }
 
     /// [`Admitter::review`] for a body the caller gives away: one over [`OFFLOAD_ABOVE`] is
-    /// decided on the blocking pool, at most two at a time.
+    /// decided on the blocking pool, one at a time.
     pub async fn review_owned(
         &self,
         endpoint: Endpoint,

@@ -153,9 +153,12 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         .await
         .context("building the Kubernetes client")?;
 
+    let watch_client = config::watch_client(cfg.kubeconfig.as_deref())
+        .await
+        .context("building the Kubernetes client for watches")?;
     let presets: Api<Preset> = match &cfg.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(watch_client.clone(), ns),
+        None => Api::all(watch_client),
     };
     let ready = health::Readiness::default();
     let (store, writer) = reflector::store();

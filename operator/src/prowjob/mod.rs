@@ -79,11 +79,13 @@ impl Caches {
     }
 }
 
-/// The ProwJob reconciler: its caches, and the controller that runs until `shutdown` is
+/// The ProwJob reconciler (writing through `client`, watching through `watch_client`): its
+/// caches, and the controller that runs until `shutdown` is
 /// cancelled (to be spawned; it ends early only if it fails). Marks `ready` once the caches
 /// have synced; its watches count for `ready` from then on.
 pub fn run(
     client: Client,
+    watch_client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Readiness,
@@ -93,8 +95,8 @@ pub fn run(
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let jobs_api: Api<WireJob> = match &settings.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+        Some(ns) => Api::namespaced(watch_client.clone(), ns),
+        None => Api::all(watch_client.clone()),
     };
     let list = |c: watcher::Config| match settings.list_page_size {
         // One response from the watch cache: a limit would make the API server page from etcd.
@@ -118,7 +120,7 @@ pub fn run(
     // running when the operator stopped between its two writes.
     .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
 
-    let pods_api: Api<SlimPod> = Api::all(client.clone());
+    let pods_api: Api<SlimPod> = Api::all(watch_client);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
     let pod_events = crate::watch::watch(
