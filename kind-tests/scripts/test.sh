@@ -25,6 +25,16 @@ echo "== cargo test"
 log="$state/cargo-test.log"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+# A short bounded fuzz of the admission path (any bytes to every endpoint); its corpus is
+# replayed by the unit tests above as well.
+echo "== fuzz the admission path (${PROW_FUZZ_SECONDS:-60} s)"
+kind-tests/scripts/fuzz.sh "${PROW_FUZZ_SECONDS:-60}" >"$state/fuzz.log" 2>&1 || {
+  status=1
+  tail -40 "$state/fuzz.log"
+  echo "fuzz: FAILED (crash input in fuzz/artifacts/)"
+}
+grep -E "^Done [0-9]+ runs|^stat::number_of_executed_units" "$state/fuzz.log" || true
 # One closing line for the whole run (cargo prints one per test binary, the last often a
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

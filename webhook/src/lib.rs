@@ -4,6 +4,7 @@
 //! validator.
 
 pub mod admission;
+pub mod fuzzing;
 pub mod metrics;
 pub mod offline;
 pub mod server;

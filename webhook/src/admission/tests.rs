@@ -302,6 +302,53 @@ async fn the_wrong_kind_is_denied_with_a_reason() {
     );
 }
 
+#[tokio::test]
+async fn a_malformed_job_passes_mutation_untouched_and_validation_names_the_field() {
+    let a = admitter(vec![gcp_preset()]);
+    let mut typed = job(json!({"preset-gcp": "true"}), json!({}));
+    typed["spec"]["decoration_config"] = json!({"timeout": 5});
+    typed["spec"]["pod_spec"]["containers"][0]["name"] = json!(7);
+    let body = review(PROWJOB, "CREATE", typed, Value::Null);
+
+    let (response, verdict) = run(&a, Endpoint::MutateProwJobs, &body).await;
+    assert_eq!(verdict, Verdict::Allowed, "{response}");
+    assert!(response["patch"].is_null(), "no patch: {response}");
+    let warning = response["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("presets were not injected"), "{response}");
+
+    let (response, verdict) = run(&a, Endpoint::ValidateProwJobs, &body).await;
+    assert_eq!(verdict, Verdict::Denied);
+    let text = message(&response);
+    assert!(
+        text.starts_with("the object is malformed: spec.decoration_config.timeout: invalid type: integer `5`, expected a string")
+            || text.starts_with("the object is malformed: spec.pod_spec.containers[0].name: invalid type"),
+        "{text}"
+    );
+    assert!(!text.contains("line 1 column"), "{text}");
+}
+
+#[tokio::test]
+async fn large_reviews_get_the_same_answer_off_the_serving_thread() {
+    let a = admitter(vec![]);
+    let mut big = job(json!({}), json!({}));
+    let env: Vec<Value> = (0..5_000)
+        .map(|_| json!({"name": "DUP", "value": "x"}))
+        .collect();
+    big["spec"]["pod_spec"]["containers"][0]["env"] = json!(env);
+    let body = review(PROWJOB, "CREATE", big, Value::Null);
+    assert!(body.len() > OFFLOAD_ABOVE);
+    let inline = run(&a, Endpoint::ValidateProwJobs, &body).await;
+    let (review, _, verdict) = a
+        .review_owned(Endpoint::ValidateProwJobs, bytes::Bytes::from(body))
+        .await
+        .expect("a review");
+    let offloaded = serde_json::to_value(review).expect("json")["response"].clone();
+    assert_eq!((offloaded, verdict), inline);
+    assert_eq!(verdict, Verdict::Denied);
+    let text = message(&inline.0);
+    assert!(text.contains("and 4979 more violations"), "{text}");
+}
+
 /// A small deterministic fuzzer over the decoding path: every truncation of a valid review,
 /// and byte flips across it, must give a 400 or an answer, never a panic.
 #[tokio::test]
