@@ -15,9 +15,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default `info` level.
+/// The default filter: `info`, but rustls only for errors. kube-client turns rustls's logging
+/// on, and rustls warns once per handshake about what a client sent (an IP address as SNI,
+/// say): any client could then write a log line per connection, a flood waiting to happen.
+/// The webhook logs failed handshakes itself, at debug.
+pub const DEFAULT_LOG_FILTER: &str = "info,rustls=error";
+
+/// Installs the global subscriber; `RUST_LOG` overrides [`DEFAULT_LOG_FILTER`].
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = fmt().with_env_filter(filter).with_target(false);
     match format {
         LogFormat::Text => builder.init(),
