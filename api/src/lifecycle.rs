@@ -229,7 +229,17 @@ fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step
                 )
             }
         }
-        "Failed" => finish(ProwJobState::Failure, "Job failed.", false),
+        "Failed" => match oom_killed(pod) {
+            // Not the test's verdict: the job could not run to one.
+            Some(container) => finish(
+                ProwJobState::Error,
+                format!(
+                    "Job pod's container {container:?} was OOM killed: it used more memory than its limit."
+                ),
+                false,
+            ),
+            None => finish(ProwJobState::Failure, "Job failed.", false),
+        },
         "Running" => match status.start_time.as_ref() {
             Some(start) => deadline(
                 start.0,
@@ -279,6 +289,23 @@ fn lost_how(pod: &Pod) -> Option<&'static str> {
         (Some("NodeLost"), _) | (_, Some("Unknown")) => Some("lost"),
         _ => None,
     }
+}
+
+/// The first container (or init container) the kernel killed for exceeding its memory limit.
+fn oom_killed(pod: &Pod) -> Option<&str> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .find(|cs| {
+            cs.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+        })
+        .map(|cs| cs.name.as_str())
 }
 
 /// Whether the pod is still running or waiting to run, and not already being deleted.

@@ -166,6 +166,18 @@ fn state_machine_table() {
             finished(Failure, "Job failed.", false),
         ),
         (
+            "failed because a container was OOM killed",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Failed", "containerStatuses": [
+                {"name": "test", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}))),
+            finished(
+                Error,
+                "Job pod's container \"test\" was OOM killed: it used more memory than its limit.",
+                false,
+            ),
+        ),
+        (
             "aborted by a user, pod running",
             job(
                 json!({"state": "aborted", "description": "stop"}),
