@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane (etcd + kube-apiserver v1.20.2) on a machine without Docker.
 #
-#   control-plane.sh install      install packages, build kube-apiserver once (cached by version)
-#   control-plane.sh up DIR       start etcd + kube-apiserver on free loopback ports, state in DIR,
-#                                 writes DIR/kubeconfig; prints its path
+#   control-plane.sh install [--node]   install packages, build kube-apiserver once (cached by
+#                                 version); with --node also Docker's engine, kubelet,
+#                                 kube-scheduler, kube-controller-manager and the images
+#   control-plane.sh up DIR [--node]    start etcd + kube-apiserver on free loopback ports, state
+#                                 in DIR, writes DIR/kubeconfig; prints its path. With --node the
+#                                 API server listens on the Docker bridge instead (172.17.0.1,
+#                                 where pods reach it), ServiceAccount tokens work, and a kubelet
+#                                 on the local Docker engine registers a Ready node (node.sh)
 #   control-plane.sh down DIR     stop what `up` started, by process id
 #   control-plane.sh apiserver-stop DIR    stop only kube-apiserver (an outage, for tests)
 #   control-plane.sh apiserver-start DIR   start it again as `up` did; waits until it is ready
@@ -17,6 +22,9 @@ CACHE_DIR="${PROW_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/prow-operator}
 APISERVER="$CACHE_DIR/kube-apiserver-v$K8S_VERSION"
 
 log() { echo "control-plane: $*" >&2; }
+
+# shellcheck source=node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -47,16 +55,24 @@ enable_deb_src() {
   fi
 }
 
-build_apiserver() {
-  if [ -x "$APISERVER" ]; then
-    log "kube-apiserver v$K8S_VERSION cached at $APISERVER"
+NODE_BINARIES=(kubelet kube-scheduler kube-controller-manager)
+
+cached() { echo "$CACHE_DIR/$1-v$K8S_VERSION"; }
+
+# Builds the named commands of Debian's kubernetes source (bookworm) and caches each binary by
+# version. kube-apiserver is static (CGO_ENABLED=0, as before); kubelet needs cgo, as upstream.
+build_binaries() {
+  local missing=() name
+  for name in "$@"; do [ -x "$(cached "$name")" ] || missing+=("$name"); done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "$* v$K8S_VERSION cached in $CACHE_DIR"
     return
   fi
   enable_deb_src
   mkdir -p "$CACHE_DIR"
   local work
   work=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
-  log "building kube-apiserver v$K8S_VERSION in $work (about 5 minutes on 2 cores)"
+  log "building ${missing[*]} v$K8S_VERSION in $work (kube-apiserver about 5 minutes on 2 cores, the node binaries about 12)"
   (
     cd "$work"
     apt-get source --download-only kubernetes/bookworm >/dev/null 2>&1
@@ -67,14 +83,30 @@ build_apiserver() {
     cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
     mkdir -p .go/src/k8s.io && ln -sfn ../../.. .go/src/k8s.io/kubernetes
     rm -rf _output
-    env GOPATH="$PWD/.go" PATH="/usr/lib/go-1.19/bin:$PATH" CGO_ENABLED=0 HOME="$(mktemp -d)" \
-      make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 \
-      || { tail -40 "$work/build.log" >&2; exit 1; }
-    install -m 0755 _output/bin/kube-apiserver "$APISERVER.tmp"
-    mv "$APISERVER.tmp" "$APISERVER"
+    local static=() dynamic=()
+    for name in "${missing[@]}"; do
+      case "$name" in kube-apiserver) static+=("cmd/$name") ;; *) dynamic+=("cmd/$name") ;; esac
+    done
+    local go_env=(GOPATH="$PWD/.go" PATH="/usr/lib/go-1.19/bin:$PATH" HOME="$(mktemp -d)")
+    if [ "${#static[@]}" -gt 0 ]; then
+      env "${go_env[@]}" CGO_ENABLED=0 make WHAT="${static[*]}" >>"$work/build.log" 2>&1 \
+        || { tail -40 "$work/build.log" >&2; exit 1; }
+    fi
+    if [ "${#dynamic[@]}" -gt 0 ]; then
+      env "${go_env[@]}" make WHAT="${dynamic[*]}" >>"$work/build.log" 2>&1 \
+        || { tail -40 "$work/build.log" >&2; exit 1; }
+      # The pause image's one program, from the same tree (no registry to pull it from).
+      gcc -Os -static -o _output/bin/pause build/pause/linux/pause.c
+      install -m 0755 _output/bin/pause "$(cached pause).tmp"
+      mv "$(cached pause).tmp" "$(cached pause)"
+    fi
+    for name in "${missing[@]}"; do
+      install -m 0755 "_output/bin/$name" "$(cached "$name").tmp"
+      mv "$(cached "$name").tmp" "$(cached "$name")"
+    done
   )
   rm -rf "$work"
-  log "built $APISERVER"
+  log "built ${missing[*]} in $CACHE_DIR"
 }
 
 free_port() {
@@ -82,14 +114,14 @@ free_port() {
 }
 
 make_certs() {
-  local d=$1
+  local d=$1 san=$2
   (
     cd "$d"
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=prow-operator-test-ca" \
       -keyout ca.key -out ca.crt 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
       -keyout apiserver.key -out apiserver.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    printf 'subjectAltName=%s\n' "$san" >san.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
       -extfile san.ext -out apiserver.crt 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -98,11 +130,26 @@ make_certs() {
 }
 
 up() {
-  local d=$1
+  local d=$1 node=${2:-}
   [ -x "$APISERVER" ] || { log "kube-apiserver not built; run '$0 install' first"; exit 1; }
   mkdir -p "$d"
   d=$(cd "$d" && pwd)
-  make_certs "$d"
+  local host=127.0.0.1 san="IP:127.0.0.1,DNS:localhost" node_flags=()
+  if [ "$node" = --node ]; then
+    ensure_engine
+    build_toolbox_image
+    host=$BRIDGE_IP
+    san="$san,IP:$BRIDGE_IP"
+    # Pods reach the API server on the bridge and get ServiceAccount tokens; the kubelet is
+    # reached by its InternalIP (there is no DNS for node names); webhooks served by pods are
+    # dialled at their endpoints (no kube-proxy for Service IPs).
+    node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ServiceAccount
+      --kubelet-preferred-address-types=InternalIP --enable-aggregator-routing=true)
+  else
+    node_flags=(--authorization-mode=RBAC --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+      --disable-admission-plugins=ServiceAccount)
+  fi
+  make_certs "$d" "$san"
   local token
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token,admin,admin,system:masters" >"$d/tokens.csv"
@@ -122,14 +169,12 @@ up() {
     --quota-backend-bytes=8589934592 >"$d/etcd.log" 2>&1 &
   echo $! >"$d/etcd.pid"
   # The command line is kept so that apiserver-start can bring the same server back.
-  printf '%q ' "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address=127.0.0.1 \
+  printf '%q ' "$APISERVER" --etcd-servers="http://127.0.0.1:$etcd_port" --bind-address="$host" \
     --secure-port="$api_port" --tls-cert-file="$d/apiserver.crt" --tls-private-key-file="$d/apiserver.key" \
     --client-ca-file="$d/ca.crt" --token-auth-file="$d/tokens.csv" \
     --service-account-key-file="$d/sa.pub" --service-account-signing-key-file="$d/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
-    --authorization-mode=RBAC --service-cluster-ip-range=10.0.0.0/24 \
-    --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
-    --disable-admission-plugins=ServiceAccount --allow-privileged=true \
+    --service-cluster-ip-range=10.0.0.0/24 "${node_flags[@]}" --allow-privileged=true \
     --max-requests-inflight=2000 --max-mutating-requests-inflight=1000 >"$d/apiserver.cmd"
   start_apiserver "$d"
   cat >"$d/kubeconfig" <<KC
@@ -138,7 +183,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$host:$api_port
     certificate-authority: $d/ca.crt
 users:
 - name: admin
@@ -150,6 +195,9 @@ contexts:
 current-context: local
 KC
   wait_ready "$d"
+  if [ "$node" = --node ]; then
+    start_node "$d" || { down "$d"; exit 1; }
+  fi
   echo "$d/kubeconfig"
 }
 
@@ -190,6 +238,7 @@ stop_process() {
 
 down() {
   local d=$1 f
+  stop_node "$d"
   for f in apiserver etcd; do
     stop_process "$d" "$f"
   done
@@ -199,11 +248,15 @@ down() {
 }
 
 case "${1:-}" in
-  install) install_packages; build_apiserver ;;
-  up) up "${2:?usage: $0 up DIR}" ;;
+  install)
+    install_packages
+    build_binaries kube-apiserver
+    if [ "${2:-}" = --node ]; then build_binaries "${NODE_BINARIES[@]}"; fi
+    ;;
+  up) up "${2:?usage: $0 up DIR [--node]}" "${3:-}" ;;
   down) down "${2:?usage: $0 down DIR}" ;;
   apiserver-stop) stop_process "${2:?usage: $0 apiserver-stop DIR}" apiserver ;;
   apiserver-start) start_apiserver "${2:?usage: $0 apiserver-start DIR}"; wait_ready "$2" ;;
   path) echo "$APISERVER" ;;
-  *) echo "usage: $0 install | up DIR | down DIR | apiserver-stop DIR | apiserver-start DIR | path" >&2; exit 2 ;;
+  *) echo "usage: $0 install [--node] | up DIR [--node] | down DIR | apiserver-stop DIR | apiserver-start DIR | path" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -19,6 +19,10 @@ pub const KUBECONFIG_VAR: &str = "PROW_TEST_KUBECONFIG";
 pub const FIELD_MANAGER: &str = "prow-operator-tests";
 
 static CRDS: OnceCell<()> = OnceCell::const_new();
+static NODE_CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// Environment variable naming the kubeconfig of the control plane with a real node.
+pub const NODE_KUBECONFIG_VAR: &str = "PROW_TEST_NODE_KUBECONFIG";
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 /// One test's view of the control plane: a client and a namespace of its own.
@@ -35,10 +39,44 @@ impl TestEnv {
     /// Connects, makes sure the CRDs are installed, and creates a fresh namespace whose name
     /// starts with `prefix`.
     pub async fn new(prefix: &str) -> anyhow::Result<Self> {
+        Self::on(kubeconfig_path()?, &CRDS, prefix).await
+    }
+
+    /// [`TestEnv::new`] on the control plane with a real node (`PROW_TEST_NODE_KUBECONFIG`),
+    /// once the namespace's default ServiceAccount exists (pods there need it). `None`, after
+    /// one line saying why, where no node was started; under `CI=true` that is an error, so
+    /// the real-node tier can never be skipped silently in CI.
+    pub async fn on_node(prefix: &str) -> anyhow::Result<Option<Self>> {
+        let Some(kubeconfig) = std::env::var_os(NODE_KUBECONFIG_VAR) else {
+            anyhow::ensure!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{NODE_KUBECONFIG_VAR} is not set under CI=true: the real-node tier must run in \
+                 CI (kind-tests/scripts/test.sh starts the node; see its log for why it did not)"
+            );
+            eprintln!(
+                "real-node test skipped: {NODE_KUBECONFIG_VAR} is not set (start a node with \
+                 `kind-tests/scripts/control-plane.sh up DIR --node`, or run the test command)"
+            );
+            return Ok(None);
+        };
+        let env = Self::on(PathBuf::from(kubeconfig), &NODE_CRDS, prefix).await?;
+        let accounts: Api<ServiceAccount> = env.api();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while accounts.get_opt("default").await?.is_none() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no default ServiceAccount in {} after 30 s: is kube-controller-manager running?",
+                env.namespace
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Some(env))
+    }
+
+    async fn on(kubeconfig: PathBuf, crds: &OnceCell<()>, prefix: &str) -> anyhow::Result<Self> {
         prow_operator::telemetry::install_crypto_provider();
-        let kubeconfig = kubeconfig_path()?;
         let client = prow_operator::config::client(Some(&kubeconfig)).await?;
-        CRDS.get_or_try_init(|| install_crds(client.clone()))
+        crds.get_or_try_init(|| install_crds(client.clone()))
             .await?;
         let namespace = unique_name(prefix);
         let ns = Namespace {

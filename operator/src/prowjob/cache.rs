@@ -88,7 +88,18 @@ pub struct Terminated {
     /// Its exit code.
     #[serde(default)]
     pub exit_code: i32,
+    /// Whether the kernel killed it for exceeding its memory limit (reason `OOMKilled`): the
+    /// only reason the rules read, so a flag rather than a string for every cached container.
+    #[serde(default, rename = "reason", deserialize_with = "reason_is_oom")]
+    pub oom_killed: bool,
 }
+
+fn reason_is_oom<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let reason: Option<Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(reason.as_deref() == Some(OOM_KILLED))
+}
+
+const OOM_KILLED: &str = "OOMKilled";
 
 impl kube::Resource for SlimPod {
     type DynamicType = ();
@@ -138,6 +149,7 @@ impl SlimPod {
                     state: Some(ContainerState {
                         terminated: c.state.terminated.map(|t| ContainerStateTerminated {
                             exit_code: t.exit_code,
+                            reason: t.oom_killed.then(|| OOM_KILLED.to_string()),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -383,6 +395,9 @@ mod tests {
             json!({"phase": "Succeeded", "containerStatuses": [
                 {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
             json!({"phase": "Failed", "reason": "Evicted"}),
+            json!({"phase": "Failed", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
             json!({"phase": "Unknown"}),
         ];
         let now: k8s_openapi::jiff::Timestamp = "2024-01-01T00:01:00Z".parse().expect("time");

@@ -1,0 +1,261 @@
+//! The real-node tier: jobs run as real containers on a kubelet (Docker's engine), so every
+//! outcome here is the kubelet's, not a test's patch of pod status. Runs against the control
+//! plane of `control-plane.sh up DIR --node` (`PROW_TEST_NODE_KUBECONFIG`); skipped with one
+//! line where there is none, and failed under `CI=true`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::TestEnv;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use prow_api::{ProwJob, ProwJobState};
+use serde_json::{json, Value};
+
+/// The image `control-plane.sh up --node` builds: busybox, kubectl and git.
+const TOOLBOX: &str = "prow-operator.local/toolbox:v1";
+/// Pods on a real node take seconds to start and stop.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn container(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": TOOLBOX, "imagePullPolicy": "Never",
+           "command": ["sh", "-c", script]})
+}
+
+fn job(name: &str, containers: Vec<Value>, decoration: Value) -> ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": format!("ci-{name}"),
+                 "decoration_config": decoration,
+                 "pod_spec": {"containers": containers, "terminationGracePeriodSeconds": 2}},
+    }))
+    .expect("job")
+}
+
+fn kubectl_logs(env: &TestEnv, pod: &str, container: &str) -> String {
+    env.kubectl(&["logs", pod, "-c", container])
+        .unwrap_or_else(|e| format!("<no log: {e}>"))
+}
+
+fn finished(j: &ProwJob) -> bool {
+    j.is_complete()
+}
+
+/// The operator for a real-node test (deleting pods without a grace period: the API object
+/// goes at once and the kubelet kills the container).
+fn operator(env: &TestEnv, extra: &[&str]) -> kind_tests::process::Running {
+    start_operator(env, extra).expect("operator")
+}
+
+/// Names of the running Docker containers of a pod's container `container`, as the kubelet
+/// names them (`k8s_CONTAINER_POD_NAMESPACE_...`).
+fn docker_containers(env: &TestEnv, pod: &str, container: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name=k8s_{container}_{pod}_{}_", env.namespace),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn real_exit_codes_decide_success_and_failure_and_the_logs_say_why() {
+    let Some(env) = TestEnv::on_node("node-exit").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    let passing = job(
+        "passes",
+        vec![container("test", "echo 'all 10 tests passed'; exit 0")],
+        json!({}),
+    );
+    let failing = job(
+        "fails",
+        vec![container(
+            "test",
+            "echo 'FAIL: 3 of 10 tests failed (TestLease, TestHold, TestExpiry)'; exit 3",
+        )],
+        json!({}),
+    );
+    for j in [&passing, &failing] {
+        jobs.create(&PostParams::default(), j).await.expect("job");
+    }
+    let passed = wait_for_job(&jobs, "passes", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(passed.state(), ProwJobState::Success, "{:?}", passed.status);
+    let failed = wait_for_job(&jobs, "fails", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(failed.state(), ProwJobState::Failure, "{:?}", failed.status);
+    assert_eq!(
+        failed.status.as_ref().map(|s| s.description.as_str()),
+        Some("Job failed.")
+    );
+    let pod = env.api::<Pod>().get("fails").await.expect("pod kept");
+    let code = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|cs| cs.into_iter().next())
+        .and_then(|c| c.state)
+        .and_then(|s| s.terminated)
+        .map(|t| t.exit_code);
+    assert_eq!(code, Some(3), "the container's real exit code");
+    let log = kubectl_logs(&env, "fails", "test");
+    assert!(log.contains("FAIL: 3 of 10 tests failed"), "{log}");
+    assert!(kubectl_logs(&env, "passes", "test").contains("all 10 tests passed"));
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed_and_the_job_errors() {
+    let Some(env) = TestEnv::on_node("node-oom").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    let mut hungry = container(
+        "test",
+        // 200 MB in a shell variable, against a 32 MiB limit.
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+    );
+    hungry["resources"] = json!({"limits": {"memory": "32Mi"}, "requests": {"memory": "32Mi"}});
+    jobs.create(
+        &PostParams::default(),
+        &job("hungry", vec![hungry], json!({})),
+    )
+    .await
+    .expect("job");
+    let done = wait_for_job(&jobs, "hungry", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
+    let description = done.status.map(|s| s.description).unwrap_or_default();
+    assert!(description.contains("OOM killed"), "{description}");
+}
+
+#[tokio::test]
+async fn aborting_a_running_job_really_kills_its_container() {
+    let Some(env) = TestEnv::on_node("node-abort").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let pods = env.api::<Pod>();
+    let _operator = operator(&env, &[]);
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "long",
+            vec![container("test", "echo started; sleep 600")],
+            json!({}),
+        ),
+    )
+    .await
+    .expect("job");
+    running(&pods, "long").await;
+    assert_eq!(
+        docker_containers(&env, "long", "test").len(),
+        1,
+        "the container runs on the engine"
+    );
+    jobs.patch_status(
+        "long",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"state": "aborted", "description": "Stopped by a person."}}),
+        ),
+    )
+    .await
+    .expect("aborted");
+    let done = wait_for_job(&jobs, "long", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Aborted);
+    eventually("the pod and its container gone", WAIT, || {
+        let pods = pods.clone();
+        let env = &env;
+        async move {
+            let gone = pods.get_opt("long").await?.is_none()
+                && docker_containers(env, "long", "test").is_empty();
+            Ok(gone.then_some(()))
+        }
+    })
+    .await
+    .expect("killed");
+}
+
+#[tokio::test]
+async fn a_job_that_really_sleeps_past_its_running_timeout_is_aborted() {
+    let Some(env) = TestEnv::on_node("node-timeout").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "sleepy",
+            vec![container("test", "sleep 600")],
+            json!({"pod_running_timeout": "5s"}),
+        ),
+    )
+    .await
+    .expect("job");
+    let done = wait_for_job(&jobs, "sleepy", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Aborted, "{:?}", done.status);
+    assert_eq!(
+        done.status.map(|s| s.description).as_deref(),
+        Some("Pod running timeout.")
+    );
+}
+
+#[tokio::test]
+async fn a_job_with_several_containers_fails_when_one_of_them_fails() {
+    let Some(env) = TestEnv::on_node("node-multi").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    let containers = vec![
+        container("unit", "echo unit ok; exit 0"),
+        container("lint", "echo 'lint: 2 problems'; exit 1"),
+    ];
+    jobs.create(
+        &PostParams::default(),
+        &job("multi", containers, json!({"timeout": "10m"})),
+    )
+    .await
+    .expect("job");
+    let done = wait_for_job(&jobs, "multi", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Failure, "{:?}", done.status);
+    assert!(kubectl_logs(&env, "multi", "lint").contains("lint: 2 problems"));
+    assert!(kubectl_logs(&env, "multi", "unit").contains("unit ok"));
+}
+
+/// Waits until the pod's container really runs; returns the pod.
+async fn running(pods: &Api<Pod>, name: &str) -> Pod {
+    eventually(&format!("pod {name} running"), WAIT, || {
+        let pods = pods.clone();
+        let name = name.to_string();
+        async move {
+            let pod = pods.get_opt(&name).await?;
+            Ok(pod
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        }
+    })
+    .await
+    .expect("running")
+}
