@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::webhook::{register, start_webhook};
 use kind_tests::TestEnv;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use prow_api::{ProwJob, ProwJobState};
+use prow_api::{Preset, ProwJob, ProwJobState};
 use serde_json::{json, Value};
 
 /// The image `control-plane.sh up --node` builds: busybox, kubectl and git.
@@ -243,6 +244,75 @@ async fn a_job_with_several_containers_fails_when_one_of_them_fails() {
     assert_eq!(done.state(), ProwJobState::Failure, "{:?}", done.status);
     assert!(kubectl_logs(&env, "multi", "lint").contains("lint: 2 problems"));
     assert!(kubectl_logs(&env, "multi", "unit").contains("unit ok"));
+}
+
+#[tokio::test]
+async fn presets_injected_by_the_webhook_are_seen_inside_the_running_container() {
+    let Some(env) = TestEnv::on_node("node-preset").await.expect("env") else {
+        return;
+    };
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    register(&env, &webhook).await.expect("registered");
+    let _operator = operator(&env, &[]);
+    let config: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "greeting"},
+        "data": {"message": "hello from a preset volume"},
+    }))
+    .expect("config map");
+    env.api::<ConfigMap>()
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("config map");
+    let preset: Preset = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
+        "metadata": {"name": "greeting"},
+        "spec": {"selector": {"preset-greeting": "true"},
+                 "env": [{"name": "GREETING", "value": "hello from a preset env var"}],
+                 "volumes": [{"name": "greeting", "configMap": {"name": "greeting"}}],
+                 "volumeMounts": [{"name": "greeting", "mountPath": "/etc/greeting"}]},
+    }))
+    .expect("preset");
+    env.api::<Preset>()
+        .create(&PostParams::default(), &preset)
+        .await
+        .expect("preset");
+    let mut greeted = job(
+        "greeted",
+        vec![container(
+            "test",
+            "echo \"env: $GREETING\"; echo \"file: $(cat /etc/greeting/message)\"",
+        )],
+        json!({}),
+    );
+    greeted.metadata.labels = Some([("preset-greeting".to_string(), "true".to_string())].into());
+    let jobs = env.api::<ProwJob>();
+    // The API server takes a moment to call a newly registered webhook, and the webhook's
+    // preset cache follows the API server by a watch: retry until the job comes back injected.
+    eventually("the job created with the preset injected", WAIT, || {
+        let (jobs, greeted) = (jobs.clone(), greeted.clone());
+        async move {
+            let created = jobs.create(&PostParams::default(), &greeted).await?;
+            let injected = created
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("prow-operator.dev/presets"));
+            if !injected {
+                jobs.delete("greeted", &Default::default()).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Ok(injected.then_some(()))
+        }
+    })
+    .await
+    .expect("injected");
+    let done = wait_for_job(&jobs, "greeted", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Success, "{:?}", done.status);
+    let log = kubectl_logs(&env, "greeted", "test");
+    assert!(log.contains("env: hello from a preset env var"), "{log}");
+    assert!(log.contains("file: hello from a preset volume"), "{log}");
 }
 
 /// Waits until the pod's container really runs; returns the pod.
