@@ -3,13 +3,19 @@
 //! plane of `control-plane.sh up DIR --node` (`PROW_TEST_NODE_KUBECONFIG`); skipped with one
 //! line where there is none, and failed under `CI=true`.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kind_tests::operator::{eventually, start_operator, wait_for_job};
 use kind_tests::webhook::{register, start_webhook};
 use kind_tests::TestEnv;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
 use prow_api::{Preset, ProwJob, ProwJobState};
 use serde_json::{json, Value};
 
@@ -313,6 +319,93 @@ async fn presets_injected_by_the_webhook_are_seen_inside_the_running_container()
     let log = kubectl_logs(&env, "greeted", "test");
     assert!(log.contains("env: hello from a preset env var"), "{log}");
     assert!(log.contains("file: hello from a preset volume"), "{log}");
+}
+
+/// What a watch on the namespace's pods saw: the most alive at once, and each pod name's UIDs.
+#[derive(Default)]
+struct Seen {
+    alive: HashMap<String, bool>,
+    max_alive: usize,
+    uids: HashMap<String, HashSet<String>>,
+}
+
+#[tokio::test]
+async fn thirty_real_jobs_with_limit_three_survive_a_sigkill_of_the_operator() {
+    const JOBS: usize = 30;
+    const LIMIT: usize = 3;
+    let Some(env) = TestEnv::on_node("node-kill").await.expect("env") else {
+        return;
+    };
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let tracker = {
+        let (seen, pods) = (seen.clone(), env.api::<Pod>());
+        tokio::spawn(async move {
+            let mut events = watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+                .boxed();
+            while let Some(Ok(pod)) = events.next().await {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                let alive = !matches!(phase, Some("Succeeded" | "Failed"))
+                    && pod.metadata.deletion_timestamp.is_none();
+                let mut s = seen.lock().expect("lock");
+                let name = pod.name_any();
+                s.uids
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(pod.metadata.uid.clone().unwrap_or_default());
+                s.alive.insert(name, alive);
+                let now = s.alive.values().filter(|a| **a).count();
+                s.max_alive = s.max_alive.max(now);
+            }
+        })
+    };
+    let mut operator = Some(operator(&env, &[]));
+    let jobs = env.api::<ProwJob>();
+    for i in 0..JOBS {
+        let mut run = job(
+            &format!("run-{i:02}"),
+            vec![container("test", "echo working; sleep 2; echo done")],
+            json!({}),
+        );
+        run.spec.job = "ci-limited".into();
+        run.spec.max_concurrency = LIMIT as i64;
+        jobs.create(&PostParams::default(), &run)
+            .await
+            .expect("created");
+    }
+    let completed = |list: &[ProwJob]| list.iter().filter(|j| j.is_complete()).count();
+    eventually("half the jobs done", Duration::from_secs(120), || async {
+        let list = jobs.list(&Default::default()).await?;
+        Ok((completed(&list.items) >= JOBS / 2).then_some(()))
+    })
+    .await
+    .expect("half done");
+    // SIGKILL while jobs run; the successor rebuilds every count from the API server.
+    drop(operator.take());
+    let _successor = start_operator(&env, &[]).expect("operator restarted");
+    let all = eventually("every job complete", Duration::from_secs(180), || async {
+        let list = jobs.list(&Default::default()).await?;
+        Ok((completed(&list.items) == JOBS).then_some(list.items))
+    })
+    .await
+    .expect("all complete");
+    tracker.abort();
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|j| j.state() != ProwJobState::Success)
+        .map(|j| (j.name_any(), j.status.clone()))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let seen = seen.lock().expect("lock");
+    assert!(
+        seen.max_alive <= LIMIT,
+        "{} pods alive at once",
+        seen.max_alive
+    );
+    let doubled: Vec<_> = seen.uids.iter().filter(|(_, u)| u.len() > 1).collect();
+    assert!(doubled.is_empty(), "jobs with two pods: {doubled:?}");
+    assert_eq!(seen.uids.len(), JOBS, "one pod per job");
 }
 
 /// Waits until the pod's container really runs; returns the pod.
