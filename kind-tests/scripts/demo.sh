@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Runs prow-operator and prow-webhook on an embedded default: a local etcd + kube-apiserver,
-# the CRDs, the objects in examples/, and a stand-in kubelet that runs the example jobs' pods
-# to an end. Ctrl-C stops everything it started.
+# Runs prow-operator and prow-webhook on an embedded default: a local etcd + kube-apiserver with
+# a real node (a kubelet on the local Docker engine), the CRDs and the objects in examples/,
+# whose jobs run as real containers. Where no node can run (no Docker engine), it says why and
+# falls back to a stand-in kubelet that moves the pods through their phases. Ctrl-C stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 scripts=kind-tests/scripts
 
-"$scripts/control-plane.sh" install
+node=--node
+if ! "$scripts/control-plane.sh" install --node; then
+  echo "demo: the real node could not be installed (see above): falling back to the stand-in kubelet" >&2
+  "$scripts/control-plane.sh" install
+  node=
+fi
 cargo build --bins --locked
 
 state="${PROW_DEMO_DIR:-${TMPDIR:-/tmp}/prow-operator-demo}"
@@ -24,7 +31,17 @@ cleanup() {
 trap cleanup EXIT
 
 export KUBECONFIG
-KUBECONFIG=$("$scripts/control-plane.sh" up "$state")
+if [ -n "$node" ] && KUBECONFIG=$("$scripts/control-plane.sh" up "$state" --node); then
+  kubelet="a real kubelet on the local Docker engine (node-1)"
+else
+  if [ -n "$node" ]; then
+    echo "demo: the real node did not start (logs in $state): falling back to the stand-in kubelet" >&2
+    "$scripts/control-plane.sh" down "$state" 2>/dev/null || true
+  fi
+  KUBECONFIG=$("$scripts/control-plane.sh" up "$state")
+  node=
+  kubelet="the stand-in kubelet (no Docker engine here): pods are moved through their phases, nothing runs"
+fi
 kubectl apply --server-side -f charts/prow-operator/crds/ >/dev/null
 kubectl wait --for condition=established --timeout=30s crd --all >/dev/null
 
@@ -45,8 +62,10 @@ mkdir -p "$certs"
   --tls-cert-file "$certs/tls.crt" --tls-key-file "$certs/tls.key" --pod-namespace test-pods \
   >"$state/webhook.log" 2>&1 &
 pids+=($!)
-"$root/target/debug/fake-kubelet" "$KUBECONFIG" >"$state/kubelet.log" 2>&1 &
-pids+=($!)
+if [ -z "$node" ]; then
+  "$root/target/debug/fake-kubelet" "$KUBECONFIG" >"$state/fake-kubelet.log" 2>&1 &
+  pids+=($!)
+fi
 
 for port in 8080 8081; do
   for _ in $(seq 1 100); do
@@ -85,11 +104,19 @@ sleep 2 # the API server picks up new webhook configurations within a moment
 
 # Presets first, so the webhook's cache has them when the jobs arrive.
 kubectl apply -f examples/00-namespaces.yaml -f examples/10-presets.yaml >/dev/null
+# With a real node, pods need their namespace's default ServiceAccount (the controller manager
+# makes it within a moment), and so does the webhook's dry run of each job's pod.
+for _ in $(seq 1 100); do
+  [ -z "$node" ] && break
+  kubectl get serviceaccount default -n test-pods >/dev/null 2>&1 && break
+  sleep 0.2
+done
 sleep 1
 kubectl apply -f examples/ >/dev/null
 cat <<MSG
 
-prow-operator is running on a local control plane with the objects from examples/.
+prow-operator is running on a local control plane with the objects from examples/; pods run on
+$kubelet.
 In another terminal:
 
   export KUBECONFIG=$KUBECONFIG
@@ -97,12 +124,13 @@ In another terminal:
   kubectl get pods -n test-pods            # one pod per job, named after it
   kubectl get testclusters,presets -A      # the cluster pool and the presets
   kubectl describe prowjob -n prow lint-fails   # Events: Pending, Failed
+  kubectl logs -n test-pods lint-fails     # what the failing job printed, and why it failed
   kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations}{"\\n"}{.spec.pod_spec.containers[0].env}{"\\n"}'
                                            # the go-cache preset, injected by the webhook
   kubectl create -n prow -f examples/rejected/bad-job.yaml   # refused, with the field path
   curl -s 127.0.0.1:8080/metrics           # operator metrics
 
-Logs: $state/{operator,webhook,kubelet,apiserver}.log
+Logs: $state/*.log (operator, webhook, apiserver, kubelet)
 Press Ctrl-C to stop.
 
 MSG
@@ -115,6 +143,12 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
   done
   kubectl get prowjobs -n prow
   echo "presets injected into unit-passes: $(kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations.prow-operator\.dev/presets}')"
+  if [ -n "$node" ]; then
+    echo "kubectl logs -n test-pods lint-fails:"
+    kubectl logs -n test-pods lint-fails | sed 's/^/  /'
+    kubectl logs -n test-pods unit-passes | grep -q 'ok: 12 passed' ||
+      { echo "unit-passes did not really run" >&2; exit 1; }
+  fi
   if kubectl create -n prow -f examples/rejected/bad-job.yaml 2>"$state/rejected.txt"; then
     echo "the rejected example was admitted: the webhook is not working" >&2
     exit 1
