@@ -280,13 +280,24 @@ fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) 
     }
 }
 
-/// How the pod was lost, if it was: evicted, or lost with its node (reason NodeLost, phase
-/// Unknown).
+/// The pod condition Kubernetes (1.26 and later) sets before it disrupts a pod: an eviction
+/// through the Eviction API, a preemption, a taint, the kubelet. Older API servers delete an
+/// evicted pod without a word, which reads as "Pod got deleted unexpectedly", as upstream.
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+
+/// How the pod was lost, if it was: evicted (by the kubelet, or disrupted through the API),
+/// or lost with its node (reason NodeLost, phase Unknown).
 fn lost_how(pod: &Pod) -> Option<&'static str> {
     let status = pod.status.as_ref()?;
+    let disrupted = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == DISRUPTION_TARGET && c.status == "True");
     match (status.reason.as_deref(), status.phase.as_deref()) {
         (Some("Evicted"), _) => Some("evicted"),
         (Some("NodeLost"), _) | (_, Some("Unknown")) => Some("lost"),
+        _ if disrupted => Some("evicted"),
         _ => None,
     }
 }

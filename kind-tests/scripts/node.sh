@@ -149,6 +149,9 @@ healthzPort: 0
 authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
 authorization: {mode: AlwaysAllow}
 evictionHard: {}
+# Volume usage measured every 5 s (default 1 min), so a pod over its emptyDir limit is evicted
+# within seconds.
+volumeStatsAggPeriod: 5s
 EOF
   "$(cached kubelet)" --kubeconfig="$kc" --config="$d/kubelet.yaml" --container-runtime=docker \
     --root-dir="$d/kubelet" --hostname-override="$NODE_NAME" --node-ip="$BRIDGE_IP" \

@@ -321,6 +321,59 @@ async fn presets_injected_by_the_webhook_are_seen_inside_the_running_container()
     assert!(log.contains("file: hello from a preset volume"), "{log}");
 }
 
+/// The kubelet evicts a pod whose emptyDir outgrows its limit (within seconds: the node
+/// measures volumes every 5 s). On 1.20 an eviction through the Eviction API is a plain
+/// deletion, which ends the job as upstream does ("Pod got deleted unexpectedly"); newer API
+/// servers mark it with a DisruptionTarget condition, which revives the job too (unit tests).
+#[tokio::test]
+async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
+    let Some(env) = TestEnv::on_node("node-evict").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let pods = env.api::<Pod>();
+    let _operator = operator(&env, &["--max-revivals=1"]);
+    let mut filler = container(
+        "test",
+        "head -c 5000000 /dev/zero > /scratch/big; echo filled; sleep 600",
+    );
+    filler["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"}]);
+    let mut evicted = job("evicted", vec![filler], json!({}));
+    if let Some(pod) = evicted.spec.pod_spec.as_mut() {
+        pod.volumes = Some(vec![serde_json::from_value(
+            json!({"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}),
+        )
+        .expect("volume")]);
+    }
+    jobs.create(&PostParams::default(), &evicted)
+        .await
+        .expect("job");
+    let first = running(&pods, "evicted").await;
+    let second = eventually("a second pod after the eviction", WAIT, || {
+        let (pods, first) = (pods.clone(), first.clone());
+        async move {
+            let pod = pods.get_opt("evicted").await?;
+            Ok(pod.filter(|p| p.metadata.uid != first.metadata.uid))
+        }
+    })
+    .await
+    .expect("revived");
+    assert_ne!(second.metadata.uid, first.metadata.uid);
+    let done = wait_for_job(&jobs, "evicted", WAIT, finished)
+        .await
+        .expect("ends after the second eviction");
+    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
+    let status = done.status.expect("status");
+    assert_eq!(status.pod_revival_count, 1);
+    assert!(
+        status
+            .description
+            .contains("reached max revivals (1) after being stopped unexpectedly (evicted)"),
+        "{}",
+        status.description
+    );
+}
+
 /// What a watch on the namespace's pods saw: the most alive at once, and each pod name's UIDs.
 #[derive(Default)]
 struct Seen {

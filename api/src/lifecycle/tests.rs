@@ -69,7 +69,8 @@ fn state_machine_table() {
         p.metadata.annotations = Some([(labels::JOB_UID.to_string(), "old".to_string())].into());
         p
     };
-    let cases: Vec<(&str, ProwJob, Option<Pod>, Step)> = vec![
+    let cases: Vec<(&str, ProwJob, Option<Pod>, Step)> =
+        vec![
         (
             "not ours: jenkins agent",
             job(json!({}), json!({"agent": "jenkins"})),
@@ -205,6 +206,23 @@ fn state_machine_table() {
             Step::Revive {
                 description: "Job pod was evicted; recreating it (revival 1 of 3).".into(),
             },
+        ),
+        (
+            "evicted through the Eviction API (DisruptionTarget): revive",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+                             "conditions": [{"type": "DisruptionTarget", "status": "True",
+                                             "reason": "EvictionByEvictionAPI"}]}))),
+            Step::Revive {
+                description: "Job pod was evicted; recreating it (revival 1 of 3).".into(),
+            },
+        ),
+        (
+            "a DisruptionTarget condition that is false changes nothing",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+                             "conditions": [{"type": "DisruptionTarget", "status": "False"}]}))),
+            Step::WaitFor(Duration::from_secs(48 * 3600 - 60)),
         ),
         (
             "node lost: revive",

@@ -4,7 +4,8 @@
 //! `Pod` is 2 KB of struct before any of its strings).
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodCondition,
+    PodSpec, PodStatus,
 };
 use std::borrow::Cow;
 
@@ -61,6 +62,27 @@ pub struct SlimStatus {
     /// Whether each init container terminated, by name.
     #[serde(default)]
     pub init_container_statuses: Vec<SlimContainerStatus>,
+    /// Why the pod is being disrupted (eviction, preemption, ...), from a true
+    /// `DisruptionTarget` condition: the only condition the rules read.
+    #[serde(default, rename = "conditions", deserialize_with = "disruption_reason")]
+    pub disrupted: Option<String>,
+}
+
+fn disruption_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Condition<'a> {
+        #[serde(rename = "type", borrow)]
+        type_: Cow<'a, str>,
+        #[serde(borrow)]
+        status: Cow<'a, str>,
+        #[serde(default, borrow)]
+        reason: Option<Cow<'a, str>>,
+    }
+    let conditions: Option<Vec<Condition<'de>>> = Option::deserialize(d)?;
+    Ok(conditions.into_iter().flatten().find_map(|c| {
+        (c.type_ == prow_api::lifecycle::DISRUPTION_TARGET && c.status == "True")
+            .then(|| c.reason.map(Cow::into_owned).unwrap_or_default())
+    }))
 }
 
 /// A container's name and whether it terminated.
@@ -178,6 +200,14 @@ impl SlimPod {
                 start_time: self.status.start_time.clone(),
                 container_statuses: Some(statuses(&self.status.container_statuses)),
                 init_container_statuses: Some(statuses(&self.status.init_container_statuses)),
+                conditions: self.status.disrupted.as_ref().map(|reason| {
+                    vec![PodCondition {
+                        type_: prow_api::lifecycle::DISRUPTION_TARGET.into(),
+                        status: "True".into(),
+                        reason: Some(reason.clone()),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
         }
@@ -395,6 +425,9 @@ mod tests {
             json!({"phase": "Succeeded", "containerStatuses": [
                 {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
             json!({"phase": "Failed", "reason": "Evicted"}),
+            json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z", "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]}),
             json!({"phase": "Failed", "containerStatuses": [
                 {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
                  "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
