@@ -5,9 +5,14 @@
 # One node per machine: two kubelets on one Docker engine would take each other's containers.
 
 NODE_NAME=node-1
-# docker0's address: the API server reaches the kubelet there, pods reach the API server there.
-# The kubelet refuses a loopback --node-ip, and nothing may listen on the outer interface.
+# docker0's address (172.17.0.1 unless Docker chose another subnet; read once the engine runs):
+# the API server reaches the kubelet there, pods reach the API server there. The kubelet
+# refuses a loopback --node-ip, and nothing may listen on the outer interface.
 BRIDGE_IP=172.17.0.1
+
+bridge_ip() {
+  docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null || echo 172.17.0.1
+}
 TOOLBOX_IMAGE=prow-operator.local/toolbox:v1
 PAUSE_IMAGE=k8s.gcr.io/pause:3.2
 
@@ -60,6 +65,7 @@ ensure_engine() {
   fi
   docker info >/dev/null 2>&1 || start_dockerd
   build_pause_image
+  BRIDGE_IP=$(bridge_ip)
   engine_works && return
   log "the engine refuses negative OOM scores here: registering the runc-clamp wrapper"
   install_runc_wrapper
@@ -68,6 +74,7 @@ ensure_engine() {
   for i in $(seq 1 40); do pgrep -x dockerd >/dev/null || break; sleep 0.25; done
   start_dockerd
   engine_works || { log "containers do not start on this engine"; return 1; }
+  BRIDGE_IP=$(bridge_ip)
 }
 
 build_pause_image() {

@@ -321,6 +321,48 @@ async fn presets_injected_by_the_webhook_are_seen_inside_the_running_container()
     assert!(log.contains("file: hello from a preset volume"), "{log}");
 }
 
+/// ServiceAccount tokens work: a job's pod reaches the API server on the bridge with its own
+/// token, and RBAC holds (the namespace's default account may not list pods).
+#[tokio::test]
+async fn a_pod_reaches_the_api_server_as_its_service_account() {
+    let Some(env) = TestEnv::on_node("node-token").await.expect("env") else {
+        return;
+    };
+    let server = kube::config::Kubeconfig::read_from(&env.kubeconfig)
+        .expect("kubeconfig")
+        .clusters
+        .into_iter()
+        .find_map(|c| c.cluster.and_then(|c| c.server))
+        .expect("server");
+    let (host, port) = server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .expect("host:port");
+    let mut caller = container(
+        "test",
+        "kubectl get --raw /readyz; echo; kubectl get pods 2>&1 | head -1; true",
+    );
+    caller["env"] = json!([{"name": "KUBERNETES_SERVICE_HOST", "value": host},
+                           {"name": "KUBERNETES_SERVICE_PORT", "value": port}]);
+    let mut with_token = job("with-token", vec![caller], json!({}));
+    if let Some(pod) = with_token.spec.pod_spec.as_mut() {
+        pod.service_account_name = Some("default".into());
+    }
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    jobs.create(&PostParams::default(), &with_token)
+        .await
+        .expect("job");
+    let done = wait_for_job(&jobs, "with-token", WAIT, finished)
+        .await
+        .expect("ends");
+    assert_eq!(done.state(), ProwJobState::Success, "{:?}", done.status);
+    let log = kubectl_logs(&env, "with-token", "test");
+    assert!(log.starts_with("ok"), "{log}");
+    let account = format!("system:serviceaccount:{}:default", env.namespace);
+    assert!(log.contains(&account) && log.contains("forbidden"), "{log}");
+}
+
 /// The kubelet evicts a pod whose emptyDir outgrows its limit (within seconds: the node
 /// measures volumes every 5 s). On 1.20 an eviction through the Eviction API is a plain
 /// deletion, which ends the job as upstream does ("Pod got deleted unexpectedly"); newer API
