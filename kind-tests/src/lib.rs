@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod https;
 pub mod operator;
 pub mod pod_driver;
+pub mod pods;
 pub mod process;
 pub mod webhook;
 

@@ -1,16 +1,14 @@
 //! max_concurrency is never overshot, oldest jobs start first, and a killed operator's
 //! successor carries on from what the API server stores.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kind_tests::operator::{eventually, start_operator};
+use kind_tests::pods::{alive, PodTracker};
 use kind_tests::{PodDriver, TestEnv};
 use kube::api::{ListParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use prow_api::{ProwJob, ProwJobState};
 use serde_json::json;
@@ -18,44 +16,10 @@ use serde_json::json;
 const JOBS: usize = 30;
 const LIMIT: usize = 3;
 
-/// What a watch on the namespace's pods has seen: the most pods alive at once, and the order
-/// pods first appeared in.
-#[derive(Default)]
-struct Seen {
-    alive: HashMap<String, bool>,
-    max_alive: usize,
-    created: Vec<String>,
-}
-
-fn unfinished(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
-}
-
 #[tokio::test]
 async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_killed() {
     let env = TestEnv::new("concurrency").await.expect("env");
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let tracker = {
-        let seen = seen.clone();
-        let pods = env.api::<Pod>();
-        tokio::spawn(async move {
-            let mut events = watcher(pods, watcher::Config::default())
-                .default_backoff()
-                .touched_objects()
-                .boxed();
-            while let Some(Ok(pod)) = events.next().await {
-                let mut s = seen.lock().expect("lock");
-                let name = pod.name_any();
-                if !s.alive.contains_key(&name) {
-                    s.created.push(name.clone());
-                }
-                s.alive.insert(name, unfinished(&pod));
-                let alive = s.alive.values().filter(|a| **a).count();
-                s.max_alive = s.max_alive.max(alive);
-            }
-        })
-    };
+    let tracker = PodTracker::start(env.api::<Pod>());
 
     let mut operator = Some(start_operator(&env, &[]).expect("operator"));
     let jobs = env.api::<ProwJob>();
@@ -87,7 +51,7 @@ async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_
             Duration::from_secs(30),
             || async {
                 let list = pods.list(&ListParams::default()).await?;
-                let mut alive: Vec<Pod> = list.items.into_iter().filter(unfinished).collect();
+                let mut alive: Vec<Pod> = list.items.into_iter().filter(alive).collect();
                 assert!(
                     alive.len() <= LIMIT,
                     "{} pods alive at once: overshoot",
@@ -142,8 +106,7 @@ async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_
         "build ids increase in start order: {build_ids:?}"
     );
 
-    tracker.abort();
-    let seen = seen.lock().expect("lock");
+    let seen = tracker.stop();
     assert!(
         seen.max_alive <= LIMIT,
         "the watch saw {} pods alive at once",
@@ -187,7 +150,7 @@ async fn alive_pods(env: &TestEnv) -> Vec<String> {
     let mut names: Vec<String> = list
         .items
         .iter()
-        .filter(|p| unfinished(p))
+        .filter(|p| alive(p))
         .map(|p| p.name_any())
         .collect();
     names.sort();

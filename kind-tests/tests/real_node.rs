@@ -3,18 +3,14 @@
 //! plane of `control-plane.sh up DIR --node` (`PROW_TEST_NODE_KUBECONFIG`); skipped with one
 //! line where there is none, and failed under `CI=true`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::pods::PodTracker;
 use kind_tests::webhook::{register, start_webhook};
 use kind_tests::TestEnv;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use prow_api::{Preset, ProwJob, ProwJobState};
 use serde_json::{json, Value};
@@ -416,14 +412,6 @@ async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
     );
 }
 
-/// What a watch on the namespace's pods saw: the most alive at once, and each pod name's UIDs.
-#[derive(Default)]
-struct Seen {
-    alive: HashMap<String, bool>,
-    max_alive: usize,
-    uids: HashMap<String, HashSet<String>>,
-}
-
 #[tokio::test]
 async fn thirty_real_jobs_with_limit_three_survive_a_sigkill_of_the_operator() {
     const JOBS: usize = 30;
@@ -431,30 +419,7 @@ async fn thirty_real_jobs_with_limit_three_survive_a_sigkill_of_the_operator() {
     let Some(env) = TestEnv::on_node("node-kill").await.expect("env") else {
         return;
     };
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let tracker = {
-        let (seen, pods) = (seen.clone(), env.api::<Pod>());
-        tokio::spawn(async move {
-            let mut events = watcher(pods, watcher::Config::default())
-                .default_backoff()
-                .touched_objects()
-                .boxed();
-            while let Some(Ok(pod)) = events.next().await {
-                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-                let alive = !matches!(phase, Some("Succeeded" | "Failed"))
-                    && pod.metadata.deletion_timestamp.is_none();
-                let mut s = seen.lock().expect("lock");
-                let name = pod.name_any();
-                s.uids
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(pod.metadata.uid.clone().unwrap_or_default());
-                s.alive.insert(name, alive);
-                let now = s.alive.values().filter(|a| **a).count();
-                s.max_alive = s.max_alive.max(now);
-            }
-        })
-    };
+    let tracker = PodTracker::start(env.api::<Pod>());
     let mut operator = Some(operator(&env, &[]));
     let jobs = env.api::<ProwJob>();
     for i in 0..JOBS {
@@ -485,14 +450,13 @@ async fn thirty_real_jobs_with_limit_three_survive_a_sigkill_of_the_operator() {
     })
     .await
     .expect("all complete");
-    tracker.abort();
+    let seen = tracker.stop();
     let failed: Vec<_> = all
         .iter()
         .filter(|j| j.state() != ProwJobState::Success)
         .map(|j| (j.name_any(), j.status.clone()))
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
-    let seen = seen.lock().expect("lock");
     assert!(
         seen.max_alive <= LIMIT,
         "{} pods alive at once",
