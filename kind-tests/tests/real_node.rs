@@ -41,8 +41,19 @@ fn kubectl_logs(env: &TestEnv, pod: &str, container: &str) -> String {
         .unwrap_or_else(|e| format!("<no log: {e}>"))
 }
 
-fn finished(j: &ProwJob) -> bool {
-    j.is_complete()
+/// Waits until the job `name` is complete.
+async fn ended(jobs: &Api<ProwJob>, name: &str) -> ProwJob {
+    wait_for_job(jobs, name, WAIT, ProwJob::is_complete)
+        .await
+        .expect("the job ends")
+}
+
+/// Creates `job` and waits until it is complete.
+async fn run_to_end(jobs: &Api<ProwJob>, job: &ProwJob) -> ProwJob {
+    jobs.create(&PostParams::default(), job)
+        .await
+        .expect("job created");
+    ended(jobs, job.metadata.name.as_deref().unwrap_or_default()).await
 }
 
 /// The operator for a real-node test (deleting pods without a grace period: the API object
@@ -93,13 +104,9 @@ async fn real_exit_codes_decide_success_and_failure_and_the_logs_say_why() {
     for j in [&passing, &failing] {
         jobs.create(&PostParams::default(), j).await.expect("job");
     }
-    let passed = wait_for_job(&jobs, "passes", WAIT, finished)
-        .await
-        .expect("ends");
+    let passed = ended(&jobs, "passes").await;
     assert_eq!(passed.state(), ProwJobState::Success, "{:?}", passed.status);
-    let failed = wait_for_job(&jobs, "fails", WAIT, finished)
-        .await
-        .expect("ends");
+    let failed = ended(&jobs, "fails").await;
     assert_eq!(failed.state(), ProwJobState::Failure, "{:?}", failed.status);
     assert_eq!(
         failed.status.as_ref().map(|s| s.description.as_str()),
@@ -132,15 +139,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed_and_the_job_errors() {
         "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
     );
     hungry["resources"] = json!({"limits": {"memory": "32Mi"}, "requests": {"memory": "32Mi"}});
-    jobs.create(
-        &PostParams::default(),
-        &job("hungry", vec![hungry], json!({})),
-    )
-    .await
-    .expect("job");
-    let done = wait_for_job(&jobs, "hungry", WAIT, finished)
-        .await
-        .expect("ends");
+    let done = run_to_end(&jobs, &job("hungry", vec![hungry], json!({}))).await;
     assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
     let description = done.status.map(|s| s.description).unwrap_or_default();
     assert!(description.contains("OOM killed"), "{description}");
@@ -179,9 +178,7 @@ async fn aborting_a_running_job_really_kills_its_container() {
     )
     .await
     .expect("aborted");
-    let done = wait_for_job(&jobs, "long", WAIT, finished)
-        .await
-        .expect("ends");
+    let done = ended(&jobs, "long").await;
     assert_eq!(done.state(), ProwJobState::Aborted);
     eventually("the pod and its container gone", WAIT, || {
         let pods = pods.clone();
@@ -203,19 +200,15 @@ async fn a_job_that_really_sleeps_past_its_running_timeout_is_aborted() {
     };
     let jobs = env.api::<ProwJob>();
     let _operator = operator(&env, &[]);
-    jobs.create(
-        &PostParams::default(),
+    let done = run_to_end(
+        &jobs,
         &job(
             "sleepy",
             vec![container("test", "sleep 600")],
             json!({"pod_running_timeout": "5s"}),
         ),
     )
-    .await
-    .expect("job");
-    let done = wait_for_job(&jobs, "sleepy", WAIT, finished)
-        .await
-        .expect("ends");
+    .await;
     assert_eq!(done.state(), ProwJobState::Aborted, "{:?}", done.status);
     assert_eq!(
         done.status.map(|s| s.description).as_deref(),
@@ -234,15 +227,7 @@ async fn a_job_with_several_containers_fails_when_one_of_them_fails() {
         container("unit", "echo unit ok; exit 0"),
         container("lint", "echo 'lint: 2 problems'; exit 1"),
     ];
-    jobs.create(
-        &PostParams::default(),
-        &job("multi", containers, json!({"timeout": "10m"})),
-    )
-    .await
-    .expect("job");
-    let done = wait_for_job(&jobs, "multi", WAIT, finished)
-        .await
-        .expect("ends");
+    let done = run_to_end(&jobs, &job("multi", containers, json!({"timeout": "10m"}))).await;
     assert_eq!(done.state(), ProwJobState::Failure, "{:?}", done.status);
     assert!(kubectl_logs(&env, "multi", "lint").contains("lint: 2 problems"));
     assert!(kubectl_logs(&env, "multi", "unit").contains("unit ok"));
@@ -308,9 +293,7 @@ async fn presets_injected_by_the_webhook_are_seen_inside_the_running_container()
     })
     .await
     .expect("injected");
-    let done = wait_for_job(&jobs, "greeted", WAIT, finished)
-        .await
-        .expect("ends");
+    let done = ended(&jobs, "greeted").await;
     assert_eq!(done.state(), ProwJobState::Success, "{:?}", done.status);
     let log = kubectl_logs(&env, "greeted", "test");
     assert!(log.contains("env: hello from a preset env var"), "{log}");
@@ -346,12 +329,7 @@ async fn a_pod_reaches_the_api_server_as_its_service_account() {
     }
     let jobs = env.api::<ProwJob>();
     let _operator = operator(&env, &[]);
-    jobs.create(&PostParams::default(), &with_token)
-        .await
-        .expect("job");
-    let done = wait_for_job(&jobs, "with-token", WAIT, finished)
-        .await
-        .expect("ends");
+    let done = run_to_end(&jobs, &with_token).await;
     assert_eq!(done.state(), ProwJobState::Success, "{:?}", done.status);
     let log = kubectl_logs(&env, "with-token", "test");
     assert!(log.starts_with("ok"), "{log}");
@@ -397,9 +375,7 @@ async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
     .await
     .expect("revived");
     assert_ne!(second.metadata.uid, first.metadata.uid);
-    let done = wait_for_job(&jobs, "evicted", WAIT, finished)
-        .await
-        .expect("ends after the second eviction");
+    let done = ended(&jobs, "evicted").await;
     assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
     let status = done.status.expect("status");
     assert_eq!(status.pod_revival_count, 1);
