@@ -159,6 +159,15 @@ fn start(env: &TestEnv, extra: &[&str], files: Option<u64>) -> anyhow::Result<We
     })
 }
 
+impl Webhook {
+    /// A TLS connection to it (HTTP/1.1 by ALPN), trusting its CA.
+    pub async fn connect(
+        &self,
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        crate::https::connect(self.port, &self.certs.cert.with_file_name("ca.crt")).await
+    }
+}
+
 /// Registers the webhook with the API server for this test's namespace only: mutation of
 /// ProwJobs, validation of ProwJobs, Presets and TestClusters.
 pub async fn register(env: &TestEnv, webhook: &Webhook) -> anyhow::Result<()> {

@@ -168,17 +168,13 @@ async fn idle_and_slow_connections_are_closed() {
         "a connection that never shakes hands is closed"
     );
 
-    let mut idle = connect(webhook.port, &webhook.certs.cert.with_file_name("ca.crt"))
-        .await
-        .expect("tls");
+    let mut idle = webhook.connect().await.expect("tls");
     assert!(
         closed_within(&mut idle, bound).await.is_some(),
         "an idle TLS connection is closed"
     );
 
-    let mut slow = connect(webhook.port, &webhook.certs.cert.with_file_name("ca.crt"))
-        .await
-        .expect("tls");
+    let mut slow = webhook.connect().await.expect("tls");
     slow.write_all(b"POST /validate/prowjobs HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("half the headers");
@@ -188,9 +184,7 @@ async fn idle_and_slow_connections_are_closed() {
     );
 
     // A connection in use is not idle: requests spaced below the idle timeout keep it.
-    let mut busy = connect(webhook.port, &webhook.certs.cert.with_file_name("ca.crt"))
-        .await
-        .expect("tls");
+    let mut busy = webhook.connect().await.expect("tls");
     let review = serde_json::to_vec(&create_review(&env.namespace, ok_job())).expect("json");
     for _ in 0..4 {
         let (code, _) = post(&mut busy, "/validate/prowjobs", &review)
@@ -216,10 +210,9 @@ async fn a_flood_of_connections_does_not_stop_admissions() {
         512,
     )
     .expect("webhook");
-    let ca = webhook.certs.cert.with_file_name("ca.crt");
     let review = serde_json::to_vec(&create_review(&env.namespace, ok_job())).expect("json");
     // The API server's connection, open before the flood.
-    let mut kept = connect(webhook.port, &ca).await.expect("tls");
+    let mut kept = webhook.connect().await.expect("tls");
     assert_eq!(
         post(&mut kept, "/validate/prowjobs", &review)
             .await
@@ -246,7 +239,7 @@ async fn a_flood_of_connections_does_not_stop_admissions() {
     }
     // A new client gets through once flooders are culled by the handshake timeout.
     let fresh = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut stream = connect(webhook.port, &ca).await?;
+        let mut stream = webhook.connect().await?;
         post(&mut stream, "/validate/prowjobs", &review).await
     })
     .await
@@ -268,7 +261,6 @@ async fn a_flood_of_connections_does_not_stop_admissions() {
 async fn a_large_review_does_not_stall_small_ones() {
     let env = TestEnv::new("webhook-large").await.expect("env");
     let webhook = start_webhook(&env, &["--deep-check=false"]).expect("webhook");
-    let ca = webhook.certs.cert.with_file_name("ca.crt");
     let env_entries: Vec<Value> = (0..100_000)
         .map(|_| json!({"name": "DUPLICATE", "value": "x"}))
         .collect();
@@ -279,6 +271,8 @@ async fn a_large_review_does_not_stall_small_ones() {
     let small = serde_json::to_vec(&create_review(&env.namespace, ok_job())).expect("json");
 
     let stop = tokio_util::sync::CancellationToken::new();
+    // The senders run in tasks of their own, so they connect by port and CA file.
+    let ca = webhook.certs.cert.with_file_name("ca.crt");
     let mut senders = Vec::new();
     for _ in 0..2 {
         let (large, ca, stop) = (large.clone(), ca.clone(), stop.clone());
@@ -297,7 +291,7 @@ async fn a_large_review_does_not_stall_small_ones() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut stream = connect(webhook.port, &ca).await.expect("tls");
+    let mut stream = webhook.connect().await.expect("tls");
     let mut latencies = Vec::new();
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
@@ -338,9 +332,8 @@ async fn a_large_review_does_not_stall_small_ones() {
 async fn a_chunked_review_is_admitted_and_an_oversized_one_refused() {
     let env = TestEnv::new("webhook-chunked").await.expect("env");
     let webhook = start_webhook(&env, &["--deep-check=false"]).expect("webhook");
-    let ca = webhook.certs.cert.with_file_name("ca.crt");
     let review = serde_json::to_vec(&create_review(&env.namespace, ok_job())).expect("json");
-    let mut stream = connect(webhook.port, &ca).await.expect("tls");
+    let mut stream = webhook.connect().await.expect("tls");
     let (code, body) = post_chunked(&mut stream, "/validate/prowjobs", &review, 100)
         .await
         .expect("answered");
@@ -349,7 +342,7 @@ async fn a_chunked_review_is_admitted_and_an_oversized_one_refused() {
     assert_eq!(answer["response"]["allowed"], true);
 
     let huge = vec![b' '; 5 * 1024 * 1024];
-    let mut stream = connect(webhook.port, &ca).await.expect("tls");
+    let mut stream = webhook.connect().await.expect("tls");
     let (code, _) = post_chunked(&mut stream, "/validate/prowjobs", &huge, 64 * 1024)
         .await
         .unwrap_or((413, Vec::new()));
