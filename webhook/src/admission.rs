@@ -150,11 +150,11 @@ impl Admitter {
         let (operation, answer) = match endpoint {
             Endpoint::MutateProwJobs | Endpoint::ValidateProwJobs => {
                 match decode::<LeanJob>(endpoint, body)? {
-                    Decoded::Request(req) => {
+                    Decoded::Request(mut req) => {
                         let answer = if endpoint == Endpoint::MutateProwJobs {
                             Answer::Done(self.mutate_prowjob(&req))
                         } else {
-                            self.validate_prowjob(&req)
+                            self.validate_prowjob(&mut req)
                         };
                         (req.operation.clone(), answer)
                     }
@@ -186,7 +186,7 @@ impl Admitter {
     ) -> (AdmissionReview<DynamicObject>, Operation, Verdict) {
         let response = match (decided.answer, self.deep_check.as_ref()) {
             (Answer::Done(response), _) => response,
-            (Answer::DeepCheck(job, allowed), Some(deep)) => deep_check(deep, &job, allowed).await,
+            (Answer::DeepCheck(job, allowed), Some(deep)) => deep_check(deep, *job, allowed).await,
             (Answer::DeepCheck(_, allowed), None) => allowed,
         };
         let verdict = match (response.allowed, response.patch.is_some()) {
@@ -278,8 +278,10 @@ impl Admitter {
         Ok(ops)
     }
 
-    fn validate_prowjob(&self, req: &AdmissionRequest<LeanJob>) -> Answer {
-        let allowed = AdmissionResponse::from(req);
+    /// The rules for a job; a new job that passes them is moved out of `req` for the deep
+    /// check, which needs it after the request is done with.
+    fn validate_prowjob(&self, req: &mut AdmissionRequest<LeanJob>) -> Answer {
+        let allowed = AdmissionResponse::from(&*req);
         if req.operation == Operation::Delete || req.operation == Operation::Connect {
             return Answer::Done(allowed);
         }
@@ -298,8 +300,10 @@ impl Admitter {
         if !violations.is_empty() {
             return Answer::Done(allowed.deny(explain(&violations)));
         }
-        match (&req.operation, self.deep_check.as_ref()) {
-            (Operation::Create, Some(_)) => Answer::DeepCheck(Box::new(job.clone()), allowed),
+        match (&req.operation, self.deep_check.as_ref(), req.object.take()) {
+            (Operation::Create, Some(_), Some(LeanJob(job))) => {
+                Answer::DeepCheck(Box::new(job), allowed)
+            }
             _ => Answer::Done(allowed),
         }
     }
@@ -430,10 +434,9 @@ fn answer(allowed: AdmissionResponse, violations: &[Violation]) -> AdmissionResp
 /// message; not possible (namespace missing, timeout, server error) -> admitted with a warning.
 async fn deep_check(
     deep: &DeepCheck,
-    job: &ProwJob,
+    mut probe: ProwJob,
     allowed: AdmissionResponse,
 ) -> AdmissionResponse {
-    let mut probe = job.clone();
     if probe.metadata.name.is_none() {
         probe.metadata.name = Some("dry-run".into());
     }
