@@ -62,10 +62,6 @@ impl Readiness {
 
     /// Records that the watch `name` got an answer from the API server.
     pub fn watch_succeeded(&self, name: &'static str) {
-        // Every event passes here: a read-only check first keeps the common case cheap.
-        if lock(&self.0.failing).is_empty() {
-            return;
-        }
         if lock(&self.0.failing).remove(name).is_some() {
             tracing::info!(watch = name, "watch recovered");
         }

@@ -79,10 +79,10 @@ impl Caches {
     }
 }
 
-/// The ProwJob reconciler (writing through `client`, watching through `watch_client`): its
-/// caches, and the controller that runs until `shutdown` is
-/// cancelled (to be spawned; it ends early only if it fails). Marks `ready` once the caches
-/// have synced; its watches count for `ready` from then on.
+/// The ProwJob reconciler, writing through `client` and watching through `watch_client`: its
+/// caches, and the controller to spawn, which runs until `shutdown` is cancelled (it ends
+/// early only if it fails). Marks `ready` once the caches have synced; its watches count for
+/// `ready` from then on.
 pub fn run(
     client: Client,
     watch_client: Client,
