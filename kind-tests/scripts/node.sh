@@ -94,6 +94,7 @@ build_toolbox_image() {
   dpkg -s busybox-static >/dev/null 2>&1 || packages+=(busybox-static)
   [ -x /usr/bin/git ] || packages+=(git)
   if [ "${#packages[@]}" -gt 0 ]; then
+    as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${packages[@]}" >/dev/null
   fi
   local root tool lib git
