@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::Api;
@@ -21,17 +20,12 @@ fn script() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(script())
-        .args(args)
-        .output()
-        .context("running control-plane.sh")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "control-plane.sh {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let mut command = Command::new(script());
+    command.args(args);
+    let what = format!("control-plane.sh {}", args.join(" "));
+    Ok(crate::process::stdout_of(command, &what)?
+        .trim()
+        .to_string())
 }
 
 impl PrivateControlPlane {

@@ -108,20 +108,13 @@ impl TestEnv {
 
     /// Runs kubectl against the test control plane in this test's namespace; returns stdout.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = std::process::Command::new("kubectl")
+        let mut command = std::process::Command::new("kubectl");
+        command
             .env("KUBECONFIG", &self.kubeconfig)
             .arg("--namespace")
             .arg(&self.namespace)
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            .args(args);
+        crate::process::stdout_of(command, &format!("kubectl {}", args.join(" ")))
     }
 }
 

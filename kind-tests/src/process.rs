@@ -194,6 +194,19 @@ impl Drop for Running {
     }
 }
 
+/// Runs `command` to its end; its stdout, or an error with its stderr naming it as `what`.
+pub fn stdout_of(mut command: Command, what: &str) -> anyhow::Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A free TCP port on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
