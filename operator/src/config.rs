@@ -210,10 +210,13 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube
     Ok(kube::Client::try_from(load(kubeconfig).await?)?)
 }
 
-/// A client for watches: the same configuration without kube's retry layer. A starting API
-/// server answers 503 with `Retry-After: 10`, which kube's retry obeys, so a watch resumed
-/// 10 s after the server was back; watches retry on their own schedule (`crate::watch`).
-pub async fn watch_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+/// A client whose requests fail at once instead of sleeping out the server's `Retry-After`
+/// (the same configuration without kube's retry layer), for watches, which retry on their own
+/// schedule (`crate::watch`). A starting API server answers 503 with `Retry-After: 10`, which
+/// kube's retry obeys: watches resumed 10 s after the server was back.
+pub async fn fail_fast_client(
+    kubeconfig: Option<&std::path::Path>,
+) -> anyhow::Result<kube::Client> {
     let mut config = load(kubeconfig).await?;
     config.default_retry = false;
     Ok(kube::Client::try_from(config)?)

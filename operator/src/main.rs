@@ -23,9 +23,9 @@ async fn main() -> anyhow::Result<()> {
     let client = config::client(cfg.kubeconfig.as_deref())
         .await
         .context("building the Kubernetes client")?;
-    let watch_client = config::watch_client(cfg.kubeconfig.as_deref())
+    let fail_fast = config::fail_fast_client(cfg.kubeconfig.as_deref())
         .await
-        .context("building the Kubernetes client for watches")?;
+        .context("building the fail-fast Kubernetes client")?;
     let version = client
         .apiserver_version()
         .await
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (caches, controller) = prowjob::run(
         client.clone(),
-        watch_client.clone(),
+        fail_fast.clone(),
         cfg.prowjob_settings(),
         metrics,
         ready.clone(),
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         "preset-status",
         presets::run(
             client.clone(),
-            watch_client,
+            fail_fast,
             cfg.watch_namespace.clone(),
             ready,
             stop.clone(),

@@ -20,18 +20,18 @@ use tokio_util::sync::CancellationToken;
 
 const MANAGER: &str = "prow-operator";
 
-/// Runs until `shutdown`, writing through `client` and watching through `watch_client`; its
+/// Runs until `shutdown`, writing through `client` and watching through `fail_fast`; its
 /// watch counts for `readiness`.
 pub async fn run(
     client: Client,
-    watch_client: Client,
+    fail_fast: Client,
     watch_namespace: Option<String>,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
     let api: Api<Preset> = match &watch_namespace {
-        Some(ns) => Api::namespaced(watch_client, ns),
-        None => Api::all(watch_client),
+        Some(ns) => Api::namespaced(fail_fast, ns),
+        None => Api::all(fail_fast),
     };
     let (store, writer) = reflector::store();
     let mut events = crate::watch::watch(api, watcher::Config::default(), "presets", readiness)

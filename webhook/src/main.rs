@@ -153,12 +153,12 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         .await
         .context("building the Kubernetes client")?;
 
-    let watch_client = config::watch_client(cfg.kubeconfig.as_deref())
+    let fail_fast = config::fail_fast_client(cfg.kubeconfig.as_deref())
         .await
-        .context("building the Kubernetes client for watches")?;
+        .context("building the fail-fast Kubernetes client")?;
     let presets: Api<Preset> = match &cfg.watch_namespace {
-        Some(ns) => Api::namespaced(watch_client.clone(), ns),
-        None => Api::all(watch_client),
+        Some(ns) => Api::namespaced(fail_fast.clone(), ns),
+        None => Api::all(fail_fast),
     };
     let ready = health::Readiness::default();
     let (store, writer) = reflector::store();

@@ -79,13 +79,13 @@ impl Caches {
     }
 }
 
-/// The ProwJob reconciler, writing through `client` and watching through `watch_client`: its
+/// The ProwJob reconciler, writing through `client` and watching through `fail_fast`: its
 /// caches, and the controller to spawn, which runs until `shutdown` is cancelled (it ends
 /// early only if it fails). Marks `ready` once the caches have synced; its watches count for
 /// `ready` from then on.
 pub fn run(
     client: Client,
-    watch_client: Client,
+    fail_fast: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Readiness,
@@ -95,8 +95,8 @@ pub fn run(
     impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let jobs_api: Api<WireJob> = match &settings.watch_namespace {
-        Some(ns) => Api::namespaced(watch_client.clone(), ns),
-        None => Api::all(watch_client.clone()),
+        Some(ns) => Api::namespaced(fail_fast.clone(), ns),
+        None => Api::all(fail_fast.clone()),
     };
     let list = |c: watcher::Config| match settings.list_page_size {
         // One response from the watch cache: a limit would make the API server page from etcd.
@@ -120,7 +120,7 @@ pub fn run(
     // running when the operator stopped between its two writes.
     .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
 
-    let pods_api: Api<SlimPod> = Api::all(watch_client);
+    let pods_api: Api<SlimPod> = Api::all(fail_fast);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
     let pod_events = crate::watch::watch(
