@@ -162,6 +162,46 @@ where
     }
 }
 
+/// The reconcile requests a reflected watch stream makes: an applied object at once, the
+/// objects of a (re)list only when it is done, and none for deletions or errors; `wanted`
+/// filters them.
+///
+/// A reflector keeps a relist's objects in a buffer until `InitDone` and only then shows them
+/// in its store; [`run`] drops a request for an object its store does not show. Requesting at
+/// `InitApply` lost every job created while the operator relisted after an API server restart:
+/// it was never reconciled.
+pub fn requests_of<K, S>(
+    events: S,
+    wanted: impl Fn(&K) -> bool + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send
+where
+    K: Lookup + Clone + Send + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send,
+    S: Stream<Item = kube::runtime::watcher::Result<kube::runtime::watcher::Event<K>>> + Send,
+{
+    use kube::runtime::watcher::Event;
+    events
+        .scan(Vec::new(), move |relisted, event| {
+            let now = match event {
+                Ok(Event::Apply(object)) if wanted(&object) => vec![ObjectRef::from_obj(&object)],
+                Ok(Event::InitApply(object)) => {
+                    if wanted(&object) {
+                        relisted.push(ObjectRef::from_obj(&object));
+                    }
+                    Vec::new()
+                }
+                Ok(Event::Init) => {
+                    relisted.clear();
+                    Vec::new()
+                }
+                Ok(Event::InitDone) => std::mem::take(relisted),
+                Ok(Event::Apply(_) | Event::Delete(_)) | Err(_) => Vec::new(),
+            };
+            std::future::ready(Some(futures::stream::iter(now)))
+        })
+        .flatten()
+}
+
 /// Requests sent through a channel, as a stream for [`run`].
 pub fn requests_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
@@ -473,6 +513,35 @@ mod tests {
             "decided again after an hour"
         );
         queue.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_relist_requests_its_objects_once_it_is_done_and_only_the_wanted_ones() {
+        use kube::runtime::watcher::Event;
+        let events = futures::stream::iter(vec![
+            Ok(Event::Apply(object("before"))),
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("a"))),
+            Ok(Event::InitApply(object("skip"))),
+            Ok(Event::InitApply(object("b"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(object("c"))),
+            Ok(Event::Delete(object("a"))),
+            // A relist cut short by an error and started again requests only the new one.
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("lost"))),
+            Err(kube::runtime::watcher::Error::NoResourceVersion),
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("d"))),
+            Ok(Event::InitDone),
+        ]);
+        let names: Vec<String> = requests_of(events, |o: &ConfigMap| {
+            o.metadata.name.as_deref() != Some("skip")
+        })
+        .map(|r| r.name)
+        .collect()
+        .await;
+        assert_eq!(names, ["before", "a", "b", "c", "d"]);
     }
 
     #[tokio::test]

@@ -37,7 +37,8 @@ pub fn backoff() -> impl Backoff {
 }
 
 /// A watch of `api` named `name` for the probes: each failed request marks the process unready
-/// (with the error in `/readyz`), each answer marks this watch healthy again.
+/// (with the error in `/readyz`), each answer marks this watch healthy again. `Init` is no
+/// answer: the watcher emits it before it sends a relist's request.
 pub fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -51,6 +52,7 @@ where
     watcher(api, config)
         .backoff(backoff())
         .inspect(move |event| match event {
+            Ok(watcher::Event::Init) => {}
             Ok(_) => readiness.watch_succeeded(name),
             Err(e) => readiness.watch_failed(name, e),
         })

@@ -114,11 +114,7 @@ pub fn run(
         ready.clone(),
     )
     .map_ok(cache::unwrap_job_event)
-    .reflect(jobs_writer)
-    .applied_objects()
-    // Finished jobs need no reconcile, except to delete a pod an abort or timeout left
-    // running when the operator stopped between its two writes.
-    .try_filter(|job| std::future::ready(cache::needs_reconcile(job)));
+    .reflect(jobs_writer);
 
     let pods_api: Api<SlimPod> = Api::all(fail_fast);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
@@ -174,16 +170,10 @@ pub fn run(
     // Three things ask for a job to be reconciled: its own events, its pod's events (only
     // while the job needs a reconcile: most pods at start-up belong to finished jobs), and
     // wake-ups of waiting jobs when a slot frees.
-    let job_requests = job_events.filter_map(|event| {
-        std::future::ready(match event {
-            Ok(job) => Some(ObjectRef::from_obj(&job)),
-            // The readiness gate logs the failure and its recovery.
-            Err(e) => {
-                tracing::debug!(error = %e, "watching ProwJobs");
-                None
-            }
-        })
-    });
+    // Finished jobs need no reconcile, except to delete a pod an abort or timeout left running
+    // when the operator stopped between its two writes. Watch errors are logged by the
+    // readiness gate.
+    let job_requests = crate::queue::requests_of(job_events, cache::needs_reconcile);
     let pod_requests = pod_events.filter_map({
         let jobs = jobs.clone();
         move |event| {
