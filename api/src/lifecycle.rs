@@ -187,34 +187,10 @@ pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy)
 fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step {
     let status = pod.status.clone().unwrap_or_default();
     let phase = status.phase.as_deref().unwrap_or("Pending");
-    let reason = status.reason.as_deref().unwrap_or_default();
-    let revivals = job.status.as_ref().map_or(0, |s| s.pod_revival_count);
     let timeouts = policy.timeouts.for_job(job);
 
     if let Some(why) = lost_how(pod) {
-        if reason == "Evicted" && job.spec.error_on_eviction {
-            return finish(
-                ProwJobState::Error,
-                "Job pod was evicted by the cluster.",
-                true,
-            );
-        }
-        if revivals >= policy.max_revivals {
-            return finish(
-                ProwJobState::Error,
-                format!(
-                    "Job pod reached max revivals ({revivals}) after being stopped unexpectedly ({why})"
-                ),
-                true,
-            );
-        }
-        return Step::Revive {
-            description: format!(
-                "Job pod was {why}; recreating it (revival {} of {}).",
-                revivals + 1,
-                policy.max_revivals
-            ),
-        };
+        return lost(job, why, policy);
     }
 
     match phase {
@@ -269,6 +245,38 @@ fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step
     }
 }
 
+/// The step for a pending job whose pod was lost (`why`: "evicted" or "lost"): revived, up to
+/// the policy's revivals; an eviction (by the kubelet or the Eviction API) ends the job instead
+/// when it asks for that (`error_on_eviction`). Also for a pod the Eviction API deleted on an
+/// API server that leaves no mark on the pod (before 1.26): the operator learns of it from its
+/// PodDisruptionBudget.
+pub fn lost(job: &ProwJob, why: &str, policy: &Policy) -> Step {
+    let revivals = job.status.as_ref().map_or(0, |s| s.pod_revival_count);
+    if why == EVICTED && job.spec.error_on_eviction {
+        return finish(
+            ProwJobState::Error,
+            "Job pod was evicted by the cluster.",
+            true,
+        );
+    }
+    if revivals >= policy.max_revivals {
+        return finish(
+            ProwJobState::Error,
+            format!(
+                "Job pod reached max revivals ({revivals}) after being stopped unexpectedly ({why})"
+            ),
+            true,
+        );
+    }
+    Step::Revive {
+        description: format!(
+            "Job pod was {why}; recreating it (revival {} of {}).",
+            revivals + 1,
+            policy.max_revivals
+        ),
+    }
+}
+
 /// `expired` once `since + timeout <= now` (upstream compares with >=), else wait for it.
 fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) -> Step {
     let elapsed = now.duration_since(since);
@@ -285,6 +293,9 @@ fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) 
 /// evicted pod without a word, which reads as "Pod got deleted unexpectedly", as upstream.
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
 
+/// How an evicted pod was lost, in [`lost`] and in the job's description.
+pub const EVICTED: &str = "evicted";
+
 /// How the pod was lost, if it was: evicted (by the kubelet, or disrupted through the API),
 /// or lost with its node (reason NodeLost, phase Unknown).
 fn lost_how(pod: &Pod) -> Option<&'static str> {
@@ -295,9 +306,9 @@ fn lost_how(pod: &Pod) -> Option<&'static str> {
         .flatten()
         .any(|c| c.type_ == DISRUPTION_TARGET && c.status == "True");
     match (status.reason.as_deref(), status.phase.as_deref()) {
-        (Some("Evicted"), _) => Some("evicted"),
+        (Some("Evicted"), _) => Some(EVICTED),
         (Some("NodeLost"), _) | (_, Some("Unknown")) => Some("lost"),
-        _ if disrupted => Some("evicted"),
+        _ if disrupted => Some(EVICTED),
         _ => None,
     }
 }

@@ -338,9 +338,7 @@ async fn a_pod_reaches_the_api_server_as_its_service_account() {
 }
 
 /// The kubelet evicts a pod whose emptyDir outgrows its limit (within seconds: the node
-/// measures volumes every 5 s). On 1.20 an eviction through the Eviction API is a plain
-/// deletion, which ends the job as upstream does ("Pod got deleted unexpectedly"); newer API
-/// servers mark it with a DisruptionTarget condition, which revives the job too (unit tests).
+/// measures volumes every 5 s).
 #[tokio::test]
 async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
     let Some(env) = TestEnv::on_node("node-evict").await.expect("env") else {
@@ -386,6 +384,106 @@ async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
         "{}",
         status.description
     );
+}
+
+/// On 1.20 an eviction through the Eviction API leaves no mark on the pod; the operator's
+/// PodDisruptionBudget records it, so the job is revived, while a plain deletion still ends
+/// the job as upstream does.
+#[tokio::test]
+async fn a_pod_evicted_through_the_eviction_api_is_revived_and_a_deleted_one_is_not() {
+    let Some(env) = TestEnv::on_node("node-api-evict").await.expect("env") else {
+        return;
+    };
+    let jobs = env.api::<ProwJob>();
+    let pods = env.api::<Pod>();
+    let _operator = operator(&env, &["--max-revivals=1"]);
+    for name in ["evicted", "deleted"] {
+        let sleeper = job(
+            name,
+            vec![container("test", "echo up; sleep 600")],
+            json!({}),
+        );
+        jobs.create(&PostParams::default(), &sleeper)
+            .await
+            .expect("job");
+    }
+    let first = running(&pods, "evicted").await;
+    let deleted = running(&pods, "deleted").await;
+    evict(&pods, "evicted").await;
+    pods.delete("deleted", &Default::default())
+        .await
+        .expect("deleted");
+
+    let second = eventually("a second pod after the eviction", WAIT, || {
+        let (pods, first) = (pods.clone(), first.clone());
+        async move {
+            let pod = pods.get_opt("evicted").await?;
+            Ok(pod.filter(|p| {
+                p.metadata.uid != first.metadata.uid
+                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            }))
+        }
+    })
+    .await
+    .expect("revived");
+    let revived = jobs.get("evicted").await.expect("job");
+    assert_eq!(
+        revived.state(),
+        ProwJobState::Pending,
+        "{:?}",
+        revived.status
+    );
+    assert_eq!(
+        revived.status.as_ref().map(|s| s.pod_revival_count),
+        Some(1)
+    );
+
+    // A deleted pod is not revived: its killed container fails the job (or, gone before the
+    // kubelet reports it, "Pod got deleted unexpectedly").
+    let gone = ended(&jobs, "deleted").await;
+    let status = gone.status.clone().expect("status");
+    assert!(
+        matches!(gone.state(), ProwJobState::Failure | ProwJobState::Error),
+        "{status:?}"
+    );
+    assert_eq!(status.pod_revival_count, 0, "{status:?}");
+    assert!(pods
+        .get_opt("deleted")
+        .await
+        .expect("read")
+        .is_none_or(|p| p.metadata.uid == deleted.metadata.uid));
+
+    // The second eviction is one revival too many.
+    evict(&pods, &second.name_any()).await;
+    let done = ended(&jobs, "evicted").await;
+    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
+    let status = done.status.expect("status");
+    assert_eq!(status.pod_revival_count, 1);
+    assert!(
+        status
+            .description
+            .contains("reached max revivals (1) after being stopped unexpectedly (evicted)"),
+        "{}",
+        status.description
+    );
+}
+
+/// Evicts a pod through the Eviction API, as `kubectl drain` does: retried while the
+/// disruption controller has not yet counted the pod in the budget (429).
+async fn evict(pods: &Api<Pod>, name: &str) {
+    eventually(&format!("pod {name} evicted"), WAIT, || {
+        let pods = pods.clone();
+        let name = name.to_string();
+        async move {
+            match pods.evict(&name, &Default::default()).await {
+                Ok(_) => Ok(Some(())),
+                Err(kube::Error::Api(s)) if s.code == 429 => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    })
+    .await
+    .expect("evicted");
 }
 
 #[tokio::test]

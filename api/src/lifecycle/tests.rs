@@ -252,6 +252,16 @@ fn state_machine_table() {
             finished(Error, "Job pod was evicted by the cluster.", true),
         ),
         (
+            "evicted through the Eviction API with error_on_eviction",
+            job(
+                json!({"state": "pending", "pod_name": "j-1"}),
+                json!({"error_on_eviction": true}),
+            ),
+            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+                             "conditions": [{"type": "DisruptionTarget", "status": "True"}]}))),
+            finished(Error, "Job pod was evicted by the cluster.", true),
+        ),
+        (
             "unscheduled for 2 of 5 minutes",
             pending(json!({})),
             Some(pod(json!({"phase": "Pending"}))),
@@ -353,6 +363,48 @@ fn an_absurd_timeout_override_is_cut_to_thirty_days() {
         Step::WaitFor(after) => assert!(after <= LONGEST_TIMEOUT, "{after:?}"),
         other => panic!("expected a wait, got {other:?}"),
     }
+}
+
+/// A pod the Eviction API deleted on an API server older than 1.26 carries no mark; the
+/// operator learns of the eviction elsewhere and asks `lost` directly.
+#[test]
+fn a_pod_gone_by_eviction_is_revived_while_revivals_remain() {
+    let policy = Policy::default();
+    let cases = [
+        (
+            pending(json!({})),
+            Step::Revive {
+                description: "Job pod was evicted; recreating it (revival 1 of 3).".into(),
+            },
+        ),
+        (
+            pending(json!({"pod_revival_count": 3})),
+            finished(
+                ProwJobState::Error,
+                "Job pod reached max revivals (3) after being stopped unexpectedly (evicted)",
+                true,
+            ),
+        ),
+        (
+            job(
+                json!({"state": "pending", "pod_name": "j-1"}),
+                json!({"error_on_eviction": true}),
+            ),
+            finished(
+                ProwJobState::Error,
+                "Job pod was evicted by the cluster.",
+                true,
+            ),
+        ),
+    ];
+    for (job, want) in cases {
+        assert_eq!(lost(&job, EVICTED, &policy), want, "{:?}", job.status);
+    }
+    // Without the eviction's record, a vanished pod ends the job as upstream.
+    assert_eq!(
+        decide(&pending(json!({})), None, now(), &policy),
+        finished(ProwJobState::Error, "Pod got deleted unexpectedly", false)
+    );
 }
 
 #[test]

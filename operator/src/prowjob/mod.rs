@@ -1,12 +1,14 @@
 //! The ProwJob reconciler: plank's job -> pod -> state loop, with sinker's retention beside it.
 
 pub mod cache;
+pub mod evictions;
 pub mod ledger;
 mod reconcile;
 
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -59,6 +61,10 @@ pub struct Context {
     pub recorder: Recorder,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Pods the Eviction API deleted, from the operator's PodDisruptionBudgets.
+    pub evictions: evictions::Evictions,
+    /// Creates those budgets.
+    pub budgets: evictions::Budgets,
     /// Asks for jobs to be reconciled again (waiting jobs when a slot frees).
     pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
 }
@@ -141,6 +147,8 @@ pub fn run(
         pods: pods.clone(),
         settings,
         ledger: ledger::Ledger::default(),
+        evictions: evictions::Evictions::default(),
+        budgets: evictions::Budgets::new(client.clone()),
         recorder: Recorder::new(client, reporter),
         metrics,
         wake,
@@ -187,8 +195,26 @@ pub fn run(
             })
         }
     });
+    // An eviction the budget records wakes the job of the evicted pod.
+    let eviction_requests = {
+        let ctx = ctx.clone();
+        let pods = pods.clone();
+        futures::stream::once(async move {
+            let resource = ctx.budgets.resource().await;
+            evictions::watch_evictions(ctx.client.clone(), resource).filter_map(
+                move |(namespace, pod, at)| {
+                    let news = ctx.evictions.record(&namespace, &pod, at, Timestamp::now());
+                    let job = pods
+                        .get(&ObjectRef::new(&pod).within(&namespace))
+                        .and_then(|p| job_of_pod((*p).clone()));
+                    std::future::ready(job.filter(|_| news))
+                },
+            )
+        })
+        .flatten()
+    };
     let requests = futures::stream::select(
-        job_requests,
+        futures::stream::select(job_requests, eviction_requests),
         futures::stream::select(pod_requests, crate::queue::requests_from(woken)),
     );
     let controller = crate::queue::run(

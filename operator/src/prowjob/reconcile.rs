@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::concurrency::Admission;
 use prow_api::dedupe::{superseded_by, supersedes};
-use prow_api::lifecycle::{decide, Step};
+use prow_api::lifecycle::{self, decide, Step};
 use prow_api::pod::{pod_for, pod_namespace};
 use prow_api::{labels, ProwJob, ProwJobState};
 use serde_json::{json, Value};
@@ -99,6 +99,10 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         pod = pods(ctx, &pod_ns).get_opt(&name).await?;
     }
     let mut step = decide(job, pod.as_ref(), Timestamp::now(), &ctx.settings.policy);
+    let eviction = evicted_since(job, pod.as_ref(), &pod_ns, ctx).await;
+    if eviction.is_some() {
+        step = lifecycle::lost(job, lifecycle::EVICTED, &ctx.settings.policy);
+    }
     let presubmit = job.spec.job_type == Some(prow_api::ProwJobType::Presubmit);
     let running = matches!(
         step,
@@ -122,7 +126,48 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         }
     }
     tracing::debug!(?step, "decided");
-    apply(job, pod.as_ref(), step, ctx).await
+    let action = apply(job, pod.as_ref(), step, ctx).await?;
+    if let Some(since) = eviction {
+        // Acted on: the same eviction does not revive the next pod.
+        ctx.evictions.take(&pod_ns, &name, since);
+    }
+    Ok(action)
+}
+
+/// Whether the Eviction API deleted a pending job's pod, which the API server (before 1.26)
+/// records only in the operator's PodDisruptionBudget: the pod is being deleted, or gone, and
+/// the budget recorded it after the pod was created. Returns the time the eviction must be
+/// newer than.
+async fn evicted_since(
+    job: &ProwJob,
+    pod: Option<&Pod>,
+    pod_ns: &str,
+    ctx: &Context,
+) -> Option<Timestamp> {
+    let status = job.status.as_ref()?;
+    if job.state() != ProwJobState::Pending || job.is_complete() || status.pod_name.is_empty() {
+        return None;
+    }
+    let since = match pod {
+        Some(p) if p.metadata.deletion_timestamp.is_some() => p.metadata.creation_timestamp.clone(),
+        Some(_) => return None,
+        None => status.pending_time.clone(),
+    }
+    .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+    if ctx.evictions.contains(pod_ns, &status.pod_name, since) {
+        return Some(since);
+    }
+    if pod.is_none() {
+        // Gone before the budget's watch brought the record: read the budget itself.
+        let now = Timestamp::now();
+        for (name, at) in ctx.budgets.read(pod_ns).await {
+            ctx.evictions.record(pod_ns, &name, at, now);
+        }
+        if ctx.evictions.contains(pod_ns, &status.pod_name, since) {
+            return Some(since);
+        }
+    }
+    None
 }
 
 async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> Result<Action> {
@@ -274,6 +319,7 @@ async fn fail_creation(job: &ProwJob, e: kube::Error, ctx: &Context) -> Result<A
 
 async fn create_pod(job: &ProwJob, build_id: &str, ctx: &Context) -> Result<Pod, kube::Error> {
     let ns = pod_namespace(job, &ctx.settings.pod_namespace).to_string();
+    ctx.budgets.ensure(&ns).await;
     let pod = match pod_for(job, build_id, &ns) {
         Ok(pod) => pod,
         Err(e) => {
