@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Toleration, Volume, VolumeMount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -377,4 +377,57 @@ pub fn conditions<'a>(
         )
     };
     vec![ready, conflicting]
+}
+
+/// The status `preset` should have among the presets of its namespace, if its stored status
+/// says something else; `None` when it is up to date (nothing to write). A condition whose
+/// status is unchanged keeps its `lastTransitionTime`; a new or flipped one takes `now`.
+pub fn status_update<'a>(
+    preset: &Preset,
+    others: impl IntoIterator<Item = &'a Preset>,
+    now: Time,
+) -> Option<PresetStatus> {
+    let status = preset.status.clone().unwrap_or_default();
+    let generation = preset.metadata.generation;
+    let wanted: Vec<Condition> = conditions(preset, others)
+        .into_iter()
+        .map(|(kind, state, reason, message)| {
+            let previous = status.conditions.iter().find(|c| c.type_ == kind);
+            let since = previous
+                .filter(|c| c.status == state)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: kind.to_string(),
+                status: state.to_string(),
+                reason: reason.to_string(),
+                message,
+                observed_generation: generation,
+                last_transition_time: since,
+            }
+        })
+        .collect();
+    let same = |a: &Condition, b: &Condition| {
+        (
+            &a.type_,
+            &a.status,
+            &a.reason,
+            &a.message,
+            a.observed_generation,
+        ) == (
+            &b.type_,
+            &b.status,
+            &b.reason,
+            &b.message,
+            b.observed_generation,
+        )
+    };
+    let fresh = status.observed_generation == generation
+        && status.conditions.len() == wanted.len()
+        && wanted
+            .iter()
+            .all(|w| status.conditions.iter().any(|c| same(c, w)));
+    (!fresh).then_some(PresetStatus {
+        observed_generation: generation,
+        conditions: wanted,
+    })
 }

@@ -45,9 +45,9 @@ impl PrivateControlPlane {
 
     /// A test environment on it: the CRDs installed and a fresh namespace.
     pub async fn env(&self, prefix: &str) -> anyhow::Result<TestEnv> {
-        prow_operator::telemetry::install_crypto_provider();
+        prow_runtime::process::install_crypto_provider();
         let kubeconfig = self.kubeconfig();
-        let client = prow_operator::config::client(Some(&kubeconfig)).await?;
+        let client = prow_runtime::client::client(Some(&kubeconfig)).await?;
         crate::env::install_crds(client.clone()).await?;
         let namespace = crate::env::unique_name(prefix);
         let ns: Namespace = serde_json::from_value(serde_json::json!({

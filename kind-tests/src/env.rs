@@ -74,8 +74,8 @@ impl TestEnv {
     }
 
     async fn on(kubeconfig: PathBuf, crds: &OnceCell<()>, prefix: &str) -> anyhow::Result<Self> {
-        prow_operator::telemetry::install_crypto_provider();
-        let client = prow_operator::config::client(Some(&kubeconfig)).await?;
+        prow_runtime::process::install_crypto_provider();
+        let client = prow_runtime::client::client(Some(&kubeconfig)).await?;
         crds.get_or_try_init(|| install_crds(client.clone()))
             .await?;
         let namespace = unique_name(prefix);

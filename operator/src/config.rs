@@ -12,9 +12,11 @@ use prow_api::lifecycle::{Policy, Timeouts};
 use prow_api::retention::Retention;
 use serde::Serialize;
 
-use crate::telemetry::LogFormat;
+use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
+use prow_runtime::telemetry::LogFormat;
 
-/// prow-operator: runs ProwJobs as pods, leases TestClusters, keeps Presets' status.
+/// prow-operator: runs ProwJobs as pods, garbage-collects old jobs and pods, keeps Presets'
+/// status.
 #[derive(Parser, Debug, Clone, Serialize)]
 #[command(name = "prow-operator", version, about)]
 pub struct OperatorConfig {
@@ -31,7 +33,7 @@ pub struct OperatorConfig {
     pub watch_namespace: Option<String>,
 
     /// Namespace a job's pod goes to when its `spec.namespace` is empty.
-    #[arg(long, env = "PROW_OPERATOR_POD_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "PROW_OPERATOR_POD_NAMESPACE", default_value = DEFAULT_POD_NAMESPACE)]
     pub pod_namespace: String,
 
     /// Longest a scheduled pod may stay pending (Go duration); jobs may override it.
@@ -57,10 +59,15 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_MAX_CONCURRENCY", default_value_t = 0)]
     pub max_concurrency: i64,
 
-    /// A job queue and its capacity, NAME=N (0 blocks, negative is unlimited); repeatable, or
-    /// comma-separated in the environment variable.
-    #[arg(long = "job-queue", env = "PROW_OPERATOR_JOB_QUEUES", value_delimiter = ',', value_parser = job_queue)]
-    pub job_queues: Vec<(String, i64)>,
+    /// A job queue and its capacity, NAME=N (0 blocks, negative is unlimited; NAME alone has no
+    /// limit); repeatable, or comma-separated in the environment variable. The webhook takes
+    /// the same list.
+    #[arg(
+        long = "job-queue",
+        env = "PROW_OPERATOR_JOB_QUEUES",
+        value_delimiter = ','
+    )]
+    pub job_queues: Vec<JobQueue>,
 
     /// Grace period, in seconds, of the pod deletions the operator makes (timeouts, aborts,
     /// revivals); unset keeps each pod's own terminationGracePeriodSeconds.
@@ -137,21 +144,6 @@ pub struct OperatorConfig {
     pub log_format: LogFormat,
 }
 
-fn go_duration(text: &str) -> Result<Duration, String> {
-    prow_api::duration::parse(text).map_err(|e| e.to_string())
-}
-
-fn job_queue(text: &str) -> Result<(String, i64), String> {
-    let (name, capacity) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: expected NAME=CAPACITY"))?;
-    let capacity = capacity
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?}: capacity must be a whole number"))?;
-    Ok((name.trim().to_string(), capacity))
-}
-
 fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => as_secs(d, s),
@@ -189,7 +181,11 @@ impl OperatorConfig {
             },
             limits: Limits {
                 global: self.max_concurrency,
-                queues: self.job_queues.iter().cloned().collect(),
+                queues: self
+                    .job_queues
+                    .iter()
+                    .map(|q| (q.name.clone(), q.capacity_or_unlimited()))
+                    .collect(),
             },
             pod_deletion_grace_seconds: self.pod_deletion_grace_seconds,
             list_page_size: self.list_page_size,
@@ -201,35 +197,6 @@ impl OperatorConfig {
     pub fn describe(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
     }
-}
-
-/// Builds a client from an explicit kubeconfig file, or by the usual rules when none is given.
-/// Its requests are retried on 429, 503 and 504 as kube does by default, honouring the API
-/// server's `Retry-After`: the polite behaviour for writes to a loaded server.
-pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(load(kubeconfig).await?)?)
-}
-
-/// A client whose requests fail at once instead of sleeping out the server's `Retry-After`
-/// (the same configuration without kube's retry layer), for watches, which retry on their own
-/// schedule (`crate::watch`). A starting API server answers 503 with `Retry-After: 10`, which
-/// kube's retry obeys: watches resumed 10 s after the server was back.
-pub async fn fail_fast_client(
-    kubeconfig: Option<&std::path::Path>,
-) -> anyhow::Result<kube::Client> {
-    let mut config = load(kubeconfig).await?;
-    config.default_retry = false;
-    Ok(kube::Client::try_from(config)?)
-}
-
-async fn load(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
-    Ok(match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(file, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    })
 }
 
 #[cfg(test)]
@@ -264,14 +231,19 @@ mod tests {
             "prow-operator",
             "--job-queue=gpu=2",
             "--job-queue=blocked=0",
+            "--job-queue=open",
             "--pod-running-timeout=2h30m",
         ])
         .expect("parses");
         let settings = cfg.prowjob_settings();
         assert_eq!(settings.limits.queues["gpu"], 2);
         assert_eq!(settings.limits.queues["blocked"], 0);
+        assert_eq!(
+            settings.limits.queues["open"], -1,
+            "a queue without a limit"
+        );
         assert_eq!(settings.policy.timeouts.running, Duration::from_secs(9000));
-        assert!(OperatorConfig::try_parse_from(["prow-operator", "--job-queue=gpu"]).is_err());
+        assert!(OperatorConfig::try_parse_from(["prow-operator", "--job-queue=gpu=two"]).is_err());
         assert!(
             OperatorConfig::try_parse_from(["prow-operator", "--pod-running-timeout=2d"]).is_err()
         );

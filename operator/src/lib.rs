@@ -1,16 +1,15 @@
-//! The operator's building blocks: configuration, telemetry, the health server and shutdown.
-//! The webhook binary shares the same blocks so both processes start and stop alike.
+//! The operator's parts: configuration, the reconcilers and their work queue, leader election,
+//! metrics and retention. Process plumbing shared with the webhook lives in `prow-runtime`.
+
+/// The operator's name on everything it writes: the field manager of its writes, the
+/// reporting controller of its Events, the manager label of the objects it owns.
+pub const MANAGER: &str = "prow-operator";
 
 pub mod config;
 pub mod error;
-pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod presets;
 pub mod prowjob;
 pub mod queue;
 pub mod retention;
-pub mod shutdown;
-pub mod supervise;
-pub mod telemetry;
-pub mod watch;

@@ -6,24 +6,25 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use clap::Parser;
-use prow_operator::config::{self, OperatorConfig};
+use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::supervise::Supervisor;
-use prow_operator::{health, leader, presets, prowjob, retention, shutdown, telemetry};
+use prow_operator::{leader, presets, prowjob, retention};
+use prow_runtime::supervise::Supervisor;
+use prow_runtime::{client, health, process, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::return_large_buffers_to_the_system();
+    process::return_large_buffers_to_the_system();
     let cfg = OperatorConfig::parse();
     telemetry::init(cfg.log_format);
-    telemetry::install_crypto_provider();
+    process::install_crypto_provider();
     tracing::info!(config = %cfg.describe(), "prow-operator starting");
 
     let stop = shutdown::on_signal();
-    let client = config::client(cfg.kubeconfig.as_deref())
+    let client = client::client(cfg.kubeconfig.as_deref())
         .await
         .context("building the Kubernetes client")?;
-    let fail_fast = config::fail_fast_client(cfg.kubeconfig.as_deref())
+    let fail_fast = client::fail_fast_client(cfg.kubeconfig.as_deref())
         .await
         .context("building the fail-fast Kubernetes client")?;
     let version = client

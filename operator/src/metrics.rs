@@ -115,7 +115,7 @@ impl Metrics {
 pub fn renderer(
     metrics: Arc<Metrics>,
     jobs: Arc<OnceLock<Store<ProwJob>>>,
-) -> crate::health::MetricsRender {
+) -> prow_runtime::health::MetricsRender {
     Arc::new(move || match jobs.get() {
         Some(store) => metrics.render(store),
         None => metrics.render(&empty_store()),

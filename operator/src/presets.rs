@@ -1,127 +1,117 @@
 //! The Preset reconciler: keeps every Preset's status true (observedGeneration, Ready, and
-//! Conflicting naming the presets it collides with). Level-triggered: any change in a namespace
-//! re-derives the status of every preset there, and only differences are written.
+//! Conflicting naming the presets it collides with), on the shared work queue.
+//!
+//! One preset's change can change its peers' Conflicting condition, so a change, a deletion or
+//! a relist asks for every preset of the namespace; the rule (`prow_api::preset::status_update`)
+//! is pure and writes happen only when it says the stored status is stale.
 
-use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-
-use crate::health::Readiness;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
-use prow_api::preset::conditions;
+use prow_api::preset::status_update;
 use prow_api::Preset;
+use prow_runtime::health::Readiness;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-const MANAGER: &str = "prow-operator";
+use crate::queue::{self, Action};
+use crate::MANAGER;
 
-/// Runs until `shutdown`, writing through `client` and watching through `fail_fast`; its
-/// watch counts for `readiness`.
-pub async fn run(
+/// The controller to spawn: runs until `shutdown`, writing through `client` and watching
+/// through `fail_fast`; its watch counts for `readiness`.
+pub fn run(
     client: Client,
     fail_fast: Client,
     watch_namespace: Option<String>,
     readiness: Readiness,
     shutdown: CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let api: Api<Preset> = match &watch_namespace {
         Some(ns) => Api::namespaced(fail_fast, ns),
         None => Api::all(fail_fast),
     };
     let (store, writer) = reflector::store();
-    let mut events = crate::watch::watch(api, watcher::Config::default(), "presets", readiness)
-        .reflect(writer)
-        .touched_objects()
-        .boxed();
-    loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            _ = shutdown.cancelled() => return,
-        };
-        let Some(event) = event else { return };
-        match event {
-            Ok(preset) => {
-                let namespace = preset.namespace().unwrap_or_default();
-                if let Err(e) = sync_namespace(&client, &store, &namespace).await {
-                    tracing::warn!(%namespace, error = %e, "updating preset status");
+    let events = prow_runtime::watch::watch(api, watcher::Config::default(), "presets", readiness)
+        .reflect(writer);
+    let requests = requests(events, store.clone());
+    let peers = store.clone();
+    queue::run(store, requests, 4, shutdown, move |preset| {
+        let (client, peers) = (client.clone(), peers.clone());
+        async move {
+            match reconcile(&preset, &peers, &client).await {
+                Ok(action) => action,
+                Err(e) => {
+                    tracing::warn!(preset = %preset.name_any(), namespace = preset.namespace().unwrap_or_default(), error = %e, "updating preset status");
+                    Action::retry()
                 }
             }
-            // The readiness gate logs the failure and its recovery.
-            Err(e) => tracing::debug!(error = %e, "preset watch"),
         }
-    }
+    })
 }
 
-/// Re-derives and writes the status of every preset in `namespace` whose status is stale.
-async fn sync_namespace(
-    client: &Client,
+/// Every preset of the namespace an event touches, read from the store after the event is in
+/// it; after a (re)list, every preset.
+fn requests<S>(events: S, store: Store<Preset>) -> impl Stream<Item = ObjectRef<Preset>> + Send
+where
+    S: Stream<Item = watcher::Result<Event<Preset>>> + Send,
+{
+    events.flat_map(move |event| {
+        let namespace = match &event {
+            Ok(Event::Apply(p) | Event::Delete(p)) => Some(p.namespace()),
+            Ok(Event::InitDone) => None,
+            // The readiness gate logs the failure and its recovery.
+            Ok(Event::Init | Event::InitApply(_)) | Err(_) => {
+                return futures::stream::iter(Vec::new())
+            }
+        };
+        let wanted: Vec<_> = store
+            .state()
+            .iter()
+            .filter(|p| namespace.as_ref().is_none_or(|ns| &p.namespace() == ns))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        futures::stream::iter(wanted)
+    })
+}
+
+/// Fetch (the preset and its peers, from the cache) -> decide (`status_update`) -> apply (one
+/// status patch, only when it is stale).
+async fn reconcile(
+    preset: &Preset,
     store: &Store<Preset>,
-    namespace: &str,
-) -> Result<(), kube::Error> {
-    let presets: Vec<_> = store
+    client: &Client,
+) -> Result<Action, kube::Error> {
+    let namespace = preset.namespace().unwrap_or_default();
+    let peers: Vec<Arc<Preset>> = store
         .state()
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
         .collect();
-    let api: Api<Preset> = Api::namespaced(client.clone(), namespace);
-    for preset in &presets {
-        let status = preset.status.clone().unwrap_or_default();
-        let facts = conditions(preset, presets.iter().map(|p| p.as_ref()));
-        let now = Time(Timestamp::now());
-        let wanted: Vec<Condition> = facts
-            .into_iter()
-            .map(|(kind, state, reason, message)| {
-                let previous = status.conditions.iter().find(|c| c.type_ == kind);
-                let unchanged = previous.is_some_and(|c| c.status == state);
-                Condition {
-                    type_: kind.to_string(),
-                    status: state.to_string(),
-                    reason: reason.to_string(),
-                    message,
-                    observed_generation: preset.metadata.generation,
-                    last_transition_time: previous
-                        .filter(|_| unchanged)
-                        .map(|c| c.last_transition_time.clone())
-                        .unwrap_or_else(|| now.clone()),
-                }
-            })
-            .collect();
-        let same = |a: &Condition, b: &Condition| {
-            (
-                a.type_.as_str(),
-                a.status.as_str(),
-                a.reason.as_str(),
-                a.message.as_str(),
-                a.observed_generation,
-            ) == (
-                b.type_.as_str(),
-                b.status.as_str(),
-                b.reason.as_str(),
-                b.message.as_str(),
-                b.observed_generation,
-            )
-        };
-        let current: BTreeSet<_> = status.conditions.iter().map(|c| c.type_.clone()).collect();
-        let fresh = status.observed_generation == preset.metadata.generation
-            && current.len() == wanted.len()
-            && wanted
-                .iter()
-                .all(|w| status.conditions.iter().any(|c| same(c, w)));
-        if fresh {
-            continue;
-        }
-        let body = json!({"status": {"observedGeneration": preset.metadata.generation, "conditions": wanted}});
-        let params = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        api.patch_status(&preset.name_any(), &params, &Patch::Merge(&body))
-            .await?;
-    }
-    Ok(())
+    let Some(status) = status_update(
+        preset,
+        peers.iter().map(|p| p.as_ref()),
+        Time(Timestamp::now()),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let api: Api<Preset> = Api::namespaced(client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(
+        &preset.name_any(),
+        &params,
+        &Patch::Merge(&json!({ "status": status })),
+    )
+    .await?;
+    Ok(Action::await_change())
 }

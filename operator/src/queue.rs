@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
+use prow_runtime::store::synced;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
@@ -25,6 +26,7 @@ use tokio_util::time::{delay_queue, DelayQueue};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Action {
     requeue_after: Option<Duration>,
+    failed: bool,
 }
 
 impl Action {
@@ -32,6 +34,7 @@ impl Action {
     pub fn requeue(after: Duration) -> Self {
         Self {
             requeue_after: Some(after),
+            failed: false,
         }
     }
 
@@ -39,6 +42,17 @@ impl Action {
     pub fn await_change() -> Self {
         Self {
             requeue_after: None,
+            failed: false,
+        }
+    }
+
+    /// The reconcile failed: try again after this object's backoff, which doubles with each
+    /// failure in a row ([`FIRST_RETRY`] to [`LONGEST_RETRY`]) and resets on a success. One
+    /// object failing again and again waits longer each time; the others are not held up.
+    pub fn retry() -> Self {
+        Self {
+            requeue_after: None,
+            failed: true,
         }
     }
 
@@ -48,8 +62,19 @@ impl Action {
     }
 }
 
-/// How long a reconcile that panicked waits before it is tried again.
-const AFTER_PANIC: Duration = Duration::from_secs(5);
+/// The first retry of a failed reconcile.
+pub const FIRST_RETRY: Duration = Duration::from_millis(200);
+
+/// The longest wait before a reconcile that keeps failing is tried again.
+pub const LONGEST_RETRY: Duration = Duration::from_secs(120);
+
+/// The wait before retrying after `failures` failures in a row (1 for the first).
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    FIRST_RETRY
+        .saturating_mul(1 << doublings)
+        .min(LONGEST_RETRY)
+}
 
 /// The longest a requeue waits; a reconcile asking for more runs after this and decides again.
 /// tokio-util's `DelayQueue` panics on delays past its wheel (about two years), and a job's
@@ -86,6 +111,7 @@ pub async fn run<K, R, F, Fut>(
 {
     let mut queue = Queue {
         states: HashMap::new(),
+        failures: HashMap::new(),
         ready: VecDeque::new(),
         delayed: DelayQueue::new(),
     };
@@ -106,6 +132,7 @@ pub async fn run<K, R, F, Fut>(
             };
             let Some(object) = store.get(&key) else {
                 queue.states.remove(&key);
+                queue.failures.remove(&key);
                 continue;
             };
             queue
@@ -117,7 +144,7 @@ pub async fn run<K, R, F, Fut>(
                     Ok(action) => (key, action),
                     Err(_panic) => {
                         tracing::error!(object = %key, "reconcile panicked");
-                        (key, Action::requeue(AFTER_PANIC))
+                        (key, Action::retry())
                     }
                 }
             });
@@ -144,22 +171,6 @@ pub async fn run<K, R, F, Fut>(
         }
     }
     while running.join_next().await.is_some() {}
-}
-
-/// Waits until a store has its first full list; false if its writer is gone. Polls afresh
-/// rather than waiting once: the store's readiness signal wakes only one of several waiters,
-/// and the queue, readiness and retention each wait on the same store.
-pub async fn synced<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_millis(20), store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_elapsed) => continue,
-        }
-    }
 }
 
 /// The reconcile requests a reflected watch stream makes: an applied object at once, the
@@ -214,6 +225,8 @@ where
     K::DynamicType: Eq + Hash,
 {
     states: HashMap<ObjectRef<K>, State>,
+    /// Failures in a row, by object; gone at its first success.
+    failures: HashMap<ObjectRef<K>, u32>,
     ready: VecDeque<ObjectRef<K>>,
     delayed: DelayQueue<ObjectRef<K>>,
 }
@@ -244,7 +257,15 @@ where
     /// A reconcile of `key` ended asking for `action`.
     fn finished(&mut self, key: ObjectRef<K>, action: Action) {
         let again = matches!(self.states.get(&key), Some(State::Running { again: true }));
-        match action.requeue_after() {
+        let retry = if action.failed {
+            let failures = self.failures.entry(key.clone()).or_insert(0);
+            *failures = failures.saturating_add(1);
+            Some(retry_delay(*failures))
+        } else {
+            self.failures.remove(&key);
+            None
+        };
+        match retry.or(action.requeue_after()) {
             _ if again => self.requeue_now(key),
             Some(Duration::ZERO) => self.requeue_now(key),
             Some(after) => {
@@ -471,13 +492,81 @@ mod tests {
             1,
             "the missing object is not reconciled"
         );
-        tokio::time::sleep(AFTER_PANIC + Duration::from_millis(10)).await;
+        tokio::time::sleep(FIRST_RETRY + Duration::from_millis(10)).await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
             2,
             "the panicked one is tried again"
         );
         queue.stop().await;
+    }
+
+    #[test]
+    fn the_retry_delay_doubles_up_to_its_longest() {
+        let ms = |n| retry_delay(n).as_millis();
+        assert_eq!(
+            [1, 2, 3, 4].map(ms),
+            [200, 400, 800, 1600],
+            "200 ms, doubling"
+        );
+        assert_eq!(ms(11), 120_000, "capped at two minutes");
+        assert_eq!(ms(u32::MAX), 120_000, "no overflow");
+    }
+
+    /// A failing object waits longer with each failure in a row and starts over after a
+    /// success; an object beside it is reconciled at once all along.
+    #[tokio::test]
+    async fn failures_back_off_per_object_and_reset_on_success() {
+        let (store, _writer) = store_with(&["flaky", "fine"]);
+        tokio::time::pause();
+        let start = tokio::time::Instant::now();
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let record = runs.clone();
+        let queue = Harness::start(store, 0, move |obj| {
+            let record = record.clone();
+            async move {
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let mut runs = record.lock().unwrap();
+                runs.push((name.clone(), start.elapsed().as_millis()));
+                let flaky_runs = runs.iter().filter(|(n, _)| n == "flaky").count();
+                // Fails three times, succeeds once, then fails again.
+                if name == "flaky" && flaky_runs != 4 {
+                    Action::retry()
+                } else {
+                    Action::await_change()
+                }
+            }
+        });
+        queue.ask("flaky");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        queue.ask("fine");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // 0 (fail), 200 (fail), 600 (fail), 1400 (success); then asked again at 1500: fails,
+        // and the backoff starts over at 200 ms.
+        tokio::time::sleep(Duration::from_millis(1240)).await;
+        queue.ask("flaky");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        queue.stop().await;
+        let runs = runs.lock().unwrap().clone();
+        let flaky: Vec<u128> = runs
+            .iter()
+            .filter(|(n, _)| n == "flaky")
+            .map(|(_, t)| *t)
+            .collect();
+        let fine: Vec<u128> = runs
+            .iter()
+            .filter(|(n, _)| n == "fine")
+            .map(|(_, t)| *t)
+            .collect();
+        assert!(
+            fine.len() == 1 && fine[0].abs_diff(250) <= 5,
+            "the other object is not held up: {fine:?}"
+        );
+        let expected = [0, 200, 600, 1400, 1500, 1700];
+        assert_eq!(flaky.len(), expected.len(), "{flaky:?}");
+        for (got, want) in flaky.iter().zip(expected) {
+            assert!(got.abs_diff(want) <= 5, "{flaky:?} against {expected:?}");
+        }
     }
 
     #[tokio::test]

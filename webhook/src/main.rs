@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 use prow_api::Preset;
-use prow_operator::supervise::Supervisor;
-use prow_operator::telemetry::{self, LogFormat};
-use prow_operator::{config, health, shutdown, watch};
+use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
+use prow_runtime::supervise::Supervisor;
+use prow_runtime::telemetry::{self, LogFormat};
+use prow_runtime::{client, health, process, shutdown, store, watch};
 use prow_webhook::{admission, metrics, offline, server, tls};
 use serde::Serialize;
 
@@ -48,14 +49,14 @@ struct WebhookConfig {
     #[arg(long, env = "PROW_WEBHOOK_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
 
-    /// Job queues that exist (NAME or NAME=N, as the operator takes them); when given, a job
-    /// naming another queue is refused.
+    /// Job queues that exist, NAME or NAME=N as the operator takes them (the capacity is the
+    /// operator's to enforce); when given, a job naming another queue is refused.
     #[arg(
         long = "job-queue",
         env = "PROW_WEBHOOK_JOB_QUEUES",
         value_delimiter = ','
     )]
-    job_queues: Vec<String>,
+    job_queues: Vec<JobQueue>,
 
     /// Dry-run each new job's pod on the API server and refuse jobs whose pod it would refuse.
     #[arg(long, env = "PROW_WEBHOOK_DEEP_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
@@ -70,7 +71,7 @@ struct WebhookConfig {
     deep_check_timeout_ms: u64,
 
     /// Namespace of the pods of jobs without `spec.namespace` (as the operator's flag).
-    #[arg(long, env = "PROW_WEBHOOK_POD_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "PROW_WEBHOOK_POD_NAMESPACE", default_value = DEFAULT_POD_NAMESPACE)]
     pod_namespace: String,
 
     /// Threads serving admissions. One serves over 20,000 admissions a second and keeps the tail
@@ -118,10 +119,6 @@ enum Command {
     },
 }
 
-fn go_duration(text: &str) -> Result<Duration, String> {
-    prow_api::duration::parse(text).map_err(|e| e.to_string())
-}
-
 /// mimalloc: admissions allocate many small short-lived objects on every worker thread, where
 /// glibc's malloc spent a fifth of the handler's CPU time (measured with perf under wrk).
 #[global_allocator]
@@ -144,16 +141,16 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     telemetry::init(cfg.log_format);
-    telemetry::install_crypto_provider();
+    process::install_crypto_provider();
     let printed = serde_json::to_string(&cfg).unwrap_or_default();
     tracing::info!(config = %printed, "prow-webhook starting");
 
     let stop = shutdown::on_signal();
-    let client = config::client(cfg.kubeconfig.as_deref())
+    let client = client::client(cfg.kubeconfig.as_deref())
         .await
         .context("building the Kubernetes client")?;
 
-    let fail_fast = config::fail_fast_client(cfg.kubeconfig.as_deref())
+    let fail_fast = client::fail_fast_client(cfg.kubeconfig.as_deref())
         .await
         .context("building the fail-fast Kubernetes client")?;
     let presets: Api<Preset> = match &cfg.watch_namespace {
@@ -237,7 +234,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         let (ready, stop) = (ready.clone(), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
-                synced = prow_operator::prowjob::synced(&store) => {
+                synced = store::synced(&store) => {
                     if synced {
                         tracing::info!(presets = store.state().len(), "preset cache synced");
                         ready.set_ready();
@@ -256,11 +253,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
 }
 
 /// Queue names from `NAME` or `NAME=N` entries; `None` when none are configured.
-fn queue_names(entries: &[String]) -> Option<BTreeSet<String>> {
-    let names: BTreeSet<String> = entries
-        .iter()
-        .map(|e| e.split('=').next().unwrap_or_default().trim().to_string())
-        .filter(|n| !n.is_empty())
-        .collect();
+fn queue_names(entries: &[JobQueue]) -> Option<BTreeSet<String>> {
+    let names: BTreeSet<String> = entries.iter().map(|q| q.name.clone()).collect();
     (!names.is_empty()).then_some(names)
 }

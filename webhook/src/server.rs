@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kube::core::admission::Operation;
-use prow_operator::health::{self, Readiness};
+use prow_runtime::health::{self, Readiness};
 use warp::http::StatusCode;
 use warp::Filter;
 

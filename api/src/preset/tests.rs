@@ -197,3 +197,112 @@ fn conditions_say_ready_and_name_the_colliding_preset() {
     let empty = preset("e", json!({"selector": {}}));
     assert_eq!(conditions(&empty, [&empty])[0].1, "False");
 }
+
+/// Every way a preset's stored status can stand against what its namespace says.
+#[test]
+fn status_update_table() {
+    let at = |s: &str| Time(s.parse().expect("time"));
+    let now = at("2026-01-02T00:00:00Z");
+    let before = at("2026-01-01T00:00:00Z");
+    let with_status = |mut p: Preset, generation: i64, status: Value| {
+        p.metadata.generation = Some(generation);
+        p.status = serde_json::from_value(status).expect("status");
+        p
+    };
+    let ready_true = json!({"type": "Ready", "status": "True", "reason": "Selecting",
+        "message": "The preset is injected into new jobs whose labels match its selector.",
+        "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    let no_conflict = json!({"type": "Conflicting", "status": "False", "reason": "NoCollision",
+        "message": "No other preset gives a job a different value for the same item.",
+        "observedGeneration": 2, "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    let clash = preset(
+        "other",
+        json!({"selector": {"preset-gcp": "true"},
+               "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/elsewhere"}]}),
+    );
+
+    // (case, preset, its peers, the conditions' (type, status, since) wanted; None: no write)
+    type Want = Option<Vec<(&'static str, &'static str, Time)>>;
+    let cases: Vec<(&str, Preset, Vec<Preset>, Want)> = vec![
+        (
+            "no status yet: both conditions, since now",
+            with_status(gcp(), 2, json!(null)),
+            vec![],
+            Some(vec![
+                ("Ready", "True", now.clone()),
+                ("Conflicting", "False", now.clone()),
+            ]),
+        ),
+        (
+            "up to date: nothing to write",
+            with_status(
+                gcp(),
+                2,
+                json!({"observedGeneration": 2, "conditions": [ready_true, no_conflict]}),
+            ),
+            vec![],
+            None,
+        ),
+        (
+            "a new generation: rewritten, the unchanged conditions keep their time",
+            with_status(
+                gcp(),
+                3,
+                json!({"observedGeneration": 2, "conditions": [ready_true, no_conflict]}),
+            ),
+            vec![],
+            Some(vec![
+                ("Ready", "True", before.clone()),
+                ("Conflicting", "False", before.clone()),
+            ]),
+        ),
+        (
+            "a peer starts to collide: Conflicting flips, since now",
+            with_status(
+                gcp(),
+                2,
+                json!({"observedGeneration": 2, "conditions": [ready_true, no_conflict]}),
+            ),
+            vec![clash.clone()],
+            Some(vec![
+                ("Ready", "True", before.clone()),
+                ("Conflicting", "True", now.clone()),
+            ]),
+        ),
+        (
+            "a condition missing from the stored status is added",
+            with_status(
+                gcp(),
+                2,
+                json!({"observedGeneration": 2, "conditions": [ready_true]}),
+            ),
+            vec![],
+            Some(vec![
+                ("Ready", "True", before.clone()),
+                ("Conflicting", "False", now.clone()),
+            ]),
+        ),
+    ];
+    for (case, preset, peers, want) in cases {
+        let got = status_update(&preset, peers.iter().chain([&preset]), now.clone());
+        let got = got.map(|s| {
+            assert_eq!(s.observed_generation, preset.metadata.generation, "{case}");
+            s.conditions
+                .iter()
+                .map(|c| {
+                    (
+                        c.type_.as_str().to_owned(),
+                        c.status.clone(),
+                        c.last_transition_time.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let want = want.map(|w| {
+            w.into_iter()
+                .map(|(t, s, since)| (t.to_owned(), s.to_owned(), since))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(got, want, "{case}");
+    }
+}

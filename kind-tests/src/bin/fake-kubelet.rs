@@ -18,10 +18,10 @@ use kube::{Api, ResourceExt};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    prow_operator::telemetry::init(prow_operator::telemetry::LogFormat::Text);
-    prow_operator::telemetry::install_crypto_provider();
+    prow_runtime::telemetry::init(prow_runtime::telemetry::LogFormat::Text);
+    prow_runtime::process::install_crypto_provider();
     let kubeconfig = std::env::args_os().nth(1).map(std::path::PathBuf::from);
-    let client = prow_operator::config::client(kubeconfig.as_deref())
+    let client = prow_runtime::client::client(kubeconfig.as_deref())
         .await
         .context("connecting")?;
     let pods: Api<Pod> = Api::all(client.clone());

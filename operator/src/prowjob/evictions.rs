@@ -25,7 +25,7 @@ use kube::{Api, Client};
 use prow_api::labels;
 use serde_json::json;
 
-use super::reconcile::MANAGER;
+use crate::MANAGER;
 
 /// Name of the operator's budget in each namespace it creates pods in.
 pub const BUDGET_NAME: &str = "prow-job-pods";
@@ -261,7 +261,7 @@ pub fn watch_evictions(
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let config = watcher::Config::default().labels(&format!("{BUDGET_LABEL}={MANAGER}"));
     watcher(api, config)
-        .backoff(crate::watch::backoff())
+        .backoff(prow_runtime::watch::backoff())
         .applied_objects()
         .filter_map(|event| {
             std::future::ready(match event {

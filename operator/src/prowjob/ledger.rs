@@ -47,8 +47,10 @@ const WRITTEN_TTL: Duration = Duration::from_secs(5);
 pub enum Grant {
     /// Start it with this build ID.
     Start(String),
-    /// Not now, or never; see [`Admission`].
-    Denied(Admission),
+    /// Not yet (a limit is full); the text says why, for the job's description.
+    Wait(String),
+    /// Never (the job names a queue that is not configured, or has no UID).
+    Refuse(String),
 }
 
 impl Ledger {
@@ -62,7 +64,7 @@ impl Ledger {
         now_millis: u64,
     ) -> Grant {
         let Some(uid) = job.metadata.uid.clone() else {
-            return Grant::Denied(Admission::Refuse("The job has no uid.".into()));
+            return Grant::Refuse("The job has no uid.".into());
         };
         let mut inner = self.lock();
         let snapshot = jobs.state();
@@ -72,8 +74,10 @@ impl Ledger {
             &inner.in_flight,
             limits,
         );
-        if verdict != Admission::Start {
-            return Grant::Denied(verdict);
+        match verdict {
+            Admission::Start => {}
+            Admission::Wait(why) => return Grant::Wait(why),
+            Admission::Refuse(why) => return Grant::Refuse(why),
         }
         let last = match inner.last_build_id.get(&job.spec.job) {
             Some(last) => Some(*last),
@@ -181,6 +185,78 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(name: &str, uid: &str, state: &str, build_id: &str) -> ProwJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "spec": {"type": "periodic", "agent": "kubernetes", "job": "ci-x", "max_concurrency": 2},
+            "status": {"state": state, "build_id": build_id},
+        }))
+        .expect("job")
+    }
+
+    fn store_of(jobs: Vec<ProwJob>) -> Store<ProwJob> {
+        use kube::runtime::watcher::Event;
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for j in jobs {
+            writer.apply_watcher_event(&Event::InitApply(j));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        store
+    }
+
+    /// Starts counted before the cache shows them, build IDs that only grow, and the verdicts
+    /// that are not a start.
+    #[test]
+    fn try_start_counts_its_own_starts_and_allocates_growing_build_ids() {
+        let running = job("old", "u0", "pending", "1700000000000");
+        let (a, b, c) = (
+            job("a", "ua", "triggered", ""),
+            job("b", "ub", "triggered", ""),
+            job("c", "uc", "triggered", ""),
+        );
+        let jobs = store_of(vec![running, a.clone(), b.clone(), c.clone()]);
+        let ledger = Ledger::default();
+        let limits = Limits::default();
+        // An earlier clock than the stored build ID: the ID still grows past it.
+        let Grant::Start(first) = ledger.try_start(&a, &jobs, &limits, 1_600_000_000_000) else {
+            panic!("a starts: one of two slots is taken");
+        };
+        assert!(first.parse::<u64>().unwrap() > 1_700_000_000_000, "{first}");
+        assert!(ledger.is_started("ua"));
+        // The cache still says `a` is triggered; the ledger knows it started: the limit is full.
+        assert!(matches!(
+            ledger.try_start(&b, &jobs, &limits, 1_600_000_000_000),
+            Grant::Wait(_)
+        ));
+        // `a` finishing frees its slot for `b`, first in line; the next build ID is larger.
+        ledger.forget_start("ua");
+        ledger.finished("ua");
+        let Grant::Start(second) = ledger.try_start(&b, &jobs, &limits, 1_600_000_000_000) else {
+            panic!("b starts once a slot is free");
+        };
+        assert!(second.parse::<u64>().unwrap() > first.parse::<u64>().unwrap());
+        assert!(matches!(
+            ledger.try_start(&c, &jobs, &limits, 1_600_000_000_000),
+            Grant::Wait(_)
+        ));
+
+        let mut queued = job("q", "uq", "triggered", "");
+        queued.spec.max_concurrency = 0;
+        queued.spec.job_queue_name = "nowhere".into();
+        assert_eq!(
+            ledger.try_start(&queued, &jobs, &limits, 0),
+            Grant::Refuse("Job queue \"nowhere\" is not configured.".into())
+        );
+        let mut anonymous = job("n", "", "triggered", "");
+        anonymous.metadata.uid = None;
+        assert!(matches!(
+            ledger.try_start(&anonymous, &jobs, &limits, 0),
+            Grant::Refuse(_)
+        ));
+    }
 
     #[test]
     fn a_status_write_marks_only_the_copy_it_replaced_as_stale() {

@@ -19,11 +19,11 @@ use prow_api::{labels, ProwJob};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Readiness;
 use crate::metrics::Metrics;
 use cache::{SlimPod, WireJob};
+use prow_runtime::health::Readiness;
 
-pub use crate::queue::synced;
+use prow_runtime::store::synced;
 pub use reconcile::{error_policy, reconcile};
 
 /// What the reconciler is configured with.
@@ -113,7 +113,7 @@ pub fn run(
         n => c.page_size(n),
     };
     let (jobs, jobs_writer) = reflector::store();
-    let job_events = crate::watch::watch(
+    let job_events = prow_runtime::watch::watch(
         jobs_api,
         list(watcher::Config::default()),
         "prowjobs",
@@ -125,7 +125,7 @@ pub fn run(
     let pods_api: Api<SlimPod> = Api::all(fail_fast);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
-    let pod_events = crate::watch::watch(
+    let pod_events = prow_runtime::watch::watch(
         pods_api,
         list(watcher::Config::default().labels(&pod_selector)),
         "pods",
@@ -138,7 +138,7 @@ pub fn run(
     let settings_concurrency = settings.reconcile_concurrency;
     let (wake, woken) = mpsc::unbounded_channel();
     let reporter = Reporter {
-        controller: "prow-operator".into(),
+        controller: crate::MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(Context {

@@ -10,7 +10,6 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use prow_api::concurrency::Admission;
 use prow_api::dedupe::{superseded_by, supersedes};
 use prow_api::lifecycle::{self, decide, Step};
 use prow_api::pod::{pod_for, pod_namespace};
@@ -22,9 +21,7 @@ use super::ledger::Grant;
 use super::Context;
 use crate::error::{api_code, is_request_error, Error, Result};
 use crate::queue::Action;
-
-/// Field manager of every write the operator makes.
-pub const MANAGER: &str = "prow-operator";
+use crate::MANAGER;
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
 /// the same name or queue wakes it sooner.
@@ -44,7 +41,8 @@ pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 /// What happens after a failed reconcile: a lost race is decided again at once, anything else
-/// after a pause, with a Warning Event on the job.
+/// after the job's backoff (doubling with each failure in a row), with a Warning Event on the
+/// job.
 pub fn error_policy(job: Arc<ProwJob>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::Conflict(_) = error {
         ctx.metrics.write_conflicts.inc();
@@ -59,7 +57,7 @@ pub fn error_policy(job: Arc<ProwJob>, error: &Error, ctx: Arc<Context>) -> Acti
         "ReconcileError",
         error.to_string(),
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::retry()
 }
 
 async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
@@ -98,8 +96,10 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         // end the job, read it directly. Rare, so no hot-path cost.
         pod = pods(ctx, &pod_ns).get_opt(&name).await?;
     }
-    let mut step = decide(job, pod.as_ref(), Timestamp::now(), &ctx.settings.policy);
-    let eviction = evicted_since(job, pod.as_ref(), &pod_ns, ctx).await;
+    // One clock reading per reconcile: every time this pass decides or writes is the same.
+    let now = Timestamp::now();
+    let mut step = decide(job, pod.as_ref(), now, &ctx.settings.policy);
+    let eviction = evicted_since(job, pod.as_ref(), &pod_ns, now, ctx).await;
     if eviction.is_some() {
         step = lifecycle::lost(job, lifecycle::EVICTED, &ctx.settings.policy);
     }
@@ -126,7 +126,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         }
     }
     tracing::debug!(?step, "decided");
-    let action = apply(job, pod.as_ref(), step, ctx).await?;
+    let action = apply(job, pod.as_ref(), step, now, ctx).await?;
     if let Some(since) = eviction {
         // Acted on: the same eviction does not revive the next pod.
         ctx.evictions.take(&pod_ns, &name, since);
@@ -142,6 +142,7 @@ async fn evicted_since(
     job: &ProwJob,
     pod: Option<&Pod>,
     pod_ns: &str,
+    now: Timestamp,
     ctx: &Context,
 ) -> Option<Timestamp> {
     let status = job.status.as_ref()?;
@@ -159,7 +160,6 @@ async fn evicted_since(
     }
     if pod.is_none() {
         // Gone before the budget's watch brought the record: read the budget itself.
-        let now = Timestamp::now();
         for (name, at) in ctx.budgets.read(pod_ns).await {
             ctx.evictions.record(pod_ns, &name, at, now);
         }
@@ -170,16 +170,25 @@ async fn evicted_since(
     None
 }
 
-async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> Result<Action> {
+async fn apply(
+    job: &ProwJob,
+    pod: Option<&Pod>,
+    step: Step,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<Action> {
     match step {
         Step::Idle => Ok(Action::await_change()),
         Step::WaitFor(after) => Ok(Action::requeue(
             after.saturating_add(Duration::from_millis(200)),
         )),
-        Step::Start => start(job, ctx).await,
+        Step::Start => start(job, now, ctx).await,
         Step::Adopt => {
-            let pod = pod.ok_or_else(|| Error::Conflict(job.name_any()))?;
-            adopt(job, pod, ctx).await
+            match pod {
+                Some(pod) => adopt(job, pod, now, ctx).await,
+                // `decide` adopts only a pod it was given.
+                None => Ok(Action::requeue(Duration::ZERO)),
+            }
         }
         Step::Restart => {
             let build_id = job
@@ -194,10 +203,10 @@ async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> R
                     Ok(Action::await_change())
                 }
                 // Created by an earlier pass whose write the caches do not show yet.
-                Err(e) if api_code(&e) == Some(409) => {
+                Err(Error::Kube(e)) if api_code(&e) == Some(409) => {
                     Ok(Action::requeue(Duration::from_millis(200)))
                 }
-                Err(e) => fail_creation(job, e, ctx).await,
+                Err(e) => fail_creation(job, e, now, ctx).await,
             }
         }
         Step::DeleteStalePod => {
@@ -227,7 +236,7 @@ async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> R
             description,
             delete_pod: delete,
         } => {
-            finish(job, state, &description, ctx).await?;
+            finish(job, state, &description, now, ctx).await?;
             if let (true, Some(pod)) = (delete, pod) {
                 delete_pod(pod, ctx).await?;
             }
@@ -237,48 +246,43 @@ async fn apply(job: &ProwJob, pod: Option<&Pod>, step: Step, ctx: &Context) -> R
 }
 
 /// Starts a triggered job if its limits allow: allocate a build ID, create the pod, record it.
-async fn start(job: &ProwJob, ctx: &Context) -> Result<Action> {
-    let now_millis = Timestamp::now().as_millisecond().max(0) as u64;
+async fn start(job: &ProwJob, now: Timestamp, ctx: &Context) -> Result<Action> {
+    let now_millis = now.as_millisecond().max(0) as u64;
     let build_id = match ctx
         .ledger
         .try_start(job, &ctx.jobs, &ctx.settings.limits, now_millis)
     {
         Grant::Start(id) => id,
-        Grant::Denied(Admission::Refuse(why)) => {
-            finish(job, ProwJobState::Error, &why, ctx).await?;
+        Grant::Refuse(why) => {
+            finish(job, ProwJobState::Error, &why, now, ctx).await?;
             return Ok(Action::await_change());
         }
-        Grant::Denied(Admission::Wait(why)) => {
-            mark_waiting(job, &why, ctx).await?;
+        Grant::Wait(why) => {
+            mark_waiting(job, &why, now, ctx).await?;
             return Ok(Action::requeue(WAITING_RECHECK));
         }
-        Grant::Denied(Admission::Start) => return Ok(Action::requeue(Duration::ZERO)),
     };
     match create_pod(job, &build_id, ctx).await {
         Ok(pod) => {
             ctx.ledger
                 .created(job.metadata.uid.as_deref().unwrap_or_default(), &pod);
             if let Some(created) = job.metadata.creation_timestamp.as_ref() {
+                // An observation, not a decision: measured when the pod exists.
                 let waited = Timestamp::now().duration_since(created.0);
                 ctx.metrics
                     .start_latency
                     .observe(waited.as_secs_f64().max(0.0));
             }
-            record_pending(job, &pod, &build_id, ctx).await?;
+            record_pending(job, &pod, &build_id, now, ctx).await?;
             Ok(Action::await_change())
         }
-        Err(e) if api_code(&e) == Some(409) => {
+        Err(Error::Kube(e)) if api_code(&e) == Some(409) => {
             // Pod name = job name: "already exists" after a crash or retry means adopt it.
             let ns = pod_namespace(job, &ctx.settings.pod_namespace).to_string();
             let existing = pods(ctx, &ns).get_opt(&job.name_any()).await?;
-            let step = decide(
-                job,
-                existing.as_ref(),
-                Timestamp::now(),
-                &ctx.settings.policy,
-            );
+            let step = decide(job, existing.as_ref(), now, &ctx.settings.policy);
             match (step, existing) {
-                (Step::Adopt, Some(pod)) => adopt(job, &pod, ctx).await,
+                (Step::Adopt, Some(pod)) => adopt(job, &pod, now, ctx).await,
                 (_, Some(pod)) => {
                     ctx.ledger
                         .forget_start(job.metadata.uid.as_deref().unwrap_or_default());
@@ -291,56 +295,53 @@ async fn start(job: &ProwJob, ctx: &Context) -> Result<Action> {
         Err(e) => {
             ctx.ledger
                 .forget_start(job.metadata.uid.as_deref().unwrap_or_default());
-            fail_creation(job, e, ctx).await
+            fail_creation(job, e, now, ctx).await
         }
     }
 }
 
-/// A pod creation failed: the API server refusing the pod ends the job in error with its
-/// message; anything else is retried.
-async fn fail_creation(job: &ProwJob, e: kube::Error, ctx: &Context) -> Result<Action> {
-    if is_request_error(&e) {
-        let message = match &e {
-            kube::Error::Api(s) => s.message.clone(),
+/// A pod creation failed: a pod that cannot be built from the job, or that the API server
+/// refuses, ends the job in error with the reason; anything else is retried.
+async fn fail_creation(job: &ProwJob, e: Error, now: Timestamp, ctx: &Context) -> Result<Action> {
+    let message = match &e {
+        Error::Pod(e) => e.to_string(),
+        Error::Kube(refused) if is_request_error(refused) => match refused {
+            kube::Error::Api(status) => status.message.clone(),
             other => other.to_string(),
-        };
-        finish(
-            job,
-            ProwJobState::Error,
-            &format!("Pod can not be created: {message}"),
-            ctx,
-        )
-        .await?;
-        Ok(Action::await_change())
-    } else {
-        Err(e.into())
-    }
+        },
+        _ => return Err(e),
+    };
+    finish(
+        job,
+        ProwJobState::Error,
+        &format!("Pod can not be created: {message}"),
+        now,
+        ctx,
+    )
+    .await?;
+    Ok(Action::await_change())
 }
 
-async fn create_pod(job: &ProwJob, build_id: &str, ctx: &Context) -> Result<Pod, kube::Error> {
+async fn create_pod(job: &ProwJob, build_id: &str, ctx: &Context) -> Result<Pod> {
     let ns = pod_namespace(job, &ctx.settings.pod_namespace).to_string();
+    let pod = pod_for(job, build_id, &ns)?;
     ctx.budgets.ensure(&ns).await;
-    let pod = match pod_for(job, build_id, &ns) {
-        Ok(pod) => pod,
-        Err(e) => {
-            // A job without a pod spec is refused the way the API server refuses a bad pod.
-            return Err(kube::Error::Api(
-                kube::core::Status::failure(&e.to_string(), "Invalid")
-                    .with_code(422)
-                    .boxed(),
-            ));
-        }
-    };
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    pods(ctx, &ns).create(&params, &pod).await
+    Ok(pods(ctx, &ns).create(&params, &pod).await?)
 }
 
 /// Records a created pod on its job: pending, with its name, build ID and times.
-async fn record_pending(job: &ProwJob, pod: &Pod, build_id: &str, ctx: &Context) -> Result<()> {
-    let now = Time(Timestamp::now());
+async fn record_pending(
+    job: &ProwJob,
+    pod: &Pod,
+    build_id: &str,
+    now: Timestamp,
+    ctx: &Context,
+) -> Result<()> {
+    let now = Time(now);
     let mut status = json!({
         "state": "pending",
         "pendingTime": pod.metadata.creation_timestamp.clone().unwrap_or(now.clone()),
@@ -368,25 +369,25 @@ async fn record_pending(job: &ProwJob, pod: &Pod, build_id: &str, ctx: &Context)
 }
 
 /// A job whose pod exists but whose status does not say so: record the pod's build.
-async fn adopt(job: &ProwJob, pod: &Pod, ctx: &Context) -> Result<Action> {
+async fn adopt(job: &ProwJob, pod: &Pod, now: Timestamp, ctx: &Context) -> Result<Action> {
     let build_id = pod
         .labels()
         .get(labels::BUILD_ID)
         .cloned()
         .unwrap_or_default();
-    record_pending(job, pod, &build_id, ctx).await?;
+    record_pending(job, pod, &build_id, now, ctx).await?;
     Ok(Action::await_change())
 }
 
 /// Says on a triggered job why it waits, writing only when that changes.
-async fn mark_waiting(job: &ProwJob, why: &str, ctx: &Context) -> Result<()> {
+async fn mark_waiting(job: &ProwJob, why: &str, now: Timestamp, ctx: &Context) -> Result<()> {
     let status = job.status.clone().unwrap_or_default();
     if status.state == Some(ProwJobState::Triggered) && status.description == why {
         return Ok(());
     }
     let mut patch = json!({"state": "triggered", "description": why});
     if status.start_time.is_none() {
-        patch["startTime"] = json!(Time(Timestamp::now()));
+        patch["startTime"] = json!(Time(now));
     }
     patch_status(ctx, job, patch).await?;
     Ok(())
@@ -398,12 +399,13 @@ async fn finish(
     job: &ProwJob,
     state: ProwJobState,
     description: &str,
+    now: Timestamp,
     ctx: &Context,
 ) -> Result<()> {
     let mut status = json!({
         "state": state,
         "description": description,
-        "completionTime": Time(Timestamp::now()),
+        "completionTime": Time(now),
     });
     if job
         .status

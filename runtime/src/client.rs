@@ -1,0 +1,30 @@
+//! API clients, from an explicit kubeconfig or by the usual rules.
+
+use std::path::Path;
+
+/// Builds a client from an explicit kubeconfig file, or by the usual rules when none is given.
+/// Its requests are retried on 429, 503 and 504 as kube does by default, honouring the API
+/// server's `Retry-After`: the polite behaviour for writes to a loaded server.
+pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(load(kubeconfig).await?)?)
+}
+
+/// A client whose requests fail at once instead of sleeping out the server's `Retry-After`
+/// (the same configuration without kube's retry layer), for watches, which retry on their own
+/// schedule ([`crate::watch`]). A starting API server answers 503 with `Retry-After: 10`,
+/// which kube's retry obeys: watches resumed 10 s after the server was back.
+pub async fn fail_fast_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let mut config = load(kubeconfig).await?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn load(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    Ok(match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    })
+}
