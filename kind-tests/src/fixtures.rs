@@ -1,6 +1,19 @@
-//! Realistic objects for benchmarks: jobs shaped like upstream's decorated jobs.
+//! Objects the tests and benchmarks share: minimal jobs for tests, jobs shaped like upstream's
+//! decorated jobs for benchmarks, admission reviews.
 
 use serde_json::{json, Value};
+
+/// A minimal ProwJob named `name` of type `kind` (`periodic`, `postsubmit`, ...): job
+/// `ci-NAME`, one busybox container.
+pub fn job(name: &str, kind: &str) -> prow_api::ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name},
+        "spec": {"type": kind, "agent": "kubernetes", "job": format!("ci-{name}"),
+                 "pod_spec": {"containers": [{"image": "busybox"}]}},
+    }))
+    .expect("a valid job")
+}
 
 /// A ProwJob named `name` with `spec` plus the decoration config and pod spec of a typical
 /// upstream job (kubekins image, utility images, resources), so sizes are realistic.
