@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::{ProwJob, ProwJobState};
 
 /// Concurrency limits from the operator's configuration.
@@ -131,6 +133,56 @@ pub fn admit<'a>(
         ));
     }
     Admission::Start
+}
+
+/// The outcome of asking to start a job: admission, with the build ID the start takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Start it with this build ID.
+    Start(String),
+    /// Not yet (a limit is full); the text says why, for the job's description.
+    Wait(String),
+    /// Never (the job names a queue that is not configured, or has no UID).
+    Refuse(String),
+}
+
+/// The jobs to wake when `job` gives up its slot: of the triggered jobs that share a limit with
+/// it (its job name, its queue, or the global limit), the first in line of each job name.
+/// Each is the head of its name's line; waking one per name rather than every waiting job
+/// keeps a finish O(jobs) instead of O(waiting x jobs), and still wakes a job that can start
+/// when the head of another name is held back by its own limit.
+pub fn to_wake<'a>(
+    job: &ProwJob,
+    jobs: impl IntoIterator<Item = &'a ProwJob>,
+    limits: &Limits,
+) -> Vec<&'a ProwJob> {
+    let global = limits.global > 0;
+    let queue = job.spec.job_queue_name.as_str();
+    let mut heads: BTreeMap<&str, &'a ProwJob> = BTreeMap::new();
+    for other in jobs {
+        let shares = global
+            || other.spec.job == job.spec.job
+            || (!queue.is_empty() && other.spec.job_queue_name == queue);
+        if !shares
+            || other.state() != ProwJobState::Triggered
+            || other.metadata.uid == job.metadata.uid
+        {
+            continue;
+        }
+        let head = heads.entry(other.spec.job.as_str()).or_insert(other);
+        if line_position(other) < line_position(head) {
+            *head = other;
+        }
+    }
+    heads.into_values().collect()
+}
+
+/// A job's place in its line: creation time, then name.
+fn line_position(job: &ProwJob) -> (Option<Timestamp>, Option<&str>) {
+    (
+        job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        job.metadata.name.as_deref(),
+    )
 }
 
 /// The next build ID of a job name: the clock in milliseconds, or one more than the last ID of

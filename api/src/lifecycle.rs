@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::duration::LONGEST_TIMEOUT;
 use crate::labels;
+use crate::pod_view::PodView;
 use crate::{ProwJob, ProwJobAgent, ProwJobState};
 
 /// Pod timeouts; upstream's defaults, overridable globally and per job.
@@ -112,7 +112,7 @@ fn finish(state: ProwJobState, description: impl Into<String>, delete_pod: bool)
 }
 
 /// The pod's UID annotation for its job, if any.
-fn pod_job_uid(pod: &Pod) -> Option<&str> {
+fn pod_job_uid(pod: &PodView) -> Option<&str> {
     pod.metadata
         .annotations
         .as_ref()?
@@ -121,7 +121,7 @@ fn pod_job_uid(pod: &Pod) -> Option<&str> {
 }
 
 /// Decides the next step for `job` whose pod (same name, in the job's pod namespace) is `pod`.
-pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy) -> Step {
+pub fn decide(job: &ProwJob, pod: Option<&PodView>, now: Timestamp, policy: &Policy) -> Step {
     if job.spec.agent != Some(ProwJobAgent::Kubernetes) {
         return Step::Idle;
     }
@@ -139,7 +139,7 @@ pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy)
         };
     }
     let status = job.status.clone().unwrap_or_default();
-    let ours = |p: &&Pod| pod_job_uid(p) == job.metadata.uid.as_deref();
+    let ours = |p: &&PodView| pod_job_uid(p) == job.metadata.uid.as_deref();
     let state = job.state();
     match state {
         ProwJobState::Scheduling => Step::Idle,
@@ -184,8 +184,8 @@ pub fn decide(job: &ProwJob, pod: Option<&Pod>, now: Timestamp, policy: &Policy)
 }
 
 /// A pending job's step, read off its pod.
-fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step {
-    let status = pod.status.clone().unwrap_or_default();
+fn follow_pod(job: &ProwJob, pod: &PodView, now: Timestamp, policy: &Policy) -> Step {
+    let status = &pod.status;
     let phase = status.phase.as_deref().unwrap_or("Pending");
     let timeouts = policy.timeouts.for_job(job);
 
@@ -245,6 +245,12 @@ fn follow_pod(job: &ProwJob, pod: &Pod, now: Timestamp, policy: &Policy) -> Step
     }
 }
 
+/// Whether a job from the watch needs a reconcile: every unfinished job, and finished jobs that
+/// were aborted or errored (their pod may still run). Succeeded and failed jobs are done.
+pub fn needs_reconcile(job: &ProwJob) -> bool {
+    !job.is_complete() || matches!(job.state(), ProwJobState::Aborted | ProwJobState::Error)
+}
+
 /// The step for a pending job whose pod was lost (`why`: "evicted" or "lost"): revived, up to
 /// the policy's revivals; an eviction (by the kubelet or the Eviction API) ends the job instead
 /// when it asks for that (`error_on_eviction`). Also for a pod the Eviction API deleted on an
@@ -298,59 +304,41 @@ pub const EVICTED: &str = "evicted";
 
 /// How the pod was lost, if it was: evicted (by the kubelet, or disrupted through the API),
 /// or lost with its node (reason NodeLost, phase Unknown).
-fn lost_how(pod: &Pod) -> Option<&'static str> {
-    let status = pod.status.as_ref()?;
-    let disrupted = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == DISRUPTION_TARGET && c.status == "True");
+fn lost_how(pod: &PodView) -> Option<&'static str> {
+    let status = &pod.status;
     match (status.reason.as_deref(), status.phase.as_deref()) {
         (Some("Evicted"), _) => Some(EVICTED),
         (Some("NodeLost"), _) | (_, Some("Unknown")) => Some("lost"),
-        _ if disrupted => Some(EVICTED),
+        _ if status.disrupted.is_some() => Some(EVICTED),
         _ => None,
     }
 }
 
 /// The first container (or init container) the kernel killed for exceeding its memory limit.
-fn oom_killed(pod: &Pod) -> Option<&str> {
-    let status = pod.status.as_ref()?;
+fn oom_killed(pod: &PodView) -> Option<&str> {
+    let status = &pod.status;
     status
         .init_container_statuses
         .iter()
-        .chain(status.container_statuses.iter())
-        .flatten()
-        .find(|cs| {
-            cs.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
-        })
+        .chain(&status.container_statuses)
+        .find(|cs| cs.state.terminated.is_some_and(|t| t.oom_killed))
         .map(|cs| cs.name.as_str())
 }
 
 /// Whether the pod is still running or waiting to run, and not already being deleted.
-fn is_unfinished(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+fn is_unfinished(pod: &PodView) -> bool {
+    let phase = pod.status.phase.as_deref();
     pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Whether every container and init container of the pod has a terminated state.
-fn every_container_terminated(pod: &Pod) -> bool {
-    let Some(status) = pod.status.as_ref() else {
-        return false;
-    };
-    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
-    let statuses = status.container_statuses.as_deref().unwrap_or_default();
-    let init = status
-        .init_container_statuses
-        .as_deref()
-        .unwrap_or_default();
-    let terminated = |cs: &k8s_openapi::api::core::v1::ContainerStatus| {
-        cs.state.as_ref().is_some_and(|s| s.terminated.is_some())
-    };
-    statuses.len() >= declared && statuses.iter().all(terminated) && init.iter().all(terminated)
+fn every_container_terminated(pod: &PodView) -> bool {
+    let status = &pod.status;
+    let declared = pod.spec.containers.len();
+    let terminated = |cs: &crate::pod_view::ViewContainerStatus| cs.state.terminated.is_some();
+    status.container_statuses.len() >= declared
+        && status.container_statuses.iter().all(terminated)
+        && status.init_container_statuses.iter().all(terminated)
 }
 
 #[cfg(test)]

@@ -373,17 +373,7 @@ async fn a_pod_the_kubelet_evicts_is_revived_up_to_max_revivals() {
     .await
     .expect("revived");
     assert_ne!(second.metadata.uid, first.metadata.uid);
-    let done = ended(&jobs, "evicted").await;
-    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
-    let status = done.status.expect("status");
-    assert_eq!(status.pod_revival_count, 1);
-    assert!(
-        status
-            .description
-            .contains("reached max revivals (1) after being stopped unexpectedly (evicted)"),
-        "{}",
-        status.description
-    );
+    ended_after_one_revival(&jobs, "evicted").await;
 }
 
 /// On 1.20 an eviction through the Eviction API leaves no mark on the pod; the operator's
@@ -455,17 +445,7 @@ async fn a_pod_evicted_through_the_eviction_api_is_revived_and_a_deleted_one_is_
 
     // The second eviction is one revival too many.
     evict(&pods, &second.name_any()).await;
-    let done = ended(&jobs, "evicted").await;
-    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
-    let status = done.status.expect("status");
-    assert_eq!(status.pod_revival_count, 1);
-    assert!(
-        status
-            .description
-            .contains("reached max revivals (1) after being stopped unexpectedly (evicted)"),
-        "{}",
-        status.description
-    );
+    ended_after_one_revival(&jobs, "evicted").await;
 }
 
 /// Evicts a pod through the Eviction API, as `kubectl drain` does: retried while the
@@ -539,6 +519,22 @@ async fn thirty_real_jobs_with_limit_three_survive_a_sigkill_of_the_operator() {
     let doubled: Vec<_> = seen.uids.iter().filter(|(_, u)| u.len() > 1).collect();
     assert!(doubled.is_empty(), "jobs with two pods: {doubled:?}");
     assert_eq!(seen.uids.len(), JOBS, "one pod per job");
+}
+
+/// Waits until the job ends, and checks it ended in error after its one revival (the operator
+/// runs with `--max-revivals=1`) because its pod was evicted again.
+async fn ended_after_one_revival(jobs: &Api<ProwJob>, name: &str) {
+    let done = ended(jobs, name).await;
+    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
+    let status = done.status.expect("status");
+    assert_eq!(status.pod_revival_count, 1);
+    assert!(
+        status
+            .description
+            .contains("reached max revivals (1) after being stopped unexpectedly (evicted)"),
+        "{}",
+        status.description
+    );
 }
 
 /// Waits until the pod's container really runs; returns the pod.

@@ -17,6 +17,23 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+impl Error {
+    /// What kind of failure it is, for metrics and logs: `conflict` (a lost race, decided
+    /// again), `refused` (the API server refused the request: 4xx), `unavailable` (the API
+    /// server could not be reached or failed: connection errors, timeouts, 5xx, 429), `pod`
+    /// (the job's pod cannot be built), `encoding` (a body could not be serialised).
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Conflict(_) => "conflict",
+            Error::Kube(e) if api_code(e).is_some_and(|c| c == 409) => "conflict",
+            Error::Kube(e) if is_request_error(e) => "refused",
+            Error::Kube(_) => "unavailable",
+            Error::Pod(_) => "pod",
+            Error::Json(_) => "encoding",
+        }
+    }
+}
+
 /// Result of a reconcile step.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -31,5 +48,38 @@ pub fn api_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        Error::Kube(kube::Error::Api(
+            kube::core::Status::failure("m", "r")
+                .with_code(code)
+                .boxed(),
+        ))
+    }
+
+    #[test]
+    fn every_error_has_a_category() {
+        let cases = [
+            (Error::Conflict("j".into()), "conflict"),
+            (api(409), "conflict"),
+            (api(403), "refused"),
+            (api(422), "refused"),
+            (api(429), "unavailable"),
+            (api(503), "unavailable"),
+            (Error::Pod(prow_api::pod::PodError::NoPodSpec), "pod"),
+            (
+                Error::Json(serde_json::from_str::<u8>("x").unwrap_err()),
+                "encoding",
+            ),
+        ];
+        for (error, category) in cases {
+            assert_eq!(error.category(), category, "{error}");
+        }
     }
 }

@@ -22,6 +22,13 @@ pub struct JobLabels {
     pub r#type: String,
 }
 
+/// Label of the errors-by-category counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    /// conflict, refused, unavailable, pod or encoding.
+    pub category: &'static str,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +39,8 @@ pub struct Metrics {
     pub start_latency: Histogram,
     /// Reconciles that ended in an error.
     pub reconcile_errors: Counter,
+    /// The same, by category ([`crate::error::Error::category`]).
+    pub reconcile_errors_by_category: Family<CategoryLabel, Counter>,
     /// Writes refused because the job changed after it was read (decided again 100 ms later).
     pub write_conflicts: Counter,
 }
@@ -63,6 +72,12 @@ impl Default for Metrics {
             "ProwJob reconciles that ended in an error",
             reconcile_errors.clone(),
         );
+        let reconcile_errors_by_category = Family::<CategoryLabel, Counter>::default();
+        registry.register(
+            "reconcile_errors_by_category",
+            "ProwJob reconciles that ended in an error, by category (refused: the API server refused a request; unavailable: it could not be reached or failed; pod: the pod cannot be built; encoding)",
+            reconcile_errors_by_category.clone(),
+        );
         let write_conflicts = Counter::default();
         registry.register(
             "write_conflicts",
@@ -75,12 +90,21 @@ impl Default for Metrics {
             reconcile_duration,
             start_latency,
             reconcile_errors,
+            reconcile_errors_by_category,
             write_conflicts,
         }
     }
 }
 
 impl Metrics {
+    /// Counts a failed reconcile, in the total and under its category.
+    pub fn count_error(&self, category: &'static str) {
+        self.reconcile_errors.inc();
+        self.reconcile_errors_by_category
+            .get_or_create(&CategoryLabel { category })
+            .inc();
+    }
+
     /// Records how long a reconcile took.
     pub fn observe_reconcile(&self, took: Duration) {
         self.reconcile_duration.observe(took.as_secs_f64());

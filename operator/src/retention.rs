@@ -31,7 +31,7 @@ pub async fn run(
     loop {
         let (jobs, pods) = (caches.jobs.state(), caches.pods.state());
         let jobs: Vec<&ProwJob> = jobs.iter().map(|j| j.as_ref()).collect();
-        let ours = |p: &&std::sync::Arc<crate::prowjob::cache::SlimPod>| {
+        let ours = |p: &&std::sync::Arc<prow_api::pod_view::PodView>| {
             watch_namespace.as_deref().is_none_or(|ns| {
                 p.metadata
                     .annotations

@@ -5,8 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
+use prow_api::pod_view::PodView;
 use prow_api::ProwJob;
-use prow_operator::prowjob::cache::{strip_job, SlimPod};
+use prow_operator::prowjob::stored::strip_job;
 use serde_json::json;
 
 struct Counting;
@@ -83,7 +84,7 @@ fn a_finished_job_and_its_pod_stay_small_in_the_caches() {
         job
     });
     let pod = bytes_each(texts.len(), |i| {
-        let mut pod: SlimPod = serde_json::from_str(&texts[i].1).expect("pod");
+        let mut pod: PodView = serde_json::from_str(&texts[i].1).expect("pod");
         pod.strip();
         pod
     });

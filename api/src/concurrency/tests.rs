@@ -192,3 +192,52 @@ fn build_ids_increase_per_job_name() {
     );
     assert_eq!(next_build_id(900, Some(1_000)), 1_001, "clock stepped back");
 }
+
+/// Who a finish wakes: the first waiting job of each job name that shared a limit with it.
+#[test]
+fn a_finish_wakes_the_head_of_each_line_it_shared() {
+    let at = |name: &str, job_name: &str, created: &str, state: &str, queue: &str| {
+        let mut j: ProwJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": name, "namespace": "prow", "uid": name,
+                         "creationTimestamp": created},
+            "spec": {"type": "periodic", "agent": "kubernetes", "job": job_name,
+                     "job_queue_name": queue},
+            "status": {"state": state},
+        }))
+        .expect("job");
+        j.metadata.namespace = Some("prow".into());
+        j
+    };
+    let done = at("done", "a", "2024-01-01T00:00:00Z", "success", "gpu");
+    let jobs = [
+        at("a-late", "a", "2024-01-01T00:03:00Z", "triggered", ""),
+        at("a-early", "a", "2024-01-01T00:01:00Z", "triggered", ""),
+        at("a-running", "a", "2024-01-01T00:00:30Z", "pending", ""),
+        at("b-queued", "b", "2024-01-01T00:02:00Z", "triggered", "gpu"),
+        at(
+            "b-queued-later",
+            "b",
+            "2024-01-01T00:04:00Z",
+            "triggered",
+            "gpu",
+        ),
+        at("c-elsewhere", "c", "2024-01-01T00:00:10Z", "triggered", ""),
+    ];
+    let names = |limits: &Limits| -> Vec<String> {
+        let mut woken: Vec<String> = to_wake(&done, jobs.iter().chain([&done]), limits)
+            .into_iter()
+            .map(|j| j.metadata.name.clone().unwrap_or_default())
+            .collect();
+        woken.sort();
+        woken
+    };
+    // Its name's line and its queue's line: one head each.
+    assert_eq!(names(&Limits::default()), ["a-early", "b-queued"]);
+    // A global limit: every name's line shares it.
+    let global = Limits {
+        global: 3,
+        ..Limits::default()
+    };
+    assert_eq!(names(&global), ["a-early", "b-queued", "c-elsewhere"]);
+}

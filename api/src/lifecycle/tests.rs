@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::pod_view::PodView;
 
 const NOW: &str = "2024-05-01T12:00:00Z";
 
@@ -32,7 +33,7 @@ fn pending(extra: Value) -> ProwJob {
     job(status, json!({}))
 }
 
-fn pod(status: Value) -> Pod {
+fn pod(status: Value) -> PodView {
     serde_json::from_value(json!({
         "metadata": {"name": "j-1", "namespace": "test-pods",
                      "creationTimestamp": "2024-05-01T11:58:00Z",
@@ -69,7 +70,7 @@ fn state_machine_table() {
         p.metadata.annotations = Some([(labels::JOB_UID.to_string(), "old".to_string())].into());
         p
     };
-    let cases: Vec<(&str, ProwJob, Option<Pod>, Step)> =
+    let cases: Vec<(&str, ProwJob, Option<PodView>, Step)> =
         vec![
         (
             "not ours: jenkins agent",

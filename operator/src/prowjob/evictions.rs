@@ -174,6 +174,16 @@ impl Budgets {
         }
     }
 
+    /// Budgets that are never created: as on an API server without PodDisruptionBudgets.
+    #[cfg(test)]
+    pub fn off(client: Client) -> Self {
+        Self {
+            client,
+            resource: tokio::sync::OnceCell::new_with(Some(None)),
+            ensured: Mutex::new(HashSet::new()),
+        }
+    }
+
     /// The budget resource, discovered once.
     pub async fn resource(&self) -> Option<ApiResource> {
         self.resource

@@ -1,35 +1,17 @@
-//! The one place where starts are decided. Admission and build-ID allocation run under one lock
-//! over the job cache plus the starts made since, so concurrent reconciles of jobs with the
-//! same name can never overshoot a limit while the cache lags behind the operator's own writes.
+//! What this process has done that its caches may not show yet, by concern: the starts it
+//! made (with the build IDs they took), the pods it created, and the status writes it made.
 //! Everything here can be rebuilt from the API server: a started job's pod and pending status
 //! are stored, and build IDs are time-based.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use std::sync::Mutex;
-
 use kube::runtime::reflector::Store;
-use prow_api::concurrency::{admit, next_build_id, Admission, InFlight, Limits};
+use prow_api::concurrency::{admit, next_build_id, Admission, Grant, InFlight, Limits};
+use prow_api::pod_view::PodView;
 use prow_api::ProwJob;
-
-/// Starts made that the cache may not show yet, and the last build ID of each job name.
-#[derive(Default)]
-pub struct Ledger {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    in_flight: InFlight,
-    last_build_id: HashMap<String, u64>,
-    /// Pods this process created, by job UID, until the pod cache shows them.
-    created: HashMap<String, (Instant, Pod)>,
-    /// Status writes this process made, by job UID: the resourceVersion each one replaced, until
-    /// the job cache shows a newer one.
-    written: HashMap<String, (Instant, String)>,
-}
 
 /// How many remembered status writes make an insert sweep out the expired ones.
 const WRITTEN_SWEEP_AT: usize = 1024;
@@ -42,18 +24,46 @@ const CREATED_POD_TTL: Duration = Duration::from_secs(5);
 /// really was stale).
 const WRITTEN_TTL: Duration = Duration::from_secs(5);
 
-/// The outcome of asking to start a job.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Grant {
-    /// Start it with this build ID.
-    Start(String),
-    /// Not yet (a limit is full); the text says why, for the job's description.
-    Wait(String),
-    /// Never (the job names a queue that is not configured, or has no UID).
-    Refuse(String),
+/// The three records, each behind its own lock.
+#[derive(Default)]
+pub struct Ledger {
+    /// Starts and finishes, and the last build ID of each job name.
+    pub starts: Starts,
+    /// Pods created a moment ago.
+    pub pods: CreatedPods,
+    /// Status writes made a moment ago.
+    pub writes: StatusWrites,
 }
 
 impl Ledger {
+    /// Records that the job was completed: its slot is free and its created pod forgotten
+    /// before the caches show it.
+    pub fn finished(&self, uid: &str) {
+        self.starts.finished(uid);
+        self.pods.forget(uid);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The one place where starts are decided. Admission and build-ID allocation run under one
+/// lock over the job cache plus the starts made since, so concurrent reconciles of jobs with
+/// the same name can never overshoot a limit while the cache lags behind the operator's own
+/// writes.
+#[derive(Default)]
+pub struct Starts {
+    inner: Mutex<StartsInner>,
+}
+
+#[derive(Default)]
+struct StartsInner {
+    in_flight: InFlight,
+    last_build_id: HashMap<String, u64>,
+}
+
+impl Starts {
     /// Decides whether `job` may start and, if so, records the start and allocates its build ID,
     /// all under one lock.
     pub fn try_start(
@@ -66,7 +76,7 @@ impl Ledger {
         let Some(uid) = job.metadata.uid.clone() else {
             return Grant::Refuse("The job has no uid.".into());
         };
-        let mut inner = self.lock();
+        let mut inner = lock(&self.inner);
         let snapshot = jobs.state();
         let verdict = admit(
             job,
@@ -93,89 +103,94 @@ impl Ledger {
         Grant::Start(id.to_string())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether the job was started by this process and the cache may not show it yet.
     pub fn is_started(&self, uid: &str) -> bool {
-        self.lock().in_flight.started.contains(uid)
+        lock(&self.inner).in_flight.started.contains(uid)
     }
 
     /// Forgets a start: the cache shows the job past triggered, or its pod was not created.
     pub fn forget_start(&self, uid: &str) {
-        self.lock().in_flight.started.remove(uid);
+        lock(&self.inner).in_flight.started.remove(uid);
     }
 
     /// Records that the job was completed, so its slot is free before the cache shows it.
     pub fn finished(&self, uid: &str) {
-        let mut inner = self.lock();
+        let mut inner = lock(&self.inner);
         inner.in_flight.started.remove(uid);
-        inner.created.remove(uid);
         inner.in_flight.finished.insert(uid.to_string());
     }
 
-    /// Remembers the pod created for a job, so reconciles before the pod cache shows it need not
-    /// read it from the API server.
+    /// Forgets a finish: the cache shows the job complete.
+    pub fn forget_finish(&self, uid: &str) {
+        lock(&self.inner).in_flight.finished.remove(uid);
+    }
+}
+
+/// Pods this process created, by job UID, until the pod cache shows them: a reconcile in
+/// between need not read the pod from the API server.
+#[derive(Default)]
+pub struct CreatedPods {
+    inner: Mutex<HashMap<String, (Instant, Arc<PodView>)>>,
+}
+
+impl CreatedPods {
+    /// Remembers the pod created for a job.
     pub fn created(&self, uid: &str, pod: &Pod) {
-        let mut pod = pod.clone();
-        super::cache::strip_pod(&mut pod);
-        self.lock()
-            .created
-            .insert(uid.to_string(), (Instant::now(), pod));
+        let view = Arc::new(PodView::of(pod));
+        lock(&self.inner).insert(uid.to_string(), (Instant::now(), view));
     }
 
     /// The pod created for a job a moment ago, if the cache may not show it yet.
-    pub fn created_pod(&self, uid: &str) -> Option<Pod> {
-        let mut inner = self.lock();
-        match inner.created.get(uid) {
+    pub fn get(&self, uid: &str) -> Option<Arc<PodView>> {
+        let mut inner = lock(&self.inner);
+        match inner.get(uid) {
             Some((at, pod)) if at.elapsed() < CREATED_POD_TTL => Some(pod.clone()),
             Some(_) => {
-                inner.created.remove(uid);
+                inner.remove(uid);
                 None
             }
             None => None,
         }
     }
 
-    /// Forgets a created pod: the cache shows it.
-    pub fn forget_pod(&self, uid: &str) {
-        let mut inner = self.lock();
-        if !inner.created.is_empty() {
-            inner.created.remove(uid);
+    /// Forgets a created pod: the cache shows it, or its job completed.
+    pub fn forget(&self, uid: &str) {
+        let mut inner = lock(&self.inner);
+        if !inner.is_empty() {
+            inner.remove(uid);
         }
     }
+}
 
-    /// Forgets a finish: the cache shows the job complete.
-    pub fn forget_finish(&self, uid: &str) {
-        self.lock().in_flight.finished.remove(uid);
-    }
+/// Status writes this process made, by job UID: the resourceVersion each one replaced, until
+/// the job cache shows a newer one.
+#[derive(Default)]
+pub struct StatusWrites {
+    inner: Mutex<HashMap<String, (Instant, String)>>,
+}
 
+impl StatusWrites {
     /// Remembers that this process wrote the job's status over `replaced` (the resourceVersion
     /// the write was guarded by).
-    pub fn wrote_status(&self, uid: &str, replaced: &str) {
-        let mut inner = self.lock();
-        if inner.written.len() >= WRITTEN_SWEEP_AT {
-            inner
-                .written
-                .retain(|_, (at, _)| at.elapsed() < WRITTEN_TTL);
+    pub fn wrote(&self, uid: &str, replaced: &str) {
+        let mut written = lock(&self.inner);
+        if written.len() >= WRITTEN_SWEEP_AT {
+            written.retain(|_, (at, _)| at.elapsed() < WRITTEN_TTL);
         }
-        inner
-            .written
-            .insert(uid.to_string(), (Instant::now(), replaced.to_string()));
+        written.insert(uid.to_string(), (Instant::now(), replaced.to_string()));
     }
 
     /// Whether a cached job at `resource_version` is the copy this process's own status write
     /// replaced a moment ago: deciding on it would redo that write and be refused as a conflict.
     pub fn is_superseded(&self, uid: &str, resource_version: &str) -> bool {
-        let mut inner = self.lock();
-        match inner.written.get(uid) {
+        let mut written = lock(&self.inner);
+        match written.get(uid) {
             None => false,
             Some((at, replaced)) if replaced == resource_version && at.elapsed() < WRITTEN_TTL => {
                 true
             }
             Some(_) => {
-                inner.written.remove(uid);
+                written.remove(uid);
                 false
             }
         }
@@ -218,7 +233,7 @@ mod tests {
             job("c", "uc", "triggered", ""),
         );
         let jobs = store_of(vec![running, a.clone(), b.clone(), c.clone()]);
-        let ledger = Ledger::default();
+        let ledger = Starts::default();
         let limits = Limits::default();
         // An earlier clock than the stored build ID: the ID still grows past it.
         let Grant::Start(first) = ledger.try_start(&a, &jobs, &limits, 1_600_000_000_000) else {
@@ -260,9 +275,9 @@ mod tests {
 
     #[test]
     fn a_status_write_marks_only_the_copy_it_replaced_as_stale() {
-        let ledger = Ledger::default();
+        let ledger = StatusWrites::default();
         assert!(!ledger.is_superseded("u1", "10"), "nothing written yet");
-        ledger.wrote_status("u1", "10");
+        ledger.wrote("u1", "10");
         assert!(ledger.is_superseded("u1", "10"));
         assert!(!ledger.is_superseded("u2", "10"), "another job");
         assert!(!ledger.is_superseded("u1", "11"), "the cache caught up");
@@ -274,16 +289,16 @@ mod tests {
 
     #[test]
     fn remembered_writes_expire_and_are_swept() {
-        let ledger = Ledger::default();
-        ledger.wrote_status("old", "1");
-        ledger.lock().written.get_mut("old").unwrap().0 -= WRITTEN_TTL;
+        let ledger = StatusWrites::default();
+        ledger.wrote("old", "1");
+        lock(&ledger.inner).get_mut("old").unwrap().0 -= WRITTEN_TTL;
         assert!(!ledger.is_superseded("old", "1"), "expired");
-        ledger.wrote_status("old", "1");
-        ledger.lock().written.get_mut("old").unwrap().0 -= WRITTEN_TTL;
+        ledger.wrote("old", "1");
+        lock(&ledger.inner).get_mut("old").unwrap().0 -= WRITTEN_TTL;
         for i in 0..WRITTEN_SWEEP_AT {
-            ledger.wrote_status(&format!("u{i}"), "1");
+            ledger.wrote(&format!("u{i}"), "1");
         }
-        assert!(!ledger.lock().written.contains_key("old"), "swept");
-        assert_eq!(ledger.lock().written.len(), WRITTEN_SWEEP_AT);
+        assert!(!lock(&ledger.inner).contains_key("old"), "swept");
+        assert_eq!(lock(&ledger.inner).len(), WRITTEN_SWEEP_AT);
     }
 }

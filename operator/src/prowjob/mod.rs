@@ -1,9 +1,9 @@
 //! The ProwJob reconciler: plank's job -> pod -> state loop, with sinker's retention beside it.
 
-pub mod cache;
 pub mod evictions;
 pub mod ledger;
 mod reconcile;
+pub mod stored;
 
 use std::sync::Arc;
 
@@ -20,8 +20,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use cache::{SlimPod, WireJob};
+use prow_api::lifecycle::needs_reconcile;
+use prow_api::pod_view::PodView;
 use prow_runtime::health::Readiness;
+use stored::WireJob;
 
 use prow_runtime::store::synced;
 pub use reconcile::{error_policy, reconcile};
@@ -52,7 +54,7 @@ pub struct Context {
     /// The ProwJobs, finished ones stripped.
     pub jobs: Store<ProwJob>,
     /// The pods labelled `created-by-prow`, stripped.
-    pub pods: Store<SlimPod>,
+    pub pods: Store<PodView>,
     /// Configuration.
     pub settings: Settings,
     /// Starts in flight and build IDs.
@@ -75,7 +77,7 @@ pub struct Caches {
     /// ProwJobs.
     pub jobs: Store<ProwJob>,
     /// Prow's pods.
-    pub pods: Store<SlimPod>,
+    pub pods: Store<PodView>,
 }
 
 impl Caches {
@@ -119,10 +121,10 @@ pub fn run(
         "prowjobs",
         ready.clone(),
     )
-    .map_ok(cache::unwrap_job_event)
+    .map_ok(stored::unwrap_job_event)
     .reflect(jobs_writer);
 
-    let pods_api: Api<SlimPod> = Api::all(fail_fast);
+    let pods_api: Api<PodView> = Api::all(fail_fast);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
     let pod_events = prow_runtime::watch::watch(
@@ -131,7 +133,7 @@ pub fn run(
         "pods",
         ready.clone(),
     )
-    .modify(SlimPod::strip)
+    .modify(PodView::strip)
     .reflect(pods_writer)
     .touched_objects();
 
@@ -181,13 +183,14 @@ pub fn run(
     // Finished jobs need no reconcile, except to delete a pod an abort or timeout left running
     // when the operator stopped between its two writes. Watch errors are logged by the
     // readiness gate.
-    let job_requests = crate::queue::requests_of(job_events, cache::needs_reconcile);
+    let job_requests = crate::queue::requests_of(job_events, needs_reconcile);
     let pod_requests = pod_events.filter_map({
         let jobs = jobs.clone();
         move |event| {
             std::future::ready(match event {
-                Ok(pod) => job_of_pod(pod)
-                    .filter(|r| jobs.get(r).is_some_and(|j| cache::needs_reconcile(&j))),
+                Ok(pod) => {
+                    job_of_pod(pod).filter(|r| jobs.get(r).is_some_and(|j| needs_reconcile(&j)))
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "watching pods");
                     None
@@ -236,7 +239,7 @@ pub fn run(
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.
-fn job_of_pod(pod: SlimPod) -> Option<ObjectRef<ProwJob>> {
+fn job_of_pod(pod: PodView) -> Option<ObjectRef<ProwJob>> {
     let namespace = pod.annotations().get(labels::JOB_NAMESPACE)?.clone();
     Some(ObjectRef::new(&pod.name_any()).within(&namespace))
 }

@@ -1,0 +1,410 @@
+//! Everything one reconcile of a ProwJob does, computed from what it read: the job's status
+//! change, the pod to create or delete, the Event to publish, the jobs to wake and when to
+//! look again. The operator fetches the facts, calls [`plan`], and carries the plan out in a
+//! fixed order (create the pod, write the status, delete the pod, publish, wake), so a crash
+//! between two writes leaves a state the next plan repairs.
+
+use std::borrow::Borrow;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+
+use crate::concurrency::{to_wake, Grant, Limits};
+use crate::dedupe::{superseded_by, supersedes};
+use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
+use crate::pod_view::PodView;
+use crate::{labels, ProwJob, ProwJobState, ProwJobType};
+
+/// How long a waiting job waits before it checks its limits again by itself; a finished job of
+/// the same name or queue wakes it sooner.
+pub const WAITING_RECHECK: Duration = Duration::from_secs(60);
+
+/// How long a job that removed a pod waits before it looks again (the deletion shows in the
+/// cache within that, and wakes it sooner).
+pub const AFTER_DELETE: Duration = Duration::from_secs(1);
+
+/// Added to a timeout's wait so that the deadline has passed when the job is looked at again.
+pub const PAST_DEADLINE: Duration = Duration::from_millis(200);
+
+/// What a reconcile read.
+pub struct Facts<'a> {
+    /// The job, as the cache has it.
+    pub job: &'a ProwJob,
+    /// Its pod, if it has one.
+    pub pod: Option<&'a PodView>,
+    /// Whether the Eviction API deleted that pod (an API server before 1.26 leaves no mark on
+    /// the pod; the operator learns it from its PodDisruptionBudget).
+    pub evicted: bool,
+    /// The time of this reconcile, read once.
+    pub now: Timestamp,
+}
+
+/// The other jobs the operator knows of (they may include the job itself), read only when the
+/// plan needs them: for a presubmit, which may supersede or be superseded, and for a finish,
+/// which wakes waiting jobs. Most reconciles need neither.
+pub struct Peers<J, F> {
+    load: Option<F>,
+    jobs: Vec<J>,
+}
+
+impl<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>> Peers<J, F> {
+    /// Peers that `load` reads when first needed.
+    pub fn new(load: F) -> Self {
+        Self {
+            load: Some(load),
+            jobs: Vec::new(),
+        }
+    }
+
+    fn get(&mut self) -> impl Iterator<Item = &ProwJob> + Clone {
+        if let Some(load) = self.load.take() {
+            self.jobs = load();
+        }
+        self.jobs.iter().map(|j| j.borrow())
+    }
+}
+
+/// The whole of what one reconcile does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The job's status change, written with the resourceVersion the plan was made from.
+    pub status: Option<StatusChange>,
+    /// The pod to create (before the status is written) or delete (after).
+    pub pod: PodChange,
+    /// The Event to publish on the job.
+    pub event: Option<JobEvent>,
+    /// Other jobs to reconcile now: the newer run that supersedes them wakes older presubmits;
+    /// a finished job wakes the first waiting job of each job name that shared a limit with it.
+    pub wake: Vec<JobKey>,
+    /// When to look at the job again by itself; `None` waits for a change.
+    pub requeue: Option<Duration>,
+}
+
+/// A pod to create or delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PodChange {
+    /// Leave the pod as it is.
+    #[default]
+    Keep,
+    /// Create the job's pod with this build ID.
+    Create {
+        /// The build ID the pod carries.
+        build_id: String,
+    },
+    /// Delete the pod the plan was made from (only that one: by its UID).
+    Delete,
+}
+
+/// A job by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobKey {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// An Event on the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEvent {
+    /// Warning rather than Normal.
+    pub warning: bool,
+    /// The machine-readable reason.
+    pub reason: &'static str,
+    /// What happened, for a person.
+    pub note: String,
+}
+
+/// A change to a job's status, as the merge patch of its status subresource. Fields left
+/// `None` are not touched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatusChange {
+    /// The new state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProwJobState>,
+    /// The new description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When the job started (set once).
+    #[serde(rename = "startTime", skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When its pod was created.
+    #[serde(rename = "pendingTime", skip_serializing_if = "Option::is_none")]
+    pub pending_time: Option<Time>,
+    /// When it completed (set once).
+    #[serde(rename = "completionTime", skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Its pod's name; `Some(None)` clears it (a revival waits for the old pod to go).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<Option<String>>,
+    /// Its build ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// How often its pod was recreated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_revival_count: Option<i64>,
+}
+
+impl StatusChange {
+    /// The final state: the state, the description and the completion time (and a start time
+    /// when the job never had one).
+    fn finished(job: &ProwJob, state: ProwJobState, description: String, now: Timestamp) -> Self {
+        Self {
+            state: Some(state),
+            description: Some(description),
+            completion_time: Some(Time(now)),
+            start_time: start_time_if_unset(job, now),
+            ..Self::default()
+        }
+    }
+
+    /// Whether it makes the job complete.
+    pub fn completes(&self) -> bool {
+        self.completion_time.is_some()
+    }
+}
+
+fn start_time_if_unset(job: &ProwJob, now: Timestamp) -> Option<Time> {
+    let started = job.status.as_ref().and_then(|s| s.start_time.as_ref());
+    started.is_none().then_some(Time(now))
+}
+
+/// The plan for a job. `grant` is asked only when the job would start, and decides whether it
+/// may: it is where the operator counts its own starts under a lock.
+pub fn plan<J: Borrow<ProwJob>>(
+    facts: &Facts,
+    peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
+    policy: &Policy,
+    limits: &Limits,
+    grant: impl FnOnce() -> Grant,
+) -> Plan {
+    let job = facts.job;
+    let mut step = decide(job, facts.pod, facts.now, policy);
+    if facts.evicted {
+        step = lost(job, EVICTED, policy);
+    }
+    let mut wake = Vec::new();
+    let presubmit = job.spec.job_type == Some(ProwJobType::Presubmit);
+    let running = matches!(
+        step,
+        Step::Start | Step::Adopt | Step::WaitFor(_) | Step::Idle
+    );
+    if presubmit && running && !job.is_complete() {
+        // A new run wakes the older ones it supersedes; they abort themselves.
+        let others = peers.get();
+        wake.extend(supersedes(job, others.clone()).into_iter().map(key));
+        if let Some(newer) = superseded_by(job, others) {
+            step = Step::Finish {
+                state: ProwJobState::Aborted,
+                description: format!(
+                    "Aborted as the newer version of this job is running ({}).",
+                    newer.metadata.name.as_deref().unwrap_or_default()
+                ),
+                delete_pod: facts.pod.is_some(),
+            };
+        }
+    }
+    let mut plan = match step {
+        Step::Idle => Plan::default(),
+        Step::WaitFor(after) => Plan {
+            requeue: Some(after.saturating_add(PAST_DEADLINE)),
+            ..Plan::default()
+        },
+        Step::Start => match grant() {
+            Grant::Start(build_id) => started(job, build_id, facts.now),
+            Grant::Wait(why) => waiting(job, why, facts.now),
+            Grant::Refuse(why) => finished(facts, peers, limits, ProwJobState::Error, why, false),
+        },
+        Step::Adopt => {
+            let build_id = facts
+                .pod
+                .and_then(|p| p.metadata.labels.as_ref()?.get(labels::BUILD_ID).cloned())
+                .unwrap_or_default();
+            let mut plan = started(job, build_id, facts.now);
+            plan.pod = PodChange::Keep;
+            // The pod was created by an earlier pass: it says when.
+            if let (Some(status), Some(created)) = (
+                plan.status.as_mut(),
+                facts
+                    .pod
+                    .and_then(|p| p.metadata.creation_timestamp.clone()),
+            ) {
+                status.pending_time = Some(created);
+            }
+            plan
+        }
+        Step::Restart => Plan {
+            pod: PodChange::Create {
+                build_id: job
+                    .status
+                    .as_ref()
+                    .map(|s| s.build_id.clone())
+                    .unwrap_or_default(),
+            },
+            status: Some(StatusChange {
+                pod_name: Some(Some(job.metadata.name.clone().unwrap_or_default())),
+                ..StatusChange::default()
+            }),
+            ..Plan::default()
+        },
+        Step::DeleteStalePod => Plan {
+            pod: if facts.pod.is_some() {
+                PodChange::Delete
+            } else {
+                PodChange::Keep
+            },
+            requeue: Some(AFTER_DELETE),
+            ..Plan::default()
+        },
+        Step::Revive { description } => {
+            let count = job.status.as_ref().map_or(0, |s| s.pod_revival_count) + 1;
+            Plan {
+                // The count is stored before the pod goes, so a crash in between cannot revive
+                // twice for one loss; no pod name marks "recreate once the old pod is gone".
+                status: Some(StatusChange {
+                    pod_revival_count: Some(count),
+                    pod_name: Some(None),
+                    description: Some(description.clone()),
+                    ..StatusChange::default()
+                }),
+                pod: pod_delete_if(facts.pod.is_some()),
+                event: Some(JobEvent {
+                    warning: true,
+                    reason: "PodRevived",
+                    note: description,
+                }),
+                requeue: Some(AFTER_DELETE),
+                ..Plan::default()
+            }
+        }
+        Step::Finish {
+            state,
+            description,
+            delete_pod,
+        } => finished(
+            facts,
+            peers,
+            limits,
+            state,
+            description,
+            delete_pod && facts.pod.is_some(),
+        ),
+    };
+    plan.wake.splice(0..0, wake);
+    plan
+}
+
+/// The plan for a job whose pod the API server refused (or that cannot be built): it ends in
+/// error with the reason.
+pub fn refused_pod<J: Borrow<ProwJob>>(
+    facts: &Facts,
+    peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
+    limits: &Limits,
+    reason: &str,
+) -> Plan {
+    finished(
+        facts,
+        peers,
+        limits,
+        ProwJobState::Error,
+        format!("Pod can not be created: {reason}"),
+        false,
+    )
+}
+
+fn key(job: &ProwJob) -> JobKey {
+    JobKey {
+        namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        name: job.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+fn pod_delete_if(delete: bool) -> PodChange {
+    if delete {
+        PodChange::Delete
+    } else {
+        PodChange::Keep
+    }
+}
+
+/// Create the pod, then record it: pending, with its name, build ID and times.
+fn started(job: &ProwJob, build_id: String, now: Timestamp) -> Plan {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    Plan {
+        pod: PodChange::Create {
+            build_id: build_id.clone(),
+        },
+        status: Some(StatusChange {
+            state: Some(ProwJobState::Pending),
+            pending_time: Some(Time(now)),
+            pod_name: Some(Some(name.clone())),
+            build_id: Some(build_id.clone()),
+            description: Some("Job triggered.".into()),
+            start_time: start_time_if_unset(job, now),
+            ..StatusChange::default()
+        }),
+        event: Some(JobEvent {
+            warning: false,
+            reason: "Pending",
+            note: format!("Pod {name} created for build {build_id}."),
+        }),
+        ..Plan::default()
+    }
+}
+
+/// Say why the job waits, writing only when that changes; look again after a while.
+fn waiting(job: &ProwJob, why: String, now: Timestamp) -> Plan {
+    let status = job.status.clone().unwrap_or_default();
+    let unchanged = status.state == Some(ProwJobState::Triggered) && status.description == why;
+    Plan {
+        status: (!unchanged).then(|| StatusChange {
+            state: Some(ProwJobState::Triggered),
+            description: Some(why),
+            start_time: start_time_if_unset(job, now),
+            ..StatusChange::default()
+        }),
+        requeue: Some(WAITING_RECHECK),
+        ..Plan::default()
+    }
+}
+
+/// End the job; its slot wakes the first waiting job of each name that shared a limit with it.
+fn finished<J: Borrow<ProwJob>>(
+    facts: &Facts,
+    peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
+    limits: &Limits,
+    state: ProwJobState,
+    description: String,
+    delete_pod: bool,
+) -> Plan {
+    let (warning, reason) = match state {
+        ProwJobState::Success => (false, "Succeeded"),
+        ProwJobState::Aborted => (false, "Aborted"),
+        ProwJobState::Failure => (true, "Failed"),
+        _ => (true, "Errored"),
+    };
+    Plan {
+        status: Some(StatusChange::finished(
+            facts.job,
+            state,
+            description.clone(),
+            facts.now,
+        )),
+        pod: pod_delete_if(delete_pod),
+        event: Some(JobEvent {
+            warning,
+            reason,
+            note: description,
+        }),
+        wake: to_wake(facts.job, peers.get(), limits)
+            .into_iter()
+            .map(key)
+            .collect(),
+        requeue: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

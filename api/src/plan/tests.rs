@@ -1,0 +1,347 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::pod_view::PodView;
+
+const NOW: &str = "2024-05-01T12:00:00Z";
+
+fn now() -> Timestamp {
+    NOW.parse().expect("time")
+}
+
+fn at(text: &str) -> Time {
+    Time(text.parse().expect("time"))
+}
+
+/// A job named `name` (uid `uid-NAME`) of job `ci` with `status` and extra spec fields.
+fn job(name: &str, status: Value, spec_extra: Value) -> ProwJob {
+    let mut spec = json!({"type": "periodic", "agent": "kubernetes", "job": "ci",
+                          "pod_spec": {"containers": [{"name": "test", "image": "x"}]}});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name, "namespace": "prow", "uid": format!("uid-{name}"),
+                     "creationTimestamp": "2024-05-01T11:00:00Z"},
+        "spec": spec,
+        "status": status,
+    }))
+    .expect("job")
+}
+
+fn triggered(name: &str) -> ProwJob {
+    job(name, json!({"state": "triggered"}), json!({}))
+}
+
+fn pending(name: &str) -> ProwJob {
+    job(
+        name,
+        json!({"state": "pending", "pod_name": name, "build_id": "7",
+               "startTime": "2024-05-01T11:00:00Z"}),
+        json!({}),
+    )
+}
+
+fn pod(name: &str, status: Value) -> PodView {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "pods",
+                     "creationTimestamp": "2024-05-01T11:58:00Z",
+                     "labels": {"prow.k8s.io/build-id": "41"},
+                     "annotations": {"prow-operator.dev/job-uid": format!("uid-{name}")}},
+        "spec": {"containers": [{"name": "test", "image": "x"}]},
+        "status": status,
+    }))
+    .expect("pod")
+}
+
+fn key(name: &str) -> JobKey {
+    JobKey {
+        namespace: "prow".into(),
+        name: name.into(),
+    }
+}
+
+/// The plan for `job` with `pod` among `peers`; the grant, if asked, is `grant`.
+fn plan_of(job: &ProwJob, pod: Option<&PodView>, peers: &[&ProwJob], grant: Grant) -> Plan {
+    let facts = Facts {
+        job,
+        pod,
+        evicted: false,
+        now: now(),
+    };
+    let mut peers = Peers::new(|| peers.to_vec());
+    plan(
+        &facts,
+        &mut peers,
+        &Policy::default(),
+        &Limits::default(),
+        || grant,
+    )
+}
+
+fn unused() -> Grant {
+    Grant::Refuse("the grant is asked only for a start".into())
+}
+
+#[test]
+fn a_start_creates_the_pod_then_records_it() {
+    let j = triggered("a");
+    let plan = plan_of(&j, None, &[], Grant::Start("42".into()));
+    assert_eq!(
+        plan,
+        Plan {
+            pod: PodChange::Create {
+                build_id: "42".into()
+            },
+            status: Some(StatusChange {
+                state: Some(ProwJobState::Pending),
+                description: Some("Job triggered.".into()),
+                start_time: Some(Time(now())),
+                pending_time: Some(Time(now())),
+                pod_name: Some(Some("a".into())),
+                build_id: Some("42".into()),
+                ..StatusChange::default()
+            }),
+            event: Some(JobEvent {
+                warning: false,
+                reason: "Pending",
+                note: "Pod a created for build 42.".into(),
+            }),
+            wake: vec![],
+            requeue: None,
+        }
+    );
+}
+
+#[test]
+fn a_job_that_must_wait_says_why_once_and_looks_again_later() {
+    let j = triggered("a");
+    let plan = plan_of(&j, None, &[], Grant::Wait("Waiting: full.".into()));
+    assert_eq!(plan.pod, PodChange::Keep);
+    assert_eq!(plan.requeue, Some(WAITING_RECHECK));
+    let status = plan.status.expect("says why");
+    assert_eq!(status.description.as_deref(), Some("Waiting: full."));
+    assert_eq!(status.start_time, Some(Time(now())));
+    // Already saying so: nothing to write.
+    let said = job(
+        "a",
+        json!({"state": "triggered", "description": "Waiting: full.",
+               "startTime": "2024-05-01T11:00:00Z"}),
+        json!({}),
+    );
+    let again = plan_of(&said, None, &[], Grant::Wait("Waiting: full.".into()));
+    assert_eq!(again.status, None);
+    assert_eq!(again.requeue, Some(WAITING_RECHECK));
+}
+
+#[test]
+fn a_refused_start_ends_the_job_in_error() {
+    let j = triggered("a");
+    let plan = plan_of(&j, None, &[], Grant::Refuse("No queue.".into()));
+    let status = plan.status.expect("final");
+    assert_eq!(status.state, Some(ProwJobState::Error));
+    assert_eq!(status.description.as_deref(), Some("No queue."));
+    assert!(status.completes());
+    assert_eq!(plan.pod, PodChange::Keep);
+    assert_eq!(plan.event.expect("event").reason, "Errored");
+}
+
+#[test]
+fn an_orphaned_pod_is_adopted_with_its_own_build_id_and_time() {
+    let j = triggered("a");
+    let p = pod("a", json!({"phase": "Pending"}));
+    let plan = plan_of(&j, Some(&p), &[], unused());
+    assert_eq!(plan.pod, PodChange::Keep, "the pod exists");
+    let status = plan.status.expect("recorded");
+    assert_eq!(status.build_id.as_deref(), Some("41"));
+    assert_eq!(status.pending_time, Some(at("2024-05-01T11:58:00Z")));
+}
+
+#[test]
+fn a_finished_pod_ends_the_job_and_wakes_one_waiting_job_per_name() {
+    let j = pending("a");
+    let p = pod(
+        "a",
+        json!({"phase": "Succeeded", "containerStatuses": [{"name": "test", "image": "x",
+               "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": 0}}}]}),
+    );
+    let (first, second) = (triggered("b"), triggered("c"));
+    let mut other_name = triggered("d");
+    other_name.spec.job = "other".into();
+    let peers = [&j, &first, &second, &other_name];
+    let plan = plan_of(&j, Some(&p), &peers, unused());
+    let status = plan.status.clone().expect("final");
+    assert_eq!(status.state, Some(ProwJobState::Success));
+    assert_eq!(status.completion_time, Some(Time(now())));
+    assert_eq!(status.start_time, None, "it had one");
+    assert_eq!(
+        plan.pod,
+        PodChange::Keep,
+        "a finished pod stays for its logs"
+    );
+    assert_eq!(plan.event.expect("event").reason, "Succeeded");
+    // No global limit: only its own name shares a limit, and only the head of that line.
+    assert_eq!(plan.wake, vec![key("b")]);
+}
+
+#[test]
+fn a_timed_out_pod_is_deleted_after_the_final_state_is_written() {
+    let j = pending("a");
+    let p = pod(
+        "a",
+        json!({"phase": "Running", "startTime": "2024-04-28T00:00:00Z"}),
+    );
+    let plan = plan_of(&j, Some(&p), &[], unused());
+    let status = plan.status.expect("final");
+    assert_eq!(status.state, Some(ProwJobState::Aborted));
+    assert_eq!(status.description.as_deref(), Some("Pod running timeout."));
+    assert_eq!(plan.pod, PodChange::Delete);
+}
+
+#[test]
+fn a_lost_pod_is_revived_count_first() {
+    let j = pending("a");
+    let p = pod("a", json!({"phase": "Failed", "reason": "Evicted"}));
+    let plan = plan_of(&j, Some(&p), &[], unused());
+    let status = plan.status.expect("count");
+    assert_eq!(status.pod_revival_count, Some(1));
+    assert_eq!(
+        status.pod_name,
+        Some(None),
+        "cleared: recreate once it is gone"
+    );
+    assert_eq!(plan.pod, PodChange::Delete);
+    assert_eq!(plan.requeue, Some(AFTER_DELETE));
+    let event = plan.event.expect("event");
+    assert!(event.warning && event.reason == "PodRevived");
+}
+
+#[test]
+fn a_pod_the_eviction_api_deleted_is_revived_not_reported_deleted() {
+    let j = pending("a");
+    let facts = Facts {
+        job: &j,
+        pod: None,
+        evicted: true,
+        now: now(),
+    };
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let plan = plan(
+        &facts,
+        &mut peers,
+        &Policy::default(),
+        &Limits::default(),
+        unused,
+    );
+    assert_eq!(plan.status.expect("count").pod_revival_count, Some(1));
+    assert_eq!(plan.pod, PodChange::Keep, "no pod left to delete");
+    let gone = plan_of(&j, None, &[], unused());
+    assert_eq!(
+        gone.status.expect("final").description.as_deref(),
+        Some("Pod got deleted unexpectedly")
+    );
+}
+
+#[test]
+fn a_revived_job_recreates_its_pod_with_the_same_build_id() {
+    let j = job(
+        "a",
+        json!({"state": "pending", "build_id": "7", "pod_revival_count": 1}),
+        json!({}),
+    );
+    let plan = plan_of(&j, None, &[], unused());
+    assert_eq!(
+        plan.pod,
+        PodChange::Create {
+            build_id: "7".into()
+        }
+    );
+    assert_eq!(plan.status.expect("name").pod_name, Some(Some("a".into())));
+}
+
+#[test]
+fn a_superseded_presubmit_aborts_and_a_new_one_wakes_the_old() {
+    let presubmit = |name: &str, created: &str, status: Value| {
+        let mut j = job(
+            name,
+            status,
+            json!({"type": "presubmit",
+                   "refs": {"org": "o", "repo": "r", "base_ref": "main",
+                            "pulls": [{"number": 1, "author": "a", "sha": "s"}]}}),
+        );
+        j.metadata.creation_timestamp = Some(at(created));
+        j
+    };
+    let old = presubmit("old", "2024-05-01T10:00:00Z", json!({"state": "triggered"}));
+    let new = presubmit("new", "2024-05-01T11:00:00Z", json!({"state": "triggered"}));
+    let peers = [&old, &new];
+    let plan = plan_of(&old, None, &peers, unused());
+    let status = plan.status.expect("aborted");
+    assert_eq!(status.state, Some(ProwJobState::Aborted));
+    assert!(status
+        .description
+        .expect("why")
+        .contains("newer version of this job is running (new)"));
+    let newer = plan_of(&new, None, &peers, Grant::Start("9".into()));
+    assert!(newer.wake.contains(&key("old")), "{:?}", newer.wake);
+}
+
+#[test]
+fn a_stale_pod_is_deleted_and_looked_at_again() {
+    let j = triggered("a");
+    let mut stale = pod("a", json!({"phase": "Running"}));
+    stale
+        .metadata
+        .annotations
+        .as_mut()
+        .expect("annotations")
+        .insert(
+            "prow-operator.dev/job-uid".into(),
+            "uid-someone-else".into(),
+        );
+    let plan = plan_of(&j, Some(&stale), &[], unused());
+    assert_eq!(plan.pod, PodChange::Delete);
+    assert_eq!(plan.status, None);
+    assert_eq!(plan.requeue, Some(AFTER_DELETE));
+}
+
+#[test]
+fn a_waiting_timeout_comes_back_just_past_its_deadline() {
+    let j = pending("a");
+    let p = pod(
+        "a",
+        json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z"}),
+    );
+    let plan = plan_of(&j, Some(&p), &[], unused());
+    assert_eq!(plan.status, None);
+    assert_eq!(
+        plan.requeue,
+        Some(Duration::from_secs(48 * 3600 - 60) + PAST_DEADLINE)
+    );
+}
+
+#[test]
+fn the_status_change_is_the_merge_patch_the_api_server_gets() {
+    let change = StatusChange {
+        pod_revival_count: Some(2),
+        pod_name: Some(None),
+        description: Some("d".into()),
+        ..StatusChange::default()
+    };
+    assert_eq!(
+        serde_json::to_value(&change).expect("json"),
+        json!({"pod_revival_count": 2, "pod_name": null, "description": "d"})
+    );
+    let pending = StatusChange {
+        state: Some(ProwJobState::Pending),
+        pending_time: Some(at(NOW)),
+        build_id: Some("1".into()),
+        ..StatusChange::default()
+    };
+    assert_eq!(
+        serde_json::to_value(&pending).expect("json"),
+        json!({"state": "pending", "pendingTime": NOW, "build_id": "1"})
+    );
+}

@@ -1,0 +1,282 @@
+//! The one view of a pod that the job state machine reads and the operator keeps in memory.
+//! A full `Pod` is 2 KB of struct before any of its strings; the view is read straight off the
+//! wire (watch events, direct reads) with only what the rules read, so the operator never
+//! builds a full pod to decide, and tests write pods as the API server sends them.
+
+use std::borrow::Cow;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde::{Deserialize, Deserializer};
+
+use crate::labels;
+
+/// A pod as the job state machine reads it and the operator keeps it: identity, the labels and
+/// annotations it reads, container names and how far each container got.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PodView {
+    /// Name, namespace, UID, times, the build-ID label and the job annotations.
+    #[serde(default, deserialize_with = "crate::wire::meta_without_managed_fields")]
+    pub metadata: ObjectMeta,
+    /// Container names.
+    #[serde(default)]
+    pub spec: ViewSpec,
+    /// Phase, reason, start time, container states.
+    #[serde(default)]
+    pub status: ViewStatus,
+}
+
+/// The part of a pod spec the operator reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ViewSpec {
+    /// The containers, by name.
+    #[serde(default)]
+    pub containers: Vec<Named>,
+}
+
+/// Something with a name.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Named {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// The part of a pod status the operator reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewStatus {
+    /// Pending, Running, Succeeded, Failed or Unknown.
+    pub phase: Option<String>,
+    /// Evicted, NodeLost, ...
+    pub reason: Option<String>,
+    /// When the kubelet accepted the pod.
+    pub start_time: Option<Time>,
+    /// Whether each container terminated, by name.
+    #[serde(default)]
+    pub container_statuses: Vec<ViewContainerStatus>,
+    /// Whether each init container terminated, by name.
+    #[serde(default)]
+    pub init_container_statuses: Vec<ViewContainerStatus>,
+    /// Why the pod is being disrupted (eviction, preemption, ...), from a true
+    /// `DisruptionTarget` condition: the only condition the rules read.
+    #[serde(default, rename = "conditions", deserialize_with = "disruption_reason")]
+    pub disrupted: Option<String>,
+}
+
+fn disruption_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Condition<'a> {
+        #[serde(rename = "type", borrow)]
+        type_: Cow<'a, str>,
+        #[serde(borrow)]
+        status: Cow<'a, str>,
+        #[serde(default, borrow)]
+        reason: Option<Cow<'a, str>>,
+    }
+    let conditions: Option<Vec<Condition<'de>>> = Option::deserialize(d)?;
+    Ok(conditions.into_iter().flatten().find_map(|c| {
+        (c.type_ == crate::lifecycle::DISRUPTION_TARGET && c.status == "True")
+            .then(|| c.reason.map(Cow::into_owned).unwrap_or_default())
+    }))
+}
+
+/// A container's name and whether it terminated.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ViewContainerStatus {
+    /// Container name.
+    #[serde(default)]
+    pub name: String,
+    /// Its state; only `terminated` is kept.
+    #[serde(default)]
+    pub state: ViewState,
+}
+
+/// Whether a container terminated, and how.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ViewState {
+    /// Set once the container ended.
+    pub terminated: Option<Terminated>,
+}
+
+/// How a container ended.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terminated {
+    /// Its exit code.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Whether the kernel killed it for exceeding its memory limit (reason `OOMKilled`): the
+    /// only reason the rules read, so a flag rather than a string for every cached container.
+    #[serde(default, rename = "reason", deserialize_with = "reason_is_oom")]
+    pub oom_killed: bool,
+}
+
+fn reason_is_oom<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let reason: Option<Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(reason.as_deref() == Some(OOM_KILLED))
+}
+
+const OOM_KILLED: &str = "OOMKilled";
+
+impl kube::Resource for PodView {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Pod")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("pods")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl PodView {
+    /// Drops every label and annotation the operator does not read, and managed fields.
+    pub fn strip(&mut self) {
+        let meta = &mut self.metadata;
+        meta.managed_fields = None;
+        meta.owner_references = None;
+        meta.finalizers = None;
+        if let Some(l) = meta.labels.as_mut() {
+            l.retain(|k, _| k == labels::BUILD_ID);
+        }
+        if let Some(a) = meta.annotations.as_mut() {
+            a.retain(|k, _| k == labels::JOB_UID || k == labels::JOB_NAMESPACE);
+        }
+    }
+
+    /// The view of a full pod (one the operator just created).
+    pub fn of(pod: &Pod) -> Self {
+        let status = pod.status.as_ref();
+        let containers =
+            |list: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+                list.into_iter()
+                    .flatten()
+                    .map(|c| ViewContainerStatus {
+                        name: c.name.clone(),
+                        state: ViewState {
+                            terminated: c.state.as_ref().and_then(|s| s.terminated.as_ref()).map(
+                                |t| Terminated {
+                                    exit_code: t.exit_code,
+                                    oom_killed: t.reason.as_deref() == Some(OOM_KILLED),
+                                },
+                            ),
+                        },
+                    })
+                    .collect()
+            };
+        let mut view = Self {
+            metadata: pod.metadata.clone(),
+            spec: ViewSpec {
+                containers: pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| &s.containers)
+                    .map(|c| Named {
+                        name: c.name.clone(),
+                    })
+                    .collect(),
+            },
+            status: ViewStatus {
+                phase: status.and_then(|s| s.phase.clone()),
+                reason: status.and_then(|s| s.reason.clone()),
+                start_time: status.and_then(|s| s.start_time.clone()),
+                container_statuses: containers(status.and_then(|s| s.container_statuses.as_ref())),
+                init_container_statuses: containers(
+                    status.and_then(|s| s.init_container_statuses.as_ref()),
+                ),
+                disrupted: status
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == crate::lifecycle::DISRUPTION_TARGET && c.status == "True")
+                    .map(|c| c.reason.clone().unwrap_or_default()),
+            },
+        };
+        view.strip();
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ProwJob;
+
+    #[test]
+    fn a_view_read_off_the_wire_decides_like_the_view_of_the_full_pod() {
+        let job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": "a", "namespace": "prow", "uid": "u"},
+            "spec": {"agent": "kubernetes", "job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+            "status": {"state": "pending", "pod_name": "a", "startTime": "2024-01-01T00:00:00Z"},
+        }))
+        .expect("job");
+        let pod = |status: serde_json::Value| {
+            json!({"metadata": {"name": "a", "namespace": "p", "creationTimestamp": "2024-01-01T00:00:00Z",
+                                "labels": {"prow.k8s.io/build-id": "9", "x": "y"},
+                                "annotations": {"prow-operator.dev/job-uid": "u", "big": "z"}},
+                   "spec": {"containers": [{"name": "test", "image": "i", "env": [{"name": "A", "value": "1"}]},
+                                           {"name": "side", "image": "i"}]},
+                   "status": status})
+        };
+        let terminated =
+            |code: i32| json!({"terminated": {"exitCode": code, "reason": "Completed"}});
+        let cases = [
+            json!({"phase": "Pending"}),
+            json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z"}),
+            json!({"phase": "Succeeded", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)},
+                {"name": "side", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+            json!({"phase": "Succeeded", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+            json!({"phase": "Failed", "reason": "Evicted"}),
+            json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z", "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]}),
+            json!({"phase": "Failed", "containerStatuses": [
+                {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+            json!({"phase": "Unknown"}),
+        ];
+        let now: k8s_openapi::jiff::Timestamp = "2024-01-01T00:01:00Z".parse().expect("time");
+        let policy = crate::lifecycle::Policy::default();
+        for status in cases {
+            let full: Pod = serde_json::from_value(pod(status.clone())).expect("pod");
+            let mut wire: PodView = serde_json::from_value(pod(status.clone())).expect("view");
+            wire.strip();
+            assert_eq!(
+                crate::lifecycle::decide(&job, Some(&wire), now, &policy),
+                crate::lifecycle::decide(&job, Some(&PodView::of(&full)), now, &policy),
+                "{status}"
+            );
+        }
+        let mut slim: PodView = serde_json::from_value(pod(json!({}))).expect("view");
+        slim.strip();
+        let labels = slim.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.len(), 1, "only the build id is kept");
+        assert_eq!(
+            slim.metadata
+                .annotations
+                .as_ref()
+                .expect("annotations")
+                .len(),
+            1
+        );
+    }
+}

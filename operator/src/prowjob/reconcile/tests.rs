@@ -1,0 +1,226 @@
+//! The apply layer's requests, against a mock API server: which calls a plan makes, in which
+//! order, with which preconditions. The behaviour against a real API server is in kind-tests.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::Client;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tower_test::mock::{self, Handle};
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::prowjob::evictions::{Budgets, Evictions};
+use crate::prowjob::{ledger::Ledger, Settings};
+
+/// A context whose client talks to the returned mock, with empty caches.
+fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (jobs, _) = reflector::store();
+    let (pods, _) = reflector::store();
+    let (wake, _) = mpsc::unbounded_channel();
+    let ctx = Context {
+        client: client.clone(),
+        jobs,
+        pods,
+        settings: Settings {
+            pod_namespace: "pods".into(),
+            ..Settings::default()
+        },
+        ledger: Ledger::default(),
+        evictions: Evictions::default(),
+        budgets: Budgets::off(client.clone()),
+        recorder: Recorder::new(client, Reporter::from("test")),
+        metrics: Arc::new(Metrics::default()),
+        wake,
+    };
+    (ctx, handle)
+}
+
+/// Answers the next `n` requests with `answer(method, path, body)` (a Status with its code, or
+/// an object with 200); returns what was asked.
+fn serve(
+    mut handle: Handle<Request<Body>, Response<Body>>,
+    n: usize,
+    answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<(Method, String, Value)>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..n {
+            let (request, respond) = handle.next_request().await.expect("a request");
+            let method = request.method().clone();
+            let path = request.uri().path().to_string();
+            let query = request.uri().query().unwrap_or_default().to_string();
+            let bytes = request.into_body().collect_bytes().await.expect("body");
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = answer(&method, &path, &body);
+            // A Status answer carries its own HTTP code, as the API server sends it.
+            let code = match reply["kind"].as_str() {
+                Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
+                _ => 200,
+            };
+            respond.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                    .expect("response"),
+            );
+            seen.push((method, format!("{path}?{query}"), body));
+        }
+        seen
+    })
+}
+
+fn job(status: Value) -> ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": "j", "namespace": "prow", "uid": "uid-j", "resourceVersion": "5",
+                     "creationTimestamp": "2024-05-01T11:00:00Z"},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": "ci",
+                 "pod_spec": {"containers": [{"name": "test", "image": "x"}]}},
+        "status": status,
+    }))
+    .expect("job")
+}
+
+/// What the API server answers to a status patch: the job (its content does not matter).
+fn job_answer() -> Value {
+    serde_json::to_value(job(json!({"state": "pending"}))).expect("json")
+}
+
+fn pod_answer(uid: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "j", "namespace": "pods", "uid": uid}})
+}
+
+#[tokio::test]
+async fn a_start_creates_the_pod_then_writes_pending_guarded_by_the_resource_version() {
+    let (ctx, handle) = context();
+    let job = job(json!({"state": "triggered"}));
+    let server = serve(handle, 2, |method, _, body| match *method {
+        Method::POST => {
+            let mut pod = body.clone();
+            pod["metadata"]["uid"] = json!("uid-pod");
+            pod
+        }
+        _ => job_answer(),
+    });
+    let action = reconcile_job(&job, &ctx).await.expect("reconciled");
+    assert_eq!(action, Action::await_change());
+    let seen = server.await.expect("server");
+    let (create, patch) = (&seen[0], &seen[1]);
+    assert_eq!(create.0, Method::POST);
+    assert!(
+        create.1.starts_with("/api/v1/namespaces/pods/pods?"),
+        "{}",
+        create.1
+    );
+    assert_eq!(create.2["metadata"]["name"], "j");
+    let build_id = create.2["metadata"]["labels"][prow_api::labels::BUILD_ID].clone();
+    assert!(
+        build_id.as_str().is_some_and(|id| !id.is_empty()),
+        "{build_id}"
+    );
+
+    assert_eq!(patch.0, Method::PATCH);
+    assert!(
+        patch
+            .1
+            .starts_with("/apis/prow.k8s.io/v1/namespaces/prow/prowjobs/j/status?"),
+        "{}",
+        patch.1
+    );
+    assert!(
+        patch.1.contains("fieldManager=prow-operator"),
+        "{}",
+        patch.1
+    );
+    assert_eq!(patch.2["metadata"]["resourceVersion"], "5");
+    let status = &patch.2["status"];
+    assert_eq!(status["state"], "pending");
+    assert_eq!(status["pod_name"], "j");
+    assert_eq!(status["build_id"], build_id);
+    assert!(
+        ctx.ledger.starts.is_started("uid-j"),
+        "the start counts before the cache shows it"
+    );
+}
+
+#[tokio::test]
+async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_pod() {
+    let (ctx, handle) = context();
+    let job = job(json!({"state": "pending", "pod_name": "j", "build_id": "1"}));
+    let pod: PodView = serde_json::from_value(json!({
+        "metadata": {"name": "j", "namespace": "pods", "uid": "uid-pod",
+                     "annotations": {"prow-operator.dev/job-uid": "uid-j"}},
+        "status": {"phase": "Failed", "reason": "Evicted"},
+    }))
+    .expect("pod");
+    let facts = Facts {
+        job: &job,
+        pod: Some(&pod),
+        evicted: false,
+        now: Timestamp::now(),
+    };
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let planned = plan(
+        &facts,
+        &mut peers,
+        &ctx.settings.policy,
+        &ctx.settings.limits,
+        || unreachable!("a revival starts nothing"),
+    );
+    let server = serve(handle, 2, |method, _, _| match *method {
+        Method::DELETE => pod_answer("uid-pod"),
+        _ => job_answer(),
+    });
+    let action = apply(&facts, &mut peers, planned, "pods", &ctx)
+        .await
+        .expect("applied");
+    assert_eq!(action, Action::requeue(prow_api::plan::AFTER_DELETE));
+    let seen = server.await.expect("server");
+    assert_eq!(seen[0].0, Method::PATCH, "the count first: {seen:?}");
+    assert_eq!(seen[0].2["status"]["pod_revival_count"], 1);
+    assert_eq!(seen[0].2["status"]["pod_name"], Value::Null);
+    assert_eq!(seen[1].0, Method::DELETE);
+    assert!(
+        seen[1].1.starts_with("/api/v1/namespaces/pods/pods/j?"),
+        "{}",
+        seen[1].1
+    );
+    assert_eq!(
+        seen[1].2["preconditions"]["uid"], "uid-pod",
+        "only the pod decided on"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_pod_ends_the_job_in_error_with_the_api_servers_reason() {
+    let (ctx, handle) = context();
+    let job = job(json!({"state": "triggered"}));
+    let server = serve(handle, 2, |method, _, _| match *method {
+        Method::POST => json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": "pods \"j\" is forbidden: exceeded quota",
+                               "reason": "Forbidden", "code": 403}),
+        _ => job_answer(),
+    });
+    reconcile_job(&job, &ctx).await.expect("reconciled");
+    let seen = server.await.expect("server");
+    assert_eq!(seen[1].0, Method::PATCH);
+    let status = &seen[1].2["status"];
+    assert_eq!(status["state"], "error");
+    assert_eq!(
+        status["description"],
+        "Pod can not be created: pods \"j\" is forbidden: exceeded quota"
+    );
+    assert!(status["completionTime"].is_string());
+    assert!(
+        !ctx.ledger.starts.is_started("uid-j"),
+        "the refused start holds no slot"
+    );
+}

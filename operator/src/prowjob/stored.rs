@@ -1,0 +1,147 @@
+//! What the operator keeps of ProwJobs in memory. Finished jobs are most of a cluster's jobs
+//! and need little of themselves, so they are stripped as they are read off the wire. (Pods
+//! are kept as `prow_api::pod_view::PodView`, the view the state machine reads.)
+
+use kube::runtime::watcher;
+use prow_api::wire::LeanJob;
+use prow_api::ProwJob;
+use serde::{Deserialize, Deserializer};
+
+/// A ProwJob as the watch reads it: parsed without its managed fields and stripped
+/// ([`strip_job`]) as soon as it is parsed. A list of 10,000 finished jobs then never holds
+/// 10,000 full jobs at once, only the one being read.
+#[derive(Clone, Debug)]
+pub struct WireJob(pub ProwJob);
+
+impl<'de> Deserialize<'de> for WireJob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let LeanJob(mut job) = LeanJob::deserialize(deserializer)?;
+        strip_job(&mut job);
+        Ok(WireJob(job))
+    }
+}
+
+prow_api::prowjob_newtype_resource!(WireJob);
+
+/// The same watch event with the job it carries.
+pub fn unwrap_job_event(event: watcher::Event<WireJob>) -> watcher::Event<ProwJob> {
+    use watcher::Event::*;
+    match event {
+        Apply(job) => Apply(job.0),
+        Delete(job) => Delete(job.0),
+        Init => Init,
+        InitApply(job) => InitApply(job.0),
+        InitDone => InitDone,
+    }
+}
+
+/// Drops from a job what no decision reads: managed fields and the last-applied annotation
+/// always; the pod spec, every agent or reporter setting, labels and annotations once the job
+/// is complete.
+pub fn strip_job(job: &mut ProwJob) {
+    job.metadata.managed_fields = None;
+    if let Some(a) = job.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if job.is_complete() {
+        let spec = &mut job.spec;
+        spec.pod_spec = None;
+        spec.decoration_config = None;
+        spec.reporter_config = None;
+        spec.rerun_auth_config = None;
+        spec.jenkins_spec = None;
+        spec.pipeline_run_spec = None;
+        spec.tekton_pipeline_run_spec = None;
+        spec.prowjob_defaults = None;
+        spec.extra_refs.clear();
+        spec.refs = None;
+        let meta = &mut job.metadata;
+        meta.annotations = None;
+        meta.labels = None;
+        meta.owner_references = None;
+        meta.finalizers = None;
+        meta.generate_name = None;
+        meta.self_link = None;
+        if let Some(status) = job.status.as_mut() {
+            status.prev_report_states.clear();
+            status.url.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn finished_jobs_lose_their_pod_spec_but_keep_what_retention_reads() {
+        let mut job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": "a", "annotations": {"x": "y"}},
+            "spec": {"type": "periodic", "job": "j", "pod_spec": {"containers": [{"name": "t"}]},
+                     "decoration_config": {"timeout": "1h"}},
+            "status": {"state": "success", "completionTime": "2024-01-01T00:00:00Z",
+                       "startTime": "2024-01-01T00:00:00Z", "build_id": "5"},
+        }))
+        .expect("job");
+        strip_job(&mut job);
+        assert!(job.spec.pod_spec.is_none());
+        assert!(job.spec.decoration_config.is_none());
+        assert_eq!(job.spec.job, "j");
+        assert!(job.is_complete());
+        assert_eq!(job.status.as_ref().map(|s| s.build_id.as_str()), Some("5"));
+    }
+
+    #[test]
+    fn jobs_are_read_without_managed_fields_and_stripped_as_they_are_read() {
+        let job = |status: serde_json::Value| {
+            json!({
+                "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+                "metadata": {"name": "a", "namespace": "prow", "uid": "u", "resourceVersion": "7",
+                             "creationTimestamp": "2024-01-01T00:00:00Z", "labels": {"l": "v"},
+                             "managedFields": [{"manager": "m", "operation": "Update",
+                                                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+                "spec": {"type": "periodic", "job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+                "status": status,
+            })
+        };
+        let running: WireJob =
+            serde_json::from_value(job(json!({"state": "pending"}))).expect("running");
+        let meta = &running.0.metadata;
+        assert_eq!(meta.name.as_deref(), Some("a"));
+        assert_eq!(meta.uid.as_deref(), Some("u"));
+        assert_eq!(meta.resource_version.as_deref(), Some("7"));
+        assert!(meta.creation_timestamp.is_some());
+        assert!(meta.managed_fields.is_none());
+        assert!(
+            meta.labels.is_some(),
+            "a running job's labels go on its pod"
+        );
+        assert!(running.0.spec.pod_spec.is_some());
+
+        let done: WireJob = serde_json::from_value(job(json!({
+            "state": "success", "completionTime": "2024-01-01T00:10:00Z", "build_id": "3"})))
+        .expect("done");
+        assert!(done.0.spec.pod_spec.is_none());
+        assert!(done.0.metadata.labels.is_none());
+        assert_eq!(done.0.spec.job, "j");
+        assert!(done.0.is_complete());
+
+        let event = unwrap_job_event(watcher::Event::Apply(done));
+        assert!(matches!(event, watcher::Event::Apply(j) if j.spec.job == "j"));
+    }
+
+    #[test]
+    fn unfinished_jobs_keep_their_pod_spec() {
+        let mut job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": "a"},
+            "spec": {"job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+        }))
+        .expect("job");
+        strip_job(&mut job);
+        assert!(job.spec.pod_spec.is_some());
+    }
+}
