@@ -41,9 +41,10 @@ pub fn run(
     let (store, writer) = reflector::store();
     let events = prow_runtime::watch::watch(api, watcher::Config::default(), "presets", readiness)
         .reflect(writer);
+    let (events, synced) = prow_runtime::store::signal(events);
     let requests = requests(events, store.clone());
     let peers = store.clone();
-    queue::run(store, requests, 4, shutdown, move |preset| {
+    queue::run(store, synced, requests, 4, shutdown, move |preset| {
         let (client, peers) = (client.clone(), peers.clone());
         async move {
             match reconcile(&preset, &peers, &client).await {

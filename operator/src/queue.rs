@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
-use prow_runtime::store::synced;
+use prow_runtime::store::Synced;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};
@@ -98,6 +98,7 @@ enum State {
 /// request order.
 pub async fn run<K, R, F, Fut>(
     store: Store<K>,
+    synced: Synced,
     requests: R,
     concurrency: usize,
     shutdown: CancellationToken,
@@ -124,7 +125,7 @@ pub async fn run<K, R, F, Fut>(
     let mut requests = std::pin::pin!(requests.fuse());
     // Requests made while the store is still filling wait: the object may not be in it yet.
     let mut store_ready = false;
-    let mut filled = std::pin::pin!(synced(&store));
+    let mut filled = std::pin::pin!(synced.wait());
     loop {
         while store_ready && running.len() < limit {
             let Some(key) = queue.ready.pop_front() else {
@@ -324,10 +325,24 @@ mod tests {
             F: Fn(Arc<ConfigMap>) -> Fut + Send + 'static,
             Fut: Future<Output = Action> + Send + 'static,
         {
+            Self::start_with(store, Synced::already(), concurrency, reconcile)
+        }
+
+        fn start_with<F, Fut>(
+            store: Store<ConfigMap>,
+            synced: Synced,
+            concurrency: usize,
+            reconcile: F,
+        ) -> Self
+        where
+            F: Fn(Arc<ConfigMap>) -> Fut + Send + 'static,
+            Fut: Future<Output = Action> + Send + 'static,
+        {
             let (requests, rx) = mpsc::unbounded_channel();
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(run(
                 store,
+                synced,
                 requests_from(rx),
                 concurrency,
                 shutdown.clone(),
@@ -636,15 +651,23 @@ mod tests {
     #[tokio::test]
     async fn requests_made_while_the_store_fills_run_once_it_is_full() {
         let (store, mut writer) = reflector::store();
+        // The watch stream as the controllers build it: reflected, then signalled.
+        let (events, rx) = mpsc::unbounded_channel::<Event<ConfigMap>>();
+        let reflected = requests_from(rx).map(move |event| {
+            writer.apply_watcher_event(&event);
+            Ok::<_, kube::runtime::watcher::Error>(event)
+        });
+        let (reflected, synced) = prow_runtime::store::signal(reflected);
+        tokio::spawn(reflected.for_each(|_| async {}));
         let (runs, reconcile) = counting(Action::await_change());
-        let queue = Harness::start(store, 0, reconcile);
+        let queue = Harness::start_with(store, synced, 0, reconcile);
         // The watch's initial list names the object before the store shows any of it.
-        writer.apply_watcher_event(&Event::Init);
-        writer.apply_watcher_event(&Event::InitApply(object("a")));
+        events.send(Event::Init).unwrap();
+        events.send(Event::InitApply(object("a"))).unwrap();
         queue.ask("a");
         settle().await;
         assert_eq!(runs.load(Ordering::SeqCst), 0);
-        writer.apply_watcher_event(&Event::InitDone);
+        events.send(Event::InitDone).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         queue.stop().await;

@@ -1,21 +1,85 @@
-//! Readiness of reflector stores: whether a store holds its first full list.
+//! Readiness of reflector stores: whether a store holds its first full list, told to every
+//! waiter at once.
+//!
+//! kube's `Store::wait_until_ready` hands its signal through a lock, one waiter at a time; the
+//! queue, readiness, retention and the webhook each wait on the same stores, and polling it
+//! every few milliseconds was the workaround. Here the reflected stream itself says when its
+//! first list is in the store.
 
-use std::time::Duration;
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
 
-use kube::runtime::reflector::Store;
+/// Whether a store has its first full list.
+#[derive(Clone, Debug)]
+pub struct Synced(watch::Receiver<bool>);
 
-/// Waits until a store has its first full list; false if its writer is gone. Polls afresh
-/// rather than waiting once: the store's readiness signal wakes only one of several waiters,
-/// and the queue, readiness and retention each wait on the same store.
-pub async fn synced<K>(store: &Store<K>) -> bool
+impl Synced {
+    /// Waits until the store has its first full list; false if its watch stream is gone
+    /// before that.
+    pub async fn wait(&self) -> bool {
+        let mut rx = self.0.clone();
+        let synced = rx.wait_for(|synced| *synced).await.is_ok();
+        synced
+    }
+
+    /// Whether the store has its first full list now.
+    pub fn is_synced(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// A store that is synced already (a store filled by hand, in tests).
+    pub fn already() -> Self {
+        Self(watch::channel(true).1)
+    }
+}
+
+/// The same reflected watch stream, and its store's [`Synced`]: set once the stream's first
+/// `InitDone` has gone through (after `.reflect(writer)`, the store shows the list by then).
+pub fn signal<K, S>(events: S) -> (impl Stream<Item = S::Item> + Send, Synced)
 where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
+    K: Send,
+    S: Stream<Item = watcher::Result<Event<K>>> + Send,
 {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(20), store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_elapsed) => continue,
+    let (tx, rx) = watch::channel(false);
+    let events = events.inspect(move |event| {
+        if let Ok(Event::InitDone) = event {
+            tx.send_replace(true);
         }
+    });
+    (events, Synced(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_waiter_learns_of_the_first_list_and_a_lost_stream_says_so() {
+        let (events, synced) = signal(futures::stream::iter(vec![
+            Ok::<_, watcher::Error>(Event::<u8>::Init),
+            Ok(Event::InitApply(1)),
+            Ok(Event::InitDone),
+        ]));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let synced = synced.clone();
+                tokio::spawn(async move { synced.wait().await })
+            })
+            .collect();
+        assert!(!synced.is_synced());
+        let mut events = std::pin::pin!(events);
+        while events.next().await.is_some() {}
+        for waiter in waiters {
+            assert!(waiter.await.expect("waiter"), "every waiter is told");
+        }
+        assert!(synced.is_synced());
+
+        let (never, unsynced) = signal(futures::stream::iter(vec![Ok::<_, watcher::Error>(
+            Event::<u8>::Init,
+        )]));
+        drop(never);
+        assert!(!unsynced.wait().await, "the stream is gone before its list");
+        assert!(Synced::already().wait().await);
     }
 }

@@ -165,8 +165,9 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         "presets",
         ready.clone(),
     )
-    .reflect(writer)
-    .applied_objects();
+    .reflect(writer);
+    let (feed, synced) = store::signal(feed);
+    let feed = feed.applied_objects();
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
     {
         let stop = stop.clone();
@@ -234,7 +235,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         let (ready, stop) = (ready.clone(), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
-                synced = store::synced(&store) => {
+                synced = synced.wait() => {
                     if synced {
                         tracing::info!(presets = store.state().len(), "preset cache synced");
                         ready.set_ready();

@@ -25,7 +25,7 @@ use prow_api::pod_view::PodView;
 use prow_runtime::health::Readiness;
 use stored::WireJob;
 
-use prow_runtime::store::synced;
+use prow_runtime::store::{self, Synced};
 pub use reconcile::{error_policy, reconcile};
 
 /// What the reconciler is configured with.
@@ -78,12 +78,16 @@ pub struct Caches {
     pub jobs: Store<ProwJob>,
     /// Prow's pods.
     pub pods: Store<PodView>,
+    /// Whether the jobs' store has its first list.
+    pub jobs_synced: Synced,
+    /// Whether the pods' store has its first list.
+    pub pods_synced: Synced,
 }
 
 impl Caches {
     /// Waits until both caches have their first full list; false if a watch is gone.
     pub async fn synced(&self) -> bool {
-        synced(&self.jobs).await && synced(&self.pods).await
+        self.jobs_synced.wait().await && self.pods_synced.wait().await
     }
 }
 
@@ -123,6 +127,7 @@ pub fn run(
     )
     .map_ok(stored::unwrap_job_event)
     .reflect(jobs_writer);
+    let (job_events, jobs_synced) = store::signal(job_events);
 
     let pods_api: Api<PodView> = Api::all(fail_fast);
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
@@ -134,8 +139,9 @@ pub fn run(
         ready.clone(),
     )
     .modify(PodView::strip)
-    .reflect(pods_writer)
-    .touched_objects();
+    .reflect(pods_writer);
+    let (pod_events, pods_synced) = store::signal(pod_events);
+    let pod_events = pod_events.touched_objects();
 
     let settings_concurrency = settings.reconcile_concurrency;
     let (wake, woken) = mpsc::unbounded_channel();
@@ -159,6 +165,8 @@ pub fn run(
     let caches = Caches {
         jobs: jobs.clone(),
         pods: pods.clone(),
+        jobs_synced: jobs_synced.clone(),
+        pods_synced,
     };
     let readiness = {
         let caches = caches.clone();
@@ -222,6 +230,7 @@ pub fn run(
     );
     let controller = crate::queue::run(
         jobs.clone(),
+        jobs_synced,
         requests,
         usize::from(settings_concurrency),
         shutdown,
