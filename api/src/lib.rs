@@ -6,6 +6,7 @@ pub mod crd;
 pub mod dedupe;
 pub mod duration;
 pub mod labels;
+pub mod lease;
 pub mod lifecycle;
 pub mod plan;
 pub mod pod;

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Vacant, Leased, Held or Disabled"
+        description = "Vacant, Leased, Held, Cleaning or Disabled"
     ),
     printcolumn(
         name = "Holder",
@@ -95,6 +95,8 @@ pub enum ClusterPhase {
     Leased,
     /// Held by a person until the hold expires.
     Held,
+    /// Its pool's clean-up job runs against it after a lease; Vacant when that succeeds.
+    Cleaning,
     /// Taken out of the pool.
     Disabled,
 }
@@ -103,7 +105,7 @@ pub enum ClusterPhase {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TestClusterStatus {
-    /// Vacant, Leased, Held or Disabled.
+    /// Vacant, Leased, Held, Cleaning or Disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ClusterPhase>,
     /// Who holds the cluster, when Leased or Held.
