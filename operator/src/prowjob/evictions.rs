@@ -136,13 +136,16 @@ pub fn budget(namespace: &str) -> serde_json::Value {
 }
 
 /// Budgets in the API version the API server serves (policy/v1 from 1.21, v1beta1 before).
-pub async fn budget_resource(client: &Client) -> Option<ApiResource> {
+/// `Ok(None)` when the API server has none; an error when it could not be asked (asked again
+/// at the next pod).
+pub async fn budget_resource(client: &Client) -> Result<Option<ApiResource>, kube::Error> {
     let group = match discovery::group(client, "policy").await {
         Ok(group) => group,
-        Err(e) => {
-            tracing::warn!(error = %e, "evicted pods will not be revived: no policy API group");
-            return None;
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
+            tracing::warn!("evicted pods will not be revived: no policy API group");
+            return Ok(None);
         }
+        Err(e) => return Err(e),
     };
     let found = group
         .versioned_resources(group.preferred_version_or_latest())
@@ -154,14 +157,19 @@ pub async fn budget_resource(client: &Client) -> Option<ApiResource> {
             "evicted pods will not be revived: the API server has no PodDisruptionBudget"
         );
     }
-    found.map(|(r, _)| r)
+    Ok(found.map(|(r, _)| r))
 }
+
+/// How long a namespace whose budget could not be created waits before the operator tries
+/// again (at its next pod there): a failure costs one request per interval, not per pod.
+const BUDGET_RETRY: Duration = Duration::from_secs(600);
 
 /// Creates the budget in each namespace the operator creates pods in, once per process.
 pub struct Budgets {
     client: Client,
     resource: tokio::sync::OnceCell<Option<ApiResource>>,
-    ensured: Mutex<HashSet<String>>,
+    /// Namespaces with the budget (`None`), or whose attempt failed at this instant.
+    ensured: Mutex<HashMap<String, Option<std::time::Instant>>>,
 }
 
 impl Budgets {
@@ -170,38 +178,48 @@ impl Budgets {
         Self {
             client,
             resource: tokio::sync::OnceCell::new(),
-            ensured: Mutex::new(HashSet::new()),
+            ensured: Mutex::new(HashMap::new()),
         }
     }
 
     /// Budgets that are never created: as on an API server without PodDisruptionBudgets.
     #[cfg(test)]
     pub fn off(client: Client) -> Self {
+        Self::with_resource(client, None)
+    }
+
+    /// Budgets of a resource known already, without discovery.
+    #[cfg(test)]
+    pub fn with_resource(client: Client, resource: Option<ApiResource>) -> Self {
         Self {
             client,
-            resource: tokio::sync::OnceCell::new_with(Some(None)),
-            ensured: Mutex::new(HashSet::new()),
+            resource: tokio::sync::OnceCell::new_with(Some(resource)),
+            ensured: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The budget resource, discovered once.
+    /// The budget resource, discovered once it could be asked.
     pub async fn resource(&self) -> Option<ApiResource> {
-        self.resource
-            .get_or_init(|| budget_resource(&self.client))
+        match self
+            .resource
+            .get_or_try_init(|| budget_resource(&self.client))
             .await
-            .clone()
+        {
+            Ok(resource) => resource.clone(),
+            Err(e) => {
+                tracing::debug!(error = %e, "discovering PodDisruptionBudgets");
+                None
+            }
+        }
     }
 
     /// Makes sure `namespace` has the operator's budget. A failure is logged and does not stop
     /// the pod: only the revival of API evictions depends on the budget.
     pub async fn ensure(&self, namespace: &str) {
-        if self
-            .ensured
-            .lock()
-            .expect("budgets lock")
-            .contains(namespace)
-        {
-            return;
+        match self.ensured.lock().expect("budgets lock").get(namespace) {
+            Some(None) => return,
+            Some(Some(failed)) if failed.elapsed() < BUDGET_RETRY => return,
+            _ => {}
         }
         let Some(resource) = self.resource().await else {
             return;
@@ -228,14 +246,18 @@ impl Budgets {
             Ok(_) => tracing::info!(namespace, "created the eviction budget"),
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => {
-                tracing::warn!(namespace, error = %e, "evicted pods will not be revived: cannot create the eviction budget");
+                tracing::warn!(namespace, error = %e, "evicted pods will not be revived: cannot create the eviction budget (trying again in 10 minutes)");
+                self.ensured
+                    .lock()
+                    .expect("budgets lock")
+                    .insert(namespace.to_string(), Some(std::time::Instant::now()));
                 return;
             }
         }
         self.ensured
             .lock()
             .expect("budgets lock")
-            .insert(namespace.to_string());
+            .insert(namespace.to_string(), None);
     }
 }
 
@@ -359,6 +381,61 @@ mod tests {
         }))
         .unwrap();
         assert!(disrupted_pods(&empty).is_empty());
+    }
+
+    /// A namespace where the budget cannot be created costs one request, not one per pod;
+    /// one where it exists (or was made) costs none after the first.
+    #[tokio::test]
+    async fn a_budget_is_asked_for_once_per_namespace_even_when_refused() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let resource = ApiResource {
+            group: "policy".into(),
+            version: "v1".into(),
+            api_version: "policy/v1".into(),
+            kind: "PodDisruptionBudget".into(),
+            plural: "poddisruptionbudgets".into(),
+        };
+        let budgets = Budgets::with_resource(Client::new(service, "default"), Some(resource));
+        let server = tokio::spawn(async move {
+            let mut paths = Vec::new();
+            for code in [403u16, 201] {
+                let (request, respond) = handle.next_request().await.expect("request");
+                paths.push(request.uri().path().to_string());
+                let body = if code == 201 {
+                    serde_json::to_vec(&budget("made")).expect("json")
+                } else {
+                    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "message": "forbidden", "code": 403}))
+                    .expect("json")
+                };
+                respond.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(body))
+                        .expect("response"),
+                );
+            }
+            paths
+        });
+        // A third request would wait for an answer that never comes.
+        let calls = async {
+            budgets.ensure("refused").await;
+            budgets.ensure("refused").await;
+            budgets.ensure("made").await;
+            budgets.ensure("made").await;
+        };
+        tokio::time::timeout(Duration::from_secs(5), calls)
+            .await
+            .expect("no request beyond one per namespace");
+        assert_eq!(
+            server.await.expect("server"),
+            [
+                "/apis/policy/v1/namespaces/refused/poddisruptionbudgets",
+                "/apis/policy/v1/namespaces/made/poddisruptionbudgets",
+            ]
+        );
     }
 
     #[test]
