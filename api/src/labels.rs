@@ -26,6 +26,10 @@ pub const JOB_NAMESPACE: &str = "prow-operator.dev/job-namespace";
 /// UID of the ProwJob a pod runs, so a pod left by a deleted job of the same name is told apart.
 pub const JOB_UID: &str = "prow-operator.dev/job-uid";
 
+/// On a ProwJob: the TestCluster pool it leases a cluster from before its pod starts. A label,
+/// so that Presets can select the jobs of a pool too.
+pub const TEST_CLUSTER_POOL: &str = "prow-operator.dev/test-cluster-pool";
+
 /// Longest label value Kubernetes accepts.
 pub const LABEL_VALUE_MAX: usize = 63;
 

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod plan;
 pub mod pod;
 pub mod pod_view;
+pub mod pool;
 pub mod preset;
 pub mod prowjob;
 pub mod retention;

@@ -1,0 +1,140 @@
+use kube::ResourceExt;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn job(name: &str, created: &str, pool: Option<&str>, state: &str) -> ProwJob {
+    let labels = pool.map_or(json!({}), |p| json!({labels::TEST_CLUSTER_POOL: p}));
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name, "namespace": "ci", "uid": format!("uid-{name}"),
+                     "creationTimestamp": created, "labels": labels},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": "e2e"},
+        "status": {"state": state},
+    }))
+    .expect("job")
+}
+
+fn cluster(name: &str, pool: &str, status: Value) -> TestCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": name, "namespace": "clusters"},
+        "spec": {"pool": pool, "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig")}},
+        "status": status,
+    }))
+    .expect("cluster")
+}
+
+fn names<T: ResourceExt>(items: &[&T]) -> Vec<String> {
+    items.iter().map(|i| i.name_any()).collect()
+}
+
+#[test]
+fn the_line_is_first_come_first_served_and_skips_jobs_that_hold_or_run() {
+    let holder = cluster(
+        "c-held",
+        "e2e",
+        json!({"phase": "Leased", "lease": {"holder": "ci/holds", "holderUid": "uid-holds",
+                                            "since": "2024-01-01T00:00:00Z"}}),
+    );
+    let jobs = [
+        job("late", "2024-01-01T00:03:00Z", Some("e2e"), "triggered"),
+        job("early", "2024-01-01T00:01:00Z", Some("e2e"), "triggered"),
+        job(
+            "same-time-b",
+            "2024-01-01T00:02:00Z",
+            Some("e2e"),
+            "triggered",
+        ),
+        job(
+            "same-time-a",
+            "2024-01-01T00:02:00Z",
+            Some("e2e"),
+            "triggered",
+        ),
+        job("holds", "2024-01-01T00:00:00Z", Some("e2e"), "triggered"),
+        job("running", "2024-01-01T00:00:00Z", Some("e2e"), "pending"),
+        job(
+            "other-pool",
+            "2024-01-01T00:00:00Z",
+            Some("gpu"),
+            "triggered",
+        ),
+        job("no-pool", "2024-01-01T00:00:00Z", None, "triggered"),
+    ];
+    let line = line("e2e", jobs.iter(), &[&holder]);
+    assert_eq!(
+        names(&line),
+        ["early", "same-time-a", "same-time-b", "late"],
+        "by creation time, then name"
+    );
+    assert_eq!(
+        lease_of(&jobs[4], [&holder]).map(|c| c.name_any()),
+        Some("c-held".into())
+    );
+    let mut recreated = jobs[4].clone();
+    recreated.metadata.uid = Some("uid-other".into());
+    assert!(
+        lease_of(&recreated, [&holder]).is_none(),
+        "by UID, not name"
+    );
+}
+
+#[test]
+fn the_first_in_line_get_the_leasable_clusters_and_no_one_jumps_the_line() {
+    let clusters = [
+        cluster("c2", "e2e", json!({"phase": "Vacant"})),
+        cluster("c1", "e2e", json!(null)),
+        cluster(
+            "c3",
+            "e2e",
+            json!({"phase": "Disabled", "disabledReason": "x"}),
+        ),
+        cluster(
+            "c4",
+            "e2e",
+            json!({"phase": "Vacant", "conditions": [{"type": "Healthy",
+            "status": "False", "reason": "ReadyzFailed", "message": "refused",
+            "lastTransitionTime": "2024-01-01T00:00:00Z"}]}),
+        ),
+        cluster("c5", "gpu", json!({"phase": "Vacant"})),
+        cluster("c6", "e2e", json!({"phase": "Cleaning"})),
+    ];
+    let refs: Vec<&TestCluster> = clusters.iter().collect();
+    let jobs = [
+        job("second", "2024-01-01T00:02:00Z", Some("e2e"), "triggered"),
+        job("first", "2024-01-01T00:01:00Z", Some("e2e"), "triggered"),
+        job("third", "2024-01-01T00:03:00Z", Some("e2e"), "triggered"),
+    ];
+    let given: Vec<(String, String)> = assign("e2e", jobs.iter(), &refs)
+        .into_iter()
+        .map(|(j, c)| (j.name_any(), c.name_any()))
+        .collect();
+    assert_eq!(
+        given,
+        [
+            ("first".to_string(), "c1".to_string()),
+            ("second".to_string(), "c2".to_string()),
+        ],
+        "two leasable clusters (no status reads as vacant); the third job waits"
+    );
+    assert!(assign("none", jobs.iter(), &refs).is_empty());
+}
+
+#[test]
+fn a_job_names_its_pool_with_a_label_and_says_where_it_waits() {
+    let j = job("a", "2024-01-01T00:00:00Z", Some("e2e"), "triggered");
+    assert_eq!(pool_of(&j), Some("e2e"));
+    assert_eq!(
+        pool_of(&job("b", "2024-01-01T00:00:00Z", Some(""), "triggered")),
+        None
+    );
+    assert_eq!(
+        pool_of(&job("c", "2024-01-01T00:00:00Z", None, "triggered")),
+        None
+    );
+    assert_eq!(
+        waiting_description("e2e", 2, 3),
+        "Waiting for a test cluster of pool \"e2e\": number 2 of 3 in line."
+    );
+}
