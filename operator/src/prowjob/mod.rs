@@ -57,7 +57,7 @@ pub struct Context {
     pub pods: Store<PodView>,
     /// Configuration.
     pub settings: Settings,
-    /// Starts in flight and build IDs.
+    /// What this process did that the caches may not show yet: starts, pods, status writes.
     pub ledger: ledger::Ledger,
     /// Publishes Events on ProwJobs.
     pub recorder: Recorder,
