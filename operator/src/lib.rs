@@ -13,3 +13,4 @@ pub mod presets;
 pub mod prowjob;
 pub mod queue;
 pub mod retention;
+pub mod testclusters;

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{leader, presets, prowjob, retention};
+use prow_operator::{leader, presets, prowjob, retention, testclusters};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
 
@@ -78,9 +78,20 @@ async fn main() -> anyhow::Result<()> {
         "preset-status",
         presets::run(
             client.clone(),
-            fail_fast,
+            fail_fast.clone(),
             cfg.watch_namespace.clone(),
-            ready,
+            ready.clone(),
+            stop.clone(),
+        ),
+    );
+    tasks.spawn(
+        "testcluster-expiry",
+        testclusters::run(
+            client.clone(),
+            fail_fast.clone(),
+            cfg.watch_namespace.clone(),
+            (caches.jobs.clone(), caches.jobs_synced.clone()),
+            ready.clone(),
             stop.clone(),
         ),
     );
