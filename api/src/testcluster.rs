@@ -65,8 +65,11 @@ pub struct TestClusterSpec {
     /// Where the cluster runs (cloud region or site), for people and for pool selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Secret, in this namespace, that holds the cluster's kubeconfig.
-    pub kubeconfig_secret_ref: SecretKeyRef,
+    /// Secret, in this namespace, that holds the cluster's kubeconfig. Optional: a cluster
+    /// added through the cimaster-compatible API has none, and a job leasing it learns only
+    /// its name and region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_ref: Option<SecretKeyRef>,
     /// What the cluster is, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

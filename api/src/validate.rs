@@ -401,6 +401,16 @@ fn metadata(job: &ProwJob, r: &mut Report) {
             );
         }
     }
+    if let Some(pool) = job_labels.get(labels::TEST_CLUSTER_POOL) {
+        if !is_dns_label(pool) {
+            r.add(
+                format!("metadata.labels[{}]", labels::TEST_CLUSTER_POOL),
+                format!(
+                    "{pool:?} is not a valid pool name: 1-63 lower-case letters, digits and '-', as TestClusters' spec.pool"
+                ),
+            );
+        }
+    }
     if let Some(label) = job_labels.get(labels::JOB) {
         if Some(label.as_str()) != labels::job_label_value(&job.spec.job).as_deref() {
             r.add(

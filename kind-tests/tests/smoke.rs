@@ -136,7 +136,12 @@ async fn testcluster_is_created_status_patched_and_printed_by_short_name() {
     )
     .await;
     assert_eq!(
-        cluster.spec.kubeconfig_secret_ref.key, "kubeconfig",
+        cluster
+            .spec
+            .kubeconfig_secret_ref
+            .as_ref()
+            .map(|s| s.key.as_str()),
+        Some("kubeconfig"),
         "the key defaults"
     );
 

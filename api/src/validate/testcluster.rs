@@ -15,18 +15,19 @@ pub fn testcluster(tc: &TestCluster) -> Vec<Violation> {
             ),
         );
     }
-    let secret = &tc.spec.kubeconfig_secret_ref;
-    if secret.name.is_empty() {
-        r.add(
-            "spec.kubeconfigSecretRef.name",
-            "is required: name the Secret holding the kubeconfig",
-        );
-    }
-    if secret.key.is_empty() {
-        r.add(
-            "spec.kubeconfigSecretRef.key",
-            "must not be empty: omit it for the default \"kubeconfig\"",
-        );
+    if let Some(secret) = &tc.spec.kubeconfig_secret_ref {
+        if secret.name.is_empty() {
+            r.add(
+                "spec.kubeconfigSecretRef.name",
+                "is required: name the Secret holding the kubeconfig (or omit kubeconfigSecretRef)",
+            );
+        }
+        if secret.key.is_empty() {
+            r.add(
+                "spec.kubeconfigSecretRef.key",
+                "must not be empty: omit it for the default \"kubeconfig\"",
+            );
+        }
     }
     r.done()
 }

@@ -219,6 +219,11 @@ fn each_rule_names_its_field() {
             "metadata.labels[prow.k8s.io/job]",
         ),
         (
+            "test cluster pool label names a pool",
+            json!({"metadata": {"labels": {"prow-operator.dev/test-cluster-pool": "E2E_pool"}}}),
+            "metadata.labels[prow-operator.dev/test-cluster-pool]",
+        ),
+        (
             "rerun auth",
             json!({"spec": {"rerun_auth_config": {"allow_anyone": true, "github_users": ["a"]}}}),
             "spec.rerun_auth_config",
@@ -376,6 +381,10 @@ fn testclusters_need_a_pool_and_a_secret_and_cannot_be_deleted_while_leased() {
     );
     let good = json!({"pool": "e2e", "kubeconfigSecretRef": {"name": "s"}});
     assert!(testcluster(&tc(good.clone(), json!({}))).is_empty());
+    assert!(
+        testcluster(&tc(json!({"pool": "e2e"}), json!({}))).is_empty(),
+        "a cluster without a kubeconfig (added through the cimaster API) is valid"
+    );
     let leased = tc(
         good.clone(),
         json!({"phase": "Leased", "lease": {"holder": "prow/j", "since": "2024-01-01T00:00:00Z"}}),
