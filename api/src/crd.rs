@@ -3,11 +3,17 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+use crate::testclusterpool::TestClusterPool;
 use crate::{Preset, ProwJob, TestCluster};
 
 /// Every CRD the operator needs, in install order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![ProwJob::crd(), Preset::crd(), TestCluster::crd()]
+    vec![
+        ProwJob::crd(),
+        Preset::crd(),
+        TestCluster::crd(),
+        TestClusterPool::crd(),
+    ]
 }
 
 /// File name of a CRD in the chart's `crds/` directory: `<plural>.<group>.yaml`.

@@ -17,6 +17,7 @@ pub mod prowjob;
 pub mod retention;
 pub mod schema;
 pub mod testcluster;
+pub mod testclusterpool;
 pub mod validate;
 pub mod wire;
 

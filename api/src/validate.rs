@@ -14,7 +14,7 @@ mod preset;
 mod testcluster;
 
 pub use preset::{preset, preset_collisions};
-pub use testcluster::{testcluster, testcluster_delete};
+pub use testcluster::{testcluster, testcluster_delete, testclusterpool};
 
 /// One broken rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -99,6 +99,7 @@ HOOK
   hook validate-prowjobs /validate/prowjobs prow.k8s.io prowjobs "[CREATE, UPDATE]"
   hook validate-presets /validate/presets prow-operator.dev presets "[CREATE, UPDATE]"
   hook validate-testclusters /validate/testclusters prow-operator.dev testclusters "[CREATE, UPDATE, DELETE]"
+  hook validate-testclusterpools /validate/testclusterpools prow-operator.dev testclusterpools "[CREATE, UPDATE]"
 } | kubectl apply -f - >/dev/null
 sleep 2 # the API server picks up new webhook configurations within a moment
 

@@ -203,6 +203,7 @@ pub async fn register(env: &TestEnv, webhook: &Webhook) -> anyhow::Result<()> {
             hook("validate-prowjobs", "/validate/prowjobs", "prow.k8s.io", "prowjobs", &["CREATE", "UPDATE"]),
             hook("validate-presets", "/validate/presets", "prow-operator.dev", "presets", &["CREATE", "UPDATE"]),
             hook("validate-testclusters", "/validate/testclusters", "prow-operator.dev", "testclusters", &["CREATE", "UPDATE", "DELETE"]),
+            hook("validate-testclusterpools", "/validate/testclusterpools", "prow-operator.dev", "testclusterpools", &["CREATE", "UPDATE"]),
         ],
     }))?;
     for w in validating.webhooks.iter_mut().flatten() {

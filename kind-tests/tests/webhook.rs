@@ -198,6 +198,19 @@ spec: {pool: Not A Pool, kubeconfigSecretRef: {name: s}}
     .await
     .expect("refused");
     assert!(refusal.contains("spec.pool"), "{refusal}");
+    let bad_pool = "apiVersion: prow-operator.dev/v1alpha1
+kind: TestClusterPool
+metadata: {name: e2e}
+spec: {holdDuration: 30h, maxHoldDuration: 24h}
+";
+    let refusal = apply(&env, bad_pool).expect_err("a hold past its maximum is refused");
+    assert!(refusal.contains("spec.holdDuration"), "{refusal}");
+    let good_pool = "apiVersion: prow-operator.dev/v1alpha1
+kind: TestClusterPool
+metadata: {name: e2e}
+spec: {holdDuration: 2h}
+";
+    apply(&env, good_pool).expect("a good pool is admitted");
 
     let clusters = env.api::<TestCluster>();
     let good: TestCluster = serde_json::from_value(json!({

@@ -14,6 +14,7 @@ use kube::core::DynamicObject;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
+use prow_api::testclusterpool::TestClusterPool;
 use prow_api::validate::{self, explain, Violation};
 use prow_api::wire::LeanJob;
 use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
@@ -30,6 +31,8 @@ pub enum Endpoint {
     ValidatePresets,
     /// `/validate/testclusters`.
     ValidateTestClusters,
+    /// `/validate/testclusterpools`.
+    ValidateTestClusterPools,
 }
 
 impl Endpoint {
@@ -39,6 +42,7 @@ impl Endpoint {
             Self::MutateProwJobs | Self::ValidateProwJobs => "ProwJob",
             Self::ValidatePresets => "Preset",
             Self::ValidateTestClusters => "TestCluster",
+            Self::ValidateTestClusterPools => "TestClusterPool",
         }
     }
 }
@@ -175,6 +179,15 @@ impl Admitter {
                 ),
                 Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
             },
+            Endpoint::ValidateTestClusterPools => {
+                match decode::<TestClusterPool>(endpoint, body)? {
+                    Decoded::Request(req) => (
+                        req.operation.clone(),
+                        Answer::Done(validate_testclusterpool(&req)),
+                    ),
+                    Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
+                }
+            }
         };
         Ok(Decided { operation, answer })
     }
@@ -328,6 +341,18 @@ impl Admitter {
         ));
         answer(allowed, &violations)
     }
+}
+
+fn validate_testclusterpool(req: &AdmissionRequest<TestClusterPool>) -> AdmissionResponse {
+    let allowed = AdmissionResponse::from(req);
+    let violations = match (&req.operation, req.object.as_ref()) {
+        (Operation::Create | Operation::Update, Some(pool)) => validate::testclusterpool(pool),
+        (Operation::Create | Operation::Update, None) => {
+            return allowed.deny("the request carries no object")
+        }
+        _ => Vec::new(),
+    };
+    answer(allowed, &violations)
 }
 
 fn validate_testcluster(req: &AdmissionRequest<TestCluster>) -> AdmissionResponse {

@@ -8,11 +8,12 @@ use prow_api::Preset;
 
 use crate::admission::{Admitter, Endpoint};
 
-const ENDPOINTS: [Endpoint; 4] = [
+const ENDPOINTS: [Endpoint; 5] = [
     Endpoint::MutateProwJobs,
     Endpoint::ValidateProwJobs,
     Endpoint::ValidatePresets,
     Endpoint::ValidateTestClusters,
+    Endpoint::ValidateTestClusterPools,
 ];
 
 /// An admitter with one preset that matches every job in namespace `prow` (so the mutating

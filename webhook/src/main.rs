@@ -110,7 +110,7 @@ struct WebhookConfig {
 
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
-    /// Check ProwJob, Preset and TestCluster YAML files (or directories of them) with the
+    /// Check ProwJob, Preset, TestCluster and TestClusterPool YAML files (or directories of them) with the
     /// webhook's rules; exits non-zero on any violation.
     Validate {
         /// Files or directories.

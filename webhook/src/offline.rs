@@ -89,6 +89,13 @@ pub fn run(
                 Ok(tc) => validate::testcluster(&tc),
                 Err(e) => vec![malformed(e)],
             },
+            "TestClusterPool" => match serde_json::from_value::<
+                prow_api::testclusterpool::TestClusterPool,
+            >(o.value.clone())
+            {
+                Ok(pool) => validate::testclusterpool(&pool),
+                Err(e) => vec![malformed(e)],
+            },
             _ => Vec::new(), // other kinds are not ours to judge
         };
         for v in violations {
@@ -100,7 +107,12 @@ pub fn run(
     }
     let checked = objects
         .iter()
-        .filter(|o| matches!(o.kind.as_str(), "ProwJob" | "Preset" | "TestCluster"))
+        .filter(|o| {
+            matches!(
+                o.kind.as_str(),
+                "ProwJob" | "Preset" | "TestCluster" | "TestClusterPool"
+            )
+        })
         .count();
     writeln!(
         out,

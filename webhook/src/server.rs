@@ -42,6 +42,8 @@ pub fn routes(
         .or(warp::path!("validate" / "presets").map(|| Endpoint::ValidatePresets))
         .unify()
         .or(warp::path!("validate" / "testclusters").map(|| Endpoint::ValidateTestClusters))
+        .unify()
+        .or(warp::path!("validate" / "testclusterpools").map(|| Endpoint::ValidateTestClusterPools))
         .unify();
     let admit = {
         let metrics = metrics.clone();

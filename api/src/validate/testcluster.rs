@@ -1,6 +1,7 @@
 //! Rules for TestClusters.
 
 use super::{is_dns_label, Report, Violation};
+use crate::testclusterpool::TestClusterPool;
 use crate::{ClusterPhase, TestCluster};
 
 /// Every rule a TestCluster must pass.
@@ -47,6 +48,36 @@ pub fn testcluster_delete(tc: &TestCluster) -> Vec<Violation> {
                 lease.holder
             ),
         );
+    }
+    r.done()
+}
+
+/// Every rule a TestClusterPool must pass: a name TestClusters can use as their pool, settings
+/// that read as durations, a hold no longer than its maximum, a size that is not negative.
+pub fn testclusterpool(pool: &TestClusterPool) -> Vec<Violation> {
+    let mut r = Report::new();
+    let name = pool.metadata.name.clone().unwrap_or_default();
+    if !is_dns_label(&name) {
+        r.add(
+            "metadata.name",
+            format!("{name:?} is not a valid pool name: 1-63 lower-case letters, digits and '-'"),
+        );
+    }
+    if let Err(bad) = pool.spec.policy() {
+        r.add(bad.field, bad.message);
+    }
+    if let Some(check) = &pool.spec.health_check {
+        for (field, value) in [
+            ("spec.healthCheck.timeout", &check.timeout),
+            ("spec.healthCheck.retryInterval", &check.retry_interval),
+        ] {
+            if let Some(Err(e)) = value.as_deref().map(crate::duration::parse) {
+                r.add(field, e.to_string());
+            }
+        }
+    }
+    if pool.spec.max_size.is_some_and(|n| n < 0) {
+        r.add("spec.maxSize", "must be 0 or more");
     }
     r.done()
 }

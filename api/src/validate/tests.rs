@@ -418,3 +418,33 @@ fn a_denial_lists_twenty_violations_and_counts_the_rest() {
         "two are listed as they are"
     );
 }
+
+#[test]
+fn testclusterpools_need_a_pool_name_and_settings_that_read() {
+    let pool = |name: &str, spec: Value| -> crate::testclusterpool::TestClusterPool {
+        serde_json::from_value(json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("pool")
+    };
+    assert!(testclusterpool(&pool("e2e", json!({}))).is_empty());
+    assert!(testclusterpool(&pool(
+        "e2e",
+        json!({"holdDuration": "2h", "healthCheck": {"timeout": "5s"}, "maxSize": 4})
+    ))
+    .is_empty());
+    let bad = pool(
+        "E2E",
+        json!({"maxHoldDuration": "a day", "healthCheck": {"retryInterval": "often"}, "maxSize": -1}),
+    );
+    assert_eq!(
+        fields(&testclusterpool(&bad)),
+        [
+            "metadata.name",
+            "spec.maxHoldDuration",
+            "spec.healthCheck.retryInterval",
+            "spec.maxSize"
+        ]
+    );
+}

@@ -1,0 +1,235 @@
+//! The TestClusterPool kind, `prow-operator.dev/v1alpha1`: a pool's settings, optional (every
+//! pool has the defaults without one), and its status: clusters by phase, jobs waiting, the
+//! oldest wait. A pool is named by the object's name, as TestClusters' `spec.pool` names it.
+
+// kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
+#![allow(clippy::duplicated_attributes)]
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::lease::PoolPolicy;
+use crate::pool::{line, pool_of};
+use crate::schema::preserved_object;
+use crate::{ClusterPhase, ProwJob, TestCluster};
+
+/// A pool of test clusters: how long clusters may be held and leased, the health check, and
+/// the jobs that clean and create clusters.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "prow-operator.dev",
+    version = "v1alpha1",
+    kind = "TestClusterPool",
+    namespaced,
+    status = "TestClusterPoolStatus",
+    shortname = "tcp",
+    category = "prow",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "TestClusterPool holds the settings of the TestClusters whose spec.pool is its name.",
+    printcolumn(
+        name = "Vacant",
+        type_ = "integer",
+        json_path = ".status.clusters.vacant"
+    ),
+    printcolumn(
+        name = "Leased",
+        type_ = "integer",
+        json_path = ".status.clusters.leased"
+    ),
+    printcolumn(name = "Held", type_ = "integer", json_path = ".status.clusters.held"),
+    printcolumn(
+        name = "Disabled",
+        type_ = "integer",
+        json_path = ".status.clusters.disabled"
+    ),
+    printcolumn(
+        name = "Waiting",
+        type_ = "integer",
+        json_path = ".status.waiting",
+        description = "Jobs waiting for a cluster"
+    ),
+    printcolumn(
+        name = "Oldest wait",
+        type_ = "date",
+        json_path = ".status.oldestWait",
+        description = "Since when the first job in line waits"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TestClusterPoolSpec {
+    /// The hold `holdcluster` gives without a duration (Go duration; default 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_duration: Option<String>,
+    /// The longest hold (default 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hold_duration: Option<String>,
+    /// The longest a `getvacant` lease lives without `finishtest` (default 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lease_duration: Option<String>,
+    /// Check a cluster before each lease: its API answers `/readyz` through its kubeconfig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// ProwJob spec run against a cluster after each lease; the cluster is Vacant again only
+    /// when it succeeds, and disabled with the reason when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub cleanup_job: Option<serde_json::Value>,
+    /// ProwJob spec that builds a new cluster (`createcluster`, and when jobs wait and the
+    /// pool is below `maxSize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub create_cluster_job: Option<serde_json::Value>,
+    /// Most clusters the create-cluster job may bring the pool to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<i32>,
+}
+
+/// The health check a pool runs before each lease.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// How long `/readyz` may take (Go duration; default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// How often a failing cluster is checked again (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+}
+
+/// A pool's clusters by phase, the jobs waiting and the oldest wait.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestClusterPoolStatus {
+    /// Clusters of the pool by phase.
+    #[serde(default)]
+    pub clusters: PhaseCounts,
+    /// Jobs waiting for a cluster.
+    #[serde(default)]
+    pub waiting: i32,
+    /// When the first job in line was created, while any waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_wait: Option<Time>,
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Clusters by phase.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct PhaseCounts {
+    /// Free to lease.
+    pub vacant: i32,
+    /// Leased to a job or a caller.
+    pub leased: i32,
+    /// Held by a person.
+    pub held: i32,
+    /// Being cleaned up.
+    pub cleaning: i32,
+    /// Out of the pool.
+    pub disabled: i32,
+}
+
+/// A setting that is not a Go duration, with its field path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BadSetting {
+    /// Its field path.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl TestClusterPoolSpec {
+    /// The pool's policy: the defaults, overridden by what the spec gives.
+    pub fn policy(&self) -> Result<PoolPolicy, BadSetting> {
+        let defaults = PoolPolicy::default();
+        let duration = |field: &'static str, text: &Option<String>, default: Duration| {
+            text.as_deref().map_or(Ok(default), |t| {
+                crate::duration::parse(t).map_err(|e| BadSetting {
+                    field,
+                    message: e.to_string(),
+                })
+            })
+        };
+        let policy = PoolPolicy {
+            default_hold: duration(
+                "spec.holdDuration",
+                &self.hold_duration,
+                defaults.default_hold,
+            )?,
+            max_hold: duration(
+                "spec.maxHoldDuration",
+                &self.max_hold_duration,
+                defaults.max_hold,
+            )?,
+            max_caller_lease: duration(
+                "spec.maxLeaseDuration",
+                &self.max_lease_duration,
+                defaults.max_caller_lease,
+            )?,
+            cleanup: self.cleanup_job.is_some(),
+        };
+        if policy.default_hold > policy.max_hold {
+            return Err(BadSetting {
+                field: "spec.holdDuration",
+                message: "is longer than spec.maxHoldDuration".into(),
+            });
+        }
+        Ok(policy)
+    }
+}
+
+/// The status of pool `pool`: its clusters by phase, and its line of waiting jobs.
+pub fn pool_status<'a>(
+    pool: &str,
+    clusters: &[&TestCluster],
+    jobs: impl IntoIterator<Item = &'a ProwJob>,
+) -> TestClusterPoolStatus {
+    let mut counts = PhaseCounts::default();
+    let members: Vec<&TestCluster> = clusters
+        .iter()
+        .copied()
+        .filter(|c| c.spec.pool == pool)
+        .collect();
+    for cluster in &members {
+        let phase = cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(ClusterPhase::Vacant);
+        let count = match phase {
+            ClusterPhase::Vacant => &mut counts.vacant,
+            ClusterPhase::Leased => &mut counts.leased,
+            ClusterPhase::Held => &mut counts.held,
+            ClusterPhase::Cleaning => &mut counts.cleaning,
+            ClusterPhase::Disabled => &mut counts.disabled,
+        };
+        *count += 1;
+    }
+    let waiting = line(
+        pool,
+        jobs.into_iter().filter(|j| pool_of(j) == Some(pool)),
+        &members,
+    );
+    TestClusterPoolStatus {
+        clusters: counts,
+        waiting: i32::try_from(waiting.len()).unwrap_or(i32::MAX),
+        oldest_wait: waiting
+            .first()
+            .and_then(|j| j.metadata.creation_timestamp.clone()),
+        observed_generation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

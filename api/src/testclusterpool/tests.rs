@@ -1,0 +1,95 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn spec(value: Value) -> TestClusterPoolSpec {
+    serde_json::from_value(value).expect("spec")
+}
+
+#[test]
+fn a_pool_without_settings_has_the_defaults_and_settings_override_them() {
+    let defaults = spec(json!({})).policy().expect("defaults");
+    assert_eq!(defaults, PoolPolicy::default());
+    assert_eq!(defaults.default_hold, Duration::from_secs(6 * 3600));
+
+    let set = spec(json!({"holdDuration": "2h", "maxHoldDuration": "12h",
+                          "maxLeaseDuration": "90m", "cleanupJob": {"job": "wipe"}}))
+    .policy()
+    .expect("policy");
+    assert_eq!(set.default_hold, Duration::from_secs(2 * 3600));
+    assert_eq!(set.max_hold, Duration::from_secs(12 * 3600));
+    assert_eq!(set.max_caller_lease, Duration::from_secs(90 * 60));
+    assert!(set.cleanup, "a clean-up job turns cleaning on");
+}
+
+#[test]
+fn bad_settings_are_refused_with_their_field() {
+    let cases = [
+        (json!({"holdDuration": "six hours"}), "spec.holdDuration"),
+        (json!({"maxLeaseDuration": "-1h"}), "spec.maxLeaseDuration"),
+        (
+            json!({"holdDuration": "30h", "maxHoldDuration": "24h"}),
+            "spec.holdDuration",
+        ),
+    ];
+    for (value, field) in cases {
+        let err = spec(value.clone()).policy().expect_err("refused");
+        assert_eq!(err.field, field, "{value}");
+    }
+}
+
+#[test]
+fn the_status_counts_clusters_by_phase_and_the_line() {
+    let cluster = |name: &str, pool: &str, phase: Option<&str>| -> TestCluster {
+        serde_json::from_value(json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+            "metadata": {"name": name, "namespace": "clusters"},
+            "spec": {"pool": pool},
+            "status": phase.map(|p| json!({"phase": p})),
+        }))
+        .expect("cluster")
+    };
+    let clusters = [
+        cluster("a", "e2e", None),
+        cluster("b", "e2e", Some("Vacant")),
+        cluster("c", "e2e", Some("Held")),
+        cluster("d", "e2e", Some("Disabled")),
+        cluster("e", "e2e", Some("Cleaning")),
+        cluster("f", "gpu", Some("Vacant")),
+    ];
+    let refs: Vec<&TestCluster> = clusters.iter().collect();
+    let job = |name: &str, created: &str, pool: &str| -> ProwJob {
+        serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": name, "namespace": "ci", "uid": name, "creationTimestamp": created,
+                         "labels": {"prow-operator.dev/test-cluster-pool": pool}},
+            "spec": {"type": "periodic", "agent": "kubernetes", "job": "e2e"},
+            "status": {"state": "triggered"},
+        }))
+        .expect("job")
+    };
+    let jobs = [
+        job("later", "2024-01-01T00:05:00Z", "e2e"),
+        job("first", "2024-01-01T00:01:00Z", "e2e"),
+        job("elsewhere", "2024-01-01T00:00:00Z", "gpu"),
+    ];
+    let status = pool_status("e2e", &refs, jobs.iter());
+    assert_eq!(
+        status.clusters,
+        PhaseCounts {
+            vacant: 2,
+            leased: 0,
+            held: 1,
+            cleaning: 1,
+            disabled: 1
+        }
+    );
+    assert_eq!(status.waiting, 2);
+    assert_eq!(
+        status.oldest_wait,
+        Some(Time("2024-01-01T00:01:00Z".parse().expect("time")))
+    );
+    let empty = pool_status("none", &refs, jobs.iter());
+    assert_eq!(empty.waiting, 0);
+    assert_eq!(empty.oldest_wait, None);
+}
