@@ -63,16 +63,10 @@ fn holds_slot(other: &ProwJob, in_flight: &InFlight) -> bool {
 
 /// Whether `other` is a triggered job created before `job`, so it starts first (FIFO).
 fn ahead_in_line(other: &ProwJob, job: &ProwJob, in_flight: &InFlight) -> bool {
-    let key = |j: &ProwJob| {
-        (
-            j.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            j.metadata.name.clone(),
-        )
-    };
     !in_flight.finished(other)
         && other.state() == ProwJobState::Triggered
         && !in_flight.started(other)
-        && key(other) < key(job)
+        && line_position(other) < line_position(job)
 }
 
 /// Decides whether `job` may start, given every other job the operator knows of (`jobs` may
@@ -177,8 +171,9 @@ pub fn to_wake<'a>(
     heads.into_values().collect()
 }
 
-/// A job's place in its line: creation time, then name.
-fn line_position(job: &ProwJob) -> (Option<Timestamp>, Option<&str>) {
+/// A job's place in any line it waits in (a concurrency limit, a TestCluster pool): creation
+/// time, then name.
+pub fn line_position(job: &ProwJob) -> (Option<Timestamp>, Option<&str>) {
     (
         job.metadata.creation_timestamp.as_ref().map(|t| t.0),
         job.metadata.name.as_deref(),

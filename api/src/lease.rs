@@ -242,12 +242,7 @@ pub fn transition(
         }
         (Request::Reclaim { .. }, _) => Ok(None),
 
-        (Request::CleanedUp, ClusterPhase::Cleaning) => Ok(Some(TestClusterStatus {
-            phase: Some(ClusterPhase::Vacant),
-            lease: None,
-            disabled_reason: None,
-            ..status.clone()
-        })),
+        (Request::CleanedUp, ClusterPhase::Cleaning) => Ok(Some(vacant(status))),
         (Request::CleanedUp, _) => Ok(None),
 
         (Request::Disable { reason }, ClusterPhase::Vacant | ClusterPhase::Cleaning) => {
@@ -271,12 +266,7 @@ pub fn transition(
             describe(phase, held_by())
         )),
 
-        (Request::Enable, ClusterPhase::Disabled) => Ok(Some(TestClusterStatus {
-            phase: Some(ClusterPhase::Vacant),
-            lease: None,
-            disabled_reason: None,
-            ..status.clone()
-        })),
+        (Request::Enable, ClusterPhase::Disabled) => Ok(Some(vacant(status))),
         (Request::Enable, ClusterPhase::Vacant) => Ok(None),
         (Request::Enable, _) => refuse(format!("is not disabled: {}", describe(phase, held_by()))),
     }
@@ -312,12 +302,21 @@ fn with_lease(
 
 /// A lease or hold ended: Cleaning when the pool cleans clusters after use, else Vacant.
 fn lease_ended(status: &TestClusterStatus, policy: &PoolPolicy) -> TestClusterStatus {
+    let ended = vacant(status);
+    if policy.cleanup {
+        TestClusterStatus {
+            phase: Some(ClusterPhase::Cleaning),
+            ..ended
+        }
+    } else {
+        ended
+    }
+}
+
+/// Free to lease: no holder, no reason to be out of the pool; conditions kept.
+fn vacant(status: &TestClusterStatus) -> TestClusterStatus {
     TestClusterStatus {
-        phase: Some(if policy.cleanup {
-            ClusterPhase::Cleaning
-        } else {
-            ClusterPhase::Vacant
-        }),
+        phase: Some(ClusterPhase::Vacant),
         lease: None,
         disabled_reason: None,
         ..status.clone()

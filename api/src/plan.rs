@@ -250,11 +250,7 @@ pub fn plan<J: Borrow<ProwJob>>(
             ..Plan::default()
         },
         Step::DeleteStalePod => Plan {
-            pod: if facts.pod.is_some() {
-                PodChange::Delete
-            } else {
-                PodChange::Keep
-            },
+            pod: pod_delete_if(facts.pod.is_some()),
             requeue: Some(AFTER_DELETE),
             ..Plan::default()
         },

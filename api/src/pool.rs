@@ -2,6 +2,7 @@
 //! cluster each of the first ones gets. First come, first served by creation time, rebuilt from
 //! the jobs and clusters alone, so the order holds across operator restarts.
 
+use crate::concurrency::line_position;
 use crate::lease::HEALTHY;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
 
@@ -44,15 +45,7 @@ pub fn line<'a>(
         .filter(|j| j.state() == crate::ProwJobState::Triggered && !j.is_complete())
         .filter(|j| lease_of(j, clusters.iter().copied()).is_none())
         .collect();
-    waiting.sort_by(|a, b| {
-        let key = |j: &ProwJob| {
-            (
-                j.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                j.metadata.name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    waiting.sort_by(|a, b| line_position(a).cmp(&line_position(b)));
     waiting
 }
 

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::lease::PoolPolicy;
-use crate::pool::{line, pool_of};
+use crate::pool::line;
 use crate::schema::preserved_object;
 use crate::{ClusterPhase, ProwJob, TestCluster};
 
@@ -216,11 +216,7 @@ pub fn pool_status<'a>(
         };
         *count += 1;
     }
-    let waiting = line(
-        pool,
-        jobs.into_iter().filter(|j| pool_of(j) == Some(pool)),
-        &members,
-    );
+    let waiting = line(pool, jobs, &members);
     TestClusterPoolStatus {
         clusters: counts,
         waiting: i32::try_from(waiting.len()).unwrap_or(i32::MAX),
