@@ -7,6 +7,7 @@ pub const MANAGER: &str = "prow-operator";
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod presets;

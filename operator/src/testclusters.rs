@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
@@ -46,13 +46,7 @@ pub fn run(
             .reflect(writer);
     let (events, synced) = prow_runtime::store::signal(events);
     let requests = queue::requests_of(events, |_: &TestCluster| true);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let recorder = crate::events::recorder(client.clone());
     let (job_store, jobs_synced) = jobs;
     queue::run(store, synced, requests, 4, shutdown, move |cluster| {
         let (client, jobs, jobs_synced, recorder) = (
@@ -127,7 +121,14 @@ async fn reconcile(
         "Reclaimed" => format!("Lease of {} ended: the job is gone.", lease.holder),
         _ => format!("The hold or lease of {} ran out.", lease.holder),
     };
-    publish(recorder, cluster, reason, note);
+    crate::events::publish(
+        recorder,
+        cluster.object_ref(&()),
+        false,
+        reason,
+        note,
+        "Release",
+    );
     Ok(Action::await_change())
 }
 
@@ -149,21 +150,4 @@ async fn replace_status(
     api.replace_status(&cluster.name_any(), &params, &updated)
         .await?;
     Ok(())
-}
-
-fn publish(recorder: &Recorder, cluster: &TestCluster, reason: &str, note: String) {
-    let recorder = recorder.clone();
-    let reference = cluster.object_ref(&());
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Release".into(),
-        secondary: None,
-    };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "publishing event");
-        }
-    });
 }

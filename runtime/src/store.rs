@@ -23,11 +23,6 @@ impl Synced {
         synced
     }
 
-    /// Whether the store has its first full list now.
-    pub fn is_synced(&self) -> bool {
-        *self.0.borrow()
-    }
-
     /// A store that is synced already (a store filled by hand, in tests).
     pub fn already() -> Self {
         Self(watch::channel(true).1)
@@ -52,6 +47,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     #[tokio::test]
@@ -67,13 +64,16 @@ mod tests {
                 tokio::spawn(async move { synced.wait().await })
             })
             .collect();
-        assert!(!synced.is_synced());
+        assert!(
+            synced.wait().now_or_never().is_none(),
+            "not before the list is through"
+        );
         let mut events = std::pin::pin!(events);
         while events.next().await.is_some() {}
         for waiter in waiters {
             assert!(waiter.await.expect("waiter"), "every waiter is told");
         }
-        assert!(synced.is_synced());
+        assert_eq!(synced.wait().now_or_never(), Some(true));
 
         let (never, unsynced) = signal(futures::stream::iter(vec![Ok::<_, watcher::Error>(
             Event::<u8>::Init,

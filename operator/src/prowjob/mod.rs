@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -145,10 +145,6 @@ pub fn run(
 
     let settings_concurrency = settings.reconcile_concurrency;
     let (wake, woken) = mpsc::unbounded_channel();
-    let reporter = Reporter {
-        controller: crate::MANAGER.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         jobs: jobs.clone(),
@@ -157,7 +153,7 @@ pub fn run(
         ledger: ledger::Ledger::default(),
         evictions: evictions::Evictions::default(),
         budgets: evictions::Budgets::new(client.clone()),
-        recorder: Recorder::new(client, reporter),
+        recorder: crate::events::recorder(client),
         metrics,
         wake,
     });

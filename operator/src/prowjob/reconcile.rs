@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::plan::{plan, refused_pod, Facts, JobEvent, Peers, Plan, PodChange};
@@ -309,24 +308,14 @@ fn pods(ctx: &Context, namespace: &str) -> Api<Pod> {
 
 /// Publishes an Event on the job without holding up the reconcile.
 fn publish(ctx: &Context, job: &ProwJob, event: &JobEvent) {
-    let recorder = ctx.recorder.clone();
-    let reference = job.object_ref(&());
-    let event = Event {
-        type_: if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: event.reason.into(),
-        note: Some(event.note.clone()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "publishing event");
-        }
-    });
+    crate::events::publish(
+        &ctx.recorder,
+        job.object_ref(&()),
+        event.warning,
+        event.reason,
+        event.note.clone(),
+        "Reconcile",
+    );
 }
 
 #[cfg(test)]
