@@ -1,8 +1,10 @@
 //! Everything one reconcile of a ProwJob does, computed from what it read: the job's status
 //! change, the pod to create or delete, the Event to publish, the jobs to wake and when to
-//! look again. The operator fetches the facts, calls [`plan`], and carries the plan out in a
-//! fixed order (create the pod, write the status, delete the pod, publish, wake), so a crash
-//! between two writes leaves a state the next plan repairs.
+//! look again, the TestCluster lease to take or end. The operator fetches the facts, calls
+//! [`plan`], and carries the plan out in a fixed order (take the lease, create the pod, write
+//! the status, delete the pod, end the lease, publish, wake), so a crash between two writes
+//! leaves a state the next plan repairs: a lease taken for a pod never created is used by the
+//! next pass, one left by a finished or deleted job is reclaimed.
 
 use std::borrow::Borrow;
 use std::time::Duration;
@@ -13,13 +15,20 @@ use serde::Serialize;
 
 use crate::concurrency::{to_wake, Grant, Limits};
 use crate::dedupe::{superseded_by, supersedes};
+use crate::lease::{transition, PoolPolicy, Request};
 use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
 use crate::pod_view::PodView;
-use crate::{labels, ProwJob, ProwJobState, ProwJobType};
+use crate::pool::{assign, holder_of, lease_of, line, pool_of, waiting_description, LeasedCluster};
+use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
 /// the same name or queue wakes it sooner.
 pub const WAITING_RECHECK: Duration = Duration::from_secs(60);
+
+/// How often a job waiting in a TestCluster pool's line looks again by itself, so the place
+/// in line its description gives stays current as the jobs ahead leave (a freed cluster wakes
+/// the first in line at once).
+pub const POOL_RECHECK: Duration = Duration::from_secs(10);
 
 /// How long a job that removed a pod waits before it looks again (the deletion shows in the
 /// cache within that, and wakes it sooner).
@@ -39,6 +48,11 @@ pub struct Facts<'a> {
     pub evicted: bool,
     /// The time of this reconcile, read once.
     pub now: Timestamp,
+    /// The TestClusters of the job's namespace, as the operator last wrote or saw them (read
+    /// only for a job that names a pool, or holds a lease).
+    pub clusters: &'a [&'a TestCluster],
+    /// The settings of the job's pool.
+    pub pool_policy: &'a PoolPolicy,
 }
 
 /// The other jobs the operator knows of (they may include the job itself), read only when the
@@ -80,6 +94,20 @@ pub struct Plan {
     pub wake: Vec<JobKey>,
     /// When to look at the job again by itself; `None` waits for a change.
     pub requeue: Option<Duration>,
+    /// The TestCluster lease to take (before the pod is created) or end (after the job's
+    /// status is written).
+    pub lease: Option<LeaseWrite>,
+}
+
+/// A TestCluster status write: the cluster as read, with its new status, to be written at the
+/// resourceVersion it was read at (a lease taken meanwhile makes it a conflict, never a second
+/// holder).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseWrite {
+    /// The cluster, with the new status and the resourceVersion the decision was made on.
+    pub cluster: TestCluster,
+    /// Taking a lease (true) or ending one.
+    pub take: bool,
 }
 
 /// A pod to create or delete.
@@ -92,6 +120,8 @@ pub enum PodChange {
     Create {
         /// The build ID the pod carries.
         build_id: String,
+        /// The TestCluster leased to the job, which the pod is given.
+        cluster: Option<LeasedCluster>,
     },
     /// Delete the pod the plan was made from (only that one: by its UID).
     Delete,
@@ -145,6 +175,9 @@ pub struct StatusChange {
     /// How often its pod was recreated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_revival_count: Option<i64>,
+    /// The TestCluster leased to it.
+    #[serde(rename = "testCluster", skip_serializing_if = "Option::is_none")]
+    pub test_cluster: Option<String>,
 }
 
 impl StatusChange {
@@ -207,22 +240,24 @@ pub fn plan<J: Borrow<ProwJob>>(
         }
     }
     let mut plan = match step {
+        // A finished job still holding a lease (the operator stopped between the two writes)
+        // ends it now.
+        Step::Idle if job.is_complete() => Plan {
+            lease: release(facts),
+            ..Plan::default()
+        },
         Step::Idle => Plan::default(),
         Step::WaitFor(after) => Plan {
             requeue: Some(after.saturating_add(PAST_DEADLINE)),
             ..Plan::default()
         },
-        Step::Start => match grant() {
-            Grant::Start(build_id) => started(job, build_id, facts.now),
-            Grant::Wait(why) => waiting(job, why, facts.now),
-            Grant::Refuse(why) => finished(facts, peers, limits, ProwJobState::Error, why, false),
-        },
+        Step::Start => start(facts, peers, limits, grant),
         Step::Adopt => {
             let build_id = facts
                 .pod
                 .and_then(|p| p.metadata.labels.as_ref()?.get(labels::BUILD_ID).cloned())
                 .unwrap_or_default();
-            let mut plan = started(job, build_id, facts.now);
+            let mut plan = started(job, build_id, facts.now, held(facts));
             plan.pod = PodChange::Keep;
             // The pod was created by an earlier pass: it says when.
             if let (Some(status), Some(created)) = (
@@ -242,6 +277,7 @@ pub fn plan<J: Borrow<ProwJob>>(
                     .as_ref()
                     .map(|s| s.build_id.clone())
                     .unwrap_or_default(),
+                cluster: held(facts).map(LeasedCluster::of),
             },
             status: Some(StatusChange {
                 pod_name: Some(Some(job.metadata.name.clone().unwrap_or_default())),
@@ -325,13 +361,100 @@ fn pod_delete_if(delete: bool) -> PodChange {
     }
 }
 
-/// Create the pod, then record it: pending, with its name, build ID and times.
-fn started(job: &ProwJob, build_id: String, now: Timestamp) -> Plan {
-    let name = job.metadata.name.clone().unwrap_or_default();
-    Plan {
-        pod: PodChange::Create {
-            build_id: build_id.clone(),
+/// A triggered job that may start: one without a pool asks for its grant; one with a pool
+/// asks only when it holds a cluster, or is first in the pool's line with a cluster free,
+/// and takes that lease with its start. The others wait, saying where they are in line.
+fn start<J: Borrow<ProwJob>>(
+    facts: &Facts,
+    peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
+    limits: &Limits,
+    grant: impl FnOnce() -> Grant,
+) -> Plan {
+    let job = facts.job;
+    let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+    let (cluster, take) = match (pool_of(job), held(facts)) {
+        (None, _) => (None, None),
+        (Some(_), Some(held)) => (Some(held), None),
+        (Some(pool), None) => {
+            let uid = job.metadata.uid.as_deref();
+            let mut jobs: Vec<&ProwJob> = peers.get().collect();
+            if !jobs.iter().any(|j| j.metadata.uid.as_deref() == uid) {
+                // The job itself, as this pass read it, is in line whatever the peers say.
+                jobs.push(job);
+            }
+            let given = assign(namespace, pool, jobs.iter().copied(), facts.clusters)
+                .into_iter()
+                .find(|(j, _)| j.metadata.uid.as_deref() == uid);
+            let Some((_, cluster)) = given else {
+                let line = line(namespace, pool, jobs.iter().copied(), facts.clusters);
+                let place = line
+                    .iter()
+                    .position(|j| j.metadata.uid.as_deref() == uid)
+                    .map_or(line.len() + 1, |i| i + 1);
+                let why = waiting_description(pool, place, line.len().max(place));
+                return Plan {
+                    requeue: Some(POOL_RECHECK),
+                    ..waiting(job, why, facts.now)
+                };
+            };
+            let lease = transition(
+                cluster.metadata.name.as_deref().unwrap_or_default(),
+                &cluster.status.clone().unwrap_or_default(),
+                &Request::Lease(holder_of(job)),
+                facts.pool_policy,
+                facts.now,
+            );
+            match lease {
+                Ok(Some(status)) => (Some(cluster), Some(with_status(cluster, status, true))),
+                Ok(None) => (Some(cluster), None),
+                Err(refused) => return waiting(job, refused.0, facts.now),
+            }
+        }
+    };
+    match grant() {
+        Grant::Start(build_id) => Plan {
+            lease: take,
+            ..started(job, build_id, facts.now, cluster)
         },
+        Grant::Wait(why) => waiting(job, why, facts.now),
+        Grant::Refuse(why) => finished(facts, peers, limits, ProwJobState::Error, why, false),
+    }
+}
+
+/// The cluster leased to the job, if it holds one.
+fn held<'a>(facts: &Facts<'a>) -> Option<&'a TestCluster> {
+    lease_of(facts.job, facts.clusters.iter().copied())
+}
+
+fn with_status(cluster: &TestCluster, status: crate::TestClusterStatus, take: bool) -> LeaseWrite {
+    let mut cluster = cluster.clone();
+    cluster.status = Some(status);
+    LeaseWrite { cluster, take }
+}
+
+/// The end of the job's lease, if it holds one.
+pub fn release(facts: &Facts) -> Option<LeaseWrite> {
+    let cluster = held(facts)?;
+    let status = transition(
+        cluster.metadata.name.as_deref().unwrap_or_default(),
+        &cluster.status.clone().unwrap_or_default(),
+        &Request::Finish(holder_of(facts.job)),
+        facts.pool_policy,
+        facts.now,
+    )
+    .ok()??;
+    Some(with_status(cluster, status, false))
+}
+
+/// Create the pod, then record it: pending, with its name, build ID, times and cluster.
+fn started(job: &ProwJob, build_id: String, now: Timestamp, cluster: Option<&TestCluster>) -> Plan {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let leased = cluster.map(LeasedCluster::of);
+    let on = leased
+        .as_ref()
+        .map(|c| format!(" on test cluster {}", c.name))
+        .unwrap_or_default();
+    Plan {
         status: Some(StatusChange {
             state: Some(ProwJobState::Pending),
             pending_time: Some(Time(now)),
@@ -339,12 +462,17 @@ fn started(job: &ProwJob, build_id: String, now: Timestamp) -> Plan {
             build_id: Some(build_id.clone()),
             description: Some("Job triggered.".into()),
             start_time: start_time_if_unset(job, now),
+            test_cluster: leased.as_ref().map(|c| c.name.clone()),
             ..StatusChange::default()
         }),
+        pod: PodChange::Create {
+            build_id: build_id.clone(),
+            cluster: leased,
+        },
         event: Some(JobEvent {
             warning: false,
             reason: "Pending",
-            note: format!("Pod {name} created for build {build_id}."),
+            note: format!("Pod {name} created for build {build_id}{on}."),
         }),
         ..Plan::default()
     }
@@ -366,7 +494,8 @@ fn waiting(job: &ProwJob, why: String, now: Timestamp) -> Plan {
     }
 }
 
-/// End the job; its slot wakes the first waiting job of each name that shared a limit with it.
+/// End the job and its lease; its slot wakes the first waiting job of each name that shared a
+/// limit with it, and its cluster the first job waiting in its pool.
 fn finished<J: Borrow<ProwJob>>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
@@ -381,6 +510,7 @@ fn finished<J: Borrow<ProwJob>>(
         ProwJobState::Failure => (true, "Failed"),
         _ => (true, "Errored"),
     };
+    let jobs: Vec<&ProwJob> = peers.get().collect();
     Plan {
         status: Some(StatusChange::finished(
             facts.job,
@@ -394,12 +524,24 @@ fn finished<J: Borrow<ProwJob>>(
             reason,
             note: description,
         }),
-        wake: to_wake(facts.job, peers.get(), limits)
+        wake: to_wake(facts.job, jobs.iter().copied(), limits)
             .into_iter()
+            .chain(next_in_pool(facts, &jobs))
             .map(key)
             .collect(),
         requeue: None,
+        lease: release(facts),
     }
+}
+
+/// The first job waiting in the pool of a job that frees a cluster.
+fn next_in_pool<'p>(facts: &Facts, jobs: &[&'p ProwJob]) -> Option<&'p ProwJob> {
+    let pool = pool_of(facts.job)?;
+    held(facts)?;
+    let namespace = facts.job.metadata.namespace.as_deref().unwrap_or_default();
+    line(namespace, pool, jobs.iter().copied(), facts.clusters)
+        .into_iter()
+        .find(|j| j.metadata.uid != facts.job.metadata.uid)
 }
 
 #[cfg(test)]

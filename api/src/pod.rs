@@ -2,11 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, Pod, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::labels::{self, is_valid_label_value};
+use crate::pool::{
+    kubeconfig_copy_name, LeasedCluster, KUBECONFIG_DIR, KUBECONFIG_KEY, KUBECONFIG_VOLUME,
+};
 use crate::{DecorationConfig, ProwJob, ProwJobType, Refs};
 
 /// Why a job has no pod to run.
@@ -18,6 +21,14 @@ pub enum PodError {
     /// The job has no name or UID yet (it was not read from the API server).
     #[error("the job has no name or uid")]
     Unnamed,
+    /// The leased TestCluster's kubeconfig Secret lacks the key it names.
+    #[error("the test cluster's kubeconfig Secret {secret} has no key {key:?}")]
+    NoKubeconfig {
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+    },
 }
 
 /// Name of the single container of a one-container job, as upstream renames it.
@@ -89,6 +100,52 @@ pub fn pod_for(job: &ProwJob, build_id: &str, default_namespace: &str) -> Result
         spec: Some(*spec),
         status: None,
     })
+}
+
+/// Gives every container of a job's pod the cluster leased to the job: `TEST_CLUSTER`,
+/// `TEST_CLUSTER_REGION`, and, when the cluster has a kubeconfig, the copy of its Secret in the
+/// pod's namespace mounted read-only with `KUBECONFIG` pointing at it. A name the job already
+/// sets is replaced, so the lease is what the job sees.
+pub fn with_test_cluster(pod: &mut Pod, cluster: &LeasedCluster) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let mut env = vec![
+        ("TEST_CLUSTER", cluster.name.clone()),
+        ("TEST_CLUSTER_REGION", cluster.region.clone()),
+    ];
+    if cluster.kubeconfig.is_some() {
+        env.push(("KUBECONFIG", format!("{KUBECONFIG_DIR}/{KUBECONFIG_KEY}")));
+        let job = pod.metadata.name.as_deref().unwrap_or_default();
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: KUBECONFIG_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(kubeconfig_copy_name(job)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    for container in &mut spec.containers {
+        let vars = container.env.get_or_insert_with(Vec::new);
+        vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
+        vars.extend(env.iter().map(|(name, value)| EnvVar {
+            name: (*name).into(),
+            value: Some(value.clone()),
+            value_from: None,
+        }));
+        if cluster.kubeconfig.is_some() {
+            container
+                .volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name: KUBECONFIG_VOLUME.into(),
+                    mount_path: KUBECONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+        }
+    }
 }
 
 /// The pod's labels: the job's own, then Prow's, keeping only valid label values.

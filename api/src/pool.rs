@@ -1,10 +1,65 @@
 //! A TestCluster pool's line: which jobs wait for a cluster, in which order, and which vacant
 //! cluster each of the first ones gets. First come, first served by creation time, rebuilt from
 //! the jobs and clusters alone, so the order holds across operator restarts.
+//!
+//! A job leases from the TestClusters of its own namespace: a pool is a namespace's pool.
 
 use crate::concurrency::line_position;
-use crate::lease::HEALTHY;
+use crate::lease::{Holder, HEALTHY};
+use crate::testcluster::SecretKeyRef;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
+
+/// Where a leased cluster's kubeconfig is mounted in the job's containers.
+pub const KUBECONFIG_DIR: &str = "/etc/test-cluster";
+
+/// The key of the kubeconfig in the copy of the cluster's Secret the job's pod mounts.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+
+/// The name of the volume that mounts it.
+pub const KUBECONFIG_VOLUME: &str = "test-cluster-kubeconfig";
+
+/// What a job's pod learns of the cluster leased to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedCluster {
+    /// The TestCluster's name: `TEST_CLUSTER`.
+    pub name: String,
+    /// Its region: `TEST_CLUSTER_REGION` (empty when it has none).
+    pub region: String,
+    /// The Secret, in the TestCluster's namespace, with its kubeconfig, if it has one.
+    pub kubeconfig: Option<SecretKeyRef>,
+}
+
+impl LeasedCluster {
+    /// What a pod learns of `cluster`.
+    pub fn of(cluster: &TestCluster) -> Self {
+        Self {
+            name: cluster.metadata.name.clone().unwrap_or_default(),
+            region: cluster.spec.region.clone().unwrap_or_default(),
+            kubeconfig: cluster.spec.kubeconfig_secret_ref.clone(),
+        }
+    }
+}
+
+/// The name of the copy of a leased cluster's kubeconfig Secret in the namespace of the pod of
+/// the job named `job`: the job's name with a suffix, cut to a valid Secret name.
+pub fn kubeconfig_copy_name(job: &str) -> String {
+    const SUFFIX: &str = "-test-cluster";
+    let keep = job.len().min(253 - SUFFIX.len());
+    let mut cut = keep;
+    while !job.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{SUFFIX}", job[..cut].trim_end_matches(['-', '.']))
+}
+
+/// The holder a job's lease records: its namespace, name and UID.
+pub fn holder_of(job: &ProwJob) -> Holder {
+    Holder::Job {
+        namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        name: job.metadata.name.clone().unwrap_or_default(),
+        uid: job.metadata.uid.clone().unwrap_or_default(),
+    }
+}
 
 /// The pool a job leases a cluster from, if it names one.
 pub fn pool_of(job: &ProwJob) -> Option<&str> {
@@ -32,9 +87,10 @@ pub fn lease_of<'a>(
     })
 }
 
-/// The jobs of `pool` waiting for a cluster, first in line first: unfinished, not yet running
-/// a pod, holding no cluster; ordered by creation time, then name.
+/// The jobs of `pool` in `namespace` waiting for a cluster, first in line first: unfinished,
+/// not yet running a pod, holding no cluster; ordered by creation time, then name.
 pub fn line<'a>(
+    namespace: &str,
     pool: &str,
     jobs: impl IntoIterator<Item = &'a ProwJob>,
     clusters: &[&TestCluster],
@@ -42,6 +98,7 @@ pub fn line<'a>(
     let mut waiting: Vec<&ProwJob> = jobs
         .into_iter()
         .filter(|j| pool_of(j) == Some(pool))
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace))
         .filter(|j| j.state() == crate::ProwJobState::Triggered && !j.is_complete())
         .filter(|j| lease_of(j, clusters.iter().copied()).is_none())
         .collect();
@@ -49,10 +106,12 @@ pub fn line<'a>(
     waiting
 }
 
-/// Whether a cluster of `pool` can be leased now: vacant, and not failing its health check.
+/// Whether a cluster of `pool` can be leased now: vacant, not being deleted, and not failing its
+/// health check.
 pub fn leasable(cluster: &TestCluster, pool: &str) -> bool {
     let status = cluster.status.clone().unwrap_or_default();
     cluster.spec.pool == pool
+        && cluster.metadata.deletion_timestamp.is_none()
         && status.phase.unwrap_or(ClusterPhase::Vacant) == ClusterPhase::Vacant
         && !status
             .conditions
@@ -62,8 +121,9 @@ pub fn leasable(cluster: &TestCluster, pool: &str) -> bool {
 
 /// Who gets which cluster now: the first waiting jobs in line, each with a leasable cluster
 /// of the pool, in the clusters' name order. A job later in line gets nothing while an earlier
-/// one waits.
+/// one waits. `clusters` are the clusters of `namespace`.
 pub fn assign<'a>(
+    namespace: &str,
     pool: &str,
     jobs: impl IntoIterator<Item = &'a ProwJob>,
     clusters: &[&'a TestCluster],
@@ -74,7 +134,10 @@ pub fn assign<'a>(
         .filter(|c| leasable(c, pool))
         .collect();
     free.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    line(pool, jobs, clusters).into_iter().zip(free).collect()
+    line(namespace, pool, jobs, clusters)
+        .into_iter()
+        .zip(free)
+        .collect()
 }
 
 /// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line.

@@ -324,6 +324,14 @@ pub struct ProwJobStatus {
     /// How often the job's pod was recreated after it was lost.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pod_revival_count: i64,
+    /// The TestCluster leased to the job, when the job names a pool (prow-operator's own
+    /// field; upstream Prow ignores it).
+    #[serde(
+        rename = "testCluster",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub test_cluster: Option<String>,
     /// Last state each reporter reported, by reporter name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "string_map")]

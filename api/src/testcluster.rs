@@ -47,6 +47,12 @@ use serde::{Deserialize, Serialize};
         description = "Who holds the cluster"
     ),
     printcolumn(
+        name = "Since",
+        type_ = "date",
+        json_path = ".status.lease.since",
+        description = "When the lease or hold began"
+    ),
+    printcolumn(
         name = "Until",
         type_ = "date",
         json_path = ".status.lease.until",

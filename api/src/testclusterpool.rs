@@ -189,8 +189,10 @@ impl TestClusterPoolSpec {
     }
 }
 
-/// The status of pool `pool`: its clusters by phase, and its line of waiting jobs.
+/// The status of pool `pool` of `namespace`: its clusters by phase (`clusters` are the
+/// namespace's), and its line of waiting jobs.
 pub fn pool_status<'a>(
+    namespace: &str,
     pool: &str,
     clusters: &[&TestCluster],
     jobs: impl IntoIterator<Item = &'a ProwJob>,
@@ -216,7 +218,7 @@ pub fn pool_status<'a>(
         };
         *count += 1;
     }
-    let waiting = line(pool, jobs, &members);
+    let waiting = line(namespace, pool, jobs, &members);
     TestClusterPoolStatus {
         clusters: counts,
         waiting: i32::try_from(waiting.len()).unwrap_or(i32::MAX),

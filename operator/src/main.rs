@@ -63,10 +63,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let (clusters, cluster_events) = testclusters::watch(
+        fail_fast.clone(),
+        cfg.watch_namespace.as_deref(),
+        ready.clone(),
+    );
     let (caches, controller) = prowjob::run(
         client.clone(),
         fail_fast.clone(),
         cfg.prowjob_settings(),
+        clusters.clone(),
         metrics,
         ready.clone(),
         stop.clone(),
@@ -85,13 +91,13 @@ async fn main() -> anyhow::Result<()> {
         ),
     );
     tasks.spawn(
-        "testcluster-expiry",
+        "testcluster-controller",
         testclusters::run(
             client.clone(),
-            fail_fast.clone(),
-            cfg.watch_namespace.clone(),
+            clusters,
+            cluster_events,
             (caches.jobs.clone(), caches.jobs_synced.clone()),
-            ready.clone(),
+            caches.wake.clone(),
             stop.clone(),
         ),
     );

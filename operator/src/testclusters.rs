@@ -1,42 +1,84 @@
-//! The TestCluster reconciler, on the shared work queue: ends what time or a vanished job ends.
-//! A hold, or a `getvacant` lease, whose time is up is released; a lease whose job is gone
-//! (deleted, or finished while nothing released it) is reclaimed. Each write replaces the
-//! status at the resourceVersion it was decided on, so a lease taken meanwhile is never
-//! overwritten; the rules are `prow_api::lease`.
+//! The TestClusters: one watch cache both reconcilers read, with the lease writes this process
+//! made that the cache may not show yet, and the TestCluster reconciler on the shared work
+//! queue.
+//!
+//! The ProwJob reconciler takes and ends its jobs' leases (`prow_api::plan`). This reconciler
+//! does what time or a vanished job ends: a hold, or a `getvacant` lease, whose time is up is
+//! released; a lease whose job is gone (deleted, or finished while nothing released it) is
+//! reclaimed. It wakes the first jobs waiting in a pool when a cluster of the pool is free, and
+//! keeps a finalizer on every cluster so a delete that bypasses the webhook waits for the lease
+//! to end. Every write replaces the status at the resourceVersion it was decided on, so a lease
+//! taken meanwhile is never overwritten; the rules are `prow_api::lease`.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::lease::{transition, PoolPolicy, Request};
-use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterStatus};
+use prow_api::pool::{leasable, line};
+use prow_api::{labels, ClusterPhase, ProwJob, TestCluster};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{self, Action};
 use crate::MANAGER;
 
-/// How often a cluster leased to a job checks that its job still exists.
+/// How often a cluster leased to a job checks that its job still exists (a job's deletion or
+/// end wakes it sooner).
 const HOLDER_RECHECK: Duration = Duration::from_secs(60);
 
-/// The controller to spawn: runs until `shutdown`, writing through `client`, watching through
-/// `fail_fast`, reading the jobs from the ProwJob reconciler's store.
-pub fn run(
-    client: Client,
+/// The finalizer every TestCluster carries: a delete waits until the cluster is not leased or
+/// held.
+pub const FINALIZER: &str = "prow-operator.dev/lease";
+
+/// On the copy of a leased cluster's kubeconfig Secret: the UID of the job it was copied for.
+pub const KUBECONFIG_HOLDER: &str = "prow-operator.dev/test-cluster-holder";
+
+/// A lease write of this process, until the cache shows it.
+struct Written {
+    /// The resourceVersion the write replaced.
+    based_on: String,
+    /// The cluster as written.
+    cluster: Arc<TestCluster>,
+}
+
+/// The TestClusters as the operator last saw or wrote them.
+pub struct Clusters {
+    /// The watch cache.
+    pub store: Store<TestCluster>,
+    /// Whether the cache has its first list.
+    pub synced: Synced,
+    written: Mutex<HashMap<ObjectRef<TestCluster>, Written>>,
+    wake: mpsc::UnboundedSender<ObjectRef<TestCluster>>,
+}
+
+/// The watch that fills [`Clusters`], and the requests to look at a cluster again; for
+/// [`run`].
+pub struct ClusterEvents {
+    events: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<TestCluster>>>,
+    woken: mpsc::UnboundedReceiver<ObjectRef<TestCluster>>,
+}
+
+/// Watches the TestClusters (of `watch_namespace`, or all) through `fail_fast`. The cache fills
+/// once [`run`] polls the events.
+pub fn watch(
     fail_fast: Client,
-    watch_namespace: Option<String>,
-    jobs: (Store<ProwJob>, Synced),
+    watch_namespace: Option<&str>,
     readiness: Readiness,
-    shutdown: CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let api: Api<TestCluster> = match &watch_namespace {
+) -> (Arc<Clusters>, ClusterEvents) {
+    let api: Api<TestCluster> = match watch_namespace {
         Some(ns) => Api::namespaced(fail_fast, ns),
         None => Api::all(fail_fast),
     };
@@ -45,25 +87,183 @@ pub fn run(
         prow_runtime::watch::watch(api, watcher::Config::default(), "testclusters", readiness)
             .reflect(writer);
     let (events, synced) = prow_runtime::store::signal(events);
-    let requests = queue::requests_of(events, |_: &TestCluster| true);
+    let (wake, woken) = mpsc::unbounded_channel();
+    let clusters = Arc::new(Clusters {
+        store,
+        synced,
+        written: Mutex::default(),
+        wake,
+    });
+    (
+        clusters,
+        ClusterEvents {
+            events: events.boxed(),
+            woken,
+        },
+    )
+}
+
+impl Clusters {
+    /// Clusters from a store filled by hand (tests).
+    pub fn from_store(store: Store<TestCluster>) -> Arc<Self> {
+        let (wake, _) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            store,
+            synced: Synced::already(),
+            written: Mutex::default(),
+            wake,
+        })
+    }
+
+    /// The clusters of `namespace`: the cached copy, or this process's own later write while
+    /// the cache still shows the copy that write replaced.
+    pub fn view(&self, namespace: &str) -> Vec<Arc<TestCluster>> {
+        let cached: Vec<Arc<TestCluster>> = self
+            .store
+            .state()
+            .into_iter()
+            .filter(|c| c.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
+        let mut written = self.written();
+        if written.is_empty() {
+            return cached;
+        }
+        cached
+            .into_iter()
+            .map(|c| {
+                let key = ObjectRef::from_obj(&*c);
+                match written.get(&key) {
+                    Some(w) if c.metadata.resource_version.as_deref() == Some(&w.based_on) => {
+                        w.cluster.clone()
+                    }
+                    Some(_) => {
+                        // The cache moved past the version the write replaced: it shows the
+                        // write, or something newer.
+                        written.remove(&key);
+                        c
+                    }
+                    None => c,
+                }
+            })
+            .collect()
+    }
+
+    /// Replaces `cluster`'s status with the one it carries, at the resourceVersion it carries
+    /// (a lease written meanwhile makes this a 409 Conflict, never a second holder). Returns
+    /// the cluster as written.
+    pub async fn write(
+        &self,
+        client: &Client,
+        cluster: &TestCluster,
+    ) -> Result<TestCluster, kube::Error> {
+        let ns = cluster.namespace().unwrap_or_default();
+        let api: Api<TestCluster> = Api::namespaced(client.clone(), &ns);
+        let params = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..PostParams::default()
+        };
+        let written = api
+            .replace_status(&cluster.name_any(), &params, cluster)
+            .await?;
+        if let Some(based_on) = cluster.metadata.resource_version.clone() {
+            self.written().insert(
+                ObjectRef::from_obj(cluster),
+                Written {
+                    based_on,
+                    cluster: Arc::new(written.clone()),
+                },
+            );
+        }
+        Ok(written)
+    }
+
+    /// Asks for the cluster leased to the job with `uid` in `namespace`, if any, to be looked
+    /// at: the job is gone or finished.
+    pub fn holder_gone(&self, namespace: &str, uid: &str) {
+        for cluster in self.view(namespace) {
+            let holder = cluster
+                .status
+                .as_ref()
+                .and_then(|s| s.lease.as_ref())
+                .and_then(|l| l.holder_uid.as_deref());
+            if holder == Some(uid) {
+                let _ = self.wake.send(ObjectRef::from_obj(&*cluster));
+            }
+        }
+    }
+
+    fn written(&self) -> MutexGuard<'_, HashMap<ObjectRef<TestCluster>, Written>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Deletes the copies of a cluster's kubeconfig made for the job with `uid`, in `namespace`
+/// or, when the job is gone and its pod namespace unknown, wherever they are.
+pub async fn delete_kubeconfig_copies(
+    client: &Client,
+    namespace: Option<&str>,
+    uid: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let selector = format!("{KUBECONFIG_HOLDER}={uid}");
+    for secret in api.list(&ListParams::default().labels(&selector)).await? {
+        let ns = secret.namespace().unwrap_or_default();
+        let result = Api::<Secret>::namespaced(client.clone(), &ns)
+            .delete(&secret.name_any(), &DeleteParams::default())
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The controller to spawn: runs until `shutdown`, writing through `client`, reading the jobs
+/// from the ProwJob reconciler's store, and waking the jobs of a pool through `wake_jobs`.
+pub fn run(
+    client: Client,
+    clusters: Arc<Clusters>,
+    events: ClusterEvents,
+    jobs: (Store<ProwJob>, Synced),
+    wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let ClusterEvents { events, woken } = events;
+    let requests = futures::stream::select(
+        queue::requests_of(events, |_: &TestCluster| true).boxed(),
+        queue::requests_from(woken).boxed(),
+    );
     let recorder = crate::events::recorder(client.clone());
     let (job_store, jobs_synced) = jobs;
+    let store = clusters.store.clone();
+    let synced = clusters.synced.clone();
+    let ctx = Arc::new(Ctx {
+        client,
+        clusters,
+        jobs: job_store,
+        jobs_synced,
+        recorder,
+        wake_jobs,
+    });
     queue::run(store, synced, requests, 4, shutdown, move |cluster| {
-        let (client, jobs, jobs_synced, recorder) = (
-            client.clone(),
-            job_store.clone(),
-            jobs_synced.clone(),
-            recorder.clone(),
-        );
+        let ctx = ctx.clone();
         async move {
             // Whether a job is gone can only be told from a full list of jobs.
-            if !jobs_synced.wait().await {
+            if !ctx.jobs_synced.wait().await {
                 return Action::retry();
             }
-            match reconcile(&cluster, &jobs, &client, &recorder).await {
+            match reconcile(&cluster, &ctx).await {
                 Ok(action) => action,
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    Action::requeue(Duration::from_millis(100))
+                }
                 Err(e) => {
-                    tracing::warn!(cluster = %cluster.name_any(), error = %e, "updating test cluster status");
+                    tracing::warn!(cluster = %cluster.name_any(), error = %e, "reconciling test cluster");
                     Action::retry()
                 }
             }
@@ -71,22 +271,46 @@ pub fn run(
     })
 }
 
-/// Fetch (the cluster, the jobs) -> decide (`prow_api::lease`) -> apply (one status write at
-/// the cluster's resourceVersion).
-async fn reconcile(
-    cluster: &TestCluster,
-    jobs: &Store<ProwJob>,
-    client: &Client,
-    recorder: &Recorder,
-) -> Result<Action, kube::Error> {
-    let now = Timestamp::now();
+struct Ctx {
+    client: Client,
+    clusters: Arc<Clusters>,
+    jobs: Store<ProwJob>,
+    jobs_synced: Synced,
+    recorder: Recorder,
+    wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+}
+
+/// Fetch (the cluster as last written, the jobs) -> decide (`prow_api::lease`) -> apply (one
+/// write at the cluster's resourceVersion).
+async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let Some(cluster) = ctx
+        .clusters
+        .view(&ns)
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+    else {
+        return Ok(Action::await_change());
+    };
     let status = cluster.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or(ClusterPhase::Vacant);
+    let in_use = matches!(phase, ClusterPhase::Leased | ClusterPhase::Held);
+    if let Some(action) = keep_finalizer(&cluster, in_use, ctx).await? {
+        return Ok(action);
+    }
+    if leasable(&cluster, &cluster.spec.pool) {
+        wake_pool(&ns, &cluster.spec.pool, ctx);
+        return Ok(Action::await_change());
+    }
     let Some(lease) = status.lease.clone() else {
         return Ok(Action::await_change());
     };
-    let (request, reason) = match (status.phase, lease.holder_uid.as_deref()) {
-        (Some(ClusterPhase::Leased), Some(uid)) => {
-            let alive = jobs
+    let now = Timestamp::now();
+    let (request, reason) = match (phase, lease.holder_uid.as_deref()) {
+        (ClusterPhase::Leased, Some(uid)) => {
+            let alive = ctx
+                .jobs
                 .state()
                 .iter()
                 .any(|j| j.metadata.uid.as_deref() == Some(uid) && !j.is_complete());
@@ -107,7 +331,6 @@ async fn reconcile(
             None => return Ok(Action::await_change()),
         },
     };
-    let name = cluster.name_any();
     let new = match transition(&name, &status, &request, &PoolPolicy::default(), now) {
         Ok(Some(new)) => new,
         Ok(None) => return Ok(Action::await_change()),
@@ -116,13 +339,18 @@ async fn reconcile(
             return Ok(Action::await_change());
         }
     };
-    replace_status(cluster, new, client).await?;
+    let mut updated = (*cluster).clone();
+    updated.status = Some(new);
+    ctx.clusters.write(&ctx.client, &updated).await?;
+    if let Request::Reclaim { job_uid } = &request {
+        delete_kubeconfig_copies(&ctx.client, None, job_uid).await?;
+    }
     let note = match reason {
         "Reclaimed" => format!("Lease of {} ended: the job is gone.", lease.holder),
         _ => format!("The hold or lease of {} ran out.", lease.holder),
     };
     crate::events::publish(
-        recorder,
+        &ctx.recorder,
         cluster.object_ref(&()),
         false,
         reason,
@@ -132,22 +360,87 @@ async fn reconcile(
     Ok(Action::await_change())
 }
 
-/// Replaces the cluster's status, at the resourceVersion it was read at: a lease written
-/// meanwhile makes this a conflict, decided again on the newer copy.
-async fn replace_status(
+/// Adds the finalizer to a cluster that lacks it; lets a cluster being deleted go once nothing
+/// holds it. `Some` when that was all this pass does.
+async fn keep_finalizer(
     cluster: &TestCluster,
-    status: TestClusterStatus,
-    client: &Client,
-) -> Result<(), kube::Error> {
-    let ns = cluster.namespace().unwrap_or_default();
-    let api: Api<TestCluster> = Api::namespaced(client.clone(), &ns);
-    let mut updated = cluster.clone();
-    updated.status = Some(status);
-    let params = PostParams {
+    in_use: bool,
+    ctx: &Ctx,
+) -> Result<Option<Action>, kube::Error> {
+    let finalizers = cluster.finalizers();
+    let has = finalizers.iter().any(|f| f == FINALIZER);
+    let deleting = cluster.metadata.deletion_timestamp.is_some();
+    let api: Api<TestCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let params = PatchParams {
         field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
+        ..PatchParams::default()
     };
-    api.replace_status(&cluster.name_any(), &params, &updated)
-        .await?;
-    Ok(())
+    let rv = cluster.resource_version().unwrap_or_default();
+    match (deleting, has) {
+        (false, false) => {
+            let mut all = finalizers.to_vec();
+            all.push(FINALIZER.into());
+            let patch = serde_json::json!({"metadata": {"finalizers": all, "resourceVersion": rv}});
+            api.patch(&cluster.name_any(), &params, &Patch::Merge(&patch))
+                .await?;
+            Ok(None)
+        }
+        (true, true) if !in_use => {
+            let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+            let patch =
+                serde_json::json!({"metadata": {"finalizers": rest, "resourceVersion": rv}});
+            api.patch(&cluster.name_any(), &params, &Patch::Merge(&patch))
+                .await?;
+            Ok(Some(Action::await_change()))
+        }
+        // Deleted while in use: it goes when its lease or hold ends (that write wakes it).
+        (true, _) if in_use => Ok(None),
+        (true, _) => Ok(Some(Action::await_change())),
+        (false, true) => Ok(None),
+    }
+}
+
+/// Wakes as many of the first jobs waiting in the pool as it has leasable clusters.
+fn wake_pool(namespace: &str, pool: &str, ctx: &Ctx) {
+    let clusters = ctx.clusters.view(namespace);
+    let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
+    let free = members.iter().filter(|c| leasable(c, pool)).count();
+    let jobs = ctx.jobs.state();
+    for job in line(namespace, pool, jobs.iter().map(|j| j.as_ref()), &members)
+        .into_iter()
+        .take(free)
+    {
+        let _ = ctx.wake_jobs.send(ObjectRef::from_obj(job));
+    }
+}
+
+/// The jobs that end a lease by being deleted, from the job watch: each asks for the cluster it
+/// holds, if any, to be looked at. (A job that finishes ends its own lease; one finished by
+/// someone else is found by the cluster's periodic look at its holder.)
+pub fn notice_gone_holders<S>(
+    clusters: Arc<Clusters>,
+    events: S,
+) -> impl Stream<Item = S::Item> + Send
+where
+    S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+{
+    events.inspect(move |event| {
+        let Ok(watcher::Event::Delete(job)) = event else {
+            return;
+        };
+        if let (Some(ns), Some(uid)) = (job.metadata.namespace.as_deref(), job.uid()) {
+            clusters.holder_gone(ns, &uid);
+        }
+    })
+}
+
+/// The label selector of the kubeconfig copies made for a job.
+pub fn kubeconfig_copy_labels(uid: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (labels::CREATED_BY_PROW.to_string(), "true".to_string()),
+        (KUBECONFIG_HOLDER.to_string(), uid.to_string()),
+    ]
+    .into_iter()
+    .collect()
 }

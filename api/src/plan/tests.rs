@@ -69,6 +69,8 @@ fn plan_of(job: &ProwJob, pod: Option<&PodView>, peers: &[&ProwJob], grant: Gran
         pod,
         evicted: false,
         now: now(),
+        clusters: &[],
+        pool_policy: &PoolPolicy::default(),
     };
     let mut peers = Peers::new(|| peers.to_vec());
     plan(
@@ -92,7 +94,8 @@ fn a_start_creates_the_pod_then_records_it() {
         plan,
         Plan {
             pod: PodChange::Create {
-                build_id: "42".into()
+                build_id: "42".into(),
+                cluster: None,
             },
             status: Some(StatusChange {
                 state: Some(ProwJobState::Pending),
@@ -110,6 +113,7 @@ fn a_start_creates_the_pod_then_records_it() {
             }),
             wake: vec![],
             requeue: None,
+            lease: None,
         }
     );
 }
@@ -226,6 +230,8 @@ fn a_pod_the_eviction_api_deleted_is_revived_not_reported_deleted() {
         pod: None,
         evicted: true,
         now: now(),
+        clusters: &[],
+        pool_policy: &PoolPolicy::default(),
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let plan = plan(
@@ -255,7 +261,8 @@ fn a_revived_job_recreates_its_pod_with_the_same_build_id() {
     assert_eq!(
         plan.pod,
         PodChange::Create {
-            build_id: "7".into()
+            build_id: "7".into(),
+            cluster: None,
         }
     );
     assert_eq!(plan.status.expect("name").pod_name, Some(Some("a".into())));
@@ -344,4 +351,298 @@ fn the_status_change_is_the_merge_patch_the_api_server_gets() {
         serde_json::to_value(&pending).expect("json"),
         json!({"state": "pending", "pendingTime": NOW, "build_id": "1"})
     );
+}
+
+/// A job of pool `e2e`, created at `created`.
+fn pool_job(name: &str, created: &str, status: Value) -> ProwJob {
+    let mut j = job(name, status, json!({}));
+    j.metadata.creation_timestamp = Some(at(created));
+    j.metadata.labels = Some(
+        [(labels::TEST_CLUSTER_POOL.to_string(), "e2e".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    j
+}
+
+fn test_cluster(name: &str, status: Value) -> TestCluster {
+    serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": name, "namespace": "prow", "resourceVersion": "5"},
+        "spec": {"pool": "e2e", "region": "eu", "kubeconfigSecretRef": {"name": "kc"}},
+        "status": status,
+    }))
+    .expect("cluster")
+}
+
+fn leased_to(job: &str) -> Value {
+    json!({"phase": "Leased", "lease": {"holder": format!("prow/{job}"),
+           "holderUid": format!("uid-{job}"), "since": "2024-05-01T11:30:00Z"}})
+}
+
+/// The plan for `job` among `peers` with `clusters` and `policy`.
+fn pool_plan(
+    job: &ProwJob,
+    pod: Option<&PodView>,
+    peers: &[&ProwJob],
+    clusters: &[&TestCluster],
+    policy: &PoolPolicy,
+    grant: Grant,
+) -> Plan {
+    let facts = Facts {
+        job,
+        pod,
+        evicted: false,
+        now: now(),
+        clusters,
+        pool_policy: policy,
+    };
+    let mut peers = Peers::new(|| peers.to_vec());
+    plan(
+        &facts,
+        &mut peers,
+        &Policy::default(),
+        &Limits::default(),
+        || grant,
+    )
+}
+
+#[test]
+fn the_first_in_line_takes_a_vacant_cluster_with_its_start_and_its_pod_gets_it() {
+    let first = pool_job(
+        "first",
+        "2024-05-01T11:00:00Z",
+        json!({"state": "triggered"}),
+    );
+    let second = pool_job(
+        "second",
+        "2024-05-01T11:01:00Z",
+        json!({"state": "triggered"}),
+    );
+    let vacant = test_cluster("c1", json!({"phase": "Vacant"}));
+    let plan = pool_plan(
+        &first,
+        None,
+        &[&first, &second],
+        &[&vacant],
+        &PoolPolicy::default(),
+        Grant::Start("42".into()),
+    );
+    let take = plan.lease.expect("a lease is taken");
+    assert!(take.take);
+    assert_eq!(
+        take.cluster.metadata.resource_version.as_deref(),
+        Some("5"),
+        "written at the version it was decided on"
+    );
+    let status = take.cluster.status.expect("status");
+    assert_eq!(status.phase, Some(crate::ClusterPhase::Leased));
+    let lease = status.lease.expect("lease");
+    assert_eq!(lease.holder, "prow/first");
+    assert_eq!(lease.holder_uid.as_deref(), Some("uid-first"));
+    assert_eq!(lease.since, Time(now()));
+    assert_eq!(lease.until, None, "a job's lease lasts as long as the job");
+    match plan.pod {
+        PodChange::Create {
+            cluster: Some(c), ..
+        } => {
+            assert_eq!((c.name.as_str(), c.region.as_str()), ("c1", "eu"));
+        }
+        other => panic!("expected a pod with the cluster, got {other:?}"),
+    }
+    assert_eq!(
+        plan.status.expect("status").test_cluster.as_deref(),
+        Some("c1")
+    );
+    assert!(plan
+        .event
+        .expect("event")
+        .note
+        .contains("on test cluster c1"));
+
+    // The second in line has no cluster left: it waits, and its grant is never asked.
+    let plan = pool_plan(
+        &second,
+        None,
+        &[&first, &second],
+        &[&vacant],
+        &PoolPolicy::default(),
+        unused(),
+    );
+    assert_eq!(plan.lease, None);
+    assert_eq!(plan.pod, PodChange::Keep);
+    assert_eq!(
+        plan.requeue,
+        Some(POOL_RECHECK),
+        "looks again soon, to keep its place in line current"
+    );
+    let status = plan.status.expect("says where it waits");
+    assert_eq!(status.state, Some(ProwJobState::Triggered));
+    assert_eq!(
+        status.description.as_deref(),
+        Some("Waiting for a test cluster of pool \"e2e\": number 2 of 2 in line.")
+    );
+}
+
+#[test]
+fn a_pool_job_waits_for_a_leasable_cluster_and_keeps_a_lease_it_holds() {
+    let a = pool_job("a", "2024-05-01T11:00:00Z", json!({"state": "triggered"}));
+    let busy = [
+        test_cluster("c1", leased_to("other")),
+        test_cluster(
+            "c2",
+            json!({"phase": "Disabled", "disabledReason": "broken"}),
+        ),
+        test_cluster("c3", json!({"phase": "Cleaning"})),
+        test_cluster(
+            "c4",
+            json!({"phase": "Held", "lease": {"holder": "al",
+                      "since": "2024-05-01T11:00:00Z", "until": "2024-05-01T18:00:00Z"}}),
+        ),
+    ];
+    let refs: Vec<&TestCluster> = busy.iter().collect();
+    let plan = pool_plan(&a, None, &[&a], &refs, &PoolPolicy::default(), unused());
+    assert_eq!(plan.lease, None);
+    assert_eq!(
+        plan.status.expect("waits").description.as_deref(),
+        Some("Waiting for a test cluster of pool \"e2e\": number 1 of 1 in line.")
+    );
+
+    // It took a lease and the operator stopped before the pod: the next pass starts with it.
+    let mine = test_cluster("c5", leased_to("a"));
+    let plan = pool_plan(
+        &a,
+        None,
+        &[&a],
+        &[&mine],
+        &PoolPolicy::default(),
+        Grant::Start("43".into()),
+    );
+    assert_eq!(plan.lease, None, "nothing more to write on the cluster");
+    assert!(matches!(
+        plan.pod,
+        PodChange::Create { cluster: Some(ref c), .. } if c.name == "c5"
+    ));
+
+    // First in line with a cluster free, but its concurrency limit is full: it waits for
+    // that, and takes no lease meanwhile.
+    let vacant = test_cluster("c6", json!({}));
+    let plan = pool_plan(
+        &a,
+        None,
+        &[&a],
+        &[&vacant],
+        &PoolPolicy::default(),
+        Grant::Wait("Waiting: full.".into()),
+    );
+    assert_eq!(plan.lease, None);
+    assert_eq!(
+        plan.status.expect("waits").description.as_deref(),
+        Some("Waiting: full.")
+    );
+}
+
+#[test]
+fn the_line_is_per_namespace_and_unhealthy_clusters_are_skipped() {
+    let a = pool_job("a", "2024-05-01T11:00:00Z", json!({"state": "triggered"}));
+    let mut elsewhere = pool_job("b", "2024-05-01T10:00:00Z", json!({"state": "triggered"}));
+    elsewhere.metadata.namespace = Some("other".into());
+    let sick = test_cluster(
+        "c0",
+        json!({"phase": "Vacant", "conditions": [{"type": "Healthy", "status": "False",
+               "reason": "ReadyzFailed", "message": "no answer",
+               "lastTransitionTime": "2024-05-01T11:00:00Z"}]}),
+    );
+    let fine = test_cluster("c9", json!({"phase": "Vacant"}));
+    let plan = pool_plan(
+        &a,
+        None,
+        &[&elsewhere, &a],
+        &[&sick, &fine],
+        &PoolPolicy::default(),
+        Grant::Start("1".into()),
+    );
+    let take = plan.lease.expect("lease");
+    assert_eq!(take.cluster.metadata.name.as_deref(), Some("c9"));
+}
+
+#[test]
+fn a_finished_pool_job_ends_its_lease_and_wakes_the_next_in_its_pool() {
+    let running = pool_job(
+        "a",
+        "2024-05-01T11:00:00Z",
+        json!({"state": "pending", "pod_name": "a", "build_id": "7",
+               "startTime": "2024-05-01T11:00:00Z"}),
+    );
+    let next = pool_job("b", "2024-05-01T11:01:00Z", json!({"state": "triggered"}));
+    let later = pool_job("c", "2024-05-01T11:02:00Z", json!({"state": "triggered"}));
+    let mine = test_cluster("c1", leased_to("a"));
+    let succeeded = pod(
+        "a",
+        json!({"phase": "Succeeded", "containerStatuses": [{"name": "test", "image": "x",
+               "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": 0}}}]}),
+    );
+    let plan = pool_plan(
+        &running,
+        Some(&succeeded),
+        &[&running, &later, &next],
+        &[&mine],
+        &PoolPolicy::default(),
+        unused(),
+    );
+    assert_eq!(
+        plan.status.as_ref().and_then(|s| s.state),
+        Some(ProwJobState::Success)
+    );
+    let release = plan.lease.expect("the lease ends");
+    assert!(!release.take);
+    let status = release.cluster.status.expect("status");
+    assert_eq!(status.phase, Some(crate::ClusterPhase::Vacant));
+    assert_eq!(status.lease, None);
+    assert!(plan.wake.contains(&key("b")), "{:?}", plan.wake);
+    assert!(!plan.wake.contains(&key("c")), "only the first in line");
+
+    // A pool that cleans its clusters after use: the cluster goes to Cleaning instead.
+    let cleaning = PoolPolicy {
+        cleanup: true,
+        ..PoolPolicy::default()
+    };
+    let plan = pool_plan(
+        &running,
+        Some(&succeeded),
+        &[&running],
+        &[&mine],
+        &cleaning,
+        unused(),
+    );
+    let status = plan.lease.expect("ends").cluster.status.expect("status");
+    assert_eq!(status.phase, Some(crate::ClusterPhase::Cleaning));
+
+    // Finished while the operator was away, lease still held: the next look ends it.
+    let done = pool_job(
+        "a",
+        "2024-05-01T11:00:00Z",
+        json!({"state": "success", "completionTime": "2024-05-01T11:50:00Z"}),
+    );
+    let plan = pool_plan(&done, None, &[], &[&mine], &PoolPolicy::default(), unused());
+    assert!(plan.status.is_none());
+    assert!(!plan.lease.expect("ends").take);
+
+    // An aborted job ends its lease like any other end.
+    let aborted = pool_job(
+        "a",
+        "2024-05-01T11:00:00Z",
+        json!({"state": "aborted", "pod_name": "a"}),
+    );
+    let plan = pool_plan(
+        &aborted,
+        Some(&pod("a", json!({"phase": "Running"}))),
+        &[],
+        &[&mine],
+        &PoolPolicy::default(),
+        unused(),
+    );
+    assert!(plan.status.expect("final").completes());
+    assert!(!plan.lease.expect("ends").take);
 }

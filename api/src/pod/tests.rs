@@ -220,3 +220,62 @@ fn a_job_without_pod_spec_or_identity_has_no_pod() {
     j.metadata.uid = None;
     assert_eq!(pod_for(&j, "1", "d"), Err(PodError::Unnamed));
 }
+
+#[test]
+fn a_leased_cluster_reaches_every_container_as_env_and_a_mounted_kubeconfig() {
+    let mut pod = pod_for(&presubmit(), "42", "default").expect("pod");
+    let cluster = LeasedCluster {
+        name: "c1".into(),
+        region: "eu".into(),
+        kubeconfig: Some(crate::testcluster::SecretKeyRef {
+            name: "c1-kubeconfig".into(),
+            key: "config".into(),
+        }),
+    };
+    pod.spec.as_mut().expect("spec").containers[0]
+        .env
+        .get_or_insert_with(Vec::new)
+        .push(EnvVar {
+            name: "TEST_CLUSTER".into(),
+            value: Some("chosen-by-the-job".into()),
+            value_from: None,
+        });
+    with_test_cluster(&mut pod, &cluster);
+    let env = env_of(&pod, 0);
+    assert_eq!(
+        env["TEST_CLUSTER"], "c1",
+        "the lease wins over the job's own value"
+    );
+    assert_eq!(env["TEST_CLUSTER_REGION"], "eu");
+    assert_eq!(env["KUBECONFIG"], "/etc/test-cluster/kubeconfig");
+    let spec = pod.spec.as_ref().expect("spec");
+    let volume = &spec.volumes.as_ref().expect("volumes")[0];
+    assert_eq!(
+        volume
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref()),
+        Some("abc-123-test-cluster"),
+        "the copy in the pod's namespace, not the cluster's own Secret"
+    );
+    let mount = &spec.containers[0].volume_mounts.as_ref().expect("mounts")[0];
+    assert_eq!(mount.mount_path, "/etc/test-cluster");
+    assert_eq!(mount.read_only, Some(true));
+
+    let mut bare = pod_for(&presubmit(), "42", "default").expect("pod");
+    with_test_cluster(
+        &mut bare,
+        &LeasedCluster {
+            name: "cimaster-1".into(),
+            region: String::new(),
+            kubeconfig: None,
+        },
+    );
+    let env = env_of(&bare, 0);
+    assert_eq!(env["TEST_CLUSTER"], "cimaster-1");
+    assert!(
+        !env.contains_key("KUBECONFIG"),
+        "no kubeconfig, only name and region"
+    );
+    assert!(bare.spec.as_ref().expect("spec").volumes.is_none());
+}

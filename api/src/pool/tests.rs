@@ -18,7 +18,7 @@ fn job(name: &str, created: &str, pool: Option<&str>, state: &str) -> ProwJob {
 fn cluster(name: &str, pool: &str, status: Value) -> TestCluster {
     serde_json::from_value(json!({
         "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-        "metadata": {"name": name, "namespace": "clusters"},
+        "metadata": {"name": name, "namespace": "ci"},
         "spec": {"pool": pool, "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig")}},
         "status": status,
     }))
@@ -61,8 +61,18 @@ fn the_line_is_first_come_first_served_and_skips_jobs_that_hold_or_run() {
             "triggered",
         ),
         job("no-pool", "2024-01-01T00:00:00Z", None, "triggered"),
+        {
+            let mut elsewhere = job(
+                "elsewhere",
+                "2024-01-01T00:00:00Z",
+                Some("e2e"),
+                "triggered",
+            );
+            elsewhere.metadata.namespace = Some("other".into());
+            elsewhere
+        },
     ];
-    let line = line("e2e", jobs.iter(), &[&holder]);
+    let line = line("ci", "e2e", jobs.iter(), &[&holder]);
     assert_eq!(
         names(&line),
         ["early", "same-time-a", "same-time-b", "late"],
@@ -106,7 +116,7 @@ fn the_first_in_line_get_the_leasable_clusters_and_no_one_jumps_the_line() {
         job("first", "2024-01-01T00:01:00Z", Some("e2e"), "triggered"),
         job("third", "2024-01-01T00:03:00Z", Some("e2e"), "triggered"),
     ];
-    let given: Vec<(String, String)> = assign("e2e", jobs.iter(), &refs)
+    let given: Vec<(String, String)> = assign("ci", "e2e", jobs.iter(), &refs)
         .into_iter()
         .map(|(j, c)| (j.name_any(), c.name_any()))
         .collect();
@@ -118,7 +128,7 @@ fn the_first_in_line_get_the_leasable_clusters_and_no_one_jumps_the_line() {
         ],
         "two leasable clusters (no status reads as vacant); the third job waits"
     );
-    assert!(assign("none", jobs.iter(), &refs).is_empty());
+    assert!(assign("ci", "none", jobs.iter(), &refs).is_empty());
 }
 
 #[test]
@@ -136,5 +146,38 @@ fn a_job_names_its_pool_with_a_label_and_says_where_it_waits() {
     assert_eq!(
         waiting_description("e2e", 2, 3),
         "Waiting for a test cluster of pool \"e2e\": number 2 of 3 in line."
+    );
+}
+
+#[test]
+fn a_cluster_being_deleted_is_not_leased_and_a_pod_learns_name_region_and_kubeconfig() {
+    let mut going = cluster("c1", "e2e", json!({"phase": "Vacant"}));
+    assert!(leasable(&going, "e2e"));
+    going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2024-01-01T00:00:00Z".parse().expect("time"),
+    ));
+    assert!(!leasable(&going, "e2e"));
+    let mut c = cluster("c1", "e2e", json!(null));
+    c.spec.region = Some("eu-west".into());
+    let leased = LeasedCluster::of(&c);
+    assert_eq!(leased.name, "c1");
+    assert_eq!(leased.region, "eu-west");
+    assert_eq!(
+        leased.kubeconfig.map(|k| k.name),
+        Some("c1-kubeconfig".into())
+    );
+}
+
+#[test]
+fn the_kubeconfig_copy_is_named_after_the_job_and_always_a_valid_name() {
+    assert_eq!(kubeconfig_copy_name("e2e-abc"), "e2e-abc-test-cluster");
+    let long = "a".repeat(250);
+    let copy = kubeconfig_copy_name(&long);
+    assert_eq!(copy.len(), 253);
+    assert!(copy.ends_with("-test-cluster"));
+    let dashed = format!("{}-{}", "a".repeat(239), "b".repeat(20));
+    assert!(
+        !kubeconfig_copy_name(&dashed).contains("--"),
+        "no dash left before the suffix"
     );
 }

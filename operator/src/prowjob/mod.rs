@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::testclusters::{notice_gone_holders, Clusters};
 use prow_api::lifecycle::needs_reconcile;
 use prow_api::pod_view::PodView;
 use prow_runtime::health::Readiness;
@@ -69,6 +70,8 @@ pub struct Context {
     pub budgets: evictions::Budgets,
     /// Asks for jobs to be reconciled again (waiting jobs when a slot frees).
     pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    /// The TestClusters jobs lease.
+    pub clusters: Arc<Clusters>,
 }
 
 /// The job caches, filled by watches.
@@ -82,6 +85,8 @@ pub struct Caches {
     pub jobs_synced: Synced,
     /// Whether the pods' store has its first list.
     pub pods_synced: Synced,
+    /// Asks for a job to be reconciled (the first jobs of a pool, when a cluster frees).
+    pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
 }
 
 impl Caches {
@@ -99,6 +104,7 @@ pub fn run(
     client: Client,
     fail_fast: Client,
     settings: Settings,
+    clusters: Arc<Clusters>,
     metrics: Arc<Metrics>,
     ready: Readiness,
     shutdown: CancellationToken,
@@ -127,6 +133,7 @@ pub fn run(
     )
     .map_ok(stored::unwrap_job_event)
     .reflect(jobs_writer);
+    let job_events = notice_gone_holders(clusters.clone(), job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
 
     let pods_api: Api<PodView> = Api::all(fail_fast);
@@ -155,7 +162,8 @@ pub fn run(
         budgets: evictions::Budgets::new(client.clone()),
         recorder: crate::events::recorder(client),
         metrics,
-        wake,
+        wake: wake.clone(),
+        clusters,
     });
 
     let caches = Caches {
@@ -163,6 +171,7 @@ pub fn run(
         pods: pods.clone(),
         jobs_synced: jobs_synced.clone(),
         pods_synced,
+        wake,
     };
     let readiness = {
         let caches = caches.clone();

@@ -4,15 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use prow_api::plan::{plan, refused_pod, Facts, JobEvent, Peers, Plan, PodChange};
-use prow_api::pod::{pod_for, pod_namespace};
+use prow_api::lease::PoolPolicy;
+use prow_api::plan::{
+    plan, refused_pod, release, Facts, JobEvent, LeaseWrite, Peers, Plan, PodChange,
+};
+use prow_api::pod::{pod_for, pod_namespace, with_test_cluster};
 use prow_api::pod_view::PodView;
-use prow_api::{ProwJob, ProwJobState};
+use prow_api::pool::{kubeconfig_copy_name, pool_of, LeasedCluster, KUBECONFIG_KEY};
+use prow_api::{ProwJob, ProwJobState, TestCluster};
 use serde_json::{json, Value};
 use tracing::Instrument;
 
@@ -100,6 +104,22 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
                 Arc::new(p)
             });
     }
+    // A job of a pool, or one that holds a lease, reads its namespace's clusters.
+    let leases = pool_of(job).is_some()
+        || job
+            .status
+            .as_ref()
+            .is_some_and(|s| s.test_cluster.is_some());
+    if leases && !ctx.clusters.synced.wait().await {
+        return Ok(Action::retry());
+    }
+    let clusters = if leases {
+        ctx.clusters.view(&job.namespace().unwrap_or_default())
+    } else {
+        Vec::new()
+    };
+    let clusters: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
+    let pool_policy = PoolPolicy::default();
     // One clock reading per reconcile: every time this pass decides or writes is the same.
     let now = Timestamp::now();
     let eviction = evicted_since(job, pod.as_deref(), &pod_ns, now, ctx).await;
@@ -108,6 +128,8 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         pod: pod.as_deref(),
         evicted: eviction.is_some(),
         now,
+        clusters: &clusters,
+        pool_policy: &pool_policy,
     };
     let mut peers = Peers::new(|| ctx.jobs.state());
     // Decide.
@@ -170,8 +192,8 @@ async fn evicted_since(
 }
 
 /// Carries out a plan, in an order that a crash between two writes cannot turn into a wrong
-/// state: create the pod, write the status (with the resourceVersion the plan was made from),
-/// delete the pod, then publish the Event and wake other jobs.
+/// state: take the lease, create the pod, write the status (with the resourceVersion the plan
+/// was made from), delete the pod, end the lease, then publish the Event and wake other jobs.
 async fn apply<J: std::borrow::Borrow<ProwJob>>(
     facts: &Facts<'_>,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
@@ -181,9 +203,19 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
 ) -> Result<Action> {
     let job = facts.job;
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
-    if let PodChange::Create { build_id } = &plan.pod {
+    let mut taken = None;
+    if let Some(take) = plan.lease.as_ref().filter(|l| l.take) {
+        match write_lease(take, job, ctx).await {
+            Ok(written) => taken = Some(written),
+            Err(e) => {
+                ctx.ledger.starts.forget_start(uid);
+                return Err(e);
+            }
+        }
+    }
+    if let PodChange::Create { build_id, cluster } = &plan.pod {
         let starting = job.state() == ProwJobState::Triggered;
-        match create_pod(job, build_id, pod_ns, ctx).await {
+        match create_pod(job, build_id, cluster.as_ref(), pod_ns, ctx).await {
             Ok(pod) => {
                 ctx.ledger.pods.created(uid, &pod);
                 if let (true, Some(created)) = (starting, job.metadata.creation_timestamp.as_ref())
@@ -207,6 +239,13 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
                     return Err(e);
                 };
                 plan = refused_pod(facts, peers, &ctx.settings.limits, &reason);
+                if let Some(written) = taken.as_ref() {
+                    // The lease was taken for this pod: it ends with the job.
+                    plan.lease = release(&Facts {
+                        clusters: &[written],
+                        ..*facts
+                    });
+                }
             }
         }
     }
@@ -218,6 +257,10 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     }
     if let (PodChange::Delete, Some(pod)) = (&plan.pod, facts.pod) {
         delete_pod(pod, ctx).await?;
+    }
+    if let Some(end) = plan.lease.as_ref().filter(|l| !l.take) {
+        write_lease(end, job, ctx).await?;
+        delete_kubeconfig_copy(job, pod_ns, ctx).await?;
     }
     if let Some(event) = &plan.event {
         publish(ctx, job, event);
@@ -246,8 +289,110 @@ fn refusal(e: &Error) -> Option<String> {
     }
 }
 
-async fn create_pod(job: &ProwJob, build_id: &str, pod_ns: &str, ctx: &Context) -> Result<Pod> {
-    let pod = pod_for(job, build_id, pod_ns)?;
+/// Takes or ends a lease: one TestCluster status write at the resourceVersion it was decided
+/// on, and an Event on the cluster. A lease taken meanwhile is a conflict, decided again.
+async fn write_lease(write: &LeaseWrite, job: &ProwJob, ctx: &Context) -> Result<TestCluster> {
+    let written = match ctx.clusters.write(&ctx.client, &write.cluster).await {
+        Ok(written) => written,
+        Err(e) if api_code(&e) == Some(409) => {
+            return Err(Error::Conflict(write.cluster.name_any()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let holder = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
+    let (reason, note) = if write.take {
+        ("Leased", format!("Leased to job {holder}."))
+    } else {
+        ("Released", format!("Lease of job {holder} ended."))
+    };
+    crate::events::publish(
+        &ctx.recorder,
+        write.cluster.object_ref(&()),
+        false,
+        reason,
+        note,
+        "Lease",
+    );
+    Ok(written)
+}
+
+/// Copies the leased cluster's kubeconfig into the pod's namespace, under the name the pod
+/// mounts; an existing copy (from an earlier pass) is replaced.
+async fn copy_kubeconfig(
+    job: &ProwJob,
+    cluster: &LeasedCluster,
+    pod_ns: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let Some(source) = cluster.kubeconfig.as_ref() else {
+        return Ok(());
+    };
+    let cluster_ns = job.namespace().unwrap_or_default();
+    let original = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
+        .get(&source.name)
+        .await?;
+    let Some(kubeconfig) = original
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&source.key))
+        .cloned()
+    else {
+        return Err(Error::Pod(prow_api::pod::PodError::NoKubeconfig {
+            secret: source.name.clone(),
+            key: source.key.clone(),
+        }));
+    };
+    let copy = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(kubeconfig_copy_name(&job.name_any())),
+            namespace: Some(pod_ns.to_string()),
+            labels: Some(crate::testclusters::kubeconfig_copy_labels(
+                job.metadata.uid.as_deref().unwrap_or_default(),
+            )),
+            ..Default::default()
+        },
+        data: Some(
+            [(KUBECONFIG_KEY.to_string(), kubeconfig)]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), pod_ns);
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch(&copy.name_any(), &params, &Patch::Apply(&copy))
+        .await?;
+    Ok(())
+}
+
+/// Removes the job's copy of its cluster's kubeconfig; already gone is fine.
+async fn delete_kubeconfig_copy(job: &ProwJob, pod_ns: &str, ctx: &Context) -> Result<()> {
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), pod_ns);
+    match api
+        .delete(
+            &kubeconfig_copy_name(&job.name_any()),
+            &DeleteParams::default(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_pod(
+    job: &ProwJob,
+    build_id: &str,
+    cluster: Option<&LeasedCluster>,
+    pod_ns: &str,
+    ctx: &Context,
+) -> Result<Pod> {
+    let mut pod = pod_for(job, build_id, pod_ns)?;
+    if let Some(cluster) = cluster {
+        copy_kubeconfig(job, cluster, pod_ns, ctx).await?;
+        with_test_cluster(&mut pod, cluster);
+    }
     ctx.budgets.ensure(pod_ns).await;
     let params = PostParams {
         field_manager: Some(MANAGER.into()),

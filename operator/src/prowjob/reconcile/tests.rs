@@ -38,6 +38,7 @@ fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
         recorder: Recorder::new(client, Reporter::from("test")),
         metrics: Arc::new(Metrics::default()),
         wake,
+        clusters: crate::testclusters::Clusters::from_store(reflector::store().0),
     };
     (ctx, handle)
 }
@@ -71,6 +72,39 @@ fn serve(
                     .expect("response"),
             );
             seen.push((method, format!("{path}?{query}"), body));
+        }
+        seen
+    })
+}
+
+/// Like [`serve`], for as many requests as come until none has for half a second (a pass that
+/// also publishes Events makes a number of requests that depends on their timing).
+fn serve_until_quiet(
+    mut handle: Handle<Request<Body>, Response<Body>>,
+    answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<(Method, String, Value)>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let quiet = std::time::Duration::from_millis(500);
+        while let Ok(Some((request, respond))) =
+            tokio::time::timeout(quiet, handle.next_request()).await
+        {
+            let method = request.method().clone();
+            let path = request.uri().path().to_string();
+            let bytes = request.into_body().collect_bytes().await.expect("body");
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let reply = answer(&method, &path, &body);
+            let code = match reply["kind"].as_str() {
+                Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
+                _ => 200,
+            };
+            respond.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                    .expect("response"),
+            );
+            seen.push((method, path, body));
         }
         seen
     })
@@ -166,6 +200,8 @@ async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_po
         pod: Some(&pod),
         evicted: false,
         now: Timestamp::now(),
+        clusters: &[],
+        pool_policy: &PoolPolicy::default(),
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let planned = plan(
@@ -223,4 +259,128 @@ async fn a_refused_pod_ends_the_job_in_error_with_the_api_servers_reason() {
         !ctx.ledger.starts.is_started("uid-j"),
         "the refused start holds no slot"
     );
+}
+
+/// A context like [`context`] whose cluster cache holds `cluster`.
+fn context_with(cluster: Value) -> (Context, Handle<Request<Body>, Response<Body>>) {
+    let (mut ctx, handle) = context();
+    let (store, mut writer) = reflector::store();
+    let cluster: TestCluster = serde_json::from_value(cluster).expect("cluster");
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cluster));
+    ctx.clusters = crate::testclusters::Clusters::from_store(store);
+    (ctx, handle)
+}
+
+fn pool_job(status: Value) -> ProwJob {
+    let mut j = job(status);
+    j.metadata.labels = Some(
+        [(
+            prow_api::labels::TEST_CLUSTER_POOL.to_string(),
+            "e2e".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    j
+}
+
+#[tokio::test]
+async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_pod_is_refused() {
+    let (ctx, handle) = context_with(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "c1", "namespace": "prow", "resourceVersion": "7"},
+        "spec": {"pool": "e2e"},
+        "status": {"phase": "Vacant"},
+    }));
+    let job = pool_job(json!({"state": "triggered"}));
+    // Lease, pod, job status, release, kubeconfig copy removal; and Events.
+    let server = serve_until_quiet(handle, |method, path, body| {
+        if path.contains("/events") {
+            return body.clone();
+        }
+        match *method {
+            Method::PUT => {
+                let mut c = body.clone();
+                let rv = c["metadata"]["resourceVersion"].as_str().unwrap_or("0");
+                let next = rv.parse::<u64>().unwrap_or(0) + 1;
+                c["metadata"]["resourceVersion"] = json!(next.to_string());
+                c
+            }
+            Method::POST => json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                   "message": "exceeded quota", "reason": "Forbidden",
+                                   "code": 403}),
+            Method::DELETE => json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                     "reason": "NotFound", "code": 404}),
+            _ => job_answer(),
+        }
+    });
+    reconcile_job(&job, &ctx).await.expect("reconciled");
+    let slot_held = ctx.ledger.starts.is_started("uid-j");
+    drop(ctx);
+    let seen: Vec<_> = server
+        .await
+        .expect("server")
+        .into_iter()
+        .filter(|(_, path, _)| !path.contains("/events"))
+        .collect();
+    let calls: Vec<(Method, &str)> = seen
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.split('?').next().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                Method::PUT,
+                "/apis/prow-operator.dev/v1alpha1/namespaces/prow/testclusters/c1/status"
+            ),
+            (Method::POST, "/api/v1/namespaces/pods/pods"),
+            (
+                Method::PATCH,
+                "/apis/prow.k8s.io/v1/namespaces/prow/prowjobs/j/status"
+            ),
+            (
+                Method::PUT,
+                "/apis/prow-operator.dev/v1alpha1/namespaces/prow/testclusters/c1/status"
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/pods/secrets/j-test-cluster"
+            ),
+        ]
+    );
+    let take = &seen[0].2;
+    assert_eq!(
+        take["metadata"]["resourceVersion"], "7",
+        "the version decided on"
+    );
+    assert_eq!(take["status"]["phase"], "Leased");
+    assert_eq!(take["status"]["lease"]["holderUid"], "uid-j");
+    assert_eq!(seen[2].2["status"]["state"], "error");
+    let give_back = &seen[3].2;
+    assert_eq!(
+        give_back["metadata"]["resourceVersion"], "8",
+        "the version the lease write left"
+    );
+    assert_eq!(give_back["status"]["phase"], "Vacant");
+    assert!(!slot_held);
+}
+
+#[tokio::test]
+async fn a_lease_taken_meanwhile_is_a_conflict_that_creates_no_pod_and_holds_no_slot() {
+    let (ctx, handle) = context_with(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "c1", "namespace": "prow", "resourceVersion": "7"},
+        "spec": {"pool": "e2e"},
+    }));
+    let job = pool_job(json!({"state": "triggered"}));
+    let server = serve(handle, 1, |_, _, _| {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": "the object has been modified", "reason": "Conflict", "code": 409})
+    });
+    let error = reconcile_job(&job, &ctx).await.expect_err("a conflict");
+    assert!(matches!(error, Error::Conflict(_)), "{error}");
+    let seen = server.await.expect("server");
+    assert_eq!(seen[0].0, Method::PUT);
+    assert!(!ctx.ledger.starts.is_started("uid-j"), "no slot held");
 }

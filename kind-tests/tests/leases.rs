@@ -1,0 +1,255 @@
+//! Declarative leases: a job that names a pool gets a TestCluster before its pod starts, keeps
+//! it while it runs, and gives it to the next job in line when it ends (or is deleted).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::ByteString;
+use kind_tests::fixtures::job;
+use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::pod_driver::PodDriver;
+use kind_tests::TestEnv;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use prow_api::{labels, ClusterPhase, ProwJob, ProwJobState, TestCluster};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters: []\n";
+
+fn pool_job(name: &str) -> ProwJob {
+    let mut j = job(name, "periodic");
+    j.metadata.labels = Some(BTreeMap::from([(
+        labels::TEST_CLUSTER_POOL.to_string(),
+        "e2e".to_string(),
+    )]));
+    j
+}
+
+async fn create_cluster(env: &TestEnv, name: &str) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{name}-kubeconfig")),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "config".to_string(),
+            ByteString(KUBECONFIG.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let cluster: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": name},
+        "spec": {"pool": "e2e", "region": "eu-west",
+                 "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig"), "key": "config"}},
+    }))
+    .expect("cluster");
+    env.api::<TestCluster>()
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("cluster");
+}
+
+async fn holder_of(clusters: &Api<TestCluster>, name: &str) -> Option<String> {
+    let c = clusters.get_opt(name).await.ok()??;
+    Some(c.status?.lease?.holder)
+}
+
+fn env_of(pod: &Pod) -> BTreeMap<String, String> {
+    pod.spec.as_ref().expect("spec").containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn description(job: &ProwJob) -> String {
+    job.status
+        .as_ref()
+        .map(|s| s.description.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_pool_job_leases_a_cluster_before_its_pod_and_hands_it_to_the_next_in_line() {
+    let env = TestEnv::new("leases").await.expect("env");
+    let (jobs, clusters, pods, secrets) = (
+        env.api::<ProwJob>(),
+        env.api::<TestCluster>(),
+        env.api::<Pod>(),
+        env.api::<Secret>(),
+    );
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    create_cluster(&env, "c1").await;
+    let _operator = start_operator(&env, &[]).expect("operator");
+    let ns = env.namespace.clone();
+
+    jobs.create(&PostParams::default(), &pool_job("a"))
+        .await
+        .expect("a");
+    let a = wait_for_job(&jobs, "a", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("a starts");
+    assert_eq!(
+        a.status.as_ref().and_then(|s| s.test_cluster.as_deref()),
+        Some("c1"),
+        "the job's status records its cluster"
+    );
+    let leased = clusters.get("c1").await.expect("c1");
+    let lease = leased
+        .status
+        .as_ref()
+        .and_then(|s| s.lease.clone())
+        .expect("lease");
+    assert_eq!(lease.holder, format!("{ns}/a"));
+    assert_eq!(lease.holder_uid, a.uid());
+    assert_eq!(
+        leased.status.as_ref().and_then(|s| s.phase),
+        Some(ClusterPhase::Leased)
+    );
+    assert!(
+        leased
+            .finalizers()
+            .iter()
+            .any(|f| f == "prow-operator.dev/lease"),
+        "{:?}",
+        leased.finalizers()
+    );
+
+    // The pod is given the cluster: name, region and a mounted copy of the kubeconfig.
+    let pod = pods.get("a").await.expect("pod a");
+    let env_a = env_of(&pod);
+    assert_eq!(env_a["TEST_CLUSTER"], "c1");
+    assert_eq!(env_a["TEST_CLUSTER_REGION"], "eu-west");
+    assert_eq!(env_a["KUBECONFIG"], "/etc/test-cluster/kubeconfig");
+    let copy = secrets
+        .get("a-test-cluster")
+        .await
+        .expect("kubeconfig copy");
+    assert_eq!(
+        copy.data
+            .as_ref()
+            .and_then(|d| d.get("kubeconfig"))
+            .map(|b| b.0.clone()),
+        Some(KUBECONFIG.as_bytes().to_vec())
+    );
+
+    // Two more jobs wait in line, first come first served, and say so.
+    jobs.create(&PostParams::default(), &pool_job("b"))
+        .await
+        .expect("b");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    jobs.create(&PostParams::default(), &pool_job("c"))
+        .await
+        .expect("c");
+    let c = wait_for_job(&jobs, "c", WAIT, |j| {
+        description(j).contains("number 2 of 2")
+    })
+    .await
+    .expect("c waits second");
+    assert_eq!(c.state(), ProwJobState::Triggered);
+    let b = wait_for_job(&jobs, "b", WAIT, |j| {
+        description(j).contains("number 1 of 2")
+    })
+    .await
+    .expect("b's count of the line follows");
+    assert!(description(&b).contains("\"e2e\""), "names the pool");
+
+    // a ends: its lease ends, its kubeconfig copy goes, and b (first in line) gets c1.
+    driver.succeed("a").await.expect("a succeeds");
+    wait_for_job(&jobs, "b", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("b starts on the freed cluster");
+    assert_eq!(holder_of(&clusters, "c1").await, Some(format!("{ns}/b")));
+    assert!(secrets
+        .get_opt("a-test-cluster")
+        .await
+        .expect("get")
+        .is_none());
+    let c = jobs.get("c").await.expect("c");
+    assert_eq!(c.state(), ProwJobState::Triggered, "c is still behind b");
+
+    // A deleted job's lease ends too, and c gets the cluster.
+    jobs.delete("b", &DeleteParams::default())
+        .await
+        .expect("delete b");
+    wait_for_job(&jobs, "c", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("c starts once b is gone");
+    assert_eq!(holder_of(&clusters, "c1").await, Some(format!("{ns}/c")));
+
+    // A delete that bypasses the webhook waits for the lease to end.
+    clusters
+        .delete("c1", &DeleteParams::default())
+        .await
+        .expect("delete c1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let going = clusters.get("c1").await.expect("still there while leased");
+    assert!(going.metadata.deletion_timestamp.is_some());
+    driver.succeed("c").await.expect("c succeeds");
+    eventually("c1 gone once its lease ended", WAIT, || async {
+        Ok(clusters.get_opt("c1").await?.is_none().then_some(()))
+    })
+    .await
+    .expect("deleted");
+}
+
+#[tokio::test]
+async fn the_line_survives_a_restart_and_clusters_out_of_service_are_never_leased() {
+    let env = TestEnv::new("leaseline").await.expect("env");
+    let (jobs, clusters) = (env.api::<ProwJob>(), env.api::<TestCluster>());
+    create_cluster(&env, "off").await;
+    clusters
+        .patch_status(
+            "off",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"phase": "Disabled",
+                                                      "disabledReason": "broken"}})),
+        )
+        .await
+        .expect("disable");
+    let operator = start_operator(&env, &[]).expect("operator");
+    for name in ["first", "second", "third"] {
+        jobs.create(&PostParams::default(), &pool_job(name))
+            .await
+            .expect("job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_job(&jobs, "third", WAIT, |j| {
+        description(j).contains("number 3 of 3")
+    })
+    .await
+    .expect("third in line");
+    drop(operator);
+
+    // Restarted, the operator rebuilds the line from the jobs alone; a new cluster goes to the
+    // first in line.
+    let _operator = start_operator(&env, &[]).expect("operator again");
+    create_cluster(&env, "fresh").await;
+    wait_for_job(&jobs, "first", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("first gets the new cluster");
+    let second = wait_for_job(&jobs, "second", WAIT, |j| {
+        description(j).contains("number 1 of 2")
+    })
+    .await
+    .expect("second moves up");
+    assert_eq!(second.state(), ProwJobState::Triggered);
+    assert_eq!(
+        clusters
+            .get("off")
+            .await
+            .expect("off")
+            .status
+            .and_then(|s| s.phase),
+        Some(ClusterPhase::Disabled),
+        "a disabled cluster is never leased"
+    );
+}
