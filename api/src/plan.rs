@@ -18,7 +18,7 @@ use crate::dedupe::{superseded_by, supersedes};
 use crate::lease::{transition, PoolPolicy, Request};
 use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
 use crate::pod_view::PodView;
-use crate::pool::{assign, holder_of, lease_of, line, pool_of, waiting_description, LeasedCluster};
+use crate::pool::{assign, holder_of, lease_of, line, waiting_description, LeasedCluster, Pool};
 use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
@@ -48,9 +48,11 @@ pub struct Facts<'a> {
     pub evicted: bool,
     /// The time of this reconcile, read once.
     pub now: Timestamp,
-    /// The TestClusters of the job's namespace, as the operator last wrote or saw them (read
-    /// only for a job that names a pool, or holds a lease).
+    /// The TestClusters of the job's pod namespace, as the operator last wrote or saw them
+    /// (read only for a job that names a pool, or holds a lease).
     pub clusters: &'a [&'a TestCluster],
+    /// The namespace of a job's pod when its `spec.namespace` is empty.
+    pub default_pod_namespace: &'a str,
     /// The settings of the job's pool.
     pub pool_policy: &'a PoolPolicy,
 }
@@ -371,8 +373,7 @@ fn start<J: Borrow<ProwJob>>(
     grant: impl FnOnce() -> Grant,
 ) -> Plan {
     let job = facts.job;
-    let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
-    let (cluster, take) = match (pool_of(job), held(facts)) {
+    let (cluster, take) = match (Pool::of(job, facts.default_pod_namespace), held(facts)) {
         (None, _) => (None, None),
         (Some(_), Some(held)) => (Some(held), None),
         (Some(pool), None) => {
@@ -382,16 +383,16 @@ fn start<J: Borrow<ProwJob>>(
                 // The job itself, as this pass read it, is in line whatever the peers say.
                 jobs.push(job);
             }
-            let given = assign(namespace, pool, jobs.iter().copied(), facts.clusters)
+            let given = assign(&pool, jobs.iter().copied(), facts.clusters)
                 .into_iter()
                 .find(|(j, _)| j.metadata.uid.as_deref() == uid);
             let Some((_, cluster)) = given else {
-                let line = line(namespace, pool, jobs.iter().copied(), facts.clusters);
+                let line = line(&pool, jobs.iter().copied(), facts.clusters);
                 let place = line
                     .iter()
                     .position(|j| j.metadata.uid.as_deref() == uid)
                     .map_or(line.len() + 1, |i| i + 1);
-                let why = waiting_description(pool, place, line.len().max(place));
+                let why = waiting_description(pool.name, place, line.len().max(place));
                 return Plan {
                     requeue: Some(POOL_RECHECK),
                     ..waiting(job, why, facts.now)
@@ -536,10 +537,9 @@ fn finished<J: Borrow<ProwJob>>(
 
 /// The first job waiting in the pool of a job that frees a cluster.
 fn next_in_pool<'p>(facts: &Facts, jobs: &[&'p ProwJob]) -> Option<&'p ProwJob> {
-    let pool = pool_of(facts.job)?;
+    let pool = Pool::of(facts.job, facts.default_pod_namespace)?;
     held(facts)?;
-    let namespace = facts.job.metadata.namespace.as_deref().unwrap_or_default();
-    line(namespace, pool, jobs.iter().copied(), facts.clusters)
+    line(&pool, jobs.iter().copied(), facts.clusters)
         .into_iter()
         .find(|j| j.metadata.uid != facts.job.metadata.uid)
 }

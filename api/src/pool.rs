@@ -2,10 +2,12 @@
 //! cluster each of the first ones gets. First come, first served by creation time, rebuilt from
 //! the jobs and clusters alone, so the order holds across operator restarts.
 //!
-//! A job leases from the TestClusters of its own namespace: a pool is a namespace's pool.
+//! A pool lives in one namespace, where its TestClusters are, beside their kubeconfig Secrets:
+//! the namespace of the pods of the jobs that lease from it.
 
 use crate::concurrency::line_position;
 use crate::lease::{Holder, HEALTHY};
+use crate::pod::pod_namespace;
 use crate::testcluster::SecretKeyRef;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
 
@@ -52,6 +54,34 @@ pub fn kubeconfig_copy_name(job: &str) -> String {
     format!("{}{SUFFIX}", job[..cut].trim_end_matches(['-', '.']))
 }
 
+/// A pool: its name, and the namespace of its clusters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool<'a> {
+    /// The namespace of its clusters, and of the pods of its jobs.
+    pub namespace: &'a str,
+    /// Its name, as jobs and clusters name it.
+    pub name: &'a str,
+    /// The namespace of a job's pod when its `spec.namespace` is empty.
+    pub default_pod_namespace: &'a str,
+}
+
+impl<'a> Pool<'a> {
+    /// The pool `job` leases from, if it names one: the pool of that name in its pod namespace.
+    pub fn of(job: &'a ProwJob, default_pod_namespace: &'a str) -> Option<Self> {
+        Some(Self {
+            namespace: pod_namespace(job, default_pod_namespace),
+            name: pool_of(job)?,
+            default_pod_namespace,
+        })
+    }
+
+    /// Whether `job` leases from this pool.
+    pub fn has(&self, job: &ProwJob) -> bool {
+        pool_of(job) == Some(self.name)
+            && pod_namespace(job, self.default_pod_namespace) == self.namespace
+    }
+}
+
 /// The holder a job's lease records: its namespace, name and UID.
 pub fn holder_of(job: &ProwJob) -> Holder {
     Holder::Job {
@@ -87,18 +117,16 @@ pub fn lease_of<'a>(
     })
 }
 
-/// The jobs of `pool` in `namespace` waiting for a cluster, first in line first: unfinished,
-/// not yet running a pod, holding no cluster; ordered by creation time, then name.
+/// The jobs of `pool` waiting for a cluster, first in line first: unfinished, not yet running
+/// a pod, holding no cluster; ordered by creation time, then name.
 pub fn line<'a>(
-    namespace: &str,
-    pool: &str,
+    pool: &Pool,
     jobs: impl IntoIterator<Item = &'a ProwJob>,
     clusters: &[&TestCluster],
 ) -> Vec<&'a ProwJob> {
     let mut waiting: Vec<&ProwJob> = jobs
         .into_iter()
-        .filter(|j| pool_of(j) == Some(pool))
-        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|j| pool.has(j))
         .filter(|j| j.state() == crate::ProwJobState::Triggered && !j.is_complete())
         .filter(|j| lease_of(j, clusters.iter().copied()).is_none())
         .collect();
@@ -121,23 +149,19 @@ pub fn leasable(cluster: &TestCluster, pool: &str) -> bool {
 
 /// Who gets which cluster now: the first waiting jobs in line, each with a leasable cluster
 /// of the pool, in the clusters' name order. A job later in line gets nothing while an earlier
-/// one waits. `clusters` are the clusters of `namespace`.
+/// one waits. `clusters` are the clusters of the pool's namespace.
 pub fn assign<'a>(
-    namespace: &str,
-    pool: &str,
+    pool: &Pool,
     jobs: impl IntoIterator<Item = &'a ProwJob>,
     clusters: &[&'a TestCluster],
 ) -> Vec<(&'a ProwJob, &'a TestCluster)> {
     let mut free: Vec<&TestCluster> = clusters
         .iter()
         .copied()
-        .filter(|c| leasable(c, pool))
+        .filter(|c| leasable(c, pool.name))
         .collect();
     free.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    line(namespace, pool, jobs, clusters)
-        .into_iter()
-        .zip(free)
-        .collect()
+    line(pool, jobs, clusters).into_iter().zip(free).collect()
 }
 
 /// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line.

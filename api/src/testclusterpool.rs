@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::lease::PoolPolicy;
-use crate::pool::line;
+use crate::pool::{line, Pool};
 use crate::schema::preserved_object;
 use crate::{ClusterPhase, ProwJob, TestCluster};
 
@@ -189,11 +189,10 @@ impl TestClusterPoolSpec {
     }
 }
 
-/// The status of pool `pool` of `namespace`: its clusters by phase (`clusters` are the
-/// namespace's), and its line of waiting jobs.
+/// The status of `pool`: its clusters by phase (`clusters` are its namespace's), and its line
+/// of waiting jobs.
 pub fn pool_status<'a>(
-    namespace: &str,
-    pool: &str,
+    pool: &Pool,
     clusters: &[&TestCluster],
     jobs: impl IntoIterator<Item = &'a ProwJob>,
 ) -> TestClusterPoolStatus {
@@ -201,7 +200,7 @@ pub fn pool_status<'a>(
     let members: Vec<&TestCluster> = clusters
         .iter()
         .copied()
-        .filter(|c| c.spec.pool == pool)
+        .filter(|c| c.spec.pool == pool.name)
         .collect();
     for cluster in &members {
         let phase = cluster
@@ -218,7 +217,7 @@ pub fn pool_status<'a>(
         };
         *count += 1;
     }
-    let waiting = line(namespace, pool, jobs, &members);
+    let waiting = line(pool, jobs, &members);
     TestClusterPoolStatus {
         clusters: counts,
         waiting: i32::try_from(waiting.len()).unwrap_or(i32::MAX),

@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         "testcluster-controller",
         testclusters::run(
             client.clone(),
+            cfg.pod_namespace.clone(),
             clusters,
             cluster_events,
             (caches.jobs.clone(), caches.jobs_synced.clone()),

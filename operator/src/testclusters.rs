@@ -25,7 +25,7 @@ use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::lease::{transition, PoolPolicy, Request};
-use prow_api::pool::{leasable, line};
+use prow_api::pool::{leasable, line, Pool};
 use prow_api::{labels, ClusterPhase, ProwJob, TestCluster};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
@@ -177,10 +177,10 @@ impl Clusters {
         Ok(written)
     }
 
-    /// Asks for the cluster leased to the job with `uid` in `namespace`, if any, to be looked
-    /// at: the job is gone or finished.
-    pub fn holder_gone(&self, namespace: &str, uid: &str) {
-        for cluster in self.view(namespace) {
+    /// Asks for the cluster leased to the job with `uid`, if any, to be looked at: the job is
+    /// gone.
+    pub fn holder_gone(&self, uid: &str) {
+        for cluster in self.store.state() {
             let holder = cluster
                 .status
                 .as_ref()
@@ -224,9 +224,11 @@ pub async fn delete_kubeconfig_copies(
 }
 
 /// The controller to spawn: runs until `shutdown`, writing through `client`, reading the jobs
-/// from the ProwJob reconciler's store, and waking the jobs of a pool through `wake_jobs`.
+/// from the ProwJob reconciler's store, and waking the jobs of a pool through `wake_jobs`
+/// (a job with no `spec.namespace` runs in `default_pod_namespace`).
 pub fn run(
     client: Client,
+    default_pod_namespace: String,
     clusters: Arc<Clusters>,
     events: ClusterEvents,
     jobs: (Store<ProwJob>, Synced),
@@ -249,6 +251,7 @@ pub fn run(
         jobs_synced,
         recorder,
         wake_jobs,
+        default_pod_namespace,
     });
     queue::run(store, synced, requests, 4, shutdown, move |cluster| {
         let ctx = ctx.clone();
@@ -278,6 +281,7 @@ struct Ctx {
     jobs_synced: Synced,
     recorder: Recorder,
     wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    default_pod_namespace: String,
 }
 
 /// Fetch (the cluster as last written, the jobs) -> decide (`prow_api::lease`) -> apply (one
@@ -407,7 +411,12 @@ fn wake_pool(namespace: &str, pool: &str, ctx: &Ctx) {
     let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
     let free = members.iter().filter(|c| leasable(c, pool)).count();
     let jobs = ctx.jobs.state();
-    for job in line(namespace, pool, jobs.iter().map(|j| j.as_ref()), &members)
+    let pool = Pool {
+        namespace,
+        name: pool,
+        default_pod_namespace: &ctx.default_pod_namespace,
+    };
+    for job in line(&pool, jobs.iter().map(|j| j.as_ref()), &members)
         .into_iter()
         .take(free)
     {
@@ -429,8 +438,8 @@ where
         let Ok(watcher::Event::Delete(job)) = event else {
             return;
         };
-        if let (Some(ns), Some(uid)) = (job.metadata.namespace.as_deref(), job.uid()) {
-            clusters.holder_gone(ns, &uid);
+        if let Some(uid) = job.metadata.uid.as_deref() {
+            clusters.holder_gone(uid);
         }
     })
 }

@@ -71,6 +71,7 @@ fn plan_of(job: &ProwJob, pod: Option<&PodView>, peers: &[&ProwJob], grant: Gran
         now: now(),
         clusters: &[],
         pool_policy: &PoolPolicy::default(),
+        default_pod_namespace: "prow",
     };
     let mut peers = Peers::new(|| peers.to_vec());
     plan(
@@ -232,6 +233,7 @@ fn a_pod_the_eviction_api_deleted_is_revived_not_reported_deleted() {
         now: now(),
         clusters: &[],
         pool_policy: &PoolPolicy::default(),
+        default_pod_namespace: "prow",
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let plan = plan(
@@ -396,6 +398,7 @@ fn pool_plan(
         now: now(),
         clusters,
         pool_policy: policy,
+        default_pod_namespace: "prow",
     };
     let mut peers = Peers::new(|| peers.to_vec());
     plan(
@@ -546,7 +549,7 @@ fn a_pool_job_waits_for_a_leasable_cluster_and_keeps_a_lease_it_holds() {
 fn the_line_is_per_namespace_and_unhealthy_clusters_are_skipped() {
     let a = pool_job("a", "2024-05-01T11:00:00Z", json!({"state": "triggered"}));
     let mut elsewhere = pool_job("b", "2024-05-01T10:00:00Z", json!({"state": "triggered"}));
-    elsewhere.metadata.namespace = Some("other".into());
+    elsewhere.spec.namespace = "other".into();
     let sick = test_cluster(
         "c0",
         json!({"phase": "Vacant", "conditions": [{"type": "Healthy", "status": "False",

@@ -25,6 +25,12 @@ fn cluster(name: &str, pool: &str, status: Value) -> TestCluster {
     .expect("cluster")
 }
 
+const E2E: Pool = Pool {
+    namespace: "ci",
+    name: "e2e",
+    default_pod_namespace: "ci",
+};
+
 fn names<T: ResourceExt>(items: &[&T]) -> Vec<String> {
     items.iter().map(|i| i.name_any()).collect()
 }
@@ -68,11 +74,11 @@ fn the_line_is_first_come_first_served_and_skips_jobs_that_hold_or_run() {
                 Some("e2e"),
                 "triggered",
             );
-            elsewhere.metadata.namespace = Some("other".into());
+            elsewhere.spec.namespace = "other".into();
             elsewhere
         },
     ];
-    let line = line("ci", "e2e", jobs.iter(), &[&holder]);
+    let line = line(&E2E, jobs.iter(), &[&holder]);
     assert_eq!(
         names(&line),
         ["early", "same-time-a", "same-time-b", "late"],
@@ -116,7 +122,7 @@ fn the_first_in_line_get_the_leasable_clusters_and_no_one_jumps_the_line() {
         job("first", "2024-01-01T00:01:00Z", Some("e2e"), "triggered"),
         job("third", "2024-01-01T00:03:00Z", Some("e2e"), "triggered"),
     ];
-    let given: Vec<(String, String)> = assign("ci", "e2e", jobs.iter(), &refs)
+    let given: Vec<(String, String)> = assign(&E2E, jobs.iter(), &refs)
         .into_iter()
         .map(|(j, c)| (j.name_any(), c.name_any()))
         .collect();
@@ -128,7 +134,15 @@ fn the_first_in_line_get_the_leasable_clusters_and_no_one_jumps_the_line() {
         ],
         "two leasable clusters (no status reads as vacant); the third job waits"
     );
-    assert!(assign("ci", "none", jobs.iter(), &refs).is_empty());
+    assert!(assign(
+        &Pool {
+            name: "none",
+            ..E2E
+        },
+        jobs.iter(),
+        &refs
+    )
+    .is_empty());
 }
 
 #[test]

@@ -73,7 +73,15 @@ fn the_status_counts_clusters_by_phase_and_the_line() {
         job("first", "2024-01-01T00:01:00Z", "e2e"),
         job("elsewhere", "2024-01-01T00:00:00Z", "gpu"),
     ];
-    let status = pool_status("ci", "e2e", &refs, jobs.iter());
+    let status = pool_status(
+        &Pool {
+            namespace: "ci",
+            name: "e2e",
+            default_pod_namespace: "ci",
+        },
+        &refs,
+        jobs.iter(),
+    );
     assert_eq!(
         status.clusters,
         PhaseCounts {
@@ -89,7 +97,15 @@ fn the_status_counts_clusters_by_phase_and_the_line() {
         status.oldest_wait,
         Some(Time("2024-01-01T00:01:00Z".parse().expect("time")))
     );
-    let empty = pool_status("ci", "none", &refs, jobs.iter());
+    let empty = pool_status(
+        &Pool {
+            namespace: "ci",
+            name: "none",
+            default_pod_namespace: "ci",
+        },
+        &refs,
+        jobs.iter(),
+    );
     assert_eq!(empty.waiting, 0);
     assert_eq!(empty.oldest_wait, None);
 }

@@ -104,7 +104,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
                 Arc::new(p)
             });
     }
-    // A job of a pool, or one that holds a lease, reads its namespace's clusters.
+    // A job of a pool, or one that holds a lease, reads the clusters of its pod namespace.
     let leases = pool_of(job).is_some()
         || job
             .status
@@ -114,7 +114,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         return Ok(Action::retry());
     }
     let clusters = if leases {
-        ctx.clusters.view(&job.namespace().unwrap_or_default())
+        ctx.clusters.view(&pod_ns)
     } else {
         Vec::new()
     };
@@ -130,6 +130,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         now,
         clusters: &clusters,
         pool_policy: &pool_policy,
+        default_pod_namespace: &ctx.settings.pod_namespace,
     };
     let mut peers = Peers::new(|| ctx.jobs.state());
     // Decide.
@@ -327,8 +328,8 @@ async fn copy_kubeconfig(
     let Some(source) = cluster.kubeconfig.as_ref() else {
         return Ok(());
     };
-    let cluster_ns = job.namespace().unwrap_or_default();
-    let original = Api::<Secret>::namespaced(ctx.client.clone(), &cluster_ns)
+    // The cluster is in the pod's namespace, beside its Secret.
+    let original = Api::<Secret>::namespaced(ctx.client.clone(), pod_ns)
         .get(&source.name)
         .await?;
     let Some(kubeconfig) = original

@@ -202,6 +202,7 @@ async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_po
         now: Timestamp::now(),
         clusters: &[],
         pool_policy: &PoolPolicy::default(),
+        default_pod_namespace: "pods",
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let planned = plan(
@@ -288,7 +289,7 @@ fn pool_job(status: Value) -> ProwJob {
 async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_pod_is_refused() {
     let (ctx, handle) = context_with(json!({
         "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-        "metadata": {"name": "c1", "namespace": "prow", "resourceVersion": "7"},
+        "metadata": {"name": "c1", "namespace": "pods", "resourceVersion": "7"},
         "spec": {"pool": "e2e"},
         "status": {"phase": "Vacant"},
     }));
@@ -332,7 +333,7 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
         [
             (
                 Method::PUT,
-                "/apis/prow-operator.dev/v1alpha1/namespaces/prow/testclusters/c1/status"
+                "/apis/prow-operator.dev/v1alpha1/namespaces/pods/testclusters/c1/status"
             ),
             (Method::POST, "/api/v1/namespaces/pods/pods"),
             (
@@ -341,7 +342,7 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
             ),
             (
                 Method::PUT,
-                "/apis/prow-operator.dev/v1alpha1/namespaces/prow/testclusters/c1/status"
+                "/apis/prow-operator.dev/v1alpha1/namespaces/pods/testclusters/c1/status"
             ),
             (
                 Method::DELETE,
@@ -370,7 +371,7 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
 async fn a_lease_taken_meanwhile_is_a_conflict_that_creates_no_pod_and_holds_no_slot() {
     let (ctx, handle) = context_with(json!({
         "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-        "metadata": {"name": "c1", "namespace": "prow", "resourceVersion": "7"},
+        "metadata": {"name": "c1", "namespace": "pods", "resourceVersion": "7"},
         "spec": {"pool": "e2e"},
     }));
     let job = pool_job(json!({"state": "triggered"}));
