@@ -338,9 +338,17 @@ fn describe(phase: ClusterPhase, holder: String) -> String {
     }
 }
 
+/// `now` plus `duration`, rounded up to a whole second: a stored time keeps whole seconds only,
+/// and a hold must never end before its duration.
 fn after(now: Timestamp, duration: Duration) -> Time {
     let duration = SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX);
-    Time(now.saturating_add(duration).unwrap_or(Timestamp::MAX))
+    let end = now.saturating_add(duration).unwrap_or(Timestamp::MAX);
+    let fraction = end.subsec_nanosecond();
+    if fraction == 0 {
+        return Time(end);
+    }
+    let rest = SignedDuration::from_nanos(i64::from(1_000_000_000 - fraction));
+    Time(end.saturating_add(rest).unwrap_or(end))
 }
 
 fn hours(d: Duration) -> String {

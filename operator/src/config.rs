@@ -139,6 +139,30 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_LEADER_ELECTION_IDENTITY")]
     pub leader_election_identity: Option<String>,
 
+    /// Address of the cimaster-compatible HTTP API (`/getvacant`, `/finishtest`, ...); off when
+    /// not given. Served by the leader.
+    #[arg(long, env = "PROW_OPERATOR_COMPAT_LISTEN")]
+    pub compat_listen: Option<SocketAddr>,
+
+    /// Namespace of the TestClusters the cimaster-compatible API serves; defaults to
+    /// --pod-namespace, where jobs' pools are.
+    #[arg(long, env = "PROW_OPERATOR_COMPAT_NAMESPACE")]
+    pub compat_namespace: Option<String>,
+
+    /// Pool the cimaster-compatible API leases from (`getvacant`) and adds clusters to
+    /// (`addcluster`); cimaster had one pool.
+    #[arg(long, env = "PROW_OPERATOR_COMPAT_POOL", default_value = "default")]
+    pub compat_pool: String,
+
+    /// Let callers without a bearer token use the cimaster-compatible API, with no
+    /// authorization check: only behind a NetworkPolicy that admits the e2e pods alone.
+    #[arg(
+        long,
+        env = "PROW_OPERATOR_COMPAT_ALLOW_ANONYMOUS",
+        default_value_t = false
+    )]
+    pub compat_allow_anonymous: bool,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -191,6 +215,20 @@ impl OperatorConfig {
             list_page_size: self.list_page_size,
             reconcile_concurrency: self.reconcile_concurrency,
         }
+    }
+
+    /// The cimaster-compatible API's settings, when it is on.
+    pub fn compat(&self) -> Option<crate::compat::Settings> {
+        Some(crate::compat::Settings {
+            listen: self.compat_listen?,
+            namespace: self
+                .compat_namespace
+                .clone()
+                .unwrap_or_else(|| self.pod_namespace.clone()),
+            pool: self.compat_pool.clone(),
+            allow_anonymous: self.compat_allow_anonymous,
+            default_pod_namespace: self.pod_namespace.clone(),
+        })
     }
 
     /// The configuration as one JSON line, for the start-up log.

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{leader, presets, prowjob, retention, testclusters};
+use prow_operator::{compat, leader, presets, prowjob, retention, testclusters};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
 
@@ -79,6 +79,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = job_store.set(caches.jobs.clone());
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+    if let Some(settings) = cfg.compat() {
+        let listen = settings.listen;
+        let api = compat::serve(
+            client.clone(),
+            clusters.clone(),
+            caches.jobs.clone(),
+            settings,
+            stop.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the cimaster-compatible API on {listen}"))?;
+        tasks.spawn("cimaster-api", api);
+    }
     tasks.spawn("prowjob-controller", controller);
     tasks.spawn(
         "preset-status",

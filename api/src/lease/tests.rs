@@ -228,3 +228,37 @@ fn with_a_clean_up_job_every_end_of_a_lease_goes_through_cleaning() {
     .expect("changed");
     assert_eq!(ended.observed_generation, Some(4));
 }
+
+#[test]
+fn a_hold_ends_on_a_whole_second_never_before_its_duration() {
+    let now: Timestamp = "2024-05-01T12:00:00.300Z".parse().expect("time");
+    let leased = TestClusterStatus {
+        phase: Some(ClusterPhase::Leased),
+        lease: Some(ClusterLease {
+            holder: "e2e-image".into(),
+            holder_uid: None,
+            since: Time(now),
+            until: None,
+        }),
+        ..TestClusterStatus::default()
+    };
+    let held = transition(
+        "c1",
+        &leased,
+        &Request::Hold {
+            caller: "e2e-image".into(),
+            by: "alice".into(),
+            duration: Some(Duration::from_secs(2)),
+        },
+        &PoolPolicy::default(),
+        now,
+    )
+    .expect("held")
+    .expect("a change");
+    let until = held.lease.expect("lease").until.expect("until").0;
+    assert_eq!(
+        until.to_string(),
+        "2024-05-01T12:00:03Z",
+        "stored whole seconds, rounded up"
+    );
+}

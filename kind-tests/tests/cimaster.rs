@@ -1,0 +1,352 @@
+//! The cimaster-compatible HTTP API: cimaster's calls and plain-text answers over the lease
+//! rules, behind a TokenReview and a SubjectAccessReview.
+
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kind_tests::cimaster::{call, Reply};
+use kind_tests::operator::{eventually, start_operator};
+use kind_tests::process::{free_port, Running};
+use kind_tests::TestEnv;
+use kube::api::{ObjectMeta, PostParams};
+use kube::Api;
+use prow_api::{ClusterPhase, TestCluster};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A ServiceAccount `name` and a token for it; with `allowed`, a Role that lets it lease, add
+/// and delete TestClusters, and create ProwJobs (`createcluster`).
+async fn account(env: &TestEnv, name: &str, allowed: bool) -> String {
+    let accounts: Api<ServiceAccount> = env.api();
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+    if allowed {
+        let role = Role {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            rules: Some(vec![
+                PolicyRule {
+                    api_groups: Some(vec!["prow-operator.dev".into()]),
+                    resources: Some(vec!["testclusters".into()]),
+                    verbs: vec!["update".into(), "create".into(), "delete".into()],
+                    ..Default::default()
+                },
+                PolicyRule {
+                    api_groups: Some(vec!["prow.k8s.io".into()]),
+                    resources: Some(vec!["prowjobs".into()]),
+                    verbs: vec!["create".into()],
+                    ..Default::default()
+                },
+            ]),
+        };
+        env.api::<Role>()
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("role");
+        let binding = RoleBinding {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: name.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(env.namespace.clone()),
+                ..Default::default()
+            }]),
+        };
+        env.api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("binding");
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("token")
+        .status
+        .expect("token status")
+        .token
+}
+
+async fn phase(clusters: &Api<TestCluster>, name: &str) -> Option<ClusterPhase> {
+    clusters
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|c| c.status?.phase)
+}
+
+/// Starts the operator with the API on a free port; returns it and the API's address once it
+/// answers.
+async fn operator_with_api(env: &TestEnv, extra: &[&str]) -> (Running, String) {
+    let address = format!("127.0.0.1:{}", free_port().expect("port"));
+    let mut args = vec![
+        format!("--compat-listen={address}"),
+        "--compat-pool=e2e".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = start_operator(env, &args).expect("operator");
+    let probe = address.clone();
+    eventually("the API answers", WAIT, || {
+        let probe = probe.clone();
+        async move {
+            Ok(call(&probe, "GET", "/getvacant", None, None)
+                .ok()
+                .map(|_| ()))
+        }
+    })
+    .await
+    .expect("listening");
+    (operator, address)
+}
+
+#[tokio::test]
+async fn the_cimaster_calls_lease_hold_disable_and_manage_clusters_for_an_authorized_caller() {
+    let env = TestEnv::new("cimaster").await.expect("env");
+    let clusters = env.api::<TestCluster>();
+    let token = account(&env, "e2e", true).await;
+    let stranger = account(&env, "stranger", false).await;
+    let (_operator, api) = operator_with_api(&env, &[]).await;
+    let ns = env.namespace.clone();
+    let get = |path: &str| call(&api, "GET", path, Some(&token), None).expect("call");
+    let expect = |reply: Reply, status: u16, says: &str| {
+        assert_eq!(reply.status, status, "{reply:?}");
+        assert!(reply.text().contains(says), "{says:?} in {reply:?}");
+        reply
+    };
+
+    // Who may call.
+    expect(
+        call(&api, "GET", "/getvacant?build=1&job=e2e", None, None).expect("call"),
+        401,
+        "bearer token is required",
+    );
+    expect(
+        call(
+            &api,
+            "GET",
+            "/getvacant?build=1&job=e2e",
+            Some("not-a-token"),
+            None,
+        )
+        .expect("call"),
+        401,
+        "not accepted",
+    );
+    expect(
+        call(
+            &api,
+            "GET",
+            "/addcluster?cluster=c1&region=eu&name=al",
+            Some(&stranger),
+            None,
+        )
+        .expect("call"),
+        403,
+        &format!("system:serviceaccount:{ns}:stranger may not create testclusters"),
+    );
+
+    // addcluster makes a TestCluster of the pool, without a kubeconfig.
+    expect(
+        get("/addcluster?cluster=c1&region=eu-west&name=alice"),
+        200,
+        "c1",
+    );
+    expect(
+        get("/addcluster?cluster=c1&region=eu-west&name=alice"),
+        409,
+        "already exists",
+    );
+    let added = clusters.get("c1").await.expect("c1");
+    assert_eq!(added.spec.pool, "e2e");
+    assert_eq!(added.spec.region.as_deref(), Some("eu-west"));
+    assert!(added.spec.kubeconfig_secret_ref.is_none());
+
+    // getvacant -> finishtest.
+    let leased = eventually("c1 leasable", WAIT, || async {
+        let reply = call(
+            &api,
+            "GET",
+            "/getvacant?build=123&job=e2e-test",
+            Some(&token),
+            None,
+        )?;
+        Ok((reply.status == 200).then_some(reply))
+    })
+    .await
+    .expect("a lease");
+    assert_eq!(
+        leased.text(),
+        "c1",
+        "the answer is the cluster's name alone"
+    );
+    assert_eq!(phase(&clusters, "c1").await, Some(ClusterPhase::Leased));
+    let holder = clusters
+        .get("c1")
+        .await
+        .expect("c1")
+        .status
+        .expect("status")
+        .lease
+        .expect("lease");
+    assert_eq!(holder.holder, format!("system:serviceaccount:{ns}:e2e"));
+    assert!(
+        holder.until.is_some(),
+        "a getvacant lease has a longest life"
+    );
+    let none = expect(
+        get("/getvacant?build=124&job=e2e-test"),
+        503,
+        "no vacant cluster in pool e2e",
+    );
+    assert!(none.header("retry-after").is_some(), "{none:?}");
+    expect(
+        call(&api, "GET", "/finishtest?cluster=c1", Some(&stranger), None).expect("call"),
+        403,
+        "may not update",
+    );
+    expect(get("/finishtest?cluster=c1"), 200, "Vacant");
+    assert_eq!(phase(&clusters, "c1").await, Some(ClusterPhase::Vacant));
+    expect(get("/finishtest?cluster=c1"), 409, "is not leased");
+
+    // getvacant -> holdcluster -> releasecluster; a held cluster is not finished.
+    expect(get("/getvacant?build=2&job=e2e"), 200, "c1");
+    expect(
+        get("/holdcluster?cluster=c1&name=alice&duration=48h"),
+        409,
+        "at most 24h",
+    );
+    expect(
+        get("/holdcluster?cluster=c1&name=alice&duration=2h"),
+        200,
+        "Held by alice",
+    );
+    expect(get("/finishtest?cluster=c1"), 409, "releasecluster");
+    expect(
+        get("/holdcluster?cluster=c1&name=bob"),
+        409,
+        "not leased by a getvacant caller",
+    );
+    expect(get("/releasecluster?cluster=c1"), 200, "Vacant");
+
+    // A hold expires by itself.
+    expect(get("/getvacant?build=3&job=e2e"), 200, "c1");
+    let held_at = std::time::Instant::now();
+    expect(
+        get("/holdcluster?cluster=c1&name=alice&duration=2s"),
+        200,
+        "Held",
+    );
+    eventually("the short hold ran out", WAIT, || async {
+        Ok((phase(&clusters, "c1").await == Some(ClusterPhase::Vacant)).then_some(()))
+    })
+    .await
+    .expect("expired");
+    assert!(
+        held_at.elapsed() >= Duration::from_millis(1500),
+        "held for its duration, not less: {:?}",
+        held_at.elapsed()
+    );
+
+    // disable -> enable; a disabled cluster is not leased.
+    expect(get("/disablecluster?cluster=c1"), 200, "Disabled");
+    let c1 = clusters.get("c1").await.expect("c1");
+    assert!(c1
+        .status
+        .and_then(|s| s.disabled_reason)
+        .expect("reason")
+        .contains("disablecluster"));
+    expect(get("/getvacant?build=4&job=e2e"), 503, "no vacant cluster");
+    expect(get("/enablecluster?cluster=c1"), 200, "Vacant");
+
+    // POST with a form body works as GET does; deletecluster refuses a cluster in use.
+    let posted = call(
+        &api,
+        "POST",
+        "/getvacant",
+        Some(&token),
+        Some("build=5&job=e2e"),
+    )
+    .expect("post");
+    expect(posted, 200, "c1");
+    expect(get("/deletecluster?cluster=c1"), 409, "released");
+    expect(get("/finishtest?cluster=c1"), 200, "Vacant");
+    expect(get("/deletecluster?cluster=c1"), 200, "deleted");
+    eventually("c1 gone", WAIT, || async {
+        Ok(clusters.get_opt("c1").await?.is_none().then_some(()))
+    })
+    .await
+    .expect("deleted");
+
+    // Bad calls.
+    expect(get("/finishtest?cluster=c1"), 404, "no cluster c1");
+    expect(get("/finishtest"), 400, "needs the parameter \"cluster\"");
+    expect(get("/getvacant?job=e2e"), 400, "\"build\"");
+    expect(
+        get("/holdcluster?cluster=c1&name=al&duration=later"),
+        400,
+        "not a duration",
+    );
+    expect(get("/stealcluster?cluster=c1"), 404, "no such call");
+    expect(
+        get("/createcluster?user=al&branch=main"),
+        501,
+        "no create-cluster job",
+    );
+}
+
+#[tokio::test]
+async fn anonymous_callers_are_served_only_when_allowed() {
+    let env = TestEnv::new("cimasteranon").await.expect("env");
+    let (_operator, api) = operator_with_api(&env, &["--compat-allow-anonymous"]).await;
+    let reply = call(
+        &api,
+        "GET",
+        "/addcluster?cluster=c1&region=r&name=n",
+        None,
+        None,
+    )
+    .expect("call");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = eventually("leased anonymously", WAIT, || {
+        let api = api.clone();
+        async move {
+            let reply = call(&api, "GET", "/getvacant?build=1&job=j", None, None)?;
+            Ok((reply.status == 200).then_some(reply))
+        }
+    })
+    .await
+    .expect("lease");
+    assert_eq!(reply.text(), "c1");
+    let reply = call(&api, "GET", "/finishtest?cluster=c1", None, None).expect("call");
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
