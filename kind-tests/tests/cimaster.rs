@@ -350,3 +350,66 @@ async fn anonymous_callers_are_served_only_when_allowed() {
     let reply = call(&api, "GET", "/finishtest?cluster=c1", None, None).expect("call");
     assert_eq!(reply.status, 200, "{reply:?}");
 }
+
+#[tokio::test]
+async fn a_pools_settings_bound_holds_and_its_status_counts_clusters_and_waiting_jobs() {
+    let env = TestEnv::new("cimasterpool").await.expect("env");
+    let pool: prow_api::testclusterpool::TestClusterPool =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+            "metadata": {"name": "e2e"},
+            "spec": {"holdDuration": "30m", "maxHoldDuration": "1h"},
+        }))
+        .expect("pool");
+    let pools = env.api::<prow_api::testclusterpool::TestClusterPool>();
+    pools
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    let (_operator, api) = operator_with_api(&env, &["--compat-allow-anonymous"]).await;
+    let get = |path: &str| call(&api, "GET", path, None, None).expect("call");
+    assert_eq!(get("/addcluster?cluster=c1&region=r&name=n").status, 200);
+    assert_eq!(get("/addcluster?cluster=c2&region=r&name=n").status, 200);
+    eventually("c1 leasable", WAIT, || async {
+        let reply = call(&api, "GET", "/getvacant?build=1&job=j", None, None)?;
+        Ok((reply.status == 200).then_some(()))
+    })
+    .await
+    .expect("lease");
+    let leased = get("/getvacant?build=2&job=j");
+    assert_eq!(leased.status, 200, "{leased:?}");
+    let too_long = get(&format!(
+        "/holdcluster?cluster={}&name=al&duration=2h",
+        leased.text()
+    ));
+    assert_eq!(too_long.status, 409, "{too_long:?}");
+    assert!(too_long.text().contains("at most 1h"), "{too_long:?}");
+    let held = get(&format!("/holdcluster?cluster={}&name=al", leased.text()));
+    assert_eq!(held.status, 200, "{held:?}");
+    let clusters = env.api::<TestCluster>();
+    let lease = clusters
+        .get(leased.text())
+        .await
+        .expect("cluster")
+        .status
+        .and_then(|s| s.lease)
+        .expect("held");
+    let held_for = lease.until.expect("until").0.duration_since(lease.since.0);
+    assert!(
+        (29 * 60..=31 * 60).contains(&held_for.as_secs()),
+        "the pool's default hold: {held_for:?}"
+    );
+    let status = eventually("the pool counts its clusters", WAIT, || async {
+        let p = pools.get("e2e").await?;
+        Ok(p.status
+            .filter(|s| s.clusters.leased == 1 && s.clusters.held == 1))
+    })
+    .await
+    .expect("status");
+    assert_eq!(status.clusters.vacant, 0);
+    assert_eq!(status.waiting, 0);
+    let printed = env
+        .kubectl(&["get", "testclusterpools", "e2e"])
+        .expect("kubectl");
+    assert!(printed.contains("WAITING"), "{printed}");
+}

@@ -22,7 +22,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::compat::{parse, BadCall, Call};
-use prow_api::lease::{transition, Holder, PoolPolicy, Refused, Request};
+use prow_api::lease::{transition, Holder, Refused, Request};
 use prow_api::pool::{leasable, line, Pool};
 use prow_api::testclusterpool::TestClusterPool;
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
@@ -411,7 +411,9 @@ impl Compat {
                 &name,
                 &status,
                 &request,
-                &PoolPolicy::default(),
+                &self
+                    .clusters
+                    .policy(&self.settings.namespace, &self.settings.pool),
                 Timestamp::now(),
             )?
             else {
@@ -452,7 +454,9 @@ impl Compat {
                 name,
                 &status,
                 &request,
-                &PoolPolicy::default(),
+                &self
+                    .clusters
+                    .policy(&self.settings.namespace, &cluster.spec.pool),
                 Timestamp::now(),
             )?
             else {

@@ -26,6 +26,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::lease::{transition, PoolPolicy, Request};
 use prow_api::pool::{leasable, line, Pool};
+use prow_api::testclusterpool::{pool_status, TestClusterPool};
 use prow_api::{labels, ClusterPhase, ProwJob, TestCluster};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
@@ -54,10 +55,16 @@ struct Written {
     cluster: Arc<TestCluster>,
 }
 
-/// The TestClusters as the operator last saw or wrote them.
+/// How often each TestClusterPool's status (counts by phase, jobs waiting) is brought up to
+/// date; it is written only when it changed.
+const POOL_STATUS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The TestClusters as the operator last saw or wrote them, and the pools' settings.
 pub struct Clusters {
     /// The watch cache.
     pub store: Store<TestCluster>,
+    /// The TestClusterPools, whose settings override the defaults.
+    pub pools: Store<TestClusterPool>,
     /// Whether the cache has its first list.
     pub synced: Synced,
     written: Mutex<HashMap<ObjectRef<TestCluster>, Written>>,
@@ -68,6 +75,7 @@ pub struct Clusters {
 /// [`run`].
 pub struct ClusterEvents {
     events: futures::stream::BoxStream<'static, watcher::Result<watcher::Event<TestCluster>>>,
+    pool_events: futures::stream::BoxStream<'static, ()>,
     woken: mpsc::UnboundedReceiver<ObjectRef<TestCluster>>,
 }
 
@@ -78,18 +86,36 @@ pub fn watch(
     watch_namespace: Option<&str>,
     readiness: Readiness,
 ) -> (Arc<Clusters>, ClusterEvents) {
-    let api: Api<TestCluster> = match watch_namespace {
-        Some(ns) => Api::namespaced(fail_fast, ns),
-        None => Api::all(fail_fast),
+    let (api, pools_api): (Api<TestCluster>, Api<TestClusterPool>) = match watch_namespace {
+        Some(ns) => (
+            Api::namespaced(fail_fast.clone(), ns),
+            Api::namespaced(fail_fast, ns),
+        ),
+        None => (Api::all(fail_fast.clone()), Api::all(fail_fast)),
     };
     let (store, writer) = reflector::store();
-    let events =
-        prow_runtime::watch::watch(api, watcher::Config::default(), "testclusters", readiness)
-            .reflect(writer);
+    let events = prow_runtime::watch::watch(
+        api,
+        watcher::Config::default(),
+        "testclusters",
+        readiness.clone(),
+    )
+    .reflect(writer);
+    let (pools, pools_writer) = reflector::store();
+    let pool_events = prow_runtime::watch::watch(
+        pools_api,
+        watcher::Config::default(),
+        "testclusterpools",
+        readiness,
+    )
+    .reflect(pools_writer)
+    .filter_map(|_| std::future::ready(None::<()>))
+    .boxed();
     let (events, synced) = prow_runtime::store::signal(events);
     let (wake, woken) = mpsc::unbounded_channel();
     let clusters = Arc::new(Clusters {
         store,
+        pools,
         synced,
         written: Mutex::default(),
         wake,
@@ -98,6 +124,7 @@ pub fn watch(
         clusters,
         ClusterEvents {
             events: events.boxed(),
+            pool_events,
             woken,
         },
     )
@@ -109,6 +136,7 @@ impl Clusters {
         let (wake, _) = mpsc::unbounded_channel();
         Arc::new(Self {
             store,
+            pools: reflector::store().0,
             synced: Synced::already(),
             written: Mutex::default(),
             wake,
@@ -146,6 +174,25 @@ impl Clusters {
                 }
             })
             .collect()
+    }
+
+    /// The settings of pool `pool` of `namespace`: its TestClusterPool's, or the defaults (also
+    /// when its settings do not read, which admission refuses). Clean-up jobs are not run yet,
+    /// so a released cluster goes straight back to Vacant.
+    pub fn policy(&self, namespace: &str, pool: &str) -> PoolPolicy {
+        let object = self.pools.get(&ObjectRef::new(pool).within(namespace));
+        let policy = match object.map(|p| p.spec.policy()) {
+            Some(Ok(policy)) => policy,
+            Some(Err(bad)) => {
+                tracing::warn!(namespace, pool, error = %bad, "pool settings do not read; using the defaults");
+                PoolPolicy::default()
+            }
+            None => PoolPolicy::default(),
+        };
+        PoolPolicy {
+            cleanup: false,
+            ..policy
+        }
     }
 
     /// Replaces `cluster`'s status with the one it carries, at the resourceVersion it carries
@@ -235,10 +282,17 @@ pub fn run(
     wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let ClusterEvents { events, woken } = events;
+    let ClusterEvents {
+        events,
+        pool_events,
+        woken,
+    } = events;
     let requests = futures::stream::select(
         queue::requests_of(events, |_: &TestCluster| true).boxed(),
-        queue::requests_from(woken).boxed(),
+        futures::stream::select(
+            queue::requests_from(woken).boxed(),
+            pool_events.filter_map(|()| std::future::ready(None)),
+        ),
     );
     let recorder = crate::events::recorder(client.clone());
     let (job_store, jobs_synced) = jobs;
@@ -253,7 +307,8 @@ pub fn run(
         wake_jobs,
         default_pod_namespace,
     });
-    queue::run(store, synced, requests, 4, shutdown, move |cluster| {
+    let statuses = keep_pool_statuses(ctx.clone(), shutdown.clone());
+    let controller = queue::run(store, synced, requests, 4, shutdown, move |cluster| {
         let ctx = ctx.clone();
         async move {
             // Whether a job is gone can only be told from a full list of jobs.
@@ -271,7 +326,55 @@ pub fn run(
                 }
             }
         }
-    })
+    });
+    async move {
+        futures::future::join(controller, statuses).await;
+    }
+}
+
+/// Brings every TestClusterPool's status up to date every few seconds, until `shutdown`:
+/// clusters by phase, jobs waiting, the oldest wait. Written only when it changed.
+async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    if !ctx.clusters.synced.wait().await || !ctx.jobs_synced.wait().await {
+        return;
+    }
+    let mut tick = tokio::time::interval(POOL_STATUS_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let jobs = ctx.jobs.state();
+        for object in ctx.clusters.pools.state() {
+            let (Some(ns), Some(name)) = (object.namespace(), object.metadata.name.clone()) else {
+                continue;
+            };
+            let clusters = ctx.clusters.view(&ns);
+            let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
+            let pool = Pool {
+                namespace: &ns,
+                name: &name,
+                default_pod_namespace: &ctx.default_pod_namespace,
+            };
+            let mut status = pool_status(&pool, &members, jobs.iter().map(|j| j.as_ref()));
+            status.observed_generation = object.metadata.generation;
+            if object.status.as_ref() == Some(&status) {
+                continue;
+            }
+            let api: Api<TestClusterPool> = Api::namespaced(ctx.client.clone(), &ns);
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            };
+            let patch = serde_json::json!({"status": status});
+            if let Err(e) = api
+                .patch_status(&name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(pool = %name, namespace = %ns, error = %e, "writing the pool's status");
+            }
+        }
+    }
 }
 
 struct Ctx {
@@ -335,7 +438,8 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
             None => return Ok(Action::await_change()),
         },
     };
-    let new = match transition(&name, &status, &request, &PoolPolicy::default(), now) {
+    let policy = ctx.clusters.policy(&ns, &cluster.spec.pool);
+    let new = match transition(&name, &status, &request, &policy, now) {
         Ok(Some(new)) => new,
         Ok(None) => return Ok(Action::await_change()),
         Err(refused) => {

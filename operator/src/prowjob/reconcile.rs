@@ -119,7 +119,9 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         Vec::new()
     };
     let clusters: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
-    let pool_policy = PoolPolicy::default();
+    let pool_policy = pool_of(job).map_or_else(PoolPolicy::default, |pool| {
+        ctx.clusters.policy(&pod_ns, pool)
+    });
     // One clock reading per reconcile: every time this pass decides or writes is the same.
     let now = Timestamp::now();
     let eviction = evicted_since(job, pod.as_deref(), &pod_ns, now, ctx).await;
