@@ -151,7 +151,8 @@ async fn testcluster_is_created_status_patched_and_printed_by_short_name() {
     let header = columns(&table);
     assert_eq!(
         header,
-        ["NAME", "POOL", "REGION", "PHASE", "HOLDER", "UNTIL", "AGE"]
+        ["NAME", "POOL", "REGION", "PHASE", "HOLDER", "SINCE", "UNTIL", "AGE"],
+        "pool, phase, holder, since, until"
     );
     let row = table.lines().nth(1).expect("row");
     for value in ["gke-e2e", "europe-west4", "Held", "alice"] {
