@@ -110,6 +110,8 @@ pub struct LeaseWrite {
     pub cluster: TestCluster,
     /// Taking a lease (true) or ending one.
     pub take: bool,
+    /// Ending one while jobs wait in the pool: the start of a hand-off.
+    pub handoff: bool,
 }
 
 /// A pod to create or delete.
@@ -430,7 +432,11 @@ fn held<'a>(facts: &Facts<'a>) -> Option<&'a TestCluster> {
 fn with_status(cluster: &TestCluster, status: crate::TestClusterStatus, take: bool) -> LeaseWrite {
     let mut cluster = cluster.clone();
     cluster.status = Some(status);
-    LeaseWrite { cluster, take }
+    LeaseWrite {
+        cluster,
+        take,
+        handoff: false,
+    }
 }
 
 /// The end of the job's lease, if it holds one.
@@ -512,6 +518,7 @@ fn finished<J: Borrow<ProwJob>>(
         _ => (true, "Errored"),
     };
     let jobs: Vec<&ProwJob> = peers.get().collect();
+    let next = next_in_pool(facts, &jobs);
     Plan {
         status: Some(StatusChange::finished(
             facts.job,
@@ -527,11 +534,14 @@ fn finished<J: Borrow<ProwJob>>(
         }),
         wake: to_wake(facts.job, jobs.iter().copied(), limits)
             .into_iter()
-            .chain(next_in_pool(facts, &jobs))
+            .chain(next)
             .map(key)
             .collect(),
         requeue: None,
-        lease: release(facts),
+        lease: release(facts).map(|end| LeaseWrite {
+            handoff: next.is_some(),
+            ..end
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use kind_tests::fixtures::job;
 use kind_tests::operator::{eventually, start_operator, wait_for_job};
 use kind_tests::pod_driver::PodDriver;
+use kind_tests::process::http_get;
 use kind_tests::TestEnv;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -88,7 +89,7 @@ async fn a_pool_job_leases_a_cluster_before_its_pod_and_hands_it_to_the_next_in_
     );
     let driver = PodDriver::new(env.client.clone(), &env.namespace);
     create_cluster(&env, "c1").await;
-    let _operator = start_operator(&env, &[]).expect("operator");
+    let operator = start_operator(&env, &[]).expect("operator");
     let ns = env.namespace.clone();
 
     jobs.create(&PostParams::default(), &pool_job("a"))
@@ -175,6 +176,40 @@ async fn a_pool_job_leases_a_cluster_before_its_pod_and_hands_it_to_the_next_in_
         .is_none());
     let c = jobs.get("c").await.expect("c");
     assert_eq!(c.state(), ProwJobState::Triggered, "c is still behind b");
+
+    // The pool in the metrics: its clusters by phase, its line, the waits and the hand-off.
+    let metrics = eventually("the pool in the metrics", WAIT, || async {
+        let (_, body) = http_get(&operator.health, "/metrics")?;
+        Ok(body
+            .contains(&format!(
+                "prow_operator_testcluster_waiting_jobs{{namespace=\"{ns}\",pool=\"e2e\"}} 1"
+            ))
+            .then_some(body))
+    })
+    .await
+    .expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "prow_operator_testclusters{{namespace=\"{ns}\",pool=\"e2e\",phase=\"Leased\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("prow_operator_testcluster_lease_wait_seconds_count"),
+        2
+    );
+    assert_eq!(
+        count("prow_operator_testcluster_handoff_seconds_count"),
+        1,
+        "a to b, with c still waiting"
+    );
 
     // A deleted job's lease ends too, and c gets the cluster.
     jobs.delete("b", &DeleteParams::default())

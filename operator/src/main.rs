@@ -35,8 +35,8 @@ async fn main() -> anyhow::Result<()> {
 
     let ready = health::Readiness::default();
     let metrics = Arc::new(Metrics::default());
-    let job_store = Arc::new(OnceLock::new());
-    let render = metrics::renderer(metrics.clone(), job_store.clone());
+    let sources = Arc::new(OnceLock::new());
+    let render = metrics::renderer(metrics.clone(), sources.clone());
     let server = health::serve(cfg.listen, ready.clone(), render, stop.clone())
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -77,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
         ready.clone(),
         stop.clone(),
     );
-    let _ = job_store.set(caches.jobs.clone());
+    let _ = sources.set(metrics::Sources {
+        jobs: caches.jobs.clone(),
+        clusters: clusters.clone(),
+        default_pod_namespace: cfg.pod_namespace.clone(),
+    });
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
     if let Some(settings) = cfg.compat() {
         let listen = settings.listen;

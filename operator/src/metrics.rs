@@ -1,7 +1,8 @@
-//! Prometheus metrics of the ProwJob reconciler, in the OpenMetrics text format.
+//! Prometheus metrics of the reconcilers, in the OpenMetrics text format.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,7 +12,33 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use prow_api::pod::type_name;
-use prow_api::ProwJob;
+use prow_api::pool::{line, Pool};
+use prow_api::{ClusterPhase, ProwJob, TestCluster};
+
+use crate::testclusters::Clusters;
+
+/// Labels of the clusters-by-pool-and-phase gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// The pool's namespace.
+    pub namespace: String,
+    /// The pool.
+    pub pool: String,
+    /// Vacant, Leased, Held, Cleaning or Disabled.
+    pub phase: String,
+}
+
+/// Labels of the per-pool gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// The pool's namespace.
+    pub namespace: String,
+    /// The pool.
+    pub pool: String,
+}
+
+/// How long a release waits for the hand-off it starts before it no longer counts.
+const HANDOFF_WINDOW: Duration = Duration::from_secs(60);
 
 /// Labels of the jobs-by-state gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +70,14 @@ pub struct Metrics {
     pub reconcile_errors_by_category: Family<CategoryLabel, Counter>,
     /// Writes refused because the job changed after it was read (decided again 100 ms later).
     pub write_conflicts: Counter,
+    clusters: Family<ClusterLabels, Gauge>,
+    waiting: Family<PoolLabels, Gauge>,
+    /// Seconds from a pool job's creation to its lease.
+    pub lease_wait: Histogram,
+    /// Seconds from a lease's end, with jobs waiting, to the next lease of its pool.
+    pub handoff: Histogram,
+    /// Releases with jobs waiting, by pool, not yet handed off.
+    releases: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
 }
 
 impl Default for Metrics {
@@ -84,6 +119,30 @@ impl Default for Metrics {
             "ProwJob writes refused because the job changed after it was read",
             write_conflicts.clone(),
         );
+        let clusters = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "testclusters",
+            "TestClusters, by pool and phase",
+            clusters.clone(),
+        );
+        let waiting = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "testcluster_waiting_jobs",
+            "Jobs waiting for a TestCluster, by pool",
+            waiting.clone(),
+        );
+        let lease_wait = Histogram::new(exponential_buckets(0.005, 2.0, 20));
+        registry.register(
+            "testcluster_lease_wait_seconds",
+            "Time from a pool job's creation to its TestCluster lease",
+            lease_wait.clone(),
+        );
+        let handoff = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "testcluster_handoff_seconds",
+            "Time from the end of a lease, with jobs waiting in its pool, to the pool's next lease",
+            handoff.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -92,6 +151,11 @@ impl Default for Metrics {
             reconcile_errors,
             reconcile_errors_by_category,
             write_conflicts,
+            clusters,
+            waiting,
+            lease_wait,
+            handoff,
+            releases: Mutex::default(),
         }
     }
 }
@@ -110,8 +174,87 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
+    /// Records the end of a lease of pool `pool` of `namespace` while jobs wait in it.
+    pub fn lease_ended_with_waiters(&self, namespace: &str, pool: &str) {
+        let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        releases
+            .entry((namespace.to_string(), pool.to_string()))
+            .or_default()
+            .push_back(Instant::now());
+    }
+
+    /// Records a lease of pool `pool` of `namespace`: it ends the oldest hand-off pending.
+    pub fn lease_taken(&self, namespace: &str, pool: &str) {
+        let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pending) = releases.get_mut(&(namespace.to_string(), pool.to_string())) else {
+            return;
+        };
+        while let Some(released) = pending.pop_front() {
+            let took = released.elapsed();
+            if took <= HANDOFF_WINDOW {
+                self.handoff.observe(took.as_secs_f64());
+                break;
+            }
+        }
+    }
+
     /// Renders every metric, counting jobs by state and type from the cache at scrape time.
     pub fn render(&self, jobs: &Store<ProwJob>) -> String {
+        self.count_jobs(jobs);
+        self.encode()
+    }
+
+    /// Renders every metric, counting jobs, and clusters and waiting jobs by pool, from the
+    /// caches at scrape time.
+    pub fn render_with_pools(
+        &self,
+        jobs: &Store<ProwJob>,
+        clusters: &Clusters,
+        default_pod_namespace: &str,
+    ) -> String {
+        self.count_jobs(jobs);
+        self.clusters.clear();
+        self.waiting.clear();
+        let all = clusters.store.state();
+        let mut pools: BTreeMap<(String, String), Vec<&TestCluster>> = BTreeMap::new();
+        for cluster in &all {
+            let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+            let phase = cluster
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(ClusterPhase::Vacant);
+            self.clusters
+                .get_or_create(&ClusterLabels {
+                    namespace: namespace.clone(),
+                    pool: cluster.spec.pool.clone(),
+                    phase: format!("{phase:?}"),
+                })
+                .inc();
+            pools
+                .entry((namespace, cluster.spec.pool.clone()))
+                .or_default()
+                .push(cluster);
+        }
+        let jobs = jobs.state();
+        for ((namespace, name), members) in &pools {
+            let pool = Pool {
+                namespace,
+                name,
+                default_pod_namespace,
+            };
+            let waiting = line(&pool, jobs.iter().map(|j| j.as_ref()), members).len();
+            self.waiting
+                .get_or_create(&PoolLabels {
+                    namespace: namespace.clone(),
+                    pool: name.clone(),
+                })
+                .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        }
+        self.encode()
+    }
+
+    fn count_jobs(&self, jobs: &Store<ProwJob>) {
         self.jobs.clear();
         for job in jobs.state() {
             let state = serde_json::to_value(job.state())
@@ -126,6 +269,9 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "encoding metrics");
@@ -134,14 +280,24 @@ impl Metrics {
     }
 }
 
-/// A render function for the health server; jobs are counted once `jobs` holds their cache
-/// (a standby replica has none).
+/// The caches the metrics count from, once the process leads.
+pub struct Sources {
+    /// The jobs.
+    pub jobs: Store<ProwJob>,
+    /// The TestClusters.
+    pub clusters: Arc<Clusters>,
+    /// The namespace of a job's pod when its `spec.namespace` is empty.
+    pub default_pod_namespace: String,
+}
+
+/// A render function for the health server; jobs and clusters are counted once `sources`
+/// holds their caches (a standby replica has none).
 pub fn renderer(
     metrics: Arc<Metrics>,
-    jobs: Arc<OnceLock<Store<ProwJob>>>,
+    sources: Arc<OnceLock<Sources>>,
 ) -> prow_runtime::health::MetricsRender {
-    Arc::new(move || match jobs.get() {
-        Some(store) => metrics.render(store),
+    Arc::new(move || match sources.get() {
+        Some(s) => metrics.render_with_pools(&s.jobs, &s.clusters, &s.default_pod_namespace),
         None => metrics.render(&empty_store()),
     })
 }

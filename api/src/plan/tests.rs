@@ -600,6 +600,7 @@ fn a_finished_pool_job_ends_its_lease_and_wakes_the_next_in_its_pool() {
     );
     let release = plan.lease.expect("the lease ends");
     assert!(!release.take);
+    assert!(release.handoff, "b waits for it");
     let status = release.cluster.status.expect("status");
     assert_eq!(status.phase, Some(crate::ClusterPhase::Vacant));
     assert_eq!(status.lease, None);

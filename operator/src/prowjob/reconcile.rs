@@ -209,7 +209,16 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     let mut taken = None;
     if let Some(take) = plan.lease.as_ref().filter(|l| l.take) {
         match write_lease(take, job, ctx).await {
-            Ok(written) => taken = Some(written),
+            Ok(written) => {
+                if let Some(created) = job.metadata.creation_timestamp.as_ref() {
+                    let waited = Timestamp::now().duration_since(created.0);
+                    ctx.metrics
+                        .lease_wait
+                        .observe(waited.as_secs_f64().max(0.0));
+                }
+                ctx.metrics.lease_taken(pod_ns, &written.spec.pool);
+                taken = Some(written);
+            }
             Err(e) => {
                 ctx.ledger.starts.forget_start(uid);
                 return Err(e);
@@ -263,6 +272,10 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     }
     if let Some(end) = plan.lease.as_ref().filter(|l| !l.take) {
         write_lease(end, job, ctx).await?;
+        if end.handoff {
+            ctx.metrics
+                .lease_ended_with_waiters(pod_ns, &end.cluster.spec.pool);
+        }
         delete_kubeconfig_copy(job, pod_ns, ctx).await?;
     }
     if let Some(event) = &plan.event {
