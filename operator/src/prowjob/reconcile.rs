@@ -196,7 +196,8 @@ async fn evicted_since(
 
 /// Carries out a plan, in an order that a crash between two writes cannot turn into a wrong
 /// state: take the lease, create the pod, write the status (with the resourceVersion the plan
-/// was made from), delete the pod, end the lease, then publish the Event and wake other jobs.
+/// was made from), delete the pod, end the lease, wake other jobs (the next in line takes the
+/// cluster at once), remove the kubeconfig copy, then publish the Event.
 async fn apply<J: std::borrow::Borrow<ProwJob>>(
     facts: &Facts<'_>,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
@@ -270,21 +271,29 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     if let (PodChange::Delete, Some(pod)) = (&plan.pod, facts.pod) {
         delete_pod(pod, ctx).await?;
     }
+    let wake = || {
+        for other in &plan.wake {
+            let _ = ctx
+                .wake
+                .send(ObjectRef::new(&other.name).within(&other.namespace));
+        }
+    };
     if let Some(end) = plan.lease.as_ref().filter(|l| !l.take) {
         write_lease(end, job, ctx).await?;
         if end.handoff {
             ctx.metrics
                 .lease_ended_with_waiters(pod_ns, &end.cluster.spec.pool);
         }
-        delete_kubeconfig_copy(job, pod_ns, ctx).await?;
+        // The next job in line takes the cluster while the copy goes.
+        wake();
+        if end.cluster.spec.kubeconfig_secret_ref.is_some() {
+            delete_kubeconfig_copy(job, pod_ns, ctx).await?;
+        }
+    } else {
+        wake();
     }
     if let Some(event) = &plan.event {
         publish(ctx, job, event);
-    }
-    for other in &plan.wake {
-        let _ = ctx
-            .wake
-            .send(ObjectRef::new(&other.name).within(&other.namespace));
     }
     Ok(match plan.requeue {
         Some(after) => Action::requeue(after),

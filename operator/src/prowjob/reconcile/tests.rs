@@ -294,7 +294,7 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
         "status": {"phase": "Vacant"},
     }));
     let job = pool_job(json!({"state": "triggered"}));
-    // Lease, pod, job status, release, kubeconfig copy removal; and Events.
+    // Lease, pod, job status, release; and Events.
     let server = serve_until_quiet(handle, |method, path, body| {
         if path.contains("/events") {
             return body.clone();
@@ -344,11 +344,8 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
                 Method::PUT,
                 "/apis/prow-operator.dev/v1alpha1/namespaces/pods/testclusters/c1/status"
             ),
-            (
-                Method::DELETE,
-                "/api/v1/namespaces/pods/secrets/j-test-cluster"
-            ),
-        ]
+        ],
+        "a cluster without a kubeconfig leaves no copy to remove"
     );
     let take = &seen[0].2;
     assert_eq!(
