@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::{ClusterLease, ClusterPhase, TestClusterStatus};
 
-/// The condition a failed health check sets to "False"; such a cluster is never leased.
+/// The condition a failed health check sets to "False"; such a cluster is never leased. In a
+/// pool with a health check, a lease's end sets it to "Unknown" until the next check, so every
+/// lease follows a check.
 pub const HEALTHY: &str = "Healthy";
 
 /// Who asks for a lease.
@@ -71,6 +73,27 @@ pub struct PoolPolicy {
     pub max_caller_lease: Duration,
     /// Whether a clean-up job runs after each lease (the cluster is Cleaning meanwhile).
     pub cleanup: bool,
+    /// The health check of vacant clusters, when the pool turns it on.
+    pub health: Option<HealthPolicy>,
+}
+
+/// How a pool checks its clusters' health: `/readyz` through each one's kubeconfig.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// How long `/readyz` may take.
+    pub timeout: Duration,
+    /// How often a vacant cluster is checked again (a failing one, and a healthy one that may
+    /// have broken while idle).
+    pub interval: Duration,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            interval: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for PoolPolicy {
@@ -80,6 +103,7 @@ impl Default for PoolPolicy {
             max_hold: Duration::from_secs(24 * 3600),
             max_caller_lease: Duration::from_secs(6 * 3600),
             cleanup: false,
+            health: None,
         }
     }
 }
@@ -272,12 +296,53 @@ pub fn transition(
     }
 }
 
-/// The reason a cluster failed its health check, if its Healthy condition is False.
-fn unhealthy(status: &TestClusterStatus) -> Option<String> {
+/// The status of a cluster whose health check gave `result` at `now`: its `Healthy` condition
+/// True, or False with the reason; `None` when the condition already says so. The transition
+/// time moves only when the condition's status changes.
+pub fn with_health(
+    status: &TestClusterStatus,
+    result: Result<(), String>,
+    now: Timestamp,
+) -> Option<TestClusterStatus> {
+    let (value, reason, message) = match result {
+        Ok(()) => ("True", "ReadyzAnswered", "/readyz answered ok".to_string()),
+        Err(why) => ("False", "ReadyzFailed", why),
+    };
+    let old = status.conditions.iter().find(|c| c.type_ == HEALTHY);
+    if old.is_some_and(|c| c.status == value && c.message == message) {
+        return None;
+    }
+    let since = match old {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let mut conditions: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != HEALTHY)
+        .cloned()
+        .collect();
+    conditions.push(Condition {
+        type_: HEALTHY.into(),
+        status: value.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: None,
+    });
+    Some(TestClusterStatus {
+        conditions,
+        ..status.clone()
+    })
+}
+
+/// Why a cluster cannot be leased for its health: its Healthy condition is False (the reason),
+/// or Unknown (being checked).
+pub fn unhealthy(status: &TestClusterStatus) -> Option<String> {
     status
         .conditions
         .iter()
-        .find(|c| c.type_ == HEALTHY && c.status == "False")
+        .find(|c| c.type_ == HEALTHY && c.status != "True")
         .map(|c| {
             if c.message.is_empty() {
                 c.reason.clone()
@@ -300,9 +365,24 @@ fn with_lease(
     }
 }
 
-/// A lease or hold ended: Cleaning when the pool cleans clusters after use, else Vacant.
+/// A lease or hold ended: Cleaning when the pool cleans clusters after use, else Vacant; its
+/// health unknown until checked again when the pool checks health.
 fn lease_ended(status: &TestClusterStatus, policy: &PoolPolicy) -> TestClusterStatus {
-    let ended = vacant(status);
+    let mut ended = vacant(status);
+    if policy.health.is_some() {
+        ended.conditions.retain(|c| c.type_ != HEALTHY);
+        ended.conditions.push(Condition {
+            type_: HEALTHY.into(),
+            status: "Unknown".into(),
+            reason: "Checking".into(),
+            message: "checked again before its next lease".into(),
+            last_transition_time: status
+                .lease
+                .as_ref()
+                .map_or_else(|| Time(Timestamp::UNIX_EPOCH), |l| l.since.clone()),
+            observed_generation: None,
+        });
+    }
     if policy.cleanup {
         TestClusterStatus {
             phase: Some(ClusterPhase::Cleaning),

@@ -6,7 +6,7 @@
 //! the namespace of the pods of the jobs that lease from it.
 
 use crate::concurrency::line_position;
-use crate::lease::{Holder, HEALTHY};
+use crate::lease::Holder;
 use crate::pod::pod_namespace;
 use crate::testcluster::SecretKeyRef;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
@@ -134,17 +134,14 @@ pub fn line<'a>(
     waiting
 }
 
-/// Whether a cluster of `pool` can be leased now: vacant, not being deleted, and not failing its
-/// health check.
+/// Whether a cluster of `pool` can be leased now: vacant, not being deleted, not failing its
+/// health check and not waiting for one.
 pub fn leasable(cluster: &TestCluster, pool: &str) -> bool {
     let status = cluster.status.clone().unwrap_or_default();
     cluster.spec.pool == pool
         && cluster.metadata.deletion_timestamp.is_none()
         && status.phase.unwrap_or(ClusterPhase::Vacant) == ClusterPhase::Vacant
-        && !status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == HEALTHY && c.status == "False")
+        && crate::lease::unhealthy(&status).is_none()
 }
 
 /// Who gets which cluster now: the first waiting jobs in line, each with a leasable cluster

@@ -178,6 +178,24 @@ impl TestClusterPoolSpec {
                 defaults.max_caller_lease,
             )?,
             cleanup: self.cleanup_job.is_some(),
+            health: match &self.health_check {
+                None => None,
+                Some(check) => {
+                    let defaults = crate::lease::HealthPolicy::default();
+                    Some(crate::lease::HealthPolicy {
+                        timeout: duration(
+                            "spec.healthCheck.timeout",
+                            &check.timeout,
+                            defaults.timeout,
+                        )?,
+                        interval: duration(
+                            "spec.healthCheck.retryInterval",
+                            &check.retry_interval,
+                            defaults.interval,
+                        )?,
+                    })
+                }
+            },
         };
         if policy.default_hold > policy.max_hold {
             return Err(BadSetting {

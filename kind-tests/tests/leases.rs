@@ -288,3 +288,99 @@ async fn the_line_survives_a_restart_and_clusters_out_of_service_are_never_lease
         "a disabled cluster is never leased"
     );
 }
+
+/// A TestCluster `name` of pool e2e whose kubeconfig Secret holds `kubeconfig`.
+async fn cluster_with_kubeconfig(env: &TestEnv, name: &str, kubeconfig: &str) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{name}-kubeconfig")),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "kubeconfig".to_string(),
+            ByteString(kubeconfig.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let cluster: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": name},
+        "spec": {"pool": "e2e", "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig")}},
+    }))
+    .expect("cluster");
+    env.api::<TestCluster>()
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("cluster");
+}
+
+fn healthy(cluster: &TestCluster) -> Option<(String, String)> {
+    cluster
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Healthy")
+        .map(|c| (c.status.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn a_pool_with_a_health_check_leases_only_clusters_whose_api_answers() {
+    let env = TestEnv::new("leasehealth").await.expect("env");
+    let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+        "metadata": {"name": "e2e"},
+        "spec": {"healthCheck": {"timeout": "2s", "retryInterval": "2s"}},
+    }))
+    .expect("pool");
+    env.api::<prow_api::testclusterpool::TestClusterPool>()
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    // The test's own API server plays the healthy cluster; nothing listens behind the other.
+    let good = std::fs::read_to_string(&env.kubeconfig).expect("kubeconfig");
+    let bad = "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: c\n  context: {cluster: gone, user: u}\ncurrent-context: c\n";
+    cluster_with_kubeconfig(&env, "a-broken", bad).await;
+    cluster_with_kubeconfig(&env, "b-working", &good).await;
+    let clusters = env.api::<TestCluster>();
+    let jobs = env.api::<ProwJob>();
+    let _operator = start_operator(&env, &[]).expect("operator");
+
+    let broken = eventually("the broken cluster marked unhealthy", WAIT, || async {
+        let c = clusters.get("a-broken").await?;
+        Ok(healthy(&c).filter(|(status, _)| status == "False"))
+    })
+    .await
+    .expect("unhealthy");
+    assert!(broken.1.contains("/readyz"), "says why: {broken:?}");
+    jobs.create(&PostParams::default(), &pool_job("j"))
+        .await
+        .expect("job");
+    let j = wait_for_job(&jobs, "j", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("starts");
+    assert_eq!(
+        j.status.and_then(|s| s.test_cluster).as_deref(),
+        Some("b-working"),
+        "the cluster whose API answers, though the other sorts first"
+    );
+    let working = clusters.get("b-working").await.expect("cluster");
+    assert_eq!(healthy(&working).map(|h| h.0).as_deref(), Some("True"));
+
+    // Released, it is checked again before its next lease.
+    PodDriver::new(env.client.clone(), &env.namespace)
+        .succeed("j")
+        .await
+        .expect("succeed");
+    eventually("checked again after the lease", WAIT, || async {
+        let c = clusters.get("b-working").await?;
+        let vacant = c.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Vacant);
+        Ok((vacant && healthy(&c).map(|h| h.0).as_deref() == Some("True")).then_some(()))
+    })
+    .await
+    .expect("healthy again");
+}

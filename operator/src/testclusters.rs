@@ -24,8 +24,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
-use prow_api::lease::{transition, PoolPolicy, Request};
+use prow_api::lease::{transition, with_health, PoolPolicy, Request};
 use prow_api::pool::{leasable, line, Pool};
+use prow_api::testcluster::SecretKeyRef;
 use prow_api::testclusterpool::{pool_status, TestClusterPool};
 use prow_api::{labels, ClusterPhase, ProwJob, TestCluster};
 use prow_runtime::health::Readiness;
@@ -406,6 +407,55 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
     if let Some(action) = keep_finalizer(&cluster, in_use, ctx).await? {
         return Ok(action);
     }
+    let policy = ctx.clusters.policy(&ns, &cluster.spec.pool);
+    let can_check = policy.health.is_some() && cluster.spec.kubeconfig_secret_ref.is_some();
+    let waits_for_check = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == prow_api::lease::HEALTHY && c.status == "Unknown");
+    if phase == ClusterPhase::Vacant && waits_for_check && !can_check {
+        // Its pool no longer checks health (or it has no kubeconfig to check with).
+        let mut updated = (*cluster).clone();
+        let mut cleared = status.clone();
+        cleared
+            .conditions
+            .retain(|c| c.type_ != prow_api::lease::HEALTHY);
+        updated.status = Some(cleared);
+        ctx.clusters.write(&ctx.client, &updated).await?;
+        return Ok(Action::await_change());
+    }
+    if let (ClusterPhase::Vacant, None, Some(health), Some(secret)) = (
+        phase,
+        cluster.metadata.deletion_timestamp.as_ref(),
+        policy.health,
+        cluster.spec.kubeconfig_secret_ref.as_ref(),
+    ) {
+        // A vacant cluster of a pool with a health check: checked when it becomes vacant and
+        // every interval after; a failing one is skipped until it answers again.
+        let result = readyz(&ctx.client, &ns, secret, health.timeout).await;
+        let healthy = result.is_ok();
+        if let Some(new) = with_health(&status, result.clone(), Timestamp::now()) {
+            let mut updated = (*cluster).clone();
+            updated.status = Some(new);
+            ctx.clusters.write(&ctx.client, &updated).await?;
+            let (warning, reason, note) = match result {
+                Ok(()) => (false, "HealthCheckPassed", "/readyz answered.".to_string()),
+                Err(why) => (true, "HealthCheckFailed", why),
+            };
+            crate::events::publish(
+                &ctx.recorder,
+                cluster.object_ref(&()),
+                warning,
+                reason,
+                note,
+                "HealthCheck",
+            );
+        }
+        if healthy {
+            wake_pool(&ns, &cluster.spec.pool, ctx);
+        }
+        return Ok(Action::requeue(health.interval));
+    }
     if leasable(&cluster, &cluster.spec.pool) {
         wake_pool(&ns, &cluster.spec.pool, ctx);
         return Ok(Action::await_change());
@@ -438,7 +488,6 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
             None => return Ok(Action::await_change()),
         },
     };
-    let policy = ctx.clusters.policy(&ns, &cluster.spec.pool);
     let new = match transition(&name, &status, &request, &policy, now) {
         Ok(Some(new)) => new,
         Ok(None) => return Ok(Action::await_change()),
@@ -466,6 +515,54 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         "Release",
     );
     Ok(Action::await_change())
+}
+
+/// Whether the cluster's API answers `/readyz` within `timeout`, through the kubeconfig in
+/// its Secret; why not, for its condition.
+async fn readyz(
+    client: &Client,
+    namespace: &str,
+    secret: &SecretKeyRef,
+    timeout: Duration,
+) -> Result<(), String> {
+    let read = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(&secret.name)
+        .await
+        .map_err(|e| format!("its kubeconfig Secret {} cannot be read: {e}", secret.name))?;
+    let bytes = read
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&secret.key))
+        .ok_or_else(|| {
+            format!(
+                "its kubeconfig Secret {} has no key {:?}",
+                secret.name, secret.key
+            )
+        })?;
+    let text = String::from_utf8(bytes.0.clone())
+        .map_err(|_| format!("its kubeconfig in Secret {} is not text", secret.name))?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+        .map_err(|e| format!("its kubeconfig does not read: {e}"))?;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| format!("its kubeconfig is not usable: {e}"))?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    let cluster = Client::try_from(config).map_err(|e| format!("no client for it: {e}"))?;
+    let request = http::Request::get("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, cluster.request_text(request)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("/readyz failed: {e}")),
+        Err(_) => Err(format!(
+            "/readyz did not answer within {} s",
+            timeout.as_secs_f64()
+        )),
+    }
 }
 
 /// Adds the finalizer to a cluster that lacks it; lets a cluster being deleted go once nothing

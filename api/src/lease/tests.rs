@@ -262,3 +262,102 @@ fn a_hold_ends_on_a_whole_second_never_before_its_duration() {
         "stored whole seconds, rounded up"
     );
 }
+
+#[test]
+fn a_health_check_sets_the_healthy_condition_and_moves_its_time_only_on_a_change() {
+    let t0: Timestamp = "2024-05-01T12:00:00Z".parse().expect("time");
+    let t1: Timestamp = "2024-05-01T12:01:00Z".parse().expect("time");
+    let vacant = TestClusterStatus {
+        phase: Some(ClusterPhase::Vacant),
+        ..TestClusterStatus::default()
+    };
+    let failed = with_health(&vacant, Err("connection refused".into()), t0).expect("a change");
+    let c = &failed.conditions[0];
+    assert_eq!((c.type_.as_str(), c.status.as_str()), (HEALTHY, "False"));
+    assert_eq!(c.message, "connection refused");
+    assert_eq!(c.last_transition_time, Time(t0));
+    let refused = transition(
+        "c1",
+        &failed,
+        &Request::Lease(Holder::Caller { name: "x".into() }),
+        &PoolPolicy::default(),
+        t0,
+    );
+    assert_eq!(
+        refused,
+        Err(Refused(
+            "cluster c1 failed its health check: connection refused".into()
+        )),
+        "an unhealthy cluster is never leased"
+    );
+    assert_eq!(
+        with_health(&failed, Err("connection refused".into()), t1),
+        None,
+        "the same answer: nothing to write"
+    );
+    let other = with_health(&failed, Err("timed out".into()), t1).expect("a new reason");
+    assert_eq!(
+        other.conditions[0].last_transition_time,
+        Time(t0),
+        "still False since t0"
+    );
+    let healthy = with_health(&other, Ok(()), t1).expect("recovered");
+    assert_eq!(healthy.conditions.len(), 1);
+    assert_eq!(healthy.conditions[0].status, "True");
+    assert_eq!(healthy.conditions[0].last_transition_time, Time(t1));
+    assert!(transition(
+        "c1",
+        &healthy,
+        &Request::Lease(Holder::Caller { name: "x".into() }),
+        &PoolPolicy::default(),
+        t1
+    )
+    .is_ok());
+}
+
+#[test]
+fn in_a_pool_that_checks_health_a_released_cluster_waits_for_its_next_check() {
+    let now: Timestamp = "2024-05-01T12:00:00Z".parse().expect("time");
+    let policy = PoolPolicy {
+        health: Some(crate::lease::HealthPolicy::default()),
+        ..PoolPolicy::default()
+    };
+    let caller = Holder::Caller { name: "ci".into() };
+    let healthy = with_health(&TestClusterStatus::default(), Ok(()), now).expect("checked");
+    let leased = transition(
+        "c1",
+        &healthy,
+        &Request::Lease(caller.clone()),
+        &policy,
+        now,
+    )
+    .expect("leased")
+    .expect("a change");
+    let ended = transition(
+        "c1",
+        &leased,
+        &Request::Finish(caller.clone()),
+        &policy,
+        now,
+    )
+    .expect("finished")
+    .expect("a change");
+    assert_eq!(ended.phase, Some(ClusterPhase::Vacant));
+    assert_eq!(ended.conditions.len(), 1);
+    assert_eq!(ended.conditions[0].status, "Unknown");
+    let refused = transition("c1", &ended, &Request::Lease(caller.clone()), &policy, now);
+    assert!(refused.is_err(), "not leased before its check: {refused:?}");
+    let checked = with_health(&ended, Ok(()), now).expect("checked again");
+    assert!(transition("c1", &checked, &Request::Lease(caller), &policy, now).is_ok());
+    // A pool without a check leaves the condition alone.
+    let plain = transition(
+        "c1",
+        &leased,
+        &Request::Finish(Holder::Caller { name: "ci".into() }),
+        &PoolPolicy::default(),
+        now,
+    )
+    .expect("finished")
+    .expect("a change");
+    assert_eq!(plain.conditions[0].status, "True");
+}

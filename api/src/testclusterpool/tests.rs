@@ -109,3 +109,34 @@ fn the_status_counts_clusters_by_phase_and_the_line() {
     assert_eq!(empty.waiting, 0);
     assert_eq!(empty.oldest_wait, None);
 }
+
+#[test]
+fn a_pool_turns_its_health_check_on_with_defaults_or_its_own_timings() {
+    let spec = |check: Value| -> TestClusterPoolSpec {
+        serde_json::from_value(json!({"healthCheck": check})).expect("spec")
+    };
+    assert_eq!(
+        TestClusterPoolSpec::default()
+            .policy()
+            .expect("policy")
+            .health,
+        None
+    );
+    let on = spec(json!({}))
+        .policy()
+        .expect("policy")
+        .health
+        .expect("on");
+    assert_eq!(on, crate::lease::HealthPolicy::default());
+    let own = spec(json!({"timeout": "2s", "retryInterval": "5s"}))
+        .policy()
+        .expect("policy")
+        .health
+        .expect("on");
+    assert_eq!(
+        (own.timeout, own.interval),
+        (Duration::from_secs(2), Duration::from_secs(5))
+    );
+    let bad = spec(json!({"timeout": "soon"})).policy().expect_err("bad");
+    assert_eq!(bad.field, "spec.healthCheck.timeout");
+}
