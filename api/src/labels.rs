@@ -30,6 +30,13 @@ pub const JOB_UID: &str = "prow-operator.dev/job-uid";
 /// so that Presets can select the jobs of a pool too.
 pub const TEST_CLUSTER_POOL: &str = "prow-operator.dev/test-cluster-pool";
 
+/// On a pool's clean-up ProwJob: the TestCluster it cleans up (kept when the job is stored
+/// stripped, so its end can be told).
+pub const CLEANS: &str = "prow-operator.dev/cleans";
+
+/// On a pool's create-cluster ProwJob: the pool it builds a cluster for.
+pub const CREATES_CLUSTER_FOR: &str = "prow-operator.dev/create-cluster-for";
+
 /// Longest label value Kubernetes accepts.
 pub const LABEL_VALUE_MAX: usize = 63;
 

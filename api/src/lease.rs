@@ -274,6 +274,7 @@ pub fn transition(
                 phase: Some(ClusterPhase::Disabled),
                 lease: None,
                 disabled_reason: Some(reason.clone()),
+                cleanup_job: None,
                 ..status.clone()
             }))
         }
@@ -393,11 +394,13 @@ fn lease_ended(status: &TestClusterStatus, policy: &PoolPolicy) -> TestClusterSt
     }
 }
 
-/// Free to lease: no holder, no reason to be out of the pool; conditions kept.
+/// Free to lease: no holder, no reason to be out of the pool, no clean-up under way;
+/// conditions kept.
 fn vacant(status: &TestClusterStatus) -> TestClusterStatus {
     TestClusterStatus {
         phase: Some(ClusterPhase::Vacant),
         lease: None,
+        cleanup_job: None,
         disabled_reason: None,
         ..status.clone()
     }

@@ -123,6 +123,9 @@ pub struct TestClusterStatus {
     /// Why the cluster was disabled, when Disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// The clean-up job of the clean-up under way, when Cleaning and it was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_job: Option<String>,
     /// Generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

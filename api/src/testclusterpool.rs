@@ -5,17 +5,21 @@
 // kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{EnvVar, SecretVolumeSource, Volume, VolumeMount};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::labels;
 use crate::lease::PoolPolicy;
-use crate::pool::{line, Pool};
+use crate::pool::{line, Pool, KUBECONFIG_DIR, KUBECONFIG_VOLUME};
 use crate::schema::preserved_object;
-use crate::{ClusterPhase, ProwJob, TestCluster};
+use crate::{ClusterPhase, ProwJob, ProwJobSpec, TestCluster};
 
 /// A pool of test clusters: how long clusters may be held and leased, the health check, and
 /// the jobs that clean and create clusters.
@@ -205,6 +209,101 @@ impl TestClusterPoolSpec {
         }
         Ok(policy)
     }
+}
+
+/// A ProwJob from a pool's job template (a ProwJob spec): named `generate_name` plus a suffix,
+/// with `labels`, and `env` added to (or replacing the same names in) every container.
+pub fn job_from_template(
+    template: &serde_json::Value,
+    generate_name: &str,
+    labels: BTreeMap<String, String>,
+    env: &[(&str, String)],
+) -> Result<ProwJob, String> {
+    let spec: ProwJobSpec = serde_json::from_value(template.clone())
+        .map_err(|e| format!("the template is not a ProwJob spec: {e}"))?;
+    let mut job = ProwJob::new("", spec);
+    job.metadata.name = None;
+    job.metadata.generate_name = Some(generate_name.to_string());
+    job.metadata.labels = Some(labels);
+    if let Some(pod) = job.spec.pod_spec.as_mut() {
+        for container in &mut pod.containers {
+            let vars = container.env.get_or_insert_with(Vec::new);
+            vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
+            vars.extend(env.iter().map(|(name, value)| EnvVar {
+                name: (*name).to_string(),
+                value: Some(value.clone()),
+                value_from: None,
+            }));
+        }
+    }
+    Ok(job)
+}
+
+/// The clean-up job of `cluster` from its pool's `cleanupJob`: it runs in the cluster's
+/// namespace with `TEST_CLUSTER`, `TEST_CLUSTER_REGION` and, when the cluster has one, its
+/// kubeconfig Secret mounted with `KUBECONFIG` pointing at it.
+pub fn cleanup_job(template: &serde_json::Value, cluster: &TestCluster) -> Result<ProwJob, String> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let mut env = vec![
+        ("TEST_CLUSTER", name.clone()),
+        (
+            "TEST_CLUSTER_REGION",
+            cluster.spec.region.clone().unwrap_or_default(),
+        ),
+    ];
+    let secret = cluster.spec.kubeconfig_secret_ref.as_ref();
+    if let Some(secret) = secret {
+        env.push(("KUBECONFIG", format!("{KUBECONFIG_DIR}/{}", secret.key)));
+    }
+    let mut job = job_from_template(
+        template,
+        &format!("{name}-cleanup-"),
+        BTreeMap::from([(labels::CLEANS.to_string(), name)]),
+        &env,
+    )?;
+    job.spec.namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+    if let (Some(secret), Some(pod)) = (secret, job.spec.pod_spec.as_mut()) {
+        pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: KUBECONFIG_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        for container in &mut pod.containers {
+            container
+                .volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name: KUBECONFIG_VOLUME.into(),
+                    mount_path: KUBECONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+        }
+    }
+    Ok(job)
+}
+
+/// The create-cluster job of `pool` from its `createClusterJob`, for `user` and `branch`, who
+/// reach it as `CLUSTER_POOL`, `REQUESTED_BY` and `BRANCH`.
+pub fn create_cluster_job(
+    template: &serde_json::Value,
+    pool: &str,
+    user: &str,
+    branch: &str,
+) -> Result<ProwJob, String> {
+    job_from_template(
+        template,
+        &format!("create-cluster-{pool}-"),
+        BTreeMap::from([(labels::CREATES_CLUSTER_FOR.to_string(), pool.to_string())]),
+        &[
+            ("CLUSTER_POOL", pool.to_string()),
+            ("REQUESTED_BY", user.to_string()),
+            ("BRANCH", branch.to_string()),
+        ],
+    )
 }
 
 /// The status of `pool`: its clusters by phase (`clusters` are its namespace's), and its line

@@ -384,3 +384,104 @@ async fn a_pool_with_a_health_check_leases_only_clusters_whose_api_answers() {
     .await
     .expect("healthy again");
 }
+
+/// The newest clean-up job of `cluster`, once there is one newer than `after` (by name).
+async fn cleanup_job_of(jobs: &Api<ProwJob>, cluster: &str, after: Option<&str>) -> String {
+    eventually("a clean-up job", WAIT, || async {
+        let all = jobs
+            .list(
+                &kube::api::ListParams::default()
+                    .labels(&format!("prow-operator.dev/cleans={cluster}")),
+            )
+            .await?;
+        Ok(all
+            .items
+            .iter()
+            .map(|j| j.name_any())
+            .find(|n| Some(n.as_str()) != after))
+    })
+    .await
+    .expect("clean-up job")
+}
+
+#[tokio::test]
+async fn a_pool_cleans_a_cluster_between_leases_and_disables_it_when_the_clean_up_fails() {
+    let env = TestEnv::new("leaseclean").await.expect("env");
+    let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+        "metadata": {"name": "e2e"},
+        "spec": {"cleanupJob": {"type": "periodic", "agent": "kubernetes", "job": "clean-e2e",
+                                "pod_spec": {"containers": [{"image": "busybox"}]}}},
+    }))
+    .expect("pool");
+    env.api::<prow_api::testclusterpool::TestClusterPool>()
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    create_cluster(&env, "c1").await;
+    let (jobs, clusters) = (env.api::<ProwJob>(), env.api::<TestCluster>());
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    let _operator = start_operator(&env, &[]).expect("operator");
+    for name in ["first", "second"] {
+        jobs.create(&PostParams::default(), &pool_job(name))
+            .await
+            .expect("job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_job(&jobs, "first", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("first runs");
+    driver.succeed("first").await.expect("first done");
+
+    // The clean-up job runs against c1 before anyone else gets it.
+    let cleanup = cleanup_job_of(&jobs, "c1", None).await;
+    let cleaning = clusters.get("c1").await.expect("c1");
+    assert_eq!(
+        cleaning.status.as_ref().and_then(|s| s.phase),
+        Some(ClusterPhase::Cleaning)
+    );
+    let second = jobs.get("second").await.expect("second");
+    assert_eq!(
+        second.state(),
+        ProwJobState::Triggered,
+        "waits for the clean-up"
+    );
+    wait_for_job(&jobs, &cleanup, WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("clean-up runs");
+    let pod = env
+        .api::<k8s_openapi::api::core::v1::Pod>()
+        .get(&cleanup)
+        .await
+        .expect("pod");
+    assert_eq!(env_of(&pod)["TEST_CLUSTER"], "c1");
+    driver.succeed(&cleanup).await.expect("clean-up done");
+    wait_for_job(&jobs, "second", WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("second gets the cleaned cluster");
+
+    // A failed clean-up takes the cluster out of the pool, saying why.
+    driver.succeed("second").await.expect("second done");
+    let failing = cleanup_job_of(&jobs, "c1", Some(&cleanup)).await;
+    wait_for_job(&jobs, &failing, WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("clean-up runs");
+    driver
+        .finish(&failing, |_| 1)
+        .await
+        .expect("clean-up fails");
+    let disabled = eventually("c1 disabled", WAIT, || async {
+        let c = clusters.get("c1").await?;
+        Ok(c.status.filter(|s| s.phase == Some(ClusterPhase::Disabled)))
+    })
+    .await
+    .expect("disabled");
+    let reason = disabled.disabled_reason.expect("reason");
+    assert!(reason.contains(&failing), "{reason}");
+}

@@ -24,7 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::compat::{parse, BadCall, Call};
 use prow_api::lease::{transition, Holder, Refused, Request};
 use prow_api::pool::{leasable, line, Pool};
-use prow_api::testclusterpool::TestClusterPool;
+use prow_api::testclusterpool::{create_cluster_job, TestClusterPool};
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
@@ -598,47 +598,6 @@ impl Compat {
             "CimasterAPI",
         );
     }
-}
-
-/// The ProwJob a pool's `createClusterJob` template makes for `user` and `branch`: the
-/// template's spec, a generated name, and `CLUSTER_POOL`, `REQUESTED_BY` and `BRANCH` in every
-/// container's env.
-pub fn create_cluster_job(
-    template: &serde_json::Value,
-    pool: &str,
-    user: &str,
-    branch: &str,
-) -> Result<ProwJob, String> {
-    let mut spec = template.clone();
-    if let Some(containers) = spec
-        .pointer_mut("/pod_spec/containers")
-        .and_then(|c| c.as_array_mut())
-    {
-        for container in containers {
-            let env = container
-                .as_object_mut()
-                .map(|c| c.entry("env").or_insert_with(|| serde_json::json!([])));
-            if let Some(list) = env.and_then(|e| e.as_array_mut()) {
-                for (name, value) in [
-                    ("CLUSTER_POOL", pool),
-                    ("REQUESTED_BY", user),
-                    ("BRANCH", branch),
-                ] {
-                    list.push(serde_json::json!({"name": name, "value": value}));
-                }
-            }
-        }
-    }
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "prow.k8s.io/v1",
-        "kind": "ProwJob",
-        "metadata": {
-            "generateName": format!("create-cluster-{pool}-"),
-            "labels": {"prow-operator.dev/create-cluster-for": pool},
-        },
-        "spec": spec,
-    }))
-    .map_err(|e| format!("the pool's createClusterJob is not a ProwJob spec: {e}"))
 }
 
 /// A cluster's phase and holder, for the answers.

@@ -27,8 +27,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::lease::{transition, with_health, PoolPolicy, Request};
 use prow_api::pool::{leasable, line, Pool};
 use prow_api::testcluster::SecretKeyRef;
-use prow_api::testclusterpool::{pool_status, TestClusterPool};
-use prow_api::{labels, ClusterPhase, ProwJob, TestCluster};
+use prow_api::testclusterpool::{cleanup_job, pool_status, TestClusterPool};
+use prow_api::{labels, ClusterPhase, ProwJob, ProwJobState, TestCluster, TestClusterStatus};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
 use tokio::sync::mpsc;
@@ -68,6 +68,9 @@ pub struct Clusters {
     pub pools: Store<TestClusterPool>,
     /// Whether the cache has its first list.
     pub synced: Synced,
+    /// The namespace whose ProwJobs the operator reconciles, if only one: clean-up jobs are
+    /// created there.
+    pub watch_namespace: Option<String>,
     written: Mutex<HashMap<ObjectRef<TestCluster>, Written>>,
     wake: mpsc::UnboundedSender<ObjectRef<TestCluster>>,
 }
@@ -118,6 +121,7 @@ pub fn watch(
         store,
         pools,
         synced,
+        watch_namespace: watch_namespace.map(str::to_string),
         written: Mutex::default(),
         wake,
     });
@@ -139,6 +143,7 @@ impl Clusters {
             store,
             pools: reflector::store().0,
             synced: Synced::already(),
+            watch_namespace: None,
             written: Mutex::default(),
             wake,
         })
@@ -178,22 +183,21 @@ impl Clusters {
     }
 
     /// The settings of pool `pool` of `namespace`: its TestClusterPool's, or the defaults (also
-    /// when its settings do not read, which admission refuses). Clean-up jobs are not run yet,
-    /// so a released cluster goes straight back to Vacant.
+    /// when its settings do not read, which admission refuses).
     pub fn policy(&self, namespace: &str, pool: &str) -> PoolPolicy {
-        let object = self.pools.get(&ObjectRef::new(pool).within(namespace));
-        let policy = match object.map(|p| p.spec.policy()) {
+        match self.pool(namespace, pool).map(|p| p.spec.policy()) {
             Some(Ok(policy)) => policy,
             Some(Err(bad)) => {
                 tracing::warn!(namespace, pool, error = %bad, "pool settings do not read; using the defaults");
                 PoolPolicy::default()
             }
             None => PoolPolicy::default(),
-        };
-        PoolPolicy {
-            cleanup: false,
-            ..policy
         }
+    }
+
+    /// The TestClusterPool of pool `pool` of `namespace`, if there is one.
+    pub fn pool(&self, namespace: &str, pool: &str) -> Option<Arc<TestClusterPool>> {
+        self.pools.get(&ObjectRef::new(pool).within(namespace))
     }
 
     /// Replaces `cluster`'s status with the one it carries, at the resourceVersion it carries
@@ -307,6 +311,7 @@ pub fn run(
         recorder,
         wake_jobs,
         default_pod_namespace,
+        cleanups: Mutex::default(),
     });
     let statuses = keep_pool_statuses(ctx.clone(), shutdown.clone());
     let controller = queue::run(store, synced, requests, 4, shutdown, move |cluster| {
@@ -386,6 +391,9 @@ struct Ctx {
     recorder: Recorder,
     wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
     default_pod_namespace: String,
+    /// Clean-up jobs made, by cluster (`namespace/name`), until their name is in the
+    /// cluster's status.
+    cleanups: Mutex<HashMap<String, String>>,
 }
 
 /// Fetch (the cluster as last written, the jobs) -> decide (`prow_api::lease`) -> apply (one
@@ -408,6 +416,9 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         return Ok(action);
     }
     let policy = ctx.clusters.policy(&ns, &cluster.spec.pool);
+    if phase == ClusterPhase::Cleaning {
+        return clean_up(&cluster, &status, ctx).await;
+    }
     let can_check = policy.health.is_some() && cluster.spec.kubeconfig_secret_ref.is_some();
     let waits_for_check = status
         .conditions
@@ -515,6 +526,141 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         "Release",
     );
     Ok(Action::await_change())
+}
+
+/// How often a Cleaning cluster looks at its clean-up job by itself (the job's end wakes it
+/// sooner).
+const CLEANUP_RECHECK: Duration = Duration::from_secs(30);
+
+/// A Cleaning cluster: starts its pool's clean-up job once for this clean-up (its name goes
+/// into the cluster's `status.cleanupJob`), and when the job ends makes the cluster Vacant
+/// (success) or Disabled with the reason (any other end).
+async fn clean_up(
+    cluster: &TestCluster,
+    status: &TestClusterStatus,
+    ctx: &Ctx,
+) -> Result<Action, kube::Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", cluster.name_any());
+    let jobs_ns = ctx
+        .clusters
+        .watch_namespace
+        .clone()
+        .unwrap_or_else(|| ns.clone());
+    let Some(name) = status.cleanup_job.clone() else {
+        let template = ctx
+            .clusters
+            .pool(&ns, &cluster.spec.pool)
+            .and_then(|p| p.spec.cleanup_job.clone());
+        let Some(template) = template else {
+            // The pool no longer cleans its clusters.
+            let note = "The pool has no clean-up job any more.".to_string();
+            return finish_cleanup(cluster, status, Request::CleanedUp, "CleanedUp", note, ctx)
+                .await;
+        };
+        // A job this process made whose name did not reach the status (a lost race) is used,
+        // not made twice.
+        let made = lock(&ctx.cleanups).get(&key).cloned();
+        let made = match made {
+            Some(made) => made,
+            None => match cleanup_job(&template, cluster) {
+                Ok(job) => {
+                    let made = Api::<ProwJob>::namespaced(ctx.client.clone(), &jobs_ns)
+                        .create(&PostParams::default(), &job)
+                        .await?
+                        .name_any();
+                    lock(&ctx.cleanups).insert(key.clone(), made.clone());
+                    crate::events::publish(
+                        &ctx.recorder,
+                        cluster.object_ref(&()),
+                        false,
+                        "CleanupStarted",
+                        format!("Clean-up job {made} started."),
+                        "Cleanup",
+                    );
+                    made
+                }
+                Err(why) => {
+                    let reason = format!("its pool's clean-up job cannot be made: {why}");
+                    let request = Request::Disable {
+                        reason: reason.clone(),
+                    };
+                    return finish_cleanup(cluster, status, request, "CleanupFailed", reason, ctx)
+                        .await;
+                }
+            },
+        };
+        let mut updated = cluster.clone();
+        updated.status = Some(TestClusterStatus {
+            cleanup_job: Some(made),
+            ..status.clone()
+        });
+        ctx.clusters.write(&ctx.client, &updated).await?;
+        lock(&ctx.cleanups).remove(&key);
+        return Ok(Action::requeue(CLEANUP_RECHECK));
+    };
+    let job = match ctx.jobs.get(&ObjectRef::new(&name).within(&jobs_ns)) {
+        Some(job) => Some(job),
+        // Not in the cache: just made, or deleted.
+        None => Api::<ProwJob>::namespaced(ctx.client.clone(), &jobs_ns)
+            .get_opt(&name)
+            .await?
+            .map(Arc::new),
+    };
+    let request = match job {
+        None => Request::Disable {
+            reason: format!("clean-up job {name} is gone before it ended"),
+        },
+        Some(job) if !job.is_complete() => return Ok(Action::requeue(CLEANUP_RECHECK)),
+        Some(job) if job.state() == ProwJobState::Success => Request::CleanedUp,
+        Some(job) => Request::Disable {
+            reason: format!(
+                "clean-up job {name} ended {:?}: {}",
+                job.state(),
+                job.status
+                    .as_ref()
+                    .map(|s| s.description.as_str())
+                    .unwrap_or_default()
+            ),
+        },
+    };
+    let (reason, note) = match &request {
+        Request::Disable { reason } => ("CleanupFailed", reason.clone()),
+        _ => ("CleanedUp", format!("Clean-up job {name} succeeded.")),
+    };
+    finish_cleanup(cluster, status, request, reason, note, ctx).await
+}
+
+/// Writes the end of a clean-up (Vacant, or Disabled) at the version it was decided on.
+async fn finish_cleanup(
+    cluster: &TestCluster,
+    status: &TestClusterStatus,
+    request: Request,
+    reason: &str,
+    note: String,
+    ctx: &Ctx,
+) -> Result<Action, kube::Error> {
+    let name = cluster.name_any();
+    let policy = PoolPolicy::default();
+    if let Ok(Some(new)) = transition(&name, status, &request, &policy, Timestamp::now()) {
+        let mut updated = cluster.clone();
+        updated.status = Some(new);
+        ctx.clusters.write(&ctx.client, &updated).await?;
+        let warning = matches!(request, Request::Disable { .. });
+        crate::events::publish(
+            &ctx.recorder,
+            cluster.object_ref(&()),
+            warning,
+            reason,
+            note,
+            "Cleanup",
+        );
+    }
+    Ok(Action::await_change())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the cluster's API answers `/readyz` within `timeout`, through the kubeconfig in
@@ -625,9 +771,9 @@ fn wake_pool(namespace: &str, pool: &str, ctx: &Ctx) {
     }
 }
 
-/// The jobs that end a lease by being deleted, from the job watch: each asks for the cluster it
-/// holds, if any, to be looked at. (A job that finishes ends its own lease; one finished by
-/// someone else is found by the cluster's periodic look at its holder.)
+/// The jobs that end a lease by being deleted, and the clean-up jobs that end, from the job
+/// watch: each asks for its cluster, if any, to be looked at. (A job that finishes ends its own
+/// lease; one finished by someone else is found by the cluster's periodic look at its holder.)
 pub fn notice_gone_holders<S>(
     clusters: Arc<Clusters>,
     events: S,
@@ -636,11 +782,21 @@ where
     S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
 {
     events.inspect(move |event| {
-        let Ok(watcher::Event::Delete(job)) = event else {
-            return;
-        };
-        if let Some(uid) = job.metadata.uid.as_deref() {
-            clusters.holder_gone(uid);
+        match event {
+            Ok(watcher::Event::Delete(job)) => {
+                if let Some(uid) = job.metadata.uid.as_deref() {
+                    clusters.holder_gone(uid);
+                }
+            }
+            // A clean-up job that ended: its cluster is Vacant again, or disabled.
+            Ok(watcher::Event::Apply(job)) if job.is_complete() => {
+                if let Some(cluster) = job.labels().get(labels::CLEANS) {
+                    let _ = clusters
+                        .wake
+                        .send(ObjectRef::new(cluster).within(&job.spec.namespace));
+                }
+            }
+            _ => {}
         }
     })
 }

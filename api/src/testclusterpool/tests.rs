@@ -140,3 +140,64 @@ fn a_pool_turns_its_health_check_on_with_defaults_or_its_own_timings() {
     let bad = spec(json!({"timeout": "soon"})).policy().expect_err("bad");
     assert_eq!(bad.field, "spec.healthCheck.timeout");
 }
+
+#[test]
+fn a_clean_up_job_runs_beside_its_cluster_with_its_name_region_and_kubeconfig() {
+    let template = json!({"type": "periodic", "agent": "kubernetes", "job": "clean-e2e",
+        "pod_spec": {"containers": [{"image": "toolbox", "env": [{"name": "TEST_CLUSTER", "value": "x"}]}]}});
+    let cluster: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "c1", "namespace": "test-pods"},
+        "spec": {"pool": "e2e", "region": "eu", "kubeconfigSecretRef": {"name": "c1-kc", "key": "config"}},
+    }))
+    .expect("cluster");
+    let job = cleanup_job(&template, &cluster).expect("job");
+    assert_eq!(job.metadata.generate_name.as_deref(), Some("c1-cleanup-"));
+    assert_eq!(
+        job.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::labels::CLEANS))
+            .map(String::as_str),
+        Some("c1")
+    );
+    assert_eq!(
+        job.spec.namespace, "test-pods",
+        "beside the cluster's Secret"
+    );
+    let pod = job.spec.pod_spec.as_ref().expect("pod spec");
+    let env: BTreeMap<String, String> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env["TEST_CLUSTER"], "c1",
+        "the cluster, not the template's value"
+    );
+    assert_eq!(env["TEST_CLUSTER_REGION"], "eu");
+    assert_eq!(env["KUBECONFIG"], "/etc/test-cluster/config");
+    let volume = &pod.volumes.as_ref().expect("volumes")[0];
+    assert_eq!(
+        volume
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref()),
+        Some("c1-kc")
+    );
+    let made = create_cluster_job(&template, "e2e", "carol", "main").expect("job");
+    assert_eq!(
+        made.metadata.generate_name.as_deref(),
+        Some("create-cluster-e2e-")
+    );
+    let env: Vec<String> = made.spec.pod_spec.expect("pod").containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(env.contains(&"REQUESTED_BY=carol".to_string()), "{env:?}");
+    assert!(env.contains(&"BRANCH=main".to_string()), "{env:?}");
+    assert!(cleanup_job(&json!({"type": 7}), &cluster).is_err());
+}

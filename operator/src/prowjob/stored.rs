@@ -57,7 +57,12 @@ pub fn strip_job(job: &mut ProwJob) {
         spec.refs = None;
         let meta = &mut job.metadata;
         meta.annotations = None;
-        meta.labels = None;
+        // A clean-up job's end is read by its cluster's reconciler, which finds it by label.
+        meta.labels = meta
+            .labels
+            .take()
+            .and_then(|mut l| l.remove_entry(prow_api::labels::CLEANS))
+            .map(|(k, v)| [(k, v)].into_iter().collect());
         meta.owner_references = None;
         meta.finalizers = None;
         meta.generate_name = None;
