@@ -306,6 +306,24 @@ pub fn create_cluster_job(
     )
 }
 
+/// Whether a pool grows now: jobs wait, none of its clusters is vacant, no create-cluster job
+/// of it runs (`building`), and it has fewer than `max_size` clusters; only with a
+/// `createClusterJob` to grow with.
+pub fn should_grow(
+    spec: &TestClusterPoolSpec,
+    status: &TestClusterPoolStatus,
+    building: usize,
+) -> bool {
+    let clusters = status.clusters;
+    let size =
+        clusters.vacant + clusters.leased + clusters.held + clusters.cleaning + clusters.disabled;
+    spec.create_cluster_job.is_some()
+        && status.waiting > 0
+        && clusters.vacant == 0
+        && building == 0
+        && spec.max_size.is_some_and(|max| size < max)
+}
+
 /// The status of `pool`: its clusters by phase (`clusters` are its namespace's), and its line
 /// of waiting jobs.
 pub fn pool_status<'a>(

@@ -485,3 +485,63 @@ async fn a_pool_cleans_a_cluster_between_leases_and_disables_it_when_the_clean_u
     let reason = disabled.disabled_reason.expect("reason");
     assert!(reason.contains(&failing), "{reason}");
 }
+
+#[tokio::test]
+async fn a_pool_below_its_maximum_runs_its_create_cluster_job_when_jobs_wait() {
+    let env = TestEnv::new("leasegrow").await.expect("env");
+    let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+        "metadata": {"name": "e2e"},
+        "spec": {"maxSize": 1,
+                 "createClusterJob": {"type": "periodic", "agent": "kubernetes", "job": "make-e2e",
+                                      "pod_spec": {"containers": [{"image": "busybox"}]}}},
+    }))
+    .expect("pool");
+    env.api::<prow_api::testclusterpool::TestClusterPool>()
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    let jobs = env.api::<ProwJob>();
+    let _operator = start_operator(&env, &[]).expect("operator");
+    jobs.create(&PostParams::default(), &pool_job("waits"))
+        .await
+        .expect("job");
+    let builders = || async {
+        let all = jobs
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("prow-operator.dev/create-cluster-for=e2e"),
+            )
+            .await?;
+        Ok::<_, anyhow::Error>(all.items)
+    };
+    let made = eventually("a create-cluster job", WAIT, || async {
+        let all = builders().await?;
+        Ok((!all.is_empty()).then_some(all))
+    })
+    .await
+    .expect("the pool grows");
+    assert_eq!(made.len(), 1);
+    let env_of_job: Vec<String> = made[0].spec.pod_spec.as_ref().expect("pod").containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(
+        env_of_job.contains(&"CLUSTER_POOL=e2e".to_string()),
+        "{env_of_job:?}"
+    );
+    // One at a time: another tick of the pool makes no second one.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(builders().await.expect("list").len(), 1);
+    // The job built a cluster (here the test adds it): the waiting job gets it.
+    create_cluster(&env, "built").await;
+    let waited = wait_for_job(&jobs, "waits", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("leases the new cluster");
+    assert_eq!(
+        waited.status.and_then(|s| s.test_cluster).as_deref(),
+        Some("built")
+    );
+}

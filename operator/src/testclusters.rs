@@ -27,7 +27,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::lease::{transition, with_health, PoolPolicy, Request};
 use prow_api::pool::{leasable, line, Pool};
 use prow_api::testcluster::SecretKeyRef;
-use prow_api::testclusterpool::{cleanup_job, pool_status, TestClusterPool};
+use prow_api::testclusterpool::{
+    cleanup_job, create_cluster_job, pool_status, should_grow, TestClusterPool,
+};
 use prow_api::{labels, ClusterPhase, ProwJob, ProwJobState, TestCluster, TestClusterStatus};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
@@ -312,6 +314,7 @@ pub fn run(
         wake_jobs,
         default_pod_namespace,
         cleanups: Mutex::default(),
+        grown: Mutex::default(),
     });
     let statuses = keep_pool_statuses(ctx.clone(), shutdown.clone());
     let controller = queue::run(store, synced, requests, 4, shutdown, move |cluster| {
@@ -364,6 +367,7 @@ async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             };
             let mut status = pool_status(&pool, &members, jobs.iter().map(|j| j.as_ref()));
             status.observed_generation = object.metadata.generation;
+            grow(&object, &ns, &name, &status, &jobs, &ctx).await;
             if object.status.as_ref() == Some(&status) {
                 continue;
             }
@@ -383,6 +387,79 @@ async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// How long a create-cluster job this process made counts as building before the job cache
+/// shows it.
+const BUILD_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the pool's create-cluster job when it should grow (`prow_api::testclusterpool::
+/// should_grow`).
+async fn grow(
+    object: &TestClusterPool,
+    ns: &str,
+    name: &str,
+    status: &prow_api::testclusterpool::TestClusterPoolStatus,
+    jobs: &[Arc<ProwJob>],
+    ctx: &Ctx,
+) {
+    let jobs_ns = ctx
+        .clusters
+        .watch_namespace
+        .clone()
+        .unwrap_or_else(|| ns.to_string());
+    let key = format!("{ns}/{name}");
+    let building = jobs
+        .iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(jobs_ns.as_str()) && !j.is_complete())
+        .filter(|j| {
+            j.labels()
+                .get(labels::CREATES_CLUSTER_FOR)
+                .map(String::as_str)
+                == Some(name)
+        })
+        .count();
+    let just_made = lock(&ctx.grown)
+        .get(&key)
+        .is_some_and(|at| at.elapsed() < BUILD_GRACE);
+    let building = building + usize::from(just_made && building == 0);
+    let Some(template) = object.spec.create_cluster_job.as_ref() else {
+        return;
+    };
+    if !should_grow(&object.spec, status, building) {
+        return;
+    }
+    let job = match create_cluster_job(template, name, MANAGER, "") {
+        Ok(job) => job,
+        Err(why) => {
+            tracing::warn!(pool = %name, namespace = %ns, %why, "the pool's create-cluster job cannot be made");
+            return;
+        }
+    };
+    match Api::<ProwJob>::namespaced(ctx.client.clone(), &jobs_ns)
+        .create(&PostParams::default(), &job)
+        .await
+    {
+        Ok(made) => {
+            lock(&ctx.grown).insert(key, std::time::Instant::now());
+            tracing::info!(pool = %name, namespace = %ns, job = %made.name_any(), waiting = status.waiting, "growing the pool");
+            crate::events::publish(
+                &ctx.recorder,
+                object.object_ref(&()),
+                false,
+                "Growing",
+                format!(
+                    "Create-cluster job {} started: {} jobs wait and no cluster is vacant.",
+                    made.name_any(),
+                    status.waiting
+                ),
+                "Grow",
+            );
+        }
+        Err(e) => {
+            tracing::warn!(pool = %name, namespace = %ns, error = %e, "starting the pool's create-cluster job")
+        }
+    }
+}
+
 struct Ctx {
     client: Client,
     clusters: Arc<Clusters>,
@@ -394,6 +471,8 @@ struct Ctx {
     /// Clean-up jobs made, by cluster (`namespace/name`), until their name is in the
     /// cluster's status.
     cleanups: Mutex<HashMap<String, String>>,
+    /// When this process last made a pool's create-cluster job, by pool (`namespace/name`).
+    grown: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Fetch (the cluster as last written, the jobs) -> decide (`prow_api::lease`) -> apply (one

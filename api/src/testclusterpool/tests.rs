@@ -201,3 +201,45 @@ fn a_clean_up_job_runs_beside_its_cluster_with_its_name_region_and_kubeconfig() 
     assert!(env.contains(&"BRANCH=main".to_string()), "{env:?}");
     assert!(cleanup_job(&json!({"type": 7}), &cluster).is_err());
 }
+
+#[test]
+fn a_pool_grows_while_jobs_wait_with_nothing_vacant_below_its_maximum() {
+    let spec: TestClusterPoolSpec = serde_json::from_value(json!({
+        "createClusterJob": {"type": "periodic", "agent": "kubernetes", "job": "make"},
+        "maxSize": 3,
+    }))
+    .expect("spec");
+    let status = |vacant: i32, leased: i32, waiting: i32| TestClusterPoolStatus {
+        clusters: PhaseCounts {
+            vacant,
+            leased,
+            ..PhaseCounts::default()
+        },
+        waiting,
+        ..TestClusterPoolStatus::default()
+    };
+    assert!(should_grow(&spec, &status(0, 2, 1), 0));
+    assert!(!should_grow(&spec, &status(0, 2, 0), 0), "nobody waits");
+    assert!(
+        !should_grow(&spec, &status(1, 1, 1), 0),
+        "a cluster is vacant"
+    );
+    assert!(
+        !should_grow(&spec, &status(0, 2, 1), 1),
+        "one is being built"
+    );
+    assert!(!should_grow(&spec, &status(0, 3, 4), 0), "at its maximum");
+    let no_max = TestClusterPoolSpec {
+        max_size: None,
+        ..spec.clone()
+    };
+    assert!(
+        !should_grow(&no_max, &status(0, 2, 1), 0),
+        "no maximum: never grows by itself"
+    );
+    let no_template = TestClusterPoolSpec {
+        create_cluster_job: None,
+        ..spec
+    };
+    assert!(!should_grow(&no_template, &status(0, 2, 1), 0));
+}
