@@ -35,6 +35,7 @@ install_packages() {
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v kubectl >/dev/null || missing+=(kubectl)
+  command -v curl >/dev/null || missing+=(curl)
   if [ ! -x "$APISERVER" ]; then
     [ -x /usr/lib/go-1.19/bin/go ] || missing+=(golang-1.19-go)
     command -v rsync >/dev/null || missing+=(rsync)

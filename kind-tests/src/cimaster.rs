@@ -52,7 +52,11 @@ pub fn call(
     if !body.is_empty() {
         request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    // As curl does: a GET without a body carries no Content-Length.
+    if method != "GET" || !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str(&format!("\r\n{body}"));
     stream.write_all(request.as_bytes())?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;

@@ -413,3 +413,31 @@ async fn a_pools_settings_bound_holds_and_its_status_counts_clusters_and_waiting
         .expect("kubectl");
     assert!(printed.contains("WAITING"), "{printed}");
 }
+
+#[tokio::test]
+async fn a_curl_only_script_goes_through_every_cimaster_transition() {
+    let env = TestEnv::new("cimasterflow").await.expect("env");
+    let (_operator, api) = operator_with_api(&env, &["--compat-allow-anonymous"]).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cimaster-flow.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args([&api, &env.namespace])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("the script runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("cimaster-flow: ok"), "{said}");
+    for seen in [
+        "flow-1: Disabled",
+        "flow-1: Leased",
+        "flow-1: Held",
+        "flow-1: deleted",
+    ] {
+        assert!(said.contains(seen), "{seen} in {said}");
+    }
+}

@@ -137,17 +137,36 @@ pub async fn serve(
     Ok(server.run())
 }
 
+/// The largest form body a POST may carry.
+const BODY_LIMIT: u64 = 64 * 1024;
+
+/// A body over [`BODY_LIMIT`].
+#[derive(Debug)]
+struct TooLarge;
+
+impl warp::reject::Reject for TooLarge {}
+
 /// `GET` or `POST /CALL?params`; a POST may carry its parameters as a form body too.
 fn routes(
     compat: Arc<Compat>,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let method = warp::get().or(warp::post()).unify();
+    // A GET (as curl sends it) has no Content-Length, so warp's length limit, which requires
+    // one, is checked only when the header is there.
+    let small_body = warp::header::optional::<u64>("content-length")
+        .and_then(|length: Option<u64>| async move {
+            match length {
+                Some(n) if n > BODY_LIMIT => Err(warp::reject::custom(TooLarge)),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one();
     method
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::content_length_limit(64 * 1024))
+        .and(small_body)
         .and(warp::body::bytes())
         .and_then(move |call: String, query: String, auth, body: Bytes| {
             let compat = compat.clone();
