@@ -9,6 +9,9 @@
 #                                 API server listens on the Docker bridge instead (172.17.0.1,
 #                                 where pods reach it), ServiceAccount tokens work, and a kubelet
 #                                 on the local Docker engine registers a Ready node (node.sh)
+#   control-plane.sh up DIR --bridge    etcd + kube-apiserver on the Docker bridge, without a
+#                                 node: another cluster that pods of the node can reach (the
+#                                 test clusters of a pool)
 #   control-plane.sh down DIR     stop what `up` started, by process id
 #   control-plane.sh apiserver-stop DIR    stop only kube-apiserver (an outage, for tests)
 #   control-plane.sh apiserver-start DIR   start it again as `up` did; waits until it is ready
@@ -146,6 +149,13 @@ up() {
     # dialled at their endpoints (no kube-proxy for Service IPs).
     node_flags=(--authorization-mode=Node,RBAC --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ServiceAccount
       --kubelet-preferred-address-types=InternalIP --enable-aggregator-routing=true)
+  elif [ "$node" = --bridge ]; then
+    # Another API server pods can reach (a test cluster of a pool), without a node of its own.
+    host=$(bridge_ip)
+    [ -n "$host" ] || { log "no Docker bridge: start the engine first (up DIR --node)"; exit 1; }
+    san="$san,IP:$host"
+    node_flags=(--authorization-mode=RBAC --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook
+      --disable-admission-plugins=ServiceAccount)
   else
     node_flags=(--authorization-mode=RBAC --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook
       --disable-admission-plugins=ServiceAccount)
@@ -254,10 +264,10 @@ case "${1:-}" in
     build_binaries kube-apiserver
     if [ "${2:-}" = --node ]; then build_binaries "${NODE_BINARIES[@]}"; fi
     ;;
-  up) up "${2:?usage: $0 up DIR [--node]}" "${3:-}" ;;
+  up) up "${2:?usage: $0 up DIR [--node|--bridge]}" "${3:-}" ;;
   down) down "${2:?usage: $0 down DIR}" ;;
   apiserver-stop) stop_process "${2:?usage: $0 apiserver-stop DIR}" apiserver ;;
   apiserver-start) start_apiserver "${2:?usage: $0 apiserver-start DIR}"; wait_ready "$2" ;;
   path) echo "$APISERVER" ;;
-  *) echo "usage: $0 install [--node] | up DIR [--node] | down DIR | apiserver-stop DIR | apiserver-start DIR | path" >&2; exit 2 ;;
+  *) echo "usage: $0 install [--node] | up DIR [--node|--bridge] | down DIR | apiserver-stop DIR | apiserver-start DIR | path" >&2; exit 2 ;;
 esac
