@@ -45,8 +45,10 @@ fi
 kubectl apply --server-side -f charts/prow-operator/crds/ >/dev/null
 kubectl wait --for condition=established --timeout=30s crd --all >/dev/null
 
+# The cimaster-compatible API on loopback, without tokens: a local demo only.
 "$root/target/debug/prow-operator" --listen 127.0.0.1:8080 --pod-namespace test-pods \
-  --pod-deletion-grace-seconds 0 >"$state/operator.log" 2>&1 &
+  --pod-deletion-grace-seconds 0 --compat-listen 127.0.0.1:8082 --compat-pool gke-e2e \
+  --compat-allow-anonymous >"$state/operator.log" 2>&1 &
 pids+=($!)
 # The webhook over TLS, registered with the API server by URL (no Service here).
 certs="$state/webhook-certs"
@@ -123,7 +125,9 @@ In another terminal:
   export KUBECONFIG=$KUBECONFIG
   kubectl get prowjobs -n prow -w          # jobs move triggered -> pending -> success/failure
   kubectl get pods -n test-pods            # one pod per job, named after it
-  kubectl get testclusters,presets -A      # the cluster pool and the presets
+  kubectl get testclusters,presets -A      # the cluster pool (one leased to e2e-leases-a-cluster) and the presets
+  curl -s '127.0.0.1:8082/getvacant?build=1&job=e2e'   # cimaster's API: leases the other cluster
+  curl -s '127.0.0.1:8082/finishtest?cluster=e2e-us-1' # and gives it back
   kubectl describe prowjob -n prow lint-fails   # Events: Pending, Failed
   kubectl logs -n test-pods lint-fails     # what the failing job printed, and why it failed
   kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations}{"\\n"}{.spec.pod_spec.containers[0].env}{"\\n"}'
@@ -139,11 +143,20 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
   # Non-interactive check: wait for the example jobs to finish, print them, stop.
   for _ in $(seq 1 120); do
     done_count=$(kubectl get prowjobs -n prow -o jsonpath='{range .items[*]}{.status.completionTime}{"\n"}{end}' | grep -c . || true)
-    [ "$done_count" -ge 5 ] && break
+    [ "$done_count" -ge 6 ] && break
     sleep 1
   done
   kubectl get prowjobs -n prow
   echo "presets injected into unit-passes: $(kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations.prow-operator\.dev/presets}')"
+  leased=$(kubectl get prowjob -n prow e2e-leases-a-cluster -o jsonpath='{.status.testCluster}')
+  [ -n "$leased" ] || { echo "e2e-leases-a-cluster leased no test cluster" >&2; exit 1; }
+  echo "e2e-leases-a-cluster ran on test cluster $leased; the pool now:"
+  if [ -n "$node" ]; then
+    kubectl logs -n test-pods e2e-leases-a-cluster | sed 's/^/  /'
+  fi
+  kubectl get testclusters -n test-pods
+  vacant=$(curl -s '127.0.0.1:8082/getvacant?build=1&job=demo')
+  echo "cimaster API: getvacant -> $vacant; finishtest -> $(curl -s "127.0.0.1:8082/finishtest?cluster=$vacant")"
   if [ -n "$node" ]; then
     echo "kubectl logs -n test-pods lint-fails:"
     kubectl logs -n test-pods lint-fails | sed 's/^/  /'
