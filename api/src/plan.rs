@@ -18,7 +18,9 @@ use crate::dedupe::{superseded_by, supersedes};
 use crate::lease::{transition, PoolPolicy, Request};
 use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
 use crate::pod_view::PodView;
-use crate::pool::{assign, holder_of, lease_of, line, waiting_description, LeasedCluster, Pool};
+use crate::pool::{
+    assign, holder_of, leasable, lease_of, line, waiting_description, LeasedCluster, Pool,
+};
 use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
@@ -394,7 +396,7 @@ fn start<J: Borrow<ProwJob>>(
                     .iter()
                     .position(|j| j.metadata.uid.as_deref() == uid)
                     .map_or(line.len() + 1, |i| i + 1);
-                let why = waiting_description(pool.name, place, line.len().max(place));
+                let why = waiting_description(pool.name, place);
                 return Plan {
                     requeue: Some(POOL_RECHECK),
                     ..waiting(job, why, facts.now)
@@ -519,6 +521,7 @@ fn finished<J: Borrow<ProwJob>>(
     };
     let jobs: Vec<&ProwJob> = peers.get().collect();
     let next = next_in_pool(facts, &jobs);
+    let handoff = !next.is_empty();
     Plan {
         status: Some(StatusChange::finished(
             facts.job,
@@ -538,20 +541,30 @@ fn finished<J: Borrow<ProwJob>>(
             .map(key)
             .collect(),
         requeue: None,
-        lease: release(facts).map(|end| LeaseWrite {
-            handoff: next.is_some(),
-            ..end
-        }),
+        lease: release(facts).map(|end| LeaseWrite { handoff, ..end }),
     }
 }
 
-/// The first job waiting in the pool of a job that frees a cluster.
-fn next_in_pool<'p>(facts: &Facts, jobs: &[&'p ProwJob]) -> Option<&'p ProwJob> {
-    let pool = Pool::of(facts.job, facts.default_pod_namespace)?;
-    held(facts)?;
+/// The jobs waiting in the pool of a job that frees a cluster that get a cluster now: as many
+/// of the first in line as there are clusters free with this one. (Another cluster freed a
+/// moment ago may not be taken yet; waking only the first would leave it to the next look.)
+fn next_in_pool<'p>(facts: &Facts, jobs: &[&'p ProwJob]) -> Vec<&'p ProwJob> {
+    let Some(pool) = Pool::of(facts.job, facts.default_pod_namespace) else {
+        return Vec::new();
+    };
+    if held(facts).is_none() {
+        return Vec::new();
+    }
+    let free = facts
+        .clusters
+        .iter()
+        .filter(|c| leasable(c, pool.name))
+        .count();
     line(&pool, jobs.iter().copied(), facts.clusters)
         .into_iter()
-        .find(|j| j.metadata.uid != facts.job.metadata.uid)
+        .filter(|j| j.metadata.uid != facts.job.metadata.uid)
+        .take(free + 1)
+        .collect()
 }
 
 #[cfg(test)]

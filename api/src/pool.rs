@@ -161,9 +161,11 @@ pub fn assign<'a>(
     line(pool, jobs, clusters).into_iter().zip(free).collect()
 }
 
-/// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line.
-pub fn waiting_description(pool: &str, position: usize, of: usize) -> String {
-    format!("Waiting for a test cluster of pool {pool:?}: number {position} of {of} in line.")
+/// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line. Not the
+/// length of the line: that changes with every job that joins it, and each change would be a
+/// status write for every waiting job.
+pub fn waiting_description(pool: &str, position: usize) -> String {
+    format!("Waiting for a test cluster of pool {pool:?}: number {position} in line.")
 }
 
 #[cfg(test)]

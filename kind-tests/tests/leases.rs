@@ -151,16 +151,16 @@ async fn a_pool_job_leases_a_cluster_before_its_pod_and_hands_it_to_the_next_in_
         .await
         .expect("c");
     let c = wait_for_job(&jobs, "c", WAIT, |j| {
-        description(j).contains("number 2 of 2")
+        description(j).contains("number 2 in line")
     })
     .await
     .expect("c waits second");
     assert_eq!(c.state(), ProwJobState::Triggered);
     let b = wait_for_job(&jobs, "b", WAIT, |j| {
-        description(j).contains("number 1 of 2")
+        description(j).contains("number 1 in line")
     })
     .await
-    .expect("b's count of the line follows");
+    .expect("b is first in line");
     assert!(description(&b).contains("\"e2e\""), "names the pool");
 
     // a ends: its lease ends, its kubeconfig copy goes, and b (first in line) gets c1.
@@ -258,7 +258,7 @@ async fn the_line_survives_a_restart_and_clusters_out_of_service_are_never_lease
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_for_job(&jobs, "third", WAIT, |j| {
-        description(j).contains("number 3 of 3")
+        description(j).contains("number 3 in line")
     })
     .await
     .expect("third in line");
@@ -272,7 +272,7 @@ async fn the_line_survives_a_restart_and_clusters_out_of_service_are_never_lease
         .await
         .expect("first gets the new cluster");
     let second = wait_for_job(&jobs, "second", WAIT, |j| {
-        description(j).contains("number 1 of 2")
+        description(j).contains("number 1 in line")
     })
     .await
     .expect("second moves up");

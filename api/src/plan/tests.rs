@@ -483,7 +483,7 @@ fn the_first_in_line_takes_a_vacant_cluster_with_its_start_and_its_pod_gets_it()
     assert_eq!(status.state, Some(ProwJobState::Triggered));
     assert_eq!(
         status.description.as_deref(),
-        Some("Waiting for a test cluster of pool \"e2e\": number 2 of 2 in line.")
+        Some("Waiting for a test cluster of pool \"e2e\": number 2 in line.")
     );
 }
 
@@ -508,7 +508,7 @@ fn a_pool_job_waits_for_a_leasable_cluster_and_keeps_a_lease_it_holds() {
     assert_eq!(plan.lease, None);
     assert_eq!(
         plan.status.expect("waits").description.as_deref(),
-        Some("Waiting for a test cluster of pool \"e2e\": number 1 of 1 in line.")
+        Some("Waiting for a test cluster of pool \"e2e\": number 1 in line.")
     );
 
     // It took a lease and the operator stopped before the pod: the next pass starts with it.
@@ -606,6 +606,21 @@ fn a_finished_pool_job_ends_its_lease_and_wakes_the_next_in_its_pool() {
     assert_eq!(status.lease, None);
     assert!(plan.wake.contains(&key("b")), "{:?}", plan.wake);
     assert!(!plan.wake.contains(&key("c")), "only the first in line");
+    // Another cluster freed a moment ago and not taken yet: the first two get one each.
+    let also_free = test_cluster("c2", json!({"phase": "Vacant"}));
+    let plan = pool_plan(
+        &running,
+        Some(&succeeded),
+        &[&running, &later, &next],
+        &[&mine, &also_free],
+        &PoolPolicy::default(),
+        unused(),
+    );
+    assert!(
+        plan.wake.contains(&key("b")) && plan.wake.contains(&key("c")),
+        "{:?}",
+        plan.wake
+    );
 
     // A pool that cleans its clusters after use: the cluster goes to Cleaning instead.
     let cleaning = PoolPolicy {

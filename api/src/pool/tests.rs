@@ -158,8 +158,8 @@ fn a_job_names_its_pool_with_a_label_and_says_where_it_waits() {
         None
     );
     assert_eq!(
-        waiting_description("e2e", 2, 3),
-        "Waiting for a test cluster of pool \"e2e\": number 2 of 3 in line."
+        waiting_description("e2e", 2),
+        "Waiting for a test cluster of pool \"e2e\": number 2 in line."
     );
 }
 
