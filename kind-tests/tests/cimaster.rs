@@ -358,7 +358,9 @@ async fn a_pools_settings_bound_holds_and_its_status_counts_clusters_and_waiting
         serde_json::from_value(serde_json::json!({
             "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
             "metadata": {"name": "e2e"},
-            "spec": {"holdDuration": "30m", "maxHoldDuration": "1h"},
+            "spec": {"holdDuration": "30m", "maxHoldDuration": "1h",
+                 "createClusterJob": {"type": "periodic", "agent": "kubernetes", "job": "make-e2e",
+                                      "pod_spec": {"containers": [{"image": "busybox"}]}}},
         }))
         .expect("pool");
     let pools = env.api::<prow_api::testclusterpool::TestClusterPool>();
@@ -412,6 +414,36 @@ async fn a_pools_settings_bound_holds_and_its_status_counts_clusters_and_waiting
         .kubectl(&["get", "testclusterpools", "e2e"])
         .expect("kubectl");
     assert!(printed.contains("WAITING"), "{printed}");
+
+    // createcluster runs the pool's template for the caller.
+    let made = get("/createcluster?user=carol&branch=release-1.2");
+    assert_eq!(made.status, 200, "{made:?}");
+    assert!(made.text().contains("create-cluster job"), "{made:?}");
+    let jobs = env
+        .api::<prow_api::ProwJob>()
+        .list(&kube::api::ListParams::default().labels("prow-operator.dev/create-cluster-for=e2e"))
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.items.len(), 1);
+    let env_of_job: Vec<String> = jobs.items[0]
+        .spec
+        .pod_spec
+        .as_ref()
+        .expect("pod")
+        .containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(
+        env_of_job.contains(&"REQUESTED_BY=carol".to_string()),
+        "{env_of_job:?}"
+    );
+    assert!(
+        env_of_job.contains(&"BRANCH=release-1.2".to_string()),
+        "{env_of_job:?}"
+    );
 }
 
 #[tokio::test]

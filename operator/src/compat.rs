@@ -24,7 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::compat::{parse, BadCall, Call};
 use prow_api::lease::{transition, Holder, Refused, Request};
 use prow_api::pool::{leasable, line, Pool};
-use prow_api::testclusterpool::{create_cluster_job, TestClusterPool};
+use prow_api::testclusterpool::create_cluster_job;
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
@@ -576,12 +576,10 @@ impl Compat {
     /// Runs the pool's create-cluster job: a ProwJob of the pool's template, told who asked and
     /// which branch to build.
     async fn create_cluster(&self, user: &str, branch: &str) -> Result<Answer, Answer> {
-        let pools: Api<TestClusterPool> =
-            Api::namespaced(self.client.clone(), &self.settings.namespace);
-        let template = pools
-            .get_opt(&self.settings.pool)
-            .await?
-            .and_then(|p| p.spec.create_cluster_job);
+        let template = self
+            .clusters
+            .pool(&self.settings.namespace, &self.settings.pool)
+            .and_then(|p| p.spec.create_cluster_job.clone());
         let Some(template) = template else {
             return Err(Answer::with(
                 StatusCode::NOT_IMPLEMENTED,
