@@ -321,7 +321,7 @@ pub fn run(
         let ctx = ctx.clone();
         async move {
             // Whether a job is gone can only be told from a full list of jobs.
-            if !ctx.jobs_synced.wait().await {
+            if !ctx.jobs_synced.wait_at_most(Duration::from_secs(1)).await {
                 return Action::retry();
             }
             match reconcile(&cluster, &ctx).await {

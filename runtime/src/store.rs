@@ -23,6 +23,15 @@ impl Synced {
         synced
     }
 
+    /// Whether the store has its first full list within `within`: a reconcile that needs
+    /// another store waits this long at most, so a watch that keeps failing (a CRD not
+    /// installed) holds up no work slot for good; the caller retries later.
+    pub async fn wait_at_most(&self, within: std::time::Duration) -> bool {
+        tokio::time::timeout(within, self.wait())
+            .await
+            .unwrap_or(false)
+    }
+
     /// A store that is synced already (a store filled by hand, in tests).
     pub fn already() -> Self {
         Self(watch::channel(true).1)
@@ -81,5 +90,20 @@ mod tests {
         drop(never);
         assert!(!unsynced.wait().await, "the stream is gone before its list");
         assert!(Synced::already().wait().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_wait_gives_up_on_a_watch_that_never_lists() {
+        // A stream that is alive but never lists (a watch failing on a missing CRD).
+        let (pending, stuck) = signal(futures::stream::pending::<watcher::Result<Event<u8>>>());
+        let started = tokio::time::Instant::now();
+        assert!(!stuck.wait_at_most(std::time::Duration::from_secs(1)).await);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(1));
+        drop(pending);
+        assert!(
+            Synced::already()
+                .wait_at_most(std::time::Duration::from_secs(1))
+                .await
+        );
     }
 }

@@ -25,6 +25,10 @@ use crate::error::{api_code, is_request_error, Error, Result};
 use crate::queue::Action;
 use crate::MANAGER;
 
+/// How long a pool job waits for the TestCluster cache's first list before it is retried
+/// later (its work slot is free meanwhile).
+const SYNC_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a job whose cached copy predates our own status write waits for the watch to
 /// deliver the new copy before it is decided on anyway.
 const STALE_RECHECK: Duration = Duration::from_secs(2);
@@ -110,7 +114,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
             .status
             .as_ref()
             .is_some_and(|s| s.test_cluster.is_some());
-    if leases && !ctx.clusters.synced.wait().await {
+    if leases && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
         return Ok(Action::retry());
     }
     let clusters = if leases {
