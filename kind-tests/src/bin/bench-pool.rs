@@ -165,6 +165,26 @@ async fn main() -> anyhow::Result<()> {
         figure("prow_operator_testcluster_handoff_seconds_count"),
         figure("prow_operator_testcluster_handoff_seconds_sum"),
     );
+    // Its quantiles, as the upper bound of the histogram bucket they fall in.
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("prow_operator_testcluster_handoff_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.split_whitespace().last()?.parse().ok()?))
+        })
+        .collect();
+    let bucket_quantile = |q: f64| -> f64 {
+        buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= q * count)
+            .map_or(f64::NAN, |(le, _)| le * 1000.0)
+    };
     recorder.abort();
     finisher.abort();
 
@@ -222,8 +242,10 @@ async fn main() -> anyhow::Result<()> {
         &sorted(handoffs),
     );
     println!(
-        "operator's own hand-off (release written -> next lease written): n={count} mean {:.2} ms",
-        sum / count * 1000.0
+        "operator's own hand-off (release written -> next lease written): n={count} mean {:.2} ms, p50 <= {:.1} ms, p99 <= {:.1} ms (histogram buckets)",
+        sum / count * 1000.0,
+        bucket_quantile(0.5),
+        bucket_quantile(0.99)
     );
     println!("double leases: {double}");
     println!("FIFO violations: {fifo}");
