@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, Pod, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{EnvVar, Pod, PodSpec, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
@@ -107,34 +107,41 @@ pub fn pod_for(job: &ProwJob, build_id: &str, default_namespace: &str) -> Result
 /// pod's namespace mounted read-only with `KUBECONFIG` pointing at it. A name the job already
 /// sets is replaced, so the lease is what the job sees.
 pub fn with_test_cluster(pod: &mut Pod, cluster: &LeasedCluster) {
+    let copy = kubeconfig_copy_name(pod.metadata.name.as_deref().unwrap_or_default());
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
+    let kubeconfig = cluster
+        .kubeconfig
+        .as_ref()
+        .map(|_| (copy.as_str(), KUBECONFIG_KEY));
+    give_test_cluster(spec, &cluster.name, &cluster.region, kubeconfig);
+}
+
+/// Gives every container of `spec` the test cluster `name` in `region`: `TEST_CLUSTER`,
+/// `TEST_CLUSTER_REGION`, and with `kubeconfig` (a Secret of the pod's namespace and its key)
+/// that Secret mounted read-only at [`KUBECONFIG_DIR`] with `KUBECONFIG` pointing at the key.
+pub fn give_test_cluster(
+    spec: &mut PodSpec,
+    name: &str,
+    region: &str,
+    kubeconfig: Option<(&str, &str)>,
+) {
     let mut env = vec![
-        ("TEST_CLUSTER", cluster.name.clone()),
-        ("TEST_CLUSTER_REGION", cluster.region.clone()),
+        ("TEST_CLUSTER", name.to_string()),
+        ("TEST_CLUSTER_REGION", region.to_string()),
     ];
-    if cluster.kubeconfig.is_some() {
-        env.push(("KUBECONFIG", format!("{KUBECONFIG_DIR}/{KUBECONFIG_KEY}")));
-        let job = pod.metadata.name.as_deref().unwrap_or_default();
+    if let Some((secret, key)) = kubeconfig {
+        env.push(("KUBECONFIG", format!("{KUBECONFIG_DIR}/{key}")));
         spec.volumes.get_or_insert_with(Vec::new).push(Volume {
             name: KUBECONFIG_VOLUME.into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(kubeconfig_copy_name(job)),
+                secret_name: Some(secret.to_string()),
                 ..Default::default()
             }),
             ..Default::default()
         });
-    }
-    for container in &mut spec.containers {
-        let vars = container.env.get_or_insert_with(Vec::new);
-        vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
-        vars.extend(env.iter().map(|(name, value)| EnvVar {
-            name: (*name).into(),
-            value: Some(value.clone()),
-            value_from: None,
-        }));
-        if cluster.kubeconfig.is_some() {
+        for container in &mut spec.containers {
             container
                 .volume_mounts
                 .get_or_insert_with(Vec::new)
@@ -145,6 +152,20 @@ pub fn with_test_cluster(pod: &mut Pod, cluster: &LeasedCluster) {
                     ..Default::default()
                 });
         }
+    }
+    set_env(spec, &env);
+}
+
+/// Sets `env` in every container of `spec`, replacing a variable of the same name.
+pub fn set_env(spec: &mut PodSpec, env: &[(&str, String)]) {
+    for container in &mut spec.containers {
+        let vars = container.env.get_or_insert_with(Vec::new);
+        vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
+        vars.extend(env.iter().map(|(name, value)| EnvVar {
+            name: (*name).into(),
+            value: Some(value.clone()),
+            value_from: None,
+        }));
     }
 }
 

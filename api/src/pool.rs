@@ -152,13 +152,22 @@ pub fn assign<'a>(
     jobs: impl IntoIterator<Item = &'a ProwJob>,
     clusters: &[&'a TestCluster],
 ) -> Vec<(&'a ProwJob, &'a TestCluster)> {
+    line(pool, jobs, clusters)
+        .into_iter()
+        .zip(free(pool.name, clusters))
+        .collect()
+}
+
+/// The clusters of `pool` that can be leased now, in name order: the order they are handed
+/// out in.
+pub fn free<'a>(pool: &str, clusters: &[&'a TestCluster]) -> Vec<&'a TestCluster> {
     let mut free: Vec<&TestCluster> = clusters
         .iter()
         .copied()
-        .filter(|c| leasable(c, pool.name))
+        .filter(|c| leasable(c, pool))
         .collect();
     free.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    line(pool, jobs, clusters).into_iter().zip(free).collect()
+    free
 }
 
 /// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line. Not the

@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{EnvVar, SecretVolumeSource, Volume, VolumeMount};
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -17,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::labels;
 use crate::lease::PoolPolicy;
-use crate::pool::{line, Pool, KUBECONFIG_DIR, KUBECONFIG_VOLUME};
+use crate::pod::{give_test_cluster, set_env};
+use crate::pool::{line, Pool};
 use crate::schema::preserved_object;
 use crate::{ClusterPhase, ProwJob, ProwJobSpec, TestCluster};
 
@@ -226,15 +225,7 @@ pub fn job_from_template(
     job.metadata.generate_name = Some(generate_name.to_string());
     job.metadata.labels = Some(labels);
     if let Some(pod) = job.spec.pod_spec.as_mut() {
-        for container in &mut pod.containers {
-            let vars = container.env.get_or_insert_with(Vec::new);
-            vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
-            vars.extend(env.iter().map(|(name, value)| EnvVar {
-                name: (*name).to_string(),
-                value: Some(value.clone()),
-                value_from: None,
-            }));
-        }
+        set_env(pod, env);
     }
     Ok(job)
 }
@@ -244,44 +235,21 @@ pub fn job_from_template(
 /// kubeconfig Secret mounted with `KUBECONFIG` pointing at it.
 pub fn cleanup_job(template: &serde_json::Value, cluster: &TestCluster) -> Result<ProwJob, String> {
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let mut env = vec![
-        ("TEST_CLUSTER", name.clone()),
-        (
-            "TEST_CLUSTER_REGION",
-            cluster.spec.region.clone().unwrap_or_default(),
-        ),
-    ];
-    let secret = cluster.spec.kubeconfig_secret_ref.as_ref();
-    if let Some(secret) = secret {
-        env.push(("KUBECONFIG", format!("{KUBECONFIG_DIR}/{}", secret.key)));
-    }
     let mut job = job_from_template(
         template,
         &format!("{name}-cleanup-"),
-        BTreeMap::from([(labels::CLEANS.to_string(), name)]),
-        &env,
+        BTreeMap::from([(labels::CLEANS.to_string(), name.clone())]),
+        &[],
     )?;
     job.spec.namespace = cluster.metadata.namespace.clone().unwrap_or_default();
-    if let (Some(secret), Some(pod)) = (secret, job.spec.pod_spec.as_mut()) {
-        pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-            name: KUBECONFIG_VOLUME.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        for container in &mut pod.containers {
-            container
-                .volume_mounts
-                .get_or_insert_with(Vec::new)
-                .push(VolumeMount {
-                    name: KUBECONFIG_VOLUME.into(),
-                    mount_path: KUBECONFIG_DIR.into(),
-                    read_only: Some(true),
-                    ..Default::default()
-                });
-        }
+    if let Some(pod) = job.spec.pod_spec.as_mut() {
+        let kubeconfig = cluster.spec.kubeconfig_secret_ref.as_ref();
+        give_test_cluster(
+            pod,
+            &name,
+            cluster.spec.region.as_deref().unwrap_or_default(),
+            kubeconfig.map(|s| (s.name.as_str(), s.key.as_str())),
+        );
     }
     Ok(job)
 }

@@ -23,7 +23,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::compat::{parse, BadCall, Call};
 use prow_api::lease::{transition, Holder, Refused, Request};
-use prow_api::pool::{leasable, line, Pool};
+use prow_api::pool::{free, line, Pool};
 use prow_api::testclusterpool::create_cluster_job;
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use tokio_util::sync::CancellationToken;
@@ -405,21 +405,16 @@ impl Compat {
         for _ in 0..ATTEMPTS {
             let clusters = self.clusters.view(pool.namespace);
             let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
-            let mut free: Vec<&TestCluster> = members
-                .iter()
-                .copied()
-                .filter(|c| leasable(c, pool.name))
-                .collect();
-            free.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let vacant = free(pool.name, &members);
             let jobs = self.jobs.state();
             let waiting = line(&pool, jobs.iter().map(|j| j.as_ref()), &members).len();
-            let Some(cluster) = free.get(waiting) else {
+            let Some(cluster) = vacant.get(waiting) else {
                 return Err(Answer::with(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "no vacant cluster in pool {}: {} free, {waiting} jobs waiting; try again later",
                         pool.name,
-                        free.len()
+                        vacant.len()
                     ),
                 ));
             };
