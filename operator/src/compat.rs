@@ -433,10 +433,8 @@ impl Compat {
             else {
                 continue;
             };
-            let mut updated = (*cluster).clone();
-            updated.status = Some(new);
-            match self.clusters.write(&self.client, &updated).await {
-                Ok(_) => {
+            match self.clusters.set_status(&self.client, cluster, new).await {
+                Ok(updated) => {
                     self.publish(
                         &updated,
                         "Leased",
@@ -477,10 +475,8 @@ impl Compat {
                 return Ok(Answer::ok(format!("cluster {name} is {before}")));
             };
             let after = describe(&new);
-            let mut updated = (*cluster).clone();
-            updated.status = Some(new);
-            match self.clusters.write(&self.client, &updated).await {
-                Ok(_) => {
+            match self.clusters.set_status(&self.client, &cluster, new).await {
+                Ok(updated) => {
                     self.publish(&updated, reason, format!("{before} -> {after}"));
                     return Ok(Answer::ok(format!("cluster {name} is {after}")));
                 }

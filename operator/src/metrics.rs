@@ -176,7 +176,7 @@ impl Metrics {
 
     /// Records the end of a lease of pool `pool` of `namespace` while jobs wait in it.
     pub fn lease_ended_with_waiters(&self, namespace: &str, pool: &str) {
-        let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut releases = prow_runtime::lock(&self.releases);
         releases
             .entry((namespace.to_string(), pool.to_string()))
             .or_default()
@@ -185,7 +185,7 @@ impl Metrics {
 
     /// Records a lease of pool `pool` of `namespace`: it ends the oldest hand-off pending.
     pub fn lease_taken(&self, namespace: &str, pool: &str) {
-        let mut releases = self.releases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut releases = prow_runtime::lock(&self.releases);
         let Some(pending) = releases.get_mut(&(namespace.to_string(), pool.to_string())) else {
             return;
         };

@@ -32,6 +32,7 @@ use prow_api::testclusterpool::{
 };
 use prow_api::{labels, ClusterPhase, ProwJob, ProwJobState, TestCluster, TestClusterStatus};
 use prow_runtime::health::Readiness;
+use prow_runtime::lock;
 use prow_runtime::store::Synced;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -231,6 +232,19 @@ impl Clusters {
         Ok(written)
     }
 
+    /// Replaces `cluster`'s status with `status`, at the resourceVersion `cluster` was read at
+    /// (see [`Clusters::write`]).
+    pub async fn set_status(
+        &self,
+        client: &Client,
+        cluster: &TestCluster,
+        status: TestClusterStatus,
+    ) -> Result<TestCluster, kube::Error> {
+        let mut updated = cluster.clone();
+        updated.status = Some(status);
+        self.write(client, &updated).await
+    }
+
     /// Asks for the cluster leased to the job with `uid`, if any, to be looked at: the job is
     /// gone.
     pub fn holder_gone(&self, uid: &str) {
@@ -247,7 +261,7 @@ impl Clusters {
     }
 
     fn written(&self) -> MutexGuard<'_, HashMap<ObjectRef<TestCluster>, Written>> {
-        self.written.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.written)
     }
 }
 
@@ -475,6 +489,20 @@ struct Ctx {
     grown: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+impl Ctx {
+    /// Publishes an Event on `cluster`, without holding up the reconcile.
+    fn tell(&self, cluster: &TestCluster, warning: bool, reason: &str, note: String, action: &str) {
+        crate::events::publish(
+            &self.recorder,
+            cluster.object_ref(&()),
+            warning,
+            reason,
+            note,
+            action,
+        );
+    }
+}
+
 /// Fetch (the cluster as last written, the jobs) -> decide (`prow_api::lease`) -> apply (one
 /// write at the cluster's resourceVersion).
 async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Error> {
@@ -505,13 +533,13 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         .any(|c| c.type_ == prow_api::lease::HEALTHY && c.status == "Unknown");
     if phase == ClusterPhase::Vacant && waits_for_check && !can_check {
         // Its pool no longer checks health (or it has no kubeconfig to check with).
-        let mut updated = (*cluster).clone();
         let mut cleared = status.clone();
         cleared
             .conditions
             .retain(|c| c.type_ != prow_api::lease::HEALTHY);
-        updated.status = Some(cleared);
-        ctx.clusters.write(&ctx.client, &updated).await?;
+        ctx.clusters
+            .set_status(&ctx.client, &cluster, cleared)
+            .await?;
         return Ok(Action::await_change());
     }
     if let (ClusterPhase::Vacant, None, Some(health), Some(secret)) = (
@@ -525,21 +553,12 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         let result = readyz(&ctx.client, &ns, secret, health.timeout).await;
         let healthy = result.is_ok();
         if let Some(new) = with_health(&status, result.clone(), Timestamp::now()) {
-            let mut updated = (*cluster).clone();
-            updated.status = Some(new);
-            ctx.clusters.write(&ctx.client, &updated).await?;
+            ctx.clusters.set_status(&ctx.client, &cluster, new).await?;
             let (warning, reason, note) = match result {
                 Ok(()) => (false, "HealthCheckPassed", "/readyz answered.".to_string()),
                 Err(why) => (true, "HealthCheckFailed", why),
             };
-            crate::events::publish(
-                &ctx.recorder,
-                cluster.object_ref(&()),
-                warning,
-                reason,
-                note,
-                "HealthCheck",
-            );
+            ctx.tell(&cluster, warning, reason, note, "HealthCheck");
         }
         if healthy {
             wake_pool(&ns, &cluster.spec.pool, ctx);
@@ -586,9 +605,7 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
             return Ok(Action::await_change());
         }
     };
-    let mut updated = (*cluster).clone();
-    updated.status = Some(new);
-    ctx.clusters.write(&ctx.client, &updated).await?;
+    ctx.clusters.set_status(&ctx.client, &cluster, new).await?;
     if let Request::Reclaim { job_uid } = &request {
         delete_kubeconfig_copies(&ctx.client, None, job_uid).await?;
     }
@@ -596,14 +613,7 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         "Reclaimed" => format!("Lease of {} ended: the job is gone.", lease.holder),
         _ => format!("The hold or lease of {} ran out.", lease.holder),
     };
-    crate::events::publish(
-        &ctx.recorder,
-        cluster.object_ref(&()),
-        false,
-        reason,
-        note,
-        "Release",
-    );
+    ctx.tell(&cluster, false, reason, note, "Release");
     Ok(Action::await_change())
 }
 
@@ -649,14 +659,8 @@ async fn clean_up(
                         .await?
                         .name_any();
                     lock(&ctx.cleanups).insert(key.clone(), made.clone());
-                    crate::events::publish(
-                        &ctx.recorder,
-                        cluster.object_ref(&()),
-                        false,
-                        "CleanupStarted",
-                        format!("Clean-up job {made} started."),
-                        "Cleanup",
-                    );
+                    let note = format!("Clean-up job {made} started.");
+                    ctx.tell(cluster, false, "CleanupStarted", note, "Cleanup");
                     made
                 }
                 Err(why) => {
@@ -669,12 +673,13 @@ async fn clean_up(
                 }
             },
         };
-        let mut updated = cluster.clone();
-        updated.status = Some(TestClusterStatus {
+        let recorded = TestClusterStatus {
             cleanup_job: Some(made),
             ..status.clone()
-        });
-        ctx.clusters.write(&ctx.client, &updated).await?;
+        };
+        ctx.clusters
+            .set_status(&ctx.client, cluster, recorded)
+            .await?;
         lock(&ctx.cleanups).remove(&key);
         return Ok(Action::requeue(CLEANUP_RECHECK));
     };
@@ -722,24 +727,11 @@ async fn finish_cleanup(
     let name = cluster.name_any();
     let policy = PoolPolicy::default();
     if let Ok(Some(new)) = transition(&name, status, &request, &policy, Timestamp::now()) {
-        let mut updated = cluster.clone();
-        updated.status = Some(new);
-        ctx.clusters.write(&ctx.client, &updated).await?;
+        ctx.clusters.set_status(&ctx.client, cluster, new).await?;
         let warning = matches!(request, Request::Disable { .. });
-        crate::events::publish(
-            &ctx.recorder,
-            cluster.object_ref(&()),
-            warning,
-            reason,
-            note,
-            "Cleanup",
-        );
+        ctx.tell(cluster, warning, reason, note, "Cleanup");
     }
     Ok(Action::await_change())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the cluster's API answers `/readyz` within `timeout`, through the kubeconfig in

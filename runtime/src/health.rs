@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
+
+use crate::lock;
 use warp::http::StatusCode;
 use warp::Filter;
 
@@ -76,10 +78,6 @@ impl Readiness {
     pub fn dead_because(&self) -> Option<String> {
         lock(&self.0.dead).clone()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Renders the Prometheus text exposition of the process's metrics.

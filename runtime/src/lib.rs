@@ -13,3 +13,12 @@ pub mod store;
 pub mod supervise;
 pub mod telemetry;
 pub mod watch;
+
+/// Locks `mutex`, going on with its data if a holder panicked: every lock here guards
+/// bookkeeping that stays consistent between statements, and a panic in one reconcile must
+/// not stop the others.
+pub fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -4,7 +4,7 @@
 //! are stored, and build IDs are time-based.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -12,6 +12,7 @@ use kube::runtime::reflector::Store;
 use prow_api::concurrency::{admit, next_build_id, Admission, Grant, InFlight, Limits};
 use prow_api::pod_view::PodView;
 use prow_api::ProwJob;
+use prow_runtime::lock;
 
 /// How many remembered status writes make an insert sweep out the expired ones.
 const WRITTEN_SWEEP_AT: usize = 1024;
@@ -42,10 +43,6 @@ impl Ledger {
         self.starts.finished(uid);
         self.pods.forget(uid);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The one place where starts are decided. Admission and build-ID allocation run under one
