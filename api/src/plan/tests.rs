@@ -64,23 +64,7 @@ fn key(name: &str) -> JobKey {
 
 /// The plan for `job` with `pod` among `peers`; the grant, if asked, is `grant`.
 fn plan_of(job: &ProwJob, pod: Option<&PodView>, peers: &[&ProwJob], grant: Grant) -> Plan {
-    let facts = Facts {
-        job,
-        pod,
-        evicted: false,
-        now: now(),
-        clusters: &[],
-        pool_policy: &PoolPolicy::default(),
-        default_pod_namespace: "prow",
-    };
-    let mut peers = Peers::new(|| peers.to_vec());
-    plan(
-        &facts,
-        &mut peers,
-        &Policy::default(),
-        &Limits::default(),
-        || grant,
-    )
+    pool_plan(job, pod, peers, &[], &PoolPolicy::default(), grant)
 }
 
 fn unused() -> Grant {

@@ -43,35 +43,48 @@ fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
     (ctx, handle)
 }
 
-/// Answers the next `n` requests with `answer(method, path, body)` (a Status with its code, or
-/// an object with 200); returns what was asked.
+/// What one request asked (method, `path?query`, body).
+type Seen = (Method, String, Value);
+
+/// What a request asks: method, path, `path?query` and the JSON body.
+async fn read(request: Request<Body>) -> (Method, String, String, Value) {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let bytes = request.into_body().collect_bytes().await.expect("body");
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let full = format!("{path}?{query}");
+    (method, path, full, body)
+}
+
+/// Sends `reply`: a Status with its own code, as the API server sends it, or an object with
+/// 200.
+fn send(respond: tower_test::mock::SendResponse<Response<Body>>, reply: &Value) {
+    let code = match reply["kind"].as_str() {
+        Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
+        _ => 200,
+    };
+    respond.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(reply).expect("json")))
+            .expect("response"),
+    );
+}
+
+/// Answers the next `n` requests with `answer`; returns what was asked.
 fn serve(
     mut handle: Handle<Request<Body>, Response<Body>>,
     n: usize,
     answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
-) -> tokio::task::JoinHandle<Vec<(Method, String, Value)>> {
+) -> tokio::task::JoinHandle<Vec<Seen>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         for _ in 0..n {
             let (request, respond) = handle.next_request().await.expect("a request");
-            let method = request.method().clone();
-            let path = request.uri().path().to_string();
-            let query = request.uri().query().unwrap_or_default().to_string();
-            let bytes = request.into_body().collect_bytes().await.expect("body");
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let reply = answer(&method, &path, &body);
-            // A Status answer carries its own HTTP code, as the API server sends it.
-            let code = match reply["kind"].as_str() {
-                Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
-                _ => 200,
-            };
-            respond.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
-                    .expect("response"),
-            );
-            seen.push((method, format!("{path}?{query}"), body));
+            let (method, path, full, body) = read(request).await;
+            send(respond, &answer(&method, &path, &body));
+            seen.push((method, full, body));
         }
         seen
     })
@@ -82,29 +95,16 @@ fn serve(
 fn serve_until_quiet(
     mut handle: Handle<Request<Body>, Response<Body>>,
     answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
-) -> tokio::task::JoinHandle<Vec<(Method, String, Value)>> {
+) -> tokio::task::JoinHandle<Vec<Seen>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         let quiet = std::time::Duration::from_millis(500);
         while let Ok(Some((request, respond))) =
             tokio::time::timeout(quiet, handle.next_request()).await
         {
-            let method = request.method().clone();
-            let path = request.uri().path().to_string();
-            let bytes = request.into_body().collect_bytes().await.expect("body");
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let reply = answer(&method, &path, &body);
-            let code = match reply["kind"].as_str() {
-                Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
-                _ => 200,
-            };
-            respond.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
-                    .expect("response"),
-            );
-            seen.push((method, path, body));
+            let (method, path, full, body) = read(request).await;
+            send(respond, &answer(&method, &path, &body));
+            seen.push((method, full, body));
         }
         seen
     })
