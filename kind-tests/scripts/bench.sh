@@ -9,4 +9,5 @@ cargo build --release --locked --bins
 state=$(mktemp -d "${TMPDIR:-/tmp}/prow-operator-bench.XXXXXX")
 trap '"$scripts/control-plane.sh" down "$state"; rm -rf "$state"' EXIT
 kubeconfig=$("$scripts/control-plane.sh" up "$state")
-PROW_TEST_KUBECONFIG=$kubeconfig target/release/bench-operator "$kubeconfig" "$PWD/target/release/prow-operator"
+# BENCH_BINARY picks another benchmark of the same shape (bench-pool.sh sets it).
+PROW_TEST_KUBECONFIG=$kubeconfig target/release/"${BENCH_BINARY:-bench-operator}" "$kubeconfig" "$PWD/target/release/prow-operator"

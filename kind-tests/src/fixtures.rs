@@ -1,7 +1,15 @@
 //! Objects the tests and benchmarks share: minimal jobs for tests, jobs shaped like upstream's
-//! decorated jobs for benchmarks, admission reviews.
+//! decorated jobs for benchmarks, admission reviews, test clusters.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use k8s_openapi::ByteString;
+use kube::api::PostParams;
+use prow_api::TestCluster;
 use serde_json::{json, Value};
+
+use crate::TestEnv;
 
 /// A minimal ProwJob named `name` of type `kind` (`periodic`, `postsubmit`, ...): job
 /// `ci-NAME`, one busybox container.
@@ -51,6 +59,54 @@ pub fn create_review(namespace: &str, object: Value) -> Value {
                     "userInfo": {"username": "alice@example.com"},
                     "object": object, "oldObject": null, "dryRun": false},
     })
+}
+
+/// Creates, in the test's namespace, a Secret `NAME-kubeconfig` holding `kubeconfig` under
+/// `key`, and the TestCluster `name` of `pool` (in `region`, if given) that names it.
+pub async fn create_test_cluster(
+    env: &TestEnv,
+    name: &str,
+    pool: &str,
+    region: Option<&str>,
+    key: &str,
+    kubeconfig: &str,
+) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{name}-kubeconfig")),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            key.to_string(),
+            ByteString(kubeconfig.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    env.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let cluster: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": name},
+        "spec": {"pool": pool, "region": region,
+                 "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig"), "key": key}},
+    }))
+    .expect("cluster");
+    env.api::<TestCluster>()
+        .create(&PostParams::default(), &cluster)
+        .await
+        .expect("cluster");
+}
+
+/// The env of container `index` of `spec`, by name.
+pub fn container_env(spec: &PodSpec, index: usize) -> BTreeMap<String, String> {
+    spec.containers[index]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
 }
 
 #[cfg(test)]

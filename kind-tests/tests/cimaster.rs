@@ -425,23 +425,16 @@ async fn a_pools_settings_bound_holds_and_its_status_counts_clusters_and_waiting
         .await
         .expect("jobs");
     assert_eq!(jobs.items.len(), 1);
-    let env_of_job: Vec<String> = jobs.items[0]
-        .spec
-        .pod_spec
-        .as_ref()
-        .expect("pod")
-        .containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
-        .collect();
-    assert!(
-        env_of_job.contains(&"REQUESTED_BY=carol".to_string()),
+    let env_of_job =
+        kind_tests::fixtures::container_env(jobs.items[0].spec.pod_spec.as_ref().expect("pod"), 0);
+    assert_eq!(
+        env_of_job.get("REQUESTED_BY").map(String::as_str),
+        Some("carol"),
         "{env_of_job:?}"
     );
-    assert!(
-        env_of_job.contains(&"BRANCH=release-1.2".to_string()),
+    assert_eq!(
+        env_of_job.get("BRANCH").map(String::as_str),
+        Some("release-1.2"),
         "{env_of_job:?}"
     );
 }

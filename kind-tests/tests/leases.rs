@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::ByteString;
-use kind_tests::fixtures::job;
+use kind_tests::fixtures::{container_env, create_test_cluster, job};
 use kind_tests::operator::{eventually, start_operator, wait_for_job};
 use kind_tests::pod_driver::PodDriver;
 use kind_tests::process::http_get;
@@ -29,32 +28,7 @@ fn pool_job(name: &str) -> ProwJob {
 }
 
 async fn create_cluster(env: &TestEnv, name: &str) {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(format!("{name}-kubeconfig")),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "config".to_string(),
-            ByteString(KUBECONFIG.as_bytes().to_vec()),
-        )])),
-        ..Default::default()
-    };
-    env.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
-    let cluster: TestCluster = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-        "metadata": {"name": name},
-        "spec": {"pool": "e2e", "region": "eu-west",
-                 "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig"), "key": "config"}},
-    }))
-    .expect("cluster");
-    env.api::<TestCluster>()
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("cluster");
+    create_test_cluster(env, name, "e2e", Some("eu-west"), "config", KUBECONFIG).await;
 }
 
 async fn holder_of(clusters: &Api<TestCluster>, name: &str) -> Option<String> {
@@ -63,12 +37,7 @@ async fn holder_of(clusters: &Api<TestCluster>, name: &str) -> Option<String> {
 }
 
 fn env_of(pod: &Pod) -> BTreeMap<String, String> {
-    pod.spec.as_ref().expect("spec").containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-        .collect()
+    container_env(pod.spec.as_ref().expect("spec"), 0)
 }
 
 fn description(job: &ProwJob) -> String {
@@ -291,31 +260,7 @@ async fn the_line_survives_a_restart_and_clusters_out_of_service_are_never_lease
 
 /// A TestCluster `name` of pool e2e whose kubeconfig Secret holds `kubeconfig`.
 async fn cluster_with_kubeconfig(env: &TestEnv, name: &str, kubeconfig: &str) {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(format!("{name}-kubeconfig")),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "kubeconfig".to_string(),
-            ByteString(kubeconfig.as_bytes().to_vec()),
-        )])),
-        ..Default::default()
-    };
-    env.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
-    let cluster: TestCluster = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-        "metadata": {"name": name},
-        "spec": {"pool": "e2e", "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig")}},
-    }))
-    .expect("cluster");
-    env.api::<TestCluster>()
-        .create(&PostParams::default(), &cluster)
-        .await
-        .expect("cluster");
+    create_test_cluster(env, name, "e2e", None, "kubeconfig", kubeconfig).await;
 }
 
 fn healthy(cluster: &TestCluster) -> Option<(String, String)> {
@@ -522,14 +467,10 @@ async fn a_pool_below_its_maximum_runs_its_create_cluster_job_when_jobs_wait() {
     .await
     .expect("the pool grows");
     assert_eq!(made.len(), 1);
-    let env_of_job: Vec<String> = made[0].spec.pod_spec.as_ref().expect("pod").containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
-        .collect();
-    assert!(
-        env_of_job.contains(&"CLUSTER_POOL=e2e".to_string()),
+    let env_of_job = container_env(made[0].spec.pod_spec.as_ref().expect("pod"), 0);
+    assert_eq!(
+        env_of_job.get("CLUSTER_POOL").map(String::as_str),
+        Some("e2e"),
         "{env_of_job:?}"
     );
     // One at a time: another tick of the pool makes no second one.

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kind_tests::fixtures::create_test_cluster;
 use kind_tests::operator::{start_operator, wait_for_job};
 use kind_tests::TestEnv;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use prow_api::testclusterpool::TestClusterPool;
-use prow_api::{labels, ProwJob, ProwJobState, TestCluster};
+use prow_api::{labels, ProwJob, ProwJobState};
 use serde_json::json;
 
 const TOOLBOX: &str = "prow-operator.local/toolbox:v1";
@@ -117,32 +117,15 @@ async fn jobs_on_the_real_node_lease_real_clusters_in_turn_with_a_clean_up_betwe
     };
     let extra = [ExtraCluster::up("alpha"), ExtraCluster::up("beta")];
     for (name, cluster) in ["alpha", "beta"].iter().zip(&extra) {
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(format!("{name}-kubeconfig")),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                "kubeconfig".to_string(),
-                ByteString(cluster.kubeconfig.as_bytes().to_vec()),
-            )])),
-            ..Default::default()
-        };
-        env.api::<Secret>()
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
-        let tc: TestCluster = serde_json::from_value(json!({
-            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
-            "metadata": {"name": name},
-            "spec": {"pool": "e2e", "region": "bridge",
-                     "kubeconfigSecretRef": {"name": format!("{name}-kubeconfig")}},
-        }))
-        .expect("cluster");
-        env.api::<TestCluster>()
-            .create(&PostParams::default(), &tc)
-            .await
-            .expect("cluster");
+        create_test_cluster(
+            &env,
+            name,
+            "e2e",
+            Some("bridge"),
+            "kubeconfig",
+            &cluster.kubeconfig,
+        )
+        .await;
     }
     // The clean-up job empties the cluster's default namespace of what jobs made.
     let pool: TestClusterPool = serde_json::from_value(json!({
