@@ -18,7 +18,6 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::compat::{parse, BadCall, Call};
@@ -60,7 +59,7 @@ pub struct Compat {
     clusters: Arc<Clusters>,
     jobs: Store<ProwJob>,
     settings: Settings,
-    recorder: Recorder,
+    recorder: crate::events::Events,
 }
 
 /// An answer: the HTTP status and the plain text.
@@ -403,6 +402,8 @@ impl Compat {
     async fn get_vacant(&self, holder: &Holder, job: &str, build: &str) -> Result<Answer, Answer> {
         let pool = self.pool();
         for _ in 0..ATTEMPTS {
+            // Decided in the pool's turn, as a job's lease is.
+            let turn = self.clusters.turn(pool.namespace, pool.name).await;
             let clusters = self.clusters.view(pool.namespace);
             let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
             let vacant = free(pool.name, &members);
@@ -433,7 +434,13 @@ impl Compat {
             else {
                 continue;
             };
-            match self.clusters.set_status(&self.client, cluster, new).await {
+            let mut claimed = (**cluster).clone();
+            claimed.status = Some(new);
+            let claim = self.clusters.claim(&claimed);
+            drop(turn);
+            let written = self.clusters.write(&self.client, &claimed).await;
+            drop(claim);
+            match written {
                 Ok(updated) => {
                     self.publish(
                         &updated,

@@ -1,33 +1,66 @@
 //! The Events the operator publishes on the objects it reconciles.
+//!
+//! Events are for people, not state: they are written by a few background writers from a
+//! bounded queue, as client-go's event broadcaster does, so a burst of them (a pool handing
+//! twenty clusters on at once publishes forty) never holds up a reconcile or competes with its
+//! writes for the API server. When the queue is full an Event is dropped and logged.
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
+use tokio::sync::mpsc;
 
 use crate::MANAGER;
 
-/// A recorder that signs Events as the operator (and, in a pod, the pod).
-pub fn recorder(client: Client) -> Recorder {
-    Recorder::new(
+/// Events waiting to be written; more are dropped.
+const QUEUE: usize = 4096;
+
+/// Events being written at once.
+const WRITERS: usize = 4;
+
+/// Where the operator's Events go: a handle on the background writers.
+#[derive(Clone)]
+pub struct Events {
+    queue: mpsc::Sender<(Event, ObjectReference)>,
+}
+
+/// Starts the writers of Events signed as the operator (and, in a pod, the pod). They end when
+/// every handle is dropped.
+pub fn recorder(client: Client) -> Events {
+    let recorder = Recorder::new(
         client,
         Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         },
-    )
+    );
+    let (queue, mut queued) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+    let writes = futures::stream::poll_fn(move |cx| queued.poll_recv(cx))
+        .map(move |(event, reference)| {
+            let recorder = recorder.clone();
+            async move {
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    tracing::debug!(error = %e, "publishing event");
+                }
+            }
+        })
+        .buffer_unordered(WRITERS)
+        .for_each(|()| std::future::ready(()));
+    tokio::spawn(writes);
+    Events { queue }
 }
 
 /// Publishes an Event on `reference` without holding up the reconcile; a failure is only
-/// logged (Events are for people, not state).
+/// logged.
 pub fn publish(
-    recorder: &Recorder,
+    events: &Events,
     reference: ObjectReference,
     warning: bool,
     reason: &str,
     note: String,
     action: &str,
 ) {
-    let recorder = recorder.clone();
     let event = Event {
         type_: if warning {
             EventType::Warning
@@ -39,9 +72,10 @@ pub fn publish(
         action: action.into(),
         secondary: None,
     };
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %e, "publishing event");
-        }
-    });
+    if events.queue.try_send((event, reference)).is_err() {
+        tracing::warn!(
+            reason,
+            "too many Events waiting to be written; this one is dropped"
+        );
+    }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -61,7 +60,7 @@ pub struct Context {
     /// What this process did that the caches may not show yet: starts, pods, status writes.
     pub ledger: ledger::Ledger,
     /// Publishes Events on ProwJobs.
-    pub recorder: Recorder,
+    pub recorder: crate::events::Events,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Pods the Eviction API deleted, from the operator's PodDisruptionBudgets.

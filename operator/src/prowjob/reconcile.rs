@@ -23,6 +23,7 @@ use tracing::Instrument;
 use super::Context;
 use crate::error::{api_code, is_request_error, Error, Result};
 use crate::queue::Action;
+use crate::testclusters::Claim;
 use crate::MANAGER;
 
 /// How long a pool job waits for the TestCluster cache's first list before it is retried
@@ -117,6 +118,14 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     if leases && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
         return Ok(Action::retry());
     }
+    // A job that may take a lease now decides in its pool's turn (see `Clusters::turn`).
+    let may_take = state == ProwJobState::Triggered
+        && !job.is_complete()
+        && job.status.as_ref().is_none_or(|s| s.test_cluster.is_none());
+    let turn = match pool_of(job) {
+        Some(pool) if may_take => Some(ctx.clusters.turn(&pod_ns, pool).await),
+        _ => None,
+    };
     let clusters = if leases {
         ctx.clusters.view(&pod_ns)
     } else {
@@ -154,7 +163,14 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     );
     tracing::debug!(?planned, "planned");
     // Apply.
-    let action = apply(&facts, &mut peers, planned, &pod_ns, ctx).await?;
+    // The lease this pass takes shows as taken before the pool's next decision.
+    let claim = planned
+        .lease
+        .as_ref()
+        .filter(|l| l.take && turn.is_some())
+        .map(|l| ctx.clusters.claim(&l.cluster));
+    drop(turn);
+    let action = apply(&facts, &mut peers, planned, claim, &pod_ns, ctx).await?;
     if let Some(since) = eviction {
         // Acted on: the same eviction does not revive the next pod.
         ctx.evictions.take(&pod_ns, &name, since);
@@ -199,21 +215,28 @@ async fn evicted_since(
 }
 
 /// Carries out a plan, in an order that a crash between two writes cannot turn into a wrong
-/// state: take the lease, create the pod, write the status (with the resourceVersion the plan
+/// state: take the lease (ending its `claim`), create the pod, write the status (with the resourceVersion the plan
 /// was made from), delete the pod, end the lease, wake other jobs (the next in line takes the
 /// cluster at once), remove the kubeconfig copy, then publish the Event.
 async fn apply<J: std::borrow::Borrow<ProwJob>>(
     facts: &Facts<'_>,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     mut plan: Plan,
+    claim: Option<Claim>,
     pod_ns: &str,
     ctx: &Context,
 ) -> Result<Action> {
     let job = facts.job;
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let mut taken = None;
-    if let Some(take) = plan.lease.as_ref().filter(|l| l.take) {
-        match write_lease(take, job, ctx).await {
+    let written = match plan.lease.as_ref().filter(|l| l.take) {
+        Some(take) => Some(write_lease(take, job, ctx).await),
+        None => None,
+    };
+    // The pool's view shows the write (or, if it failed, the cluster as it was).
+    drop(claim);
+    if let Some(written) = written {
+        match written {
             Ok(written) => {
                 if let Some(created) = job.metadata.creation_timestamp.as_ref() {
                     let waited = Timestamp::now().duration_since(created.0);

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::Client;
 use serde_json::{json, Value};
@@ -35,7 +34,7 @@ fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
         ledger: Ledger::default(),
         evictions: Evictions::default(),
         budgets: Budgets::off(client.clone()),
-        recorder: Recorder::new(client, Reporter::from("test")),
+        recorder: crate::events::recorder(client),
         metrics: Arc::new(Metrics::default()),
         wake,
         clusters: crate::testclusters::Clusters::from_store(reflector::store().0),
@@ -216,7 +215,7 @@ async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_po
         Method::DELETE => pod_answer("uid-pod"),
         _ => job_answer(),
     });
-    let action = apply(&facts, &mut peers, planned, "pods", &ctx)
+    let action = apply(&facts, &mut peers, planned, None, "pods", &ctx)
         .await
         .expect("applied");
     assert_eq!(action, Action::requeue(prow_api::plan::AFTER_DELETE));
