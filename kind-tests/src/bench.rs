@@ -2,6 +2,8 @@
 //! accounting over a run, so a figure is printed with how busy the machine was and how much
 //! CPU time the hypervisor took away (steal), which is what moves tail latencies on a VM.
 
+use std::collections::HashMap;
+
 /// Latency samples in milliseconds, sorted ascending.
 pub type Latencies = Vec<f64>;
 
@@ -46,12 +48,13 @@ fn cpu_jiffies(stat: &str) -> Option<(u64, u64, u64)> {
     Some((total - idle - iowait - steal, steal, total))
 }
 
-/// CPU accounting from construction to [`CpuWindow::report`].
-pub struct CpuWindow(Option<(u64, u64, u64)>);
+/// CPU accounting from construction to [`CpuWindow::report`]: the machine's, and each
+/// program's share of it.
+pub struct CpuWindow(Option<(u64, u64, u64)>, HashMap<u32, (String, u64)>);
 
 impl CpuWindow {
     pub fn start() -> Self {
-        Self(read_stat())
+        Self(read_stat(), process_ticks())
     }
 
     /// "busy B % steal S %" of all CPUs' time since `start`, or why it is unknown.
@@ -61,6 +64,60 @@ impl CpuWindow {
             _ => "CPU accounting unavailable (no /proc/stat)".into(),
         }
     }
+
+    /// The programs that used the most CPU since `start`, each as a share of all CPUs' time:
+    /// "kube-apiserver 41 %, etcd 20 %, ...". Empty without /proc.
+    pub fn top_programs(&self) -> String {
+        let (Some(a), Some(b)) = (self.0, read_stat()) else {
+            return String::new();
+        };
+        shares(&self.1, &process_ticks(), b.2.saturating_sub(a.2).max(1), 5)
+    }
+}
+
+/// CPU ticks (user + system) of every process, by pid, with its program name.
+fn process_ticks() -> HashMap<u32, (String, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some((pid, process_stat(&stat)?))
+    })
+    .collect()
+}
+
+/// Program name and user + system ticks from one /proc/PID/stat.
+fn process_stat(stat: &str) -> Option<(String, u64)> {
+    let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+    // After the name: state is field 3; utime and stime are fields 14 and 15.
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    Some((name.to_string(), ticks))
+}
+
+/// The `top` programs by ticks used between two snapshots, as shares of `total` ticks of all
+/// CPUs (the same clock: /proc/stat and /proc/PID/stat both count USER_HZ).
+fn shares(
+    before: &HashMap<u32, (String, u64)>,
+    after: &HashMap<u32, (String, u64)>,
+    total: u64,
+    top: usize,
+) -> String {
+    let mut used: HashMap<&str, u64> = HashMap::new();
+    for (pid, (name, ticks)) in after {
+        // By pid only: a kernel worker's name changes with the work it does.
+        let earlier = before.get(pid).map_or(0, |(_, t)| *t);
+        *used.entry(name).or_default() += ticks.saturating_sub(earlier);
+    }
+    let mut used: Vec<(&str, u64)> = used.into_iter().filter(|(_, t)| *t > 0).collect();
+    used.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    used.iter()
+        .take(top)
+        .map(|(name, ticks)| format!("{name} {:.0} %", 100.0 * *ticks as f64 / total as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn read_stat() -> Option<(u64, u64, u64)> {
@@ -101,5 +158,35 @@ mod tests {
             "machine CPU busy 45 %, hypervisor steal 15.0 %"
         );
         assert_eq!(cpu_jiffies("intr 1 2 3"), None);
+    }
+
+    #[test]
+    fn each_programs_share_counts_only_its_ticks_in_the_window() {
+        let stat = "42 (kube-apiserver) S 1 42 42 0 -1 4194560 100 0 0 0 30 12 0 0 20 0 9 0";
+        assert_eq!(process_stat(stat), Some(("kube-apiserver".into(), 42)));
+        let odd = "7 (a) b (c)) R 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0";
+        assert_eq!(process_stat(odd), Some(("a) b (c)".into(), 10)));
+        assert_eq!(process_stat("garbage"), None);
+        let before = HashMap::from([
+            (1, ("etcd".to_string(), 100)),
+            (2, ("old".to_string(), 50)),
+            (3, ("api".to_string(), 10)),
+        ]);
+        let after = HashMap::from([
+            (1, ("etcd".to_string(), 120)),
+            (3, ("api".to_string(), 70)),
+            // A new process: all its ticks count.
+            (4, ("operator".to_string(), 30)),
+            // A kernel worker that renamed itself: counted under its new name.
+            (2, ("old-renamed".to_string(), 60)),
+        ]);
+        assert_eq!(
+            shares(&before, &after, 200, 3),
+            "api 30 %, operator 15 %, etcd 10 %"
+        );
+        assert_eq!(
+            shares(&before, &after, 200, 5),
+            "api 30 %, operator 15 %, etcd 10 %, old-renamed 5 %"
+        );
     }
 }

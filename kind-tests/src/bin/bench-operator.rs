@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
         println!("without the operator ({})", cpu.report());
+        println!("CPU by program: {}", cpu.top_programs());
         print_row("baseline: pod create -> pod seen", &baseline);
         print_row("job create -> job seen (no operator)", &job_leg);
         let floor = percentiles(&job_leg)
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         let cpu = CpuWindow::start();
         let run = start_latency(&operator).await?;
         println!("with the operator ({})", cpu.report());
+        println!("CPU by program: {}", cpu.top_programs());
         print_row("job create -> job seen", &run.job_seen);
         print_row(
             "job seen -> pod seen (the operator's leg)",
