@@ -1,6 +1,6 @@
 //! Prometheus metrics of the reconcilers, in the OpenMetrics text format.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -74,10 +74,10 @@ pub struct Metrics {
     waiting: Family<PoolLabels, Gauge>,
     /// Seconds from a pool job's creation to its lease.
     pub lease_wait: Histogram,
-    /// Seconds from a lease's end, with jobs waiting, to the next lease of its pool.
+    /// Seconds from a lease's end, with jobs waiting, to the cluster's next lease.
     pub handoff: Histogram,
-    /// Releases with jobs waiting, by pool, not yet handed off.
-    releases: Mutex<HashMap<(String, String), VecDeque<Instant>>>,
+    /// Releases with jobs waiting, by cluster (namespace, name), not yet handed off.
+    releases: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Default for Metrics {
@@ -140,7 +140,7 @@ impl Default for Metrics {
         let handoff = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "testcluster_handoff_seconds",
-            "Time from the end of a lease, with jobs waiting in its pool, to the pool's next lease",
+            "Time from the end of a lease, with jobs waiting in its pool, to the cluster's next lease",
             handoff.clone(),
         );
         Self {
@@ -174,26 +174,22 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
-    /// Records the end of a lease of pool `pool` of `namespace` while jobs wait in it.
-    pub fn lease_ended_with_waiters(&self, namespace: &str, pool: &str) {
+    /// Records the end of a lease of cluster `cluster` of `namespace` while jobs wait for it.
+    pub fn lease_ended_with_waiters(&self, namespace: &str, cluster: &str) {
         let mut releases = prow_runtime::lock(&self.releases);
-        releases
-            .entry((namespace.to_string(), pool.to_string()))
-            .or_default()
-            .push_back(Instant::now());
+        releases.retain(|_, at| at.elapsed() <= HANDOFF_WINDOW);
+        releases.insert((namespace.to_string(), cluster.to_string()), Instant::now());
     }
 
-    /// Records a lease of pool `pool` of `namespace`: it ends the oldest hand-off pending.
-    pub fn lease_taken(&self, namespace: &str, pool: &str) {
+    /// Records a lease of cluster `cluster` of `namespace`: the hand-off of its last release,
+    /// if jobs waited then, is done. (Pairing by pool instead counted one release's hand-off
+    /// against another cluster's lease whenever a job took a cluster nobody was woken for.)
+    pub fn lease_taken(&self, namespace: &str, cluster: &str) {
         let mut releases = prow_runtime::lock(&self.releases);
-        let Some(pending) = releases.get_mut(&(namespace.to_string(), pool.to_string())) else {
-            return;
-        };
-        while let Some(released) = pending.pop_front() {
+        if let Some(released) = releases.remove(&(namespace.to_string(), cluster.to_string())) {
             let took = released.elapsed();
             if took <= HANDOFF_WINDOW {
                 self.handoff.observe(took.as_secs_f64());
-                break;
             }
         }
     }
@@ -304,4 +300,33 @@ pub fn renderer(
 
 fn empty_store() -> Store<ProwJob> {
     kube::runtime::reflector::store().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handoffs(metrics: &Metrics) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).expect("encode");
+        text.lines()
+            .find(|l| l.starts_with("prow_operator_testcluster_handoff_seconds_count"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .expect("the hand-off count")
+    }
+
+    #[test]
+    fn a_hand_off_pairs_a_clusters_release_with_that_clusters_next_lease() {
+        let metrics = Metrics::default();
+        // A lease nobody waited for, and a lease of another cluster: no hand-off.
+        metrics.lease_taken("ns", "c1");
+        metrics.lease_ended_with_waiters("ns", "c1");
+        metrics.lease_taken("ns", "c2");
+        metrics.lease_taken("other", "c1");
+        assert_eq!(handoffs(&metrics), 0);
+        metrics.lease_taken("ns", "c1");
+        assert_eq!(handoffs(&metrics), 1);
+        metrics.lease_taken("ns", "c1");
+        assert_eq!(handoffs(&metrics), 1, "one release, one hand-off");
+    }
 }

@@ -244,7 +244,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
                         .lease_wait
                         .observe(waited.as_secs_f64().max(0.0));
                 }
-                ctx.metrics.lease_taken(pod_ns, &written.spec.pool);
+                ctx.metrics.lease_taken(pod_ns, &written.name_any());
                 taken = Some(written);
             }
             Err(e) => {
@@ -309,7 +309,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
         write_lease(end, job, ctx).await?;
         if end.handoff {
             ctx.metrics
-                .lease_ended_with_waiters(pod_ns, &end.cluster.spec.pool);
+                .lease_ended_with_waiters(pod_ns, &end.cluster.name_any());
         }
         // The next job in line takes the cluster while the copy goes.
         wake();
