@@ -351,3 +351,27 @@ async fn per_job_timeouts_end_jobs_and_delete_their_pods() {
         pod_gone(&env, name).await;
     }
 }
+
+/// With `--watch-namespace`, the operator works in that namespace and `--pod-namespace` only
+/// (the chart's namespaced RBAC grants nothing else): a job whose pod would go elsewhere errors
+/// with the reason, and no pod is made there.
+#[tokio::test]
+async fn a_job_whose_pod_would_leave_the_pod_namespace_errors_with_the_reason() {
+    let env = TestEnv::new("pod-elsewhere").await.expect("env");
+    let _operator = start_operator(&env, &[]).expect("operator");
+    create(&env, "elsewhere", json!({"namespace": "kube-system"})).await;
+    create(&env, "here", json!({"namespace": env.namespace})).await;
+    let refused = completed(&env, "elsewhere").await;
+    assert_eq!(state(&refused), Some(ProwJobState::Error));
+    assert!(
+        description(&refused).contains("\"kube-system\""),
+        "{}",
+        description(&refused)
+    );
+    pending(&env, "here").await;
+    let strays = Api::<Pod>::namespaced(env.client.clone(), "kube-system")
+        .get_opt("elsewhere")
+        .await
+        .expect("read");
+    assert!(strays.is_none(), "no pod outside the pod namespace");
+}

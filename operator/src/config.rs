@@ -28,7 +28,9 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Namespace whose ProwJobs, Presets and TestClusters are watched; empty watches all.
+    /// Namespace whose ProwJobs and Presets are watched; empty watches all. When set, the
+    /// operator works in this namespace and --pod-namespace only (its pods, TestClusters and
+    /// their kubeconfig Secrets live there), and errors a job whose pod would go elsewhere.
     #[arg(long, env = "PROW_OPERATOR_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 

@@ -63,15 +63,17 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let settings = cfg.prowjob_settings();
     let (clusters, cluster_events) = testclusters::watch(
         fail_fast.clone(),
+        settings.pod_watch_namespace(),
         cfg.watch_namespace.as_deref(),
         ready.clone(),
     );
     let (caches, controller) = prowjob::run(
         client.clone(),
         fail_fast.clone(),
-        cfg.prowjob_settings(),
+        settings,
         clusters.clone(),
         metrics,
         ready.clone(),

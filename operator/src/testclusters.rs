@@ -68,6 +68,9 @@ pub struct Clusters {
     /// The namespace whose ProwJobs the operator reconciles, if only one: clean-up jobs are
     /// created there.
     pub watch_namespace: Option<String>,
+    /// The one namespace whose TestClusters are watched, if not all: there the operator reads
+    /// and copies kubeconfig Secrets.
+    pub cluster_namespace: Option<String>,
     written: Mutex<Overlay<ObjectRef<TestCluster>>>,
     /// One lock per pool (namespace, name): see [`Clusters::turn`].
     turns: Mutex<HashMap<(String, String), Turn>>,
@@ -97,14 +100,17 @@ pub struct ClusterEvents {
     woken: mpsc::UnboundedReceiver<ObjectRef<TestCluster>>,
 }
 
-/// Watches the TestClusters (of `watch_namespace`, or all) through `fail_fast`. The cache fills
-/// once [`run`] polls the events.
+/// Watches the TestClusters and TestClusterPools (of `cluster_namespace`, or all) through
+/// `fail_fast`; clean-up and create-cluster jobs go to `watch_namespace` (the ProwJobs'), or
+/// the cluster's own namespace when that is unset. The cache fills once [`run`] polls the
+/// events.
 pub fn watch(
     fail_fast: Client,
+    cluster_namespace: Option<&str>,
     watch_namespace: Option<&str>,
     readiness: Readiness,
 ) -> (Arc<Clusters>, ClusterEvents) {
-    let (api, pools_api): (Api<TestCluster>, Api<TestClusterPool>) = match watch_namespace {
+    let (api, pools_api): (Api<TestCluster>, Api<TestClusterPool>) = match cluster_namespace {
         Some(ns) => (
             Api::namespaced(fail_fast.clone(), ns),
             Api::namespaced(fail_fast, ns),
@@ -136,6 +142,7 @@ pub fn watch(
         pools,
         synced,
         watch_namespace: watch_namespace.map(str::to_string),
+        cluster_namespace: cluster_namespace.map(str::to_string),
         written: Mutex::default(),
         turns: Mutex::default(),
         wake,
@@ -159,6 +166,7 @@ impl Clusters {
             pools: reflector::store().0,
             synced: Synced::already(),
             watch_namespace: None,
+            cluster_namespace: None,
             written: Mutex::default(),
             turns: Mutex::default(),
             wake,
@@ -627,7 +635,10 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
     };
     ctx.clusters.set_status(&ctx.client, &cluster, new).await?;
     if let Request::Reclaim { job_uid } = &request {
-        delete_kubeconfig_copies(&ctx.client, None, job_uid).await?;
+        // The job is gone, and with it the namespace of its pod: the copies are wherever the
+        // operator may make them.
+        let namespace = ctx.clusters.cluster_namespace.as_deref();
+        delete_kubeconfig_copies(&ctx.client, namespace, job_uid).await?;
     }
     let note = match reason {
         "Reclaimed" => format!("Lease of {} ended: the job is gone.", lease.holder),

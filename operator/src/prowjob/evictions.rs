@@ -281,16 +281,20 @@ impl Budgets {
     }
 }
 
-/// Watches the operator's budgets and yields each eviction they record: pod namespace, pod
-/// name and when. Ends at once on an API server without budgets.
+/// Watches the operator's budgets (in `namespace`, or all) and yields each eviction they
+/// record: pod namespace, pod name and when. Ends at once on an API server without budgets.
 pub fn watch_evictions(
     client: Client,
+    namespace: Option<String>,
     resource: Option<ApiResource>,
 ) -> impl Stream<Item = (String, String, Timestamp)> + Send {
     let Some(resource) = resource else {
         return futures::stream::empty().left_stream();
     };
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client, &ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
     let config = watcher::Config::default().labels(&format!("{BUDGET_LABEL}={MANAGER}"));
     watcher(api, config)
         .backoff(prow_runtime::watch::backoff())

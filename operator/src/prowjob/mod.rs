@@ -47,6 +47,18 @@ pub struct Settings {
     pub reconcile_concurrency: u16,
 }
 
+impl Settings {
+    /// The one namespace the operator's pods, TestClusters and kubeconfig Secrets live in, when
+    /// it watches one namespace's jobs (`--watch-namespace`): then it needs no access to pods
+    /// or Secrets elsewhere, and a job whose `spec.namespace` names another namespace errors
+    /// with the reason. `None`: jobs may run pods anywhere, and all namespaces are watched.
+    pub fn pod_watch_namespace(&self) -> Option<&str> {
+        self.watch_namespace
+            .as_ref()
+            .map(|_| self.pod_namespace.as_str())
+    }
+}
+
 /// Everything a reconcile reads or writes through.
 pub struct Context {
     /// Client for writes and the rare direct read.
@@ -135,7 +147,10 @@ pub fn run(
     let job_events = notice_gone_holders(clusters.clone(), job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
 
-    let pods_api: Api<PodView> = Api::all(fail_fast);
+    let pods_api: Api<PodView> = match settings.pod_watch_namespace() {
+        Some(ns) => Api::namespaced(fail_fast, ns),
+        None => Api::all(fail_fast),
+    };
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
     let pod_events = prow_runtime::watch::watch(
@@ -216,7 +231,8 @@ pub fn run(
         let pods = pods.clone();
         futures::stream::once(async move {
             let resource = ctx.budgets.resource().await;
-            evictions::watch_evictions(ctx.client.clone(), resource).filter_map(
+            let namespace = ctx.settings.pod_watch_namespace().map(str::to_string);
+            evictions::watch_evictions(ctx.client.clone(), namespace, resource).filter_map(
                 move |(namespace, pod, at)| {
                     let news = ctx.evictions.record(&namespace, &pod, at, Timestamp::now());
                     let job = pods

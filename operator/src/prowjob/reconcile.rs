@@ -149,18 +149,31 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     };
     let mut peers = Peers::new(|| ctx.jobs.state());
     // Decide.
-    let planned = plan(
-        &facts,
-        &mut peers,
-        &ctx.settings.policy,
-        &ctx.settings.limits,
-        || {
-            let now_millis = now.as_millisecond().max(0) as u64;
-            ctx.ledger
-                .starts
-                .try_start(job, &ctx.jobs, &ctx.settings.limits, now_millis)
-        },
-    );
+    let planned = match ctx.settings.pod_watch_namespace() {
+        // This installation works in one pod namespace: a pod elsewhere would never be seen.
+        Some(only) if only != pod_ns && state == ProwJobState::Triggered && !job.is_complete() => {
+            refused_pod(
+                &facts,
+                &mut peers,
+                &ctx.settings.limits,
+                &format!(
+                    "pods run only in namespace {only:?} here (the operator watches one namespace), not {pod_ns:?}"
+                ),
+            )
+        }
+        _ => plan(
+            &facts,
+            &mut peers,
+            &ctx.settings.policy,
+            &ctx.settings.limits,
+            || {
+                let now_millis = now.as_millisecond().max(0) as u64;
+                ctx.ledger
+                    .starts
+                    .try_start(job, &ctx.jobs, &ctx.settings.limits, now_millis)
+            },
+        ),
+    };
     tracing::debug!(?planned, "planned");
     // Apply.
     // The lease this pass takes shows as taken before the pool's next decision.
