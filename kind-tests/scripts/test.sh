@@ -48,6 +48,11 @@ log="$state/cargo-test.log"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
+# The Helm chart: lint, render, schema, and a server-side dry run of what it renders.
+echo "== chart tests (helm-python-sdk)"
+chart_log="$state/chart-tests.log"
+kind-tests/scripts/chart-tests.sh 2>&1 | tee "$chart_log" || status=1
+
 # A short bounded fuzz of the admission path (any bytes to every endpoint); its corpus is
 # replayed by the unit tests above as well.
 echo "== fuzz the admission path (${PROW_FUZZ_SECONDS:-60} s)"
@@ -59,6 +64,8 @@ kind-tests/scripts/fuzz.sh "${PROW_FUZZ_SECONDS:-60}" >"$state/fuzz.log" 2>&1 ||
 grep -E "^Done [0-9]+ runs|^stat::number_of_executed_units" "$state/fuzz.log" || true
 # One closing line for the whole run (cargo prints one per test binary, the last often a
 # doc-test binary with nothing in it).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# pytest's summary ("25 passed in 4.9s", "1 failed, 24 passed in ...") is counted too.
+awk '/^test result:/ || /^[0-9]+ (passed|failed)/ || /^=+ [0-9]+ (passed|failed)/ {
+       for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$chart_log"
 exit "$status"

@@ -1,0 +1,315 @@
+"""The chart, with a real Helm engine (helm-python-sdk): lint, render with the default values
+and each documented option, what the templates produce, the schema's refusals, and every
+rendered object accepted by a real API server (`kubectl apply --dry-run=server`)."""
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent / "prow-operator"
+RELEASE = "prow"
+NAMESPACE = "prow-system"
+
+
+def render(values=None, namespace=NAMESPACE):
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values or {}, name=RELEASE, namespace=namespace, is_install=True)
+    objects = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects += [o for o in yaml.safe_load_all(text) if o]
+    return objects
+
+
+def notes(values=None):
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+
+
+def of_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def named(objects, kind, suffix):
+    found = [o for o in of_kind(objects, kind) if o["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, f"one {kind} named *{suffix}: {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def container(objects, component):
+    deployment = named(objects, "Deployment", f"-{component}")
+    return deployment, deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_chart_lints_clean_in_strict_mode():
+    report = helm.lint(str(CHART), strict=True, kube_version="v1.30.0")
+    assert report["errors"] == [], report
+
+
+@pytest.mark.parametrize("component", ["operator", "webhook"])
+def test_both_deployments_run_hardened_pods_with_requests_and_limits(component):
+    deployment, c = container(render(), component)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(c["resources"]) == {"requests", "limits"}
+    assert deployment["spec"]["replicas"] == 2
+    assert c["image"] == "prow-operator.local/prow-operator:0.1.0"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_webhook_keeps_admitting_through_a_rollout_and_a_drain():
+    objects = render()
+    deployment, _ = container(objects, "webhook")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pdb = named(objects, "PodDisruptionBudget", "-webhook")
+    assert pdb["spec"]["minAvailable"] == 1
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_the_webhook_configurations_cover_every_endpoint_with_safe_settings():
+    objects = render()
+    mutating = of_kind(objects, "MutatingWebhookConfiguration")[0]["webhooks"]
+    validating = of_kind(objects, "ValidatingWebhookConfiguration")[0]["webhooks"]
+    paths = {h["clientConfig"]["service"]["path"] for h in mutating + validating}
+    assert paths == {
+        "/mutate/prowjobs",
+        "/validate/prowjobs",
+        "/validate/presets",
+        "/validate/testclusters",
+        "/validate/testclusterpools",
+    }
+    for hook in mutating + validating:
+        assert hook["sideEffects"] == "None"
+        assert hook["failurePolicy"] == "Fail"
+        assert 1 <= hook["timeoutSeconds"] <= 10
+        assert hook["clientConfig"]["service"]["namespace"] == NAMESPACE
+        expression = hook["namespaceSelector"]["matchExpressions"][0]
+        assert expression["operator"] == "NotIn" and expression["values"] == [NAMESPACE]
+    deletes = [h for h in validating if "DELETE" in h["rules"][0]["operations"]]
+    assert [h["name"] for h in deletes] == ["validate-testclusters.prow-operator.dev"]
+
+
+def rules_of(objects):
+    for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole"):
+        for rule in role["rules"]:
+            yield role, rule
+
+
+def test_rbac_is_least_privilege():
+    objects = render({"testClusterApi": {"enabled": True}})
+    for role, rule in rules_of(objects):
+        assert "*" not in rule["verbs"], role["metadata"]["name"]
+        assert "*" not in rule["resources"], role["metadata"]["name"]
+        assert "*" not in rule.get("apiGroups", []), role["metadata"]["name"]
+        for escalation in ("escalate", "bind", "impersonate"):
+            assert escalation not in rule["verbs"], role["metadata"]["name"]
+    for role in of_kind(objects, "ClusterRole"):
+        resources = {r for rule in role["rules"] for r in rule["resources"]}
+        assert resources <= {"tokenreviews", "subjectaccessreviews"}, role["metadata"]["name"]
+    for binding in of_kind(objects, "ClusterRoleBinding") + of_kind(objects, "RoleBinding"):
+        assert binding["roleRef"]["name"] != "cluster-admin"
+    secret_roles = {
+        (role["metadata"]["namespace"])
+        for role, rule in rules_of(objects)
+        if "secrets" in rule["resources"]
+    }
+    assert secret_roles == {"test-pods"}, "Secrets only in the pod namespace"
+    assert not of_kind(render(), "ClusterRole"), "no ClusterRole without the TestCluster API"
+
+
+def test_roles_follow_the_namespaces_values():
+    objects = render({"namespaces": {"jobs": "ci", "pods": "ci-pods"}})
+    by_name = {r["metadata"]["name"]: r["metadata"]["namespace"] for r in of_kind(objects, "Role")}
+    assert by_name["prow-prow-operator-operator-jobs"] == "ci"
+    assert by_name["prow-prow-operator-operator-pods"] == "ci-pods"
+    assert by_name["prow-prow-operator-operator-leader"] == NAMESPACE
+    _, c = container(objects, "operator")
+    assert "--watch-namespace=ci" in c["args"]
+    assert "--pod-namespace=ci-pods" in c["args"]
+    assert f"--leader-election-namespace={NAMESPACE}" in c["args"]
+    _, w = container(objects, "webhook")
+    assert "--watch-namespace=ci" in w["args"] and "--pod-namespace=ci-pods" in w["args"]
+
+
+def test_the_jobs_namespace_defaults_to_the_release_namespace():
+    _, c = container(render(namespace="ci-system"), "operator")
+    assert "--watch-namespace=ci-system" in c["args"]
+
+
+def test_the_testcluster_api_is_off_by_default_and_on_with_its_service_and_authentication():
+    objects = render()
+    _, c = container(objects, "operator")
+    assert not [a for a in c["args"] if a.startswith("--compat")]
+    assert not [s for s in of_kind(objects, "Service") if "testcluster-api" in s["metadata"]["name"]]
+    objects = render({"testClusterApi": {"enabled": True, "pool": "gke-e2e"}})
+    _, c = container(objects, "operator")
+    assert "--compat-listen=0.0.0.0:8082" in c["args"]
+    assert "--compat-pool=gke-e2e" in c["args"]
+    assert "--compat-namespace=test-pods" in c["args"]
+    assert "--compat-allow-anonymous" not in c["args"]
+    service = named(objects, "Service", "-testcluster-api")
+    assert service["spec"]["ports"][0]["port"] == 8082
+    assert of_kind(objects, "ClusterRole")
+    objects = render({"testClusterApi": {"enabled": True, "authentication": "anonymous"}})
+    _, c = container(objects, "operator")
+    assert "--compat-allow-anonymous" in c["args"]
+    assert not of_kind(objects, "ClusterRole"), "anonymous needs no reviews"
+    assert "NetworkPolicy" in notes({"testClusterApi": {"enabled": True, "authentication": "anonymous"}})
+
+
+def test_settings_reach_the_binaries():
+    objects = render(
+        {
+            "operator": {
+                "timeouts": {"podPending": "3m"},
+                "retention": {"terminatedPodTtl": "2h"},
+                "concurrency": {"maxConcurrency": 7, "jobQueues": {"gpu": 2}},
+                "podDeletionGraceSeconds": 0,
+            },
+            "webhook": {"deepCheck": False},
+            "logging": {"level": "debug", "format": "text"},
+            "kubernetesApi": {"host": "172.17.0.1", "port": 6443},
+            "image": {"tag": "v9"},
+        }
+    )
+    _, c = container(objects, "operator")
+    for arg in (
+        "--pod-pending-timeout=3m",
+        "--terminated-pod-ttl=2h",
+        "--max-concurrency=7",
+        "--job-queue=gpu=2",
+        "--pod-deletion-grace-seconds=0",
+        "--log-format=text",
+    ):
+        assert arg in c["args"], arg
+    _, w = container(objects, "webhook")
+    assert "--job-queue=gpu=2" in w["args"], "the webhook takes the same queues"
+    assert "--deep-check=false" in w["args"]
+    for each in (c, w):
+        env = {e["name"]: e.get("value") for e in each["env"]}
+        assert env["KUBERNETES_SERVICE_HOST"] == "172.17.0.1"
+        assert env["KUBERNETES_SERVICE_PORT"] == "6443"
+        assert env["RUST_LOG"] == "debug"
+        assert each["image"].endswith(":v9")
+    _, c = container(render(), "operator")
+    assert not [a for a in c["args"] if a.startswith("--pod-deletion-grace-seconds")]
+    assert not [a for a in c["args"] if a.startswith("--terminated-pod-ttl")]
+
+
+def test_tls_comes_from_a_secret_or_from_cert_manager():
+    objects = render({"webhook": {"tls": {"secretName": "mine", "caBundle": "Q0E="}}})
+    deployment, _ = container(objects, "webhook")
+    volume = deployment["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["secret"]["secretName"] == "mine"
+    hooks = of_kind(objects, "ValidatingWebhookConfiguration")[0]["webhooks"]
+    assert {h["clientConfig"]["caBundle"] for h in hooks} == {"Q0E="}
+    objects = render({"webhook": {"tls": {"mode": "cert-manager"}}})
+    certificate = named(objects, "Certificate", "-webhook")
+    assert certificate["spec"]["dnsNames"][0] == f"prow-prow-operator-webhook.{NAMESPACE}.svc"
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        config = of_kind(objects, kind)[0]
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+            f"{NAMESPACE}/prow-prow-operator-webhook"
+        )
+        assert all("caBundle" not in h["clientConfig"] for h in config["webhooks"])
+
+
+def test_a_service_monitor_only_when_asked():
+    assert not of_kind(render(), "ServiceMonitor")
+    monitors = of_kind(
+        render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}}),
+        "ServiceMonitor",
+    )
+    assert len(monitors) == 2
+    assert all(m["metadata"]["labels"]["release"] == "kps" for m in monitors)
+
+
+def test_rendering_twice_gives_the_same_objects():
+    # GitOps tools re-render on every sync: nothing may change between two renders.
+    assert render() == render()
+
+
+@pytest.mark.parametrize(
+    "values, names",
+    [
+        ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+        ({"logging": {"format": "xml"}}, "format"),
+        ({"operator": {"timeouts": {"podPending": "ten minutes"}}}, "podPending"),
+        ({"operator": {"replicas": -1}}, "replicas"),
+        ({"namespaces": {"pods": "Not_A_Namespace"}}, "pods"),
+        ({"testClusterApi": {"authentication": "basic"}}, "authentication"),
+        ({"webhook": {"tls": {"mode": "self-signed-by-helm"}}}, "mode"),
+        ({"operatr": {}}, "operatr"),
+    ],
+)
+def test_the_schema_refuses_a_wrong_value_naming_it(values, names):
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as refused:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    assert names in str(refused.value), str(refused.value)
+
+
+def kubectl(*args, stdin=None):
+    kubeconfig = os.environ["PROW_TEST_KUBECONFIG"]
+    return subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"testClusterApi": {"enabled": True}},
+        {"testClusterApi": {"enabled": True, "authentication": "anonymous"}},
+        {"webhook": {"tls": {"caBundle": "Q0E="}}, "kubernetesApi": {"host": "172.17.0.1"}},
+    ],
+)
+def test_every_rendered_object_is_accepted_by_the_api_server(values):
+    if not os.environ.get("PROW_TEST_KUBECONFIG"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("PROW_TEST_KUBECONFIG is unset under CI=true")
+        pytest.skip("PROW_TEST_KUBECONFIG is unset: no API server to ask")
+    suffix = uuid.uuid4().hex[:6]
+    release_ns, jobs_ns, pods_ns = (f"chart-{suffix}", f"chart-{suffix}-jobs", f"chart-{suffix}-pods")
+    for ns in (release_ns, jobs_ns, pods_ns):
+        created = kubectl("create", "namespace", ns)
+        assert created.returncode == 0, created.stderr
+    try:
+        values = {**values, "namespaces": {"jobs": jobs_ns, "pods": pods_ns}}
+        objects = render(values, namespace=release_ns)
+        # Cluster-scoped names carry the release name: unique per test.
+        for o in objects:
+            if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                             "ValidatingWebhookConfiguration"):
+                o["metadata"]["name"] += f"-{suffix}"
+        # Offline rendering assumes a current Kubernetes; an install asks the server, whose
+        # version picks the PodDisruptionBudget's API (the local API server is 1.20).
+        if "policy/v1\n" not in kubectl("api-versions").stdout:
+            for o in of_kind(objects, "PodDisruptionBudget"):
+                o["apiVersion"] = "policy/v1beta1"
+        manifest = yaml.safe_dump_all(objects)
+        applied = kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.count("(server dry run)") == len(objects), applied.stdout
+    finally:
+        for ns in (release_ns, jobs_ns, pods_ns):
+            kubectl("delete", "namespace", ns, "--wait=false")
