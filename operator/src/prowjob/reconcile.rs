@@ -228,9 +228,10 @@ async fn evicted_since(
 }
 
 /// Carries out a plan, in an order that a crash between two writes cannot turn into a wrong
-/// state: take the lease (ending its `claim`), create the pod, write the status (with the resourceVersion the plan
-/// was made from), delete the pod, end the lease, wake other jobs (the next in line takes the
-/// cluster at once), remove the kubeconfig copy, then publish the Event.
+/// state: take the lease (ending its `claim`), create the pod, write the status (with the
+/// resourceVersion the plan was made from), delete the pod, end the lease, wake other jobs
+/// (the next in line takes the cluster at once), remove the kubeconfig copy, then publish the
+/// Event.
 async fn apply<J: std::borrow::Borrow<ProwJob>>(
     facts: &Facts<'_>,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
