@@ -16,7 +16,8 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let env = TestEnv::new("recover-leader").await.expect("env");
     let jobs = env.api::<ProwJob>();
     let leader = start_operator(&env, &[]).expect("leader");
-    // The standby never becomes ready while the leader holds the Lease.
+    // The standby is Ready while the leader holds the Lease (it can take over, and a rollout
+    // waits for it), and says that it is a standby.
     let ns = env.namespace.as_str();
     let standby_args = [
         format!("--watch-namespace={ns}"),
@@ -32,7 +33,8 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     wait_for_job(&jobs, "first", WAIT, |j| j.state() == ProwJobState::Pending)
         .await
         .expect("leader runs it");
-    assert_eq!(http_get(&standby.health, "/readyz").expect("readyz").0, 503);
+    let (status, body) = http_get(&standby.health, "/readyz").expect("readyz");
+    assert_eq!((status, body.trim()), (200, "ok (standby)"));
 
     assert!(leader.terminate().expect("leader stops"), "clean exit");
     jobs.create(&PostParams::default(), &job("second", "periodic"))
@@ -43,4 +45,10 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     })
     .await
     .expect("the standby took over");
+    let (status, body) = http_get(&standby.health, "/readyz").expect("readyz");
+    assert_eq!(
+        (status, body.trim()),
+        (200, "ok"),
+        "the new leader is no standby"
+    );
 }

@@ -165,6 +165,17 @@ pub struct OperatorConfig {
     )]
     pub compat_allow_anonymous: bool,
 
+    /// Endpoints object (in --leader-election-namespace) the leader points at its own address
+    /// while it serves the cimaster-compatible API, for a Service without a selector: standbys
+    /// stay Ready without drawing that Service's calls. Needs --pod-ip.
+    #[arg(long, env = "PROW_OPERATOR_COMPAT_ENDPOINTS", requires = "pod_ip")]
+    pub compat_endpoints: Option<String>,
+
+    /// This pod's address (`status.podIP` from the downward API), published by
+    /// --compat-endpoints.
+    #[arg(long, env = "POD_IP")]
+    pub pod_ip: Option<String>,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -5,6 +5,7 @@
 /// reporting controller of its Events, the manager label of the objects it owns.
 pub const MANAGER: &str = "prow-operator";
 
+pub mod advertise;
 pub mod compat;
 pub mod config;
 pub mod error;

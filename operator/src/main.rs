@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{compat, leader, presets, prowjob, retention, testclusters};
+use prow_operator::{advertise, compat, leader, presets, prowjob, retention, testclusters};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
 
@@ -49,6 +49,10 @@ async fn main() -> anyhow::Result<()> {
             std::env::var("HOSTNAME").ok().as_deref(),
             std::process::id(),
         );
+        // A standby is healthy and ready to take over: Ready, so that a rollout of several
+        // replicas proceeds. Services of what only the leader serves route by Endpoints the
+        // leader writes (--compat-endpoints), not by readiness.
+        ready.set_standby();
         leadership = leader::acquire(
             client.clone(),
             &cfg.leader_election_namespace,
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             server.await.context("health server")?;
             return Ok(());
         }
+        ready.set_leading();
     }
 
     let settings = cfg.prowjob_settings();
@@ -97,6 +102,20 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the cimaster-compatible API on {listen}"))?;
         tasks.spawn("cimaster-api", api);
+        if let (Some(name), Some(ip)) = (&cfg.compat_endpoints, &cfg.pod_ip) {
+            let ad = advertise::Advertisement {
+                namespace: cfg.leader_election_namespace.clone(),
+                name: name.clone(),
+                ip: ip.clone(),
+                pod: std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()),
+                port_name: "cimaster".to_string(),
+                port: listen.port(),
+            };
+            tasks.spawn(
+                "cimaster-endpoints",
+                advertise::run(client.clone(), ad, stop.clone()),
+            );
+        }
     }
     tasks.spawn("prowjob-controller", controller);
     tasks.spawn(

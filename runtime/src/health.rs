@@ -20,6 +20,11 @@ pub struct Readiness(Arc<Inner>);
 #[derive(Default)]
 struct Inner {
     synced: AtomicBool,
+    /// A standby replica waiting for leadership: ready (it can take over), with nothing synced.
+    standby: AtomicBool,
+    /// Conditions other than watches the process waits for, with why (a certificate made, a
+    /// webhook configuration patched).
+    waiting: Mutex<BTreeMap<&'static str, String>>,
     /// Watches whose last request failed, with the error.
     failing: Mutex<BTreeMap<&'static str, String>>,
     /// Why the process is no longer alive, once a task it depends on died.
@@ -30,6 +35,37 @@ impl Readiness {
     /// Marks the caches synced: ready, unless a watch is failing.
     pub fn set_ready(&self) {
         self.0.synced.store(true, Ordering::Release);
+    }
+
+    /// Marks a standby replica: ready while it waits for leadership, since it can take over.
+    pub fn set_standby(&self) {
+        self.0.standby.store(true, Ordering::Release);
+    }
+
+    /// Marks the standby as leader: ready again only once its caches are synced.
+    pub fn set_leading(&self) {
+        self.0.standby.store(false, Ordering::Release);
+    }
+
+    /// Whether this replica is a standby waiting for leadership.
+    pub fn is_standby(&self) -> bool {
+        self.0.standby.load(Ordering::Acquire)
+    }
+
+    /// Not ready until [`Readiness::done_waiting`] for `name`; `why` is what `/readyz` says.
+    pub fn waiting_for(&self, name: &'static str, why: String) {
+        let mut waiting = lock(&self.0.waiting);
+        if waiting.get(name) != Some(&why) {
+            tracing::info!(condition = name, %why, "not ready until it is done");
+        }
+        waiting.insert(name, why);
+    }
+
+    /// The condition `name` is met.
+    pub fn done_waiting(&self, name: &'static str) {
+        if lock(&self.0.waiting).remove(name).is_some() {
+            tracing::info!(condition = name, "done");
+        }
     }
 
     /// Whether the process is ready: synced, no watch failing, alive.
@@ -50,7 +86,13 @@ impl Readiness {
                 .collect();
             return Some(watches.join("; "));
         }
-        (!self.0.synced.load(Ordering::Acquire)).then(|| "caches not synced yet".to_string())
+        let waiting = lock(&self.0.waiting);
+        if !waiting.is_empty() {
+            let conditions: Vec<&str> = waiting.values().map(String::as_str).collect();
+            return Some(conditions.join("; "));
+        }
+        let synced = self.0.synced.load(Ordering::Acquire) || self.is_standby();
+        (!synced).then(|| "caches not synced yet".to_string())
     }
 
     /// Records that the watch `name` failed; not ready until it succeeds again.
@@ -94,6 +136,9 @@ pub fn routes(
         Some(why) => warp::reply::with_status(why, StatusCode::INTERNAL_SERVER_ERROR),
     });
     let readyz = warp::path!("readyz").map(move || match ready.not_ready_because() {
+        None if ready.is_standby() => {
+            warp::reply::with_status("ok (standby)".to_string(), StatusCode::OK)
+        }
         None => warp::reply::with_status("ok".to_string(), StatusCode::OK),
         Some(why) => {
             warp::reply::with_status(format!("not ready: {why}"), StatusCode::SERVICE_UNAVAILABLE)
@@ -145,6 +190,33 @@ mod tests {
         ready.watch_succeeded("prowjobs");
         assert!(!ready.is_ready(), "pods still failing");
         ready.watch_succeeded("pods");
+        assert!(ready.is_ready());
+    }
+
+    #[test]
+    fn a_standby_is_ready_until_it_leads_and_then_waits_for_its_caches() {
+        let ready = Readiness::default();
+        ready.set_standby();
+        assert!(ready.is_ready() && ready.is_standby());
+        ready.set_leading();
+        assert_eq!(
+            ready.not_ready_because().as_deref(),
+            Some("caches not synced yet")
+        );
+        ready.set_ready();
+        assert!(ready.is_ready() && !ready.is_standby());
+    }
+
+    #[test]
+    fn a_condition_waited_for_keeps_a_synced_process_unready() {
+        let ready = Readiness::default();
+        ready.set_ready();
+        ready.waiting_for("ca-bundle", "caBundle not patched yet".into());
+        assert_eq!(
+            ready.not_ready_because().as_deref(),
+            Some("caBundle not patched yet")
+        );
+        ready.done_waiting("ca-bundle");
         assert!(ready.is_ready());
     }
 
