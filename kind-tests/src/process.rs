@@ -82,6 +82,16 @@ impl Running {
         Ok(running)
     }
 
+    /// [`Running::start_with_probes`], waiting only until it is alive (`/healthz`).
+    pub fn start_with_probes_unready(
+        binary_name: &str,
+        probe_flag: &str,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::spawn_with(&binary(binary_name)?, probe_flag, kubeconfig, args)
+    }
+
     /// [`Running::start_with_probes`] with the process's open-file limit set to `files`.
     pub fn start_with_probes_and_file_limit(
         binary_name: &str,

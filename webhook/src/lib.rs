@@ -4,8 +4,10 @@
 //! validator.
 
 pub mod admission;
+pub mod certs;
 pub mod fuzzing;
 pub mod metrics;
 pub mod offline;
+pub mod selftls;
 pub mod server;
 pub mod tls;

@@ -16,7 +16,7 @@ use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::telemetry::{self, LogFormat};
 use prow_runtime::{client, health, process, shutdown, store, watch};
-use prow_webhook::{admission, metrics, offline, server, tls};
+use prow_webhook::{admission, certs, metrics, offline, selftls, server, tls};
 use serde::Serialize;
 
 /// prow-webhook: injects Presets into ProwJobs and rejects bad job specs at admission.
@@ -40,6 +40,37 @@ struct WebhookConfig {
     /// PEM private key of the server; re-read when it changes.
     #[arg(long, env = "PROW_WEBHOOK_TLS_KEY_FILE", requires = "tls_cert_file")]
     tls_key_file: Option<PathBuf>,
+
+    /// Make the server's certificate and its CA once and keep them in this Secret (shared by
+    /// the replicas, renewed before they expire), instead of reading certificate files.
+    #[arg(
+        long,
+        env = "PROW_WEBHOOK_TLS_SECRET",
+        conflicts_with = "tls_cert_file",
+        requires = "tls_service"
+    )]
+    tls_secret: Option<String>,
+
+    /// Namespace of --tls-secret and --tls-service; defaults to the namespace the webhook
+    /// runs in.
+    #[arg(long, env = "PROW_WEBHOOK_TLS_NAMESPACE")]
+    tls_namespace: Option<String>,
+
+    /// The Service the API server calls the webhook through; its DNS names are the
+    /// certificate's.
+    #[arg(long, env = "PROW_WEBHOOK_TLS_SERVICE", requires = "tls_secret")]
+    tls_service: Option<String>,
+
+    /// Webhook configurations whose `caBundle` is kept set to --tls-secret's CA, as
+    /// mutatingwebhookconfiguration/NAME or validatingwebhookconfiguration/NAME; the first
+    /// owns the Secret, which goes when it does.
+    #[arg(
+        long = "ca-bundle-of",
+        env = "PROW_WEBHOOK_CA_BUNDLE_OF",
+        value_delimiter = ',',
+        requires = "tls_secret"
+    )]
+    ca_bundle_of: Vec<selftls::Target>,
 
     /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "PROW_WEBHOOK_KUBECONFIG")]
@@ -198,11 +229,41 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         None => None,
     };
 
-    match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            let cert = tls::ReloadingCert::load(cert, key)?;
-            tasks.spawn("certificate-reload", cert.clone().watch(stop.clone()));
-            let tls_config = tls::server_config(cert)?;
+    let resolver: Option<Arc<dyn rustls::server::ResolvesServerCert>> =
+        match (&cfg.tls_cert_file, &cfg.tls_key_file, &cfg.tls_secret) {
+            (Some(cert), Some(key), _) => {
+                let cert = tls::ReloadingCert::load(cert, key)?;
+                tasks.spawn("certificate-reload", cert.clone().watch(stop.clone()));
+                Some(cert)
+            }
+            (_, _, Some(secret)) => {
+                let namespace = cfg
+                    .tls_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_string());
+                let service = cfg.tls_service.as_deref().unwrap_or("prow-webhook");
+                let settings = selftls::Settings {
+                    dns_names: certs::service_dns_names(service, &namespace),
+                    namespace,
+                    secret: secret.clone(),
+                    targets: cfg.ca_bundle_of.clone(),
+                };
+                let Some(managed) =
+                    selftls::SelfManaged::start(client.clone(), settings, &ready, &stop).await
+                else {
+                    return Ok(());
+                };
+                tasks.spawn(
+                    "certificate",
+                    managed.clone().run(ready.clone(), stop.clone()),
+                );
+                Some(managed.resolver())
+            }
+            _ => None,
+        };
+    match resolver {
+        Some(resolver) => {
+            let tls_config = tls::server_config(resolver)?;
             let limits = tls::ConnectionLimits {
                 max_connections: cfg.max_connections,
                 handshake_timeout: cfg.handshake_timeout,
@@ -217,7 +278,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
                 }
             });
         }
-        _ => {
+        None => {
             let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
             tracing::info!(address = %listener.local_addr()?, "webhook listening (plain HTTP)");
             let stop = stop.clone();

@@ -89,6 +89,49 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
+/// Serves the certificate last set: the webhook's self-managed certificate, replaced when it
+/// is renewed.
+#[derive(Debug)]
+pub struct SharedCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl SharedCert {
+    /// Starts with `key`.
+    pub fn new(key: CertifiedKey) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(key)),
+        })
+    }
+
+    /// Serves `key` from the next handshake on.
+    pub fn set(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for SharedCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A certificate chain and its key, from PEM text.
+pub fn certified_key_from_pem(chain: &str, key: &str) -> anyhow::Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<_, _>>()
+        .context("parsing the certificate")?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate");
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).context("parsing the key")?;
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, key, &provider).context("certificate and key do not match")
+}
+
 fn read_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading {}", cert_file.display()))?
@@ -105,8 +148,8 @@ fn read_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<Certi
     CertifiedKey::from_der(chain, key, &provider).context("certificate and key do not match")
 }
 
-/// TLS 1.2 and 1.3 with the reloading certificate; HTTP/2 and HTTP/1.1 by ALPN.
-pub fn server_config(cert: Arc<ReloadingCert>) -> anyhow::Result<rustls::ServerConfig> {
+/// TLS 1.2 and 1.3 with the certificate `cert` resolves to; HTTP/2 and HTTP/1.1 by ALPN.
+pub fn server_config(cert: Arc<dyn ResolvesServerCert>) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
