@@ -117,18 +117,32 @@ def test_rbac_is_least_privilege():
         assert "*" not in rule.get("apiGroups", []), role["metadata"]["name"]
         for escalation in ("escalate", "bind", "impersonate"):
             assert escalation not in rule["verbs"], role["metadata"]["name"]
+    configurations = {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
     for role in of_kind(objects, "ClusterRole"):
-        resources = {r for rule in role["rules"] for r in rule["resources"]}
-        assert resources <= {"tokenreviews", "subjectaccessreviews"}, role["metadata"]["name"]
+        for rule in role["rules"]:
+            resources = set(rule["resources"])
+            if resources & configurations:
+                # The webhook's own two configurations, by name, to set their caBundle.
+                assert resources <= configurations and rule["resourceNames"] == ["prow-prow-operator"]
+                assert set(rule["verbs"]) == {"get", "patch"}
+            else:
+                assert resources <= {"tokenreviews", "subjectaccessreviews"}, role["metadata"]["name"]
     for binding in of_kind(objects, "ClusterRoleBinding") + of_kind(objects, "RoleBinding"):
         assert binding["roleRef"]["name"] != "cluster-admin"
-    secret_roles = {
-        (role["metadata"]["namespace"])
+    secret_rules = [
+        (role["metadata"]["namespace"], rule)
         for role, rule in rules_of(objects)
         if "secrets" in rule["resources"]
-    }
-    assert secret_roles == {"test-pods"}, "Secrets only in the pod namespace"
-    assert not of_kind(render(), "ClusterRole"), "no ClusterRole without the TestCluster API"
+    ]
+    assert {ns for ns, _ in secret_rules} == {"test-pods", NAMESPACE}, "no cluster-wide Secrets"
+    for ns, rule in secret_rules:
+        if ns == NAMESPACE:
+            # The webhook's certificate: create, then that one Secret by name.
+            assert rule["verbs"] == ["create"] or rule["resourceNames"] == ["prow-prow-operator-webhook-tls"]
+    cluster_roles = of_kind(render(), "ClusterRole")
+    assert [r["metadata"]["name"] for r in cluster_roles] == ["prow-prow-operator-webhook-ca-bundle"]
+    secret_mode = render({"webhook": {"tls": {"mode": "secret", "caBundle": "Q0E="}}})
+    assert not of_kind(secret_mode, "ClusterRole"), "no ClusterRole without the TestCluster API or auto TLS"
 
 
 def test_roles_follow_the_namespaces_values():
@@ -145,9 +159,13 @@ def test_roles_follow_the_namespaces_values():
     assert "--watch-namespace=ci" in w["args"] and "--pod-namespace=ci-pods" in w["args"]
 
 
-def test_the_jobs_namespace_defaults_to_the_release_namespace():
+def test_the_jobs_namespace_defaults_to_upstream_prows_and_never_the_release_namespace():
     _, c = container(render(namespace="ci-system"), "operator")
-    assert "--watch-namespace=ci-system" in c["args"]
+    assert "--watch-namespace=default" in c["args"]
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as refused:
+        chart.render({"namespaces": {"jobs": "ci-system"}}, name=RELEASE, namespace="ci-system", is_install=True)
+    assert "must not be the release's namespace" in str(refused.value)
 
 
 def test_the_testcluster_api_is_off_by_default_and_on_with_its_service_and_authentication():
@@ -163,11 +181,20 @@ def test_the_testcluster_api_is_off_by_default_and_on_with_its_service_and_authe
     assert "--compat-allow-anonymous" not in c["args"]
     service = named(objects, "Service", "-testcluster-api")
     assert service["spec"]["ports"][0]["port"] == 8082
+    # Only the leader serves it: no selector, the leader writes the Endpoints.
+    assert "selector" not in service["spec"]
+    endpoints = named(objects, "Endpoints", "-testcluster-api")
+    assert "subsets" not in endpoints, "helm leaves the leader's addresses alone"
+    assert "--compat-endpoints=prow-prow-operator-testcluster-api" in c["args"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert of_kind(objects, "ClusterRole")
     objects = render({"testClusterApi": {"enabled": True, "authentication": "anonymous"}})
     _, c = container(objects, "operator")
     assert "--compat-allow-anonymous" in c["args"]
-    assert not of_kind(objects, "ClusterRole"), "anonymous needs no reviews"
+    assert not [r for r in of_kind(objects, "ClusterRole") if "testcluster-api" in r["metadata"]["name"]], (
+        "anonymous needs no reviews"
+    )
     assert "NetworkPolicy" in notes({"testClusterApi": {"enabled": True, "authentication": "anonymous"}})
 
 
@@ -210,8 +237,27 @@ def test_settings_reach_the_binaries():
     assert not [a for a in c["args"] if a.startswith("--terminated-pod-ttl")]
 
 
+def test_tls_is_made_by_the_webhook_by_default():
+    objects = render()
+    deployment, w = container(objects, "webhook")
+    for arg in (
+        "--tls-secret=prow-prow-operator-webhook-tls",
+        f"--tls-namespace={NAMESPACE}",
+        "--tls-service=prow-prow-operator-webhook",
+        "--ca-bundle-of=validatingwebhookconfiguration/prow-prow-operator,"
+        "mutatingwebhookconfiguration/prow-prow-operator",
+    ):
+        assert arg in w["args"], arg
+    assert not [a for a in w["args"] if a.startswith("--tls-cert-file")]
+    assert "volumes" not in deployment["spec"]["template"]["spec"]
+    # Offline (helm template, Argo CD) nothing holds the certificate: no caBundle to diff.
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert all("caBundle" not in h["clientConfig"] for h in of_kind(objects, kind)[0]["webhooks"])
+    assert not [o for o in objects if o["kind"] == "Secret"], "the chart renders no certificate"
+
+
 def test_tls_comes_from_a_secret_or_from_cert_manager():
-    objects = render({"webhook": {"tls": {"secretName": "mine", "caBundle": "Q0E="}}})
+    objects = render({"webhook": {"tls": {"mode": "secret", "secretName": "mine", "caBundle": "Q0E="}}})
     deployment, _ = container(objects, "webhook")
     volume = deployment["spec"]["template"]["spec"]["volumes"][0]
     assert volume["secret"]["secretName"] == "mine"
@@ -280,7 +326,7 @@ def kubectl(*args, stdin=None):
         {},
         {"testClusterApi": {"enabled": True}},
         {"testClusterApi": {"enabled": True, "authentication": "anonymous"}},
-        {"webhook": {"tls": {"caBundle": "Q0E="}}, "kubernetesApi": {"host": "172.17.0.1"}},
+        {"webhook": {"tls": {"mode": "secret", "caBundle": "Q0E="}}, "kubernetesApi": {"host": "172.17.0.1"}},
     ],
 )
 def test_every_rendered_object_is_accepted_by_the_api_server(values):

@@ -23,7 +23,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "prow-operator.jobNamespace" -}}
-{{- default .Release.Namespace .Values.namespaces.jobs -}}
+{{- $jobs := default "default" .Values.namespaces.jobs -}}
+{{- if eq $jobs .Release.Namespace -}}
+{{- fail (printf "namespaces.jobs (%s) must not be the release's namespace: the webhook keeps off its own namespace, so jobs there would not be checked" $jobs) -}}
+{{- end -}}
+{{- $jobs -}}
+{{- end -}}
+
+{{- define "prow-operator.testClusterApiService" -}}
+{{- printf "%s-testcluster-api" (include "prow-operator.fullname" .) -}}
 {{- end -}}
 
 {{- define "prow-operator.testClusterApiNamespace" -}}
@@ -65,6 +73,10 @@ capabilities:
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
 - name: RUST_LOG
   value: {{ .Values.logging.level | quote }}
 {{- with .Values.kubernetesApi.host }}
