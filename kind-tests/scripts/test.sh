@@ -48,10 +48,20 @@ log="$state/cargo-test.log"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
-# The Helm chart: lint, render, schema, and a server-side dry run of what it renders.
+# The image the chart runs (static binaries on scratch), for the install tests on the node.
+if [ -n "${PROW_TEST_NODE_KUBECONFIG:-}" ]; then
+  echo "== image (kind-tests/scripts/image.sh)"
+  kind-tests/scripts/image.sh || status=1
+fi
+
+# The Helm chart: lint, render, schema, a server-side dry run of what it renders, and an
+# install into the cluster with the real node (install, RBAC, upgrade, uninstall).
 echo "== chart tests (helm-python-sdk)"
 chart_log="$state/chart-tests.log"
 kind-tests/scripts/chart-tests.sh 2>&1 | tee "$chart_log" || status=1
+
+# The same install tests on kind, where kind and Docker are present (one line where not).
+kind-tests/scripts/kind-install-test.sh 2>&1 | tee -a "$chart_log" || status=1
 
 # A short bounded fuzz of the admission path (any bytes to every endpoint); its corpus is
 # replayed by the unit tests above as well.

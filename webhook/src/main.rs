@@ -130,6 +130,12 @@ struct WebhookConfig {
     #[serde(skip)]
     idle_timeout: Duration,
 
+    /// After SIGTERM, keep serving this long, unready, before stopping (Go duration): the
+    /// API server keeps calling a pod until its endpoint is removed, which takes a moment.
+    #[arg(long, env = "PROW_WEBHOOK_SHUTDOWN_DELAY", default_value = "0s", value_parser = go_duration)]
+    #[serde(skip)]
+    shutdown_delay: Duration,
+
     /// Log line format.
     #[arg(long, env = "PROW_WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -176,7 +182,20 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     let printed = serde_json::to_string(&cfg).unwrap_or_default();
     tracing::info!(config = %printed, "prow-webhook starting");
 
-    let stop = shutdown::on_signal();
+    let signalled = shutdown::on_signal();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ready = health::Readiness::default();
+    {
+        let (stop, ready, delay) = (stop.clone(), ready.clone(), cfg.shutdown_delay);
+        tokio::spawn(async move {
+            signalled.cancelled().await;
+            if !delay.is_zero() {
+                ready.waiting_for("shutdown", format!("shutting down in {delay:?}"));
+                tokio::time::sleep(delay).await;
+            }
+            stop.cancel();
+        });
+    }
     let client = client::client(cfg.kubeconfig.as_deref())
         .await
         .context("building the Kubernetes client")?;
@@ -188,7 +207,6 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(fail_fast.clone(), ns),
         None => Api::all(fail_fast),
     };
-    let ready = health::Readiness::default();
     let (store, writer) = reflector::store();
     let feed = watch::watch(
         presets,

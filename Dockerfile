@@ -1,0 +1,33 @@
+# prow-operator's image: both binaries, statically linked, on an empty base, run as a non-root
+# user. Three stages:
+#
+#   prebuilt  the binaries built beforehand on the host (kind-tests/scripts/image.sh does it):
+#             needs no base image, so it builds where no registry can be reached.
+#   build     builds the binaries in a Rust image, for machines that can pull one.
+#   (last)    the same image as `prebuilt`, from `build`'s binaries: `docker build .`
+#
+#   kind-tests/scripts/image.sh                    # -> prow-operator.local/prow-operator:0.1.0
+#   docker build -t prow-operator.local/prow-operator:0.1.0 .
+#
+# Both binaries sit at the root; the chart runs `/prow-operator` and `/prow-webhook`.
+# The user is 65532 (distroless's "nonroot"); the chart sets it again with runAsNonRoot.
+
+FROM scratch AS prebuilt
+COPY prow-operator prow-webhook /
+USER 65532:65532
+ENTRYPOINT ["/prow-operator"]
+
+ARG RUST_IMAGE=rust:1.89-bookworm
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+RUN RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --locked --target x86_64-unknown-linux-gnu \
+      -p prow-operator -p prow-webhook --bin prow-operator --bin prow-webhook \
+ && cp target/x86_64-unknown-linux-gnu/release/prow-operator \
+       target/x86_64-unknown-linux-gnu/release/prow-webhook /
+
+FROM scratch
+COPY --from=build /prow-operator /prow-webhook /
+USER 65532:65532
+ENTRYPOINT ["/prow-operator"]
