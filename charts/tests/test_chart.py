@@ -359,3 +359,18 @@ def test_every_rendered_object_is_accepted_by_the_api_server(values):
     finally:
         for ns in (release_ns, jobs_ns, pods_ns):
             kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_the_objects_the_operator_would_make_are_the_charts_so_uninstall_removes_them():
+    objects = render()
+    lease = named(objects, "Lease", "-operator")
+    assert lease["metadata"]["namespace"] == NAMESPACE
+    assert "spec" not in lease, "the holders' fields are left to the replicas"
+    _, c = container(objects, "operator")
+    assert f"--leader-election-name={lease['metadata']['name']}" in c["args"]
+    budget = named(objects, "PodDisruptionBudget", "prow-job-pods")
+    assert budget["metadata"]["namespace"] == "test-pods"
+    # The operator finds its budget by this label, and the budget never blocks an eviction.
+    assert budget["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prow-operator"
+    assert budget["spec"] == {"minAvailable": 0, "selector": {"matchLabels": {"created-by-prow": "true"}}}
+    assert not of_kind(render({"operator": {"leaderElection": False}}), "Lease")
