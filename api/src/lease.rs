@@ -337,6 +337,28 @@ pub fn with_health(
     })
 }
 
+/// The status of a cluster of a pool with a health check that was never checked (new, or its
+/// pool just turned the check on): `Healthy` "Unknown", so that it is not leased before its
+/// first check. `None` when it has a `Healthy` condition.
+pub fn before_first_check(status: &TestClusterStatus, now: Timestamp) -> Option<TestClusterStatus> {
+    if status.conditions.iter().any(|c| c.type_ == HEALTHY) {
+        return None;
+    }
+    let mut conditions = status.conditions.clone();
+    conditions.push(Condition {
+        type_: HEALTHY.into(),
+        status: "Unknown".into(),
+        reason: "Checking".into(),
+        message: "checked before its first lease".into(),
+        last_transition_time: Time(now),
+        observed_generation: None,
+    });
+    Some(TestClusterStatus {
+        conditions,
+        ..status.clone()
+    })
+}
+
 /// Why a cluster cannot be leased for its health: its Healthy condition is False (the reason),
 /// or Unknown (being checked).
 pub fn unhealthy(status: &TestClusterStatus) -> Option<String> {

@@ -577,7 +577,15 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, kube::Erro
         cluster.spec.kubeconfig_secret_ref.as_ref(),
     ) {
         // A vacant cluster of a pool with a health check: checked when it becomes vacant and
-        // every interval after; a failing one is skipped until it answers again.
+        // every interval after; a failing one is skipped until it answers again. One never
+        // checked is marked as being checked first, so no job leases it before its check (the
+        // write brings it back here).
+        if let Some(marked) = prow_api::lease::before_first_check(&status, Timestamp::now()) {
+            ctx.clusters
+                .set_status(&ctx.client, &cluster, marked)
+                .await?;
+            return Ok(Action::await_change());
+        }
         let result = readyz(&ctx.client, &ns, secret, health.timeout).await;
         let healthy = result.is_ok();
         if let Some(new) = with_health(&status, result.clone(), Timestamp::now()) {

@@ -361,3 +361,30 @@ fn in_a_pool_that_checks_health_a_released_cluster_waits_for_its_next_check() {
     .expect("a change");
     assert_eq!(plain.conditions[0].status, "True");
 }
+
+#[test]
+fn a_cluster_never_checked_waits_for_its_first_check() {
+    let policy = PoolPolicy::default();
+    let fresh = TestClusterStatus::default();
+    let marked = before_first_check(&fresh, now()).expect("marked");
+    assert_eq!(marked.conditions.len(), 1);
+    assert_eq!(
+        (
+            marked.conditions[0].status.as_str(),
+            marked.conditions[0].reason.as_str()
+        ),
+        ("Unknown", "Checking")
+    );
+    assert!(unhealthy(&marked).is_some(), "not leasable while checked");
+    let refused = transition("c1", &marked, &Request::Lease(job("u1")), &policy, now());
+    assert!(
+        refused.is_err(),
+        "not leased before its first check: {refused:?}"
+    );
+    assert_eq!(before_first_check(&marked, now()), None, "marked once");
+    // Once checked, whatever the result, it is never marked again.
+    for result in [Ok(()), Err("connection refused".to_string())] {
+        let checked = with_health(&marked, result, now()).expect("checked");
+        assert_eq!(before_first_check(&checked, now()), None);
+    }
+}
