@@ -402,6 +402,20 @@ fn start<J: Borrow<ProwJob>>(
                     ..waiting(job, why, facts.now)
                 };
             };
+            let status = cluster.status.clone().unwrap_or_default();
+            if facts.pool_policy.health.is_some()
+                && cluster.spec.kubeconfig_secret_ref.is_some()
+                && !status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == crate::lease::HEALTHY)
+            {
+                // Never checked yet (new, and its first check not even begun): it is checked
+                // within moments, and a passed check wakes the pool.
+                let name = cluster.metadata.name.as_deref().unwrap_or_default();
+                let why = format!("cluster {name} has not been health-checked yet");
+                return waiting(job, why, facts.now);
+            }
             let lease = transition(
                 cluster.metadata.name.as_deref().unwrap_or_default(),
                 &cluster.status.clone().unwrap_or_default(),

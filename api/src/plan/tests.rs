@@ -649,3 +649,34 @@ fn a_finished_pool_job_ends_its_lease_and_wakes_the_next_in_its_pool() {
     assert!(plan.status.expect("final").completes());
     assert!(!plan.lease.expect("ends").take);
 }
+
+#[test]
+fn in_a_health_checked_pool_a_cluster_never_checked_is_not_leased_yet() {
+    let a = pool_job("a", "2024-05-01T11:00:00Z", json!({"state": "triggered"}));
+    let unchecked = test_cluster("c1", json!({"phase": "Vacant"}));
+    let checking = PoolPolicy {
+        health: Some(crate::lease::HealthPolicy::default()),
+        ..PoolPolicy::default()
+    };
+    let plan = pool_plan(
+        &a,
+        None,
+        &[&a],
+        &[&unchecked],
+        &checking,
+        Grant::Start("1".into()),
+    );
+    assert_eq!(plan.lease, None, "not leased before its first check");
+    let why = plan.status.expect("waits").description.expect("why");
+    assert!(why.contains("c1 has not been health-checked yet"), "{why}");
+    // Without a health check it is leased at once.
+    let plan = pool_plan(
+        &a,
+        None,
+        &[&a],
+        &[&unchecked],
+        &PoolPolicy::default(),
+        Grant::Start("1".into()),
+    );
+    assert!(plan.lease.is_some());
+}
