@@ -101,8 +101,20 @@ async fn thirty_jobs_with_limit_three_never_overshoot_even_when_the_operator_is_
             })
             .collect()
     };
+    // The first LIMIT jobs start together (their reconciles run in parallel, in any order);
+    // every later one starts only when a slot frees, one after another, so its build ID is
+    // above every earlier job's.
+    let first = LIMIT;
+    let unique: std::collections::BTreeSet<_> = build_ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        build_ids.len(),
+        "build ids are unique: {build_ids:?}"
+    );
+    let first_batch_max = build_ids[..first].iter().max().copied().unwrap_or_default();
     assert!(
-        build_ids.windows(2).all(|w| w[0] < w[1]),
+        build_ids[first..].iter().all(|id| *id > first_batch_max)
+            && build_ids[first..].windows(2).all(|w| w[0] < w[1]),
         "build ids increase in start order: {build_ids:?}"
     );
 
