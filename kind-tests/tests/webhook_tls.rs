@@ -38,16 +38,24 @@ struct Replica {
     port: u16,
 }
 
-fn start(env: &TestEnv, service: &str, config: &str) -> Replica {
-    let port = free_port().expect("port");
-    let args = [
+/// The flags of a replica on `port` keeping its certificate for `service` in SECRET, with
+/// `ca_bundle_of` the configurations whose caBundle it keeps.
+fn args(env: &TestEnv, port: u16, service: &str, ca_bundle_of: &str) -> Vec<String> {
+    vec![
         format!("--listen=127.0.0.1:{port}"),
         format!("--pod-namespace={}", env.namespace),
         format!("--tls-secret={SECRET}"),
         format!("--tls-namespace={}", env.namespace),
         format!("--tls-service={service}"),
-        format!("--ca-bundle-of=mutatingwebhookconfiguration/{config},validatingwebhookconfiguration/{config}"),
-    ];
+        format!("--ca-bundle-of={ca_bundle_of}"),
+    ]
+}
+
+fn start(env: &TestEnv, service: &str, config: &str) -> Replica {
+    let port = free_port().expect("port");
+    let targets =
+        format!("mutatingwebhookconfiguration/{config},validatingwebhookconfiguration/{config}");
+    let args = args(env, port, service, &targets);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let process =
         Running::start_with_probes("prow-webhook", "--probe-listen", &env.kubeconfig, &args)
@@ -259,17 +267,8 @@ async fn the_webhook_makes_its_certificate_once_and_keeps_every_ca_bundle_set() 
 async fn without_its_webhook_configuration_the_webhook_is_not_ready_and_says_why() {
     let env = TestEnv::new("webhook-tls-wait").await.expect("env");
     let port = free_port().expect("port");
-    let args = [
-        format!("--listen=127.0.0.1:{port}"),
-        format!("--pod-namespace={}", env.namespace),
-        format!("--tls-secret={SECRET}"),
-        format!("--tls-namespace={}", env.namespace),
-        "--tls-service=prow-webhook".to_string(),
-        format!(
-            "--ca-bundle-of=validatingwebhookconfiguration/missing-{}",
-            env.namespace
-        ),
-    ];
+    let missing = format!("validatingwebhookconfiguration/missing-{}", env.namespace);
+    let args = args(&env, port, "prow-webhook", &missing);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let webhook = Running::start_with_probes_unready(
         "prow-webhook",

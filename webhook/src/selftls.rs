@@ -275,41 +275,35 @@ async fn owner(client: &Client, targets: &[Target]) -> anyhow::Result<Option<Vec
     let Some(target) = targets.first() else {
         return Ok(None);
     };
-    let uid = match target.kind {
-        TargetKind::Mutating => uid_of::<MutatingWebhookConfiguration>(client, &target.name).await,
+    let reference = match target.kind {
+        TargetKind::Mutating => {
+            reference_to::<MutatingWebhookConfiguration>(client, &target.name).await
+        }
         TargetKind::Validating => {
-            uid_of::<ValidatingWebhookConfiguration>(client, &target.name).await
+            reference_to::<ValidatingWebhookConfiguration>(client, &target.name).await
         }
     }?;
-    let (api_version, kind) = match target.kind {
-        TargetKind::Mutating => (
-            "admissionregistration.k8s.io/v1",
-            "MutatingWebhookConfiguration",
-        ),
-        TargetKind::Validating => (
-            "admissionregistration.k8s.io/v1",
-            "ValidatingWebhookConfiguration",
-        ),
-    };
-    Ok(Some(vec![OwnerReference {
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
-        name: target.name.clone(),
-        uid,
-        ..OwnerReference::default()
-    }]))
+    Ok(Some(vec![reference]))
 }
 
-async fn uid_of<K>(client: &Client, name: &str) -> anyhow::Result<String>
+/// An owner reference to the cluster-scoped object `name` of kind `K`, read for its uid.
+async fn reference_to<K>(client: &Client, name: &str) -> anyhow::Result<OwnerReference>
 where
     K: Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + DeserializeOwned + fmt::Debug,
     K::DynamicType: Default,
 {
+    let kind = K::kind(&Default::default()).to_string();
     let object = Api::<K>::all(client.clone())
         .get(name)
         .await
-        .with_context(|| format!("reading {} {name}", K::kind(&Default::default())))?;
-    object.uid().context("an object without a uid")
+        .with_context(|| format!("reading {kind} {name}"))?;
+    Ok(OwnerReference {
+        api_version: K::api_version(&Default::default()).to_string(),
+        kind,
+        name: name.to_string(),
+        uid: object.uid().context("an object without a uid")?,
+        ..OwnerReference::default()
+    })
 }
 
 /// Sets every webhook's `caBundle` in `target` to `ca`, unless it already is.

@@ -32,7 +32,7 @@ const RELOAD_CHECK: Duration = Duration::from_secs(2);
 pub struct ReloadingCert {
     cert_file: PathBuf,
     key_file: PathBuf,
-    current: RwLock<Arc<CertifiedKey>>,
+    current: SharedCert,
 }
 
 impl ReloadingCert {
@@ -42,7 +42,7 @@ impl ReloadingCert {
         Ok(Arc::new(Self {
             cert_file: cert_file.to_path_buf(),
             key_file: key_file.to_path_buf(),
-            current: RwLock::new(Arc::new(key)),
+            current: SharedCert::holding(key),
         }))
     }
 
@@ -61,7 +61,7 @@ impl ReloadingCert {
             }
             match read_certified_key(&self.cert_file, &self.key_file) {
                 Ok(key) => {
-                    *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+                    self.current.set(key);
                     seen = now;
                     tracing::info!(cert = %self.cert_file.display(), "reloaded the TLS certificate");
                 }
@@ -79,18 +79,13 @@ impl ReloadingCert {
 }
 
 impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.resolve(hello)
     }
 }
 
-/// Serves the certificate last set: the webhook's self-managed certificate, replaced when it
-/// is renewed.
+/// Serves the certificate last set: the reloading files' and the webhook's self-managed
+/// certificate, replaced when it is renewed.
 #[derive(Debug)]
 pub struct SharedCert {
     current: RwLock<Arc<CertifiedKey>>,
@@ -99,9 +94,13 @@ pub struct SharedCert {
 impl SharedCert {
     /// Starts with `key`.
     pub fn new(key: CertifiedKey) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::holding(key))
+    }
+
+    fn holding(key: CertifiedKey) -> Self {
+        Self {
             current: RwLock::new(Arc::new(key)),
-        })
+        }
     }
 
     /// Serves `key` from the next handshake on.
@@ -133,19 +132,10 @@ pub fn certified_key_from_pem(chain: &str, key: &str) -> anyhow::Result<Certifie
 }
 
 fn read_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .with_context(|| format!("reading {}", cert_file.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", cert_file.display()))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "{} holds no certificate",
-        cert_file.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .with_context(|| format!("reading {}", key_file.display()))?;
-    let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(chain, key, &provider).context("certificate and key do not match")
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    certified_key_from_pem(&read(cert_file)?, &read(key_file)?)
+        .with_context(|| format!("loading {}", cert_file.display()))
 }
 
 /// TLS 1.2 and 1.3 with the certificate `cert` resolves to; HTTP/2 and HTTP/1.1 by ALPN.
