@@ -3,6 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+use crate::jobdefinition::JobDefinition;
 use crate::testclusterpool::TestClusterPool;
 use crate::{Preset, ProwJob, TestCluster};
 
@@ -13,6 +14,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         Preset::crd(),
         TestCluster::crd(),
         TestClusterPool::crd(),
+        JobDefinition::crd(),
     ]
 }
 

@@ -3,9 +3,11 @@
 
 pub mod compat;
 pub mod concurrency;
+pub mod conditions;
 pub mod crd;
 pub mod dedupe;
 pub mod duration;
+pub mod jobdefinition;
 pub mod labels;
 pub mod lease;
 pub mod lifecycle;
@@ -16,6 +18,7 @@ pub mod pool;
 pub mod preset;
 pub mod prowjob;
 pub mod retention;
+pub mod schedule;
 pub mod schema;
 pub mod testcluster;
 pub mod testclusterpool;

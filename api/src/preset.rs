@@ -323,8 +323,7 @@ pub fn applied_annotation(presets: &[&Preset]) -> String {
 #[cfg(test)]
 mod tests;
 
-/// What a Preset's conditions say: `(type, status, reason, message)`.
-pub type ConditionFacts = (&'static str, &'static str, &'static str, String);
+pub use crate::conditions::ConditionFacts;
 
 /// The Ready and Conflicting conditions of `preset` among the presets of its namespace.
 pub fn conditions<'a>(
@@ -389,43 +388,14 @@ pub fn status_update<'a>(
 ) -> Option<PresetStatus> {
     let status = preset.status.clone().unwrap_or_default();
     let generation = preset.metadata.generation;
-    let wanted: Vec<Condition> = conditions(preset, others)
-        .into_iter()
-        .map(|(kind, state, reason, message)| {
-            let previous = status.conditions.iter().find(|c| c.type_ == kind);
-            let since = previous
-                .filter(|c| c.status == state)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: kind.to_string(),
-                status: state.to_string(),
-                reason: reason.to_string(),
-                message,
-                observed_generation: generation,
-                last_transition_time: since,
-            }
-        })
-        .collect();
-    let same = |a: &Condition, b: &Condition| {
-        (
-            &a.type_,
-            &a.status,
-            &a.reason,
-            &a.message,
-            a.observed_generation,
-        ) == (
-            &b.type_,
-            &b.status,
-            &b.reason,
-            &b.message,
-            b.observed_generation,
-        )
-    };
+    let wanted = crate::conditions::with_transitions(
+        &status.conditions,
+        conditions(preset, others),
+        generation,
+        &now,
+    );
     let fresh = status.observed_generation == generation
-        && status.conditions.len() == wanted.len()
-        && wanted
-            .iter()
-            .all(|w| status.conditions.iter().any(|c| same(c, w)));
+        && crate::conditions::same(&status.conditions, &wanted);
     (!fresh).then_some(PresetStatus {
         observed_generation: generation,
         conditions: wanted,

@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::PodSpec;
 use crate::labels::{self, is_valid_label_value};
 use crate::{ProwJob, ProwJobType, Refs};
 
+mod definition;
 mod preset;
 mod testcluster;
 
+pub use definition::{branches_overlap, definition, definition_collisions};
 pub use preset::{preset, preset_collisions};
 pub use testcluster::{testcluster, testcluster_delete, testclusterpool};
 
@@ -511,6 +513,7 @@ fn pod_spec(pod: &PodSpec, job_type: Option<ProwJobType>, r: &mut Report) {
                 .map(|(i, c)| (format!("{base}.initContainers[{i}]"), c)),
         );
     for (path, c) in all {
+        resources(&path, c, r);
         let mut env_names = HashSet::new();
         for (j, e) in c.env.iter().flatten().enumerate() {
             let field = format!("{path}.env[{j}].name");
@@ -546,6 +549,44 @@ fn pod_spec(pod: &PodSpec, job_type: Option<ProwJobType>, r: &mut Report) {
                         "{:?} is used by the pod utilities: mount elsewhere",
                         m.mount_path
                     ),
+                );
+            }
+        }
+    }
+}
+
+/// Resource quantities read as the API server reads them, and no request above its limit.
+fn resources(path: &str, c: &k8s_openapi::api::core::v1::Container, r: &mut Report) {
+    use kube_quantity::ParsedQuantity;
+    let Some(res) = c.resources.as_ref() else {
+        return;
+    };
+    let mut parsed = |kind: &str,
+                      map: Option<
+        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| {
+        let mut out = BTreeMap::new();
+        for (name, q) in map.into_iter().flatten() {
+            match ParsedQuantity::try_from(q) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(_) => r.add(
+                    format!("{path}.resources.{kind}[{name}]"),
+                    format!("{:?} is not a quantity: use a number with an optional suffix such as 500m, 2, 512Mi or 1G", q.0),
+                ),
+            }
+        }
+        out
+    };
+    let limits = parsed("limits", res.limits.as_ref());
+    let requests = parsed("requests", res.requests.as_ref());
+    for (name, request) in &requests {
+        if let Some(limit) = limits.get(name) {
+            if request > limit {
+                r.add(
+                    format!("{path}.resources.requests[{name}]"),
+                    format!("{request} is more than the limit {limit}: request at most the limit"),
                 );
             }
         }
