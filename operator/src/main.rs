@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
-use prow_operator::{advertise, compat, leader, presets, prowjob, retention, testclusters};
+use prow_operator::{
+    advertise, compat, definitions, leader, presets, prowjob, retention, testclusters,
+};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
 
@@ -75,12 +77,14 @@ async fn main() -> anyhow::Result<()> {
         cfg.watch_namespace.as_deref(),
         ready.clone(),
     );
+    let (definition_runs, runs_changed) = tokio::sync::mpsc::unbounded_channel();
     let (caches, controller) = prowjob::run(
         client.clone(),
         fail_fast.clone(),
         settings,
         clusters.clone(),
         metrics,
+        definition_runs,
         ready.clone(),
         stop.clone(),
     );
@@ -124,6 +128,22 @@ async fn main() -> anyhow::Result<()> {
             client.clone(),
             fail_fast.clone(),
             cfg.watch_namespace.clone(),
+            ready.clone(),
+            stop.clone(),
+        ),
+    );
+    tasks.spawn(
+        "jobdefinition-controller",
+        definitions::run(
+            definitions::Context {
+                client: client.clone(),
+                jobs: caches.jobs.clone(),
+                jobs_synced: caches.jobs_synced.clone(),
+                recorder: prow_operator::events::recorder(client.clone()),
+            },
+            fail_fast.clone(),
+            cfg.watch_namespace.clone(),
+            runs_changed,
             ready.clone(),
             stop.clone(),
         ),

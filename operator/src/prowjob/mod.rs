@@ -111,12 +111,15 @@ impl Caches {
 /// caches, and the controller to spawn, which runs until `shutdown` is cancelled (it ends
 /// early only if it fails). Marks `ready` once the caches have synced; its watches count for
 /// `ready` from then on.
+// Each argument is one thing the controller shares with another part of the process.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     client: Client,
     fail_fast: Client,
     settings: Settings,
     clusters: Arc<Clusters>,
     metrics: Arc<Metrics>,
+    definition_runs: crate::definitions::RunEvents,
     ready: Readiness,
     shutdown: CancellationToken,
 ) -> (
@@ -145,6 +148,7 @@ pub fn run(
     .map_ok(stored::unwrap_job_event)
     .reflect(jobs_writer);
     let job_events = notice_gone_holders(clusters.clone(), job_events);
+    let job_events = crate::definitions::notice_runs(definition_runs, job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
 
     let pods_api: Api<PodView> = match settings.pod_watch_namespace() {

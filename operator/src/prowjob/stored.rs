@@ -3,6 +3,7 @@
 //! are kept as `prow_api::pod_view::PodView`, the view the state machine reads.)
 
 use kube::runtime::watcher;
+use prow_api::jobdefinition::{ATTEMPT_ANNOTATION, DEFINITION_LABEL, TRIGGER_LABEL};
 use prow_api::wire::LeanJob;
 use prow_api::ProwJob;
 use serde::{Deserialize, Deserializer};
@@ -35,6 +36,21 @@ pub fn unwrap_job_event(event: watcher::Event<WireJob>) -> watcher::Event<ProwJo
     }
 }
 
+/// Labels a finished job keeps.
+const KEPT_LABELS: [&str; 3] = [prow_api::labels::CLEANS, DEFINITION_LABEL, TRIGGER_LABEL];
+
+/// The entries of `map` under `keys`; `None` when there are none.
+fn keep(
+    map: Option<std::collections::BTreeMap<String, String>>,
+    keys: &[&str],
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let kept: std::collections::BTreeMap<String, String> = map?
+        .into_iter()
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
 /// Drops from a job what no decision reads: managed fields and the last-applied annotation
 /// always; the pod spec, every agent or reporter setting, labels and annotations once the job
 /// is complete.
@@ -56,13 +72,10 @@ pub fn strip_job(job: &mut ProwJob) {
         spec.extra_refs.clear();
         spec.refs = None;
         let meta = &mut job.metadata;
-        meta.annotations = None;
-        // A clean-up job's end is read by its cluster's reconciler, which finds it by label.
-        meta.labels = meta
-            .labels
-            .take()
-            .and_then(|mut l| l.remove_entry(prow_api::labels::CLEANS))
-            .map(|(k, v)| [(k, v)].into_iter().collect());
+        // A clean-up job's end is read by its cluster's reconciler, which finds it by label; a
+        // definition's run is found by its labels, and its attempt counts retries.
+        meta.labels = keep(meta.labels.take(), &KEPT_LABELS);
+        meta.annotations = keep(meta.annotations.take(), &[ATTEMPT_ANNOTATION]);
         meta.owner_references = None;
         meta.finalizers = None;
         meta.generate_name = None;
@@ -97,6 +110,29 @@ mod tests {
         assert_eq!(job.spec.job, "j");
         assert!(job.is_complete());
         assert_eq!(job.status.as_ref().map(|s| s.build_id.as_str()), Some("5"));
+    }
+
+    #[test]
+    fn a_finished_run_keeps_what_its_definition_reads() {
+        let mut job: ProwJob = serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": "a",
+                         "labels": {DEFINITION_LABEL: "nightly", TRIGGER_LABEL: "retry", "preset-x": "true"},
+                         "annotations": {ATTEMPT_ANNOTATION: "2", "note": "long text"}},
+            "spec": {"type": "periodic", "job": "j"},
+            "status": {"state": "failure", "completionTime": "2024-01-01T00:00:00Z"},
+        }))
+        .expect("job");
+        strip_job(&mut job);
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        assert_eq!(labels.get(TRIGGER_LABEL).map(String::as_str), Some("retry"));
+        let annotations = job.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        assert_eq!(
+            annotations.get(ATTEMPT_ANNOTATION).map(String::as_str),
+            Some("2")
+        );
     }
 
     #[test]

@@ -1,0 +1,339 @@
+//! The JobDefinition reconciler: starts the runs of periodics when the schedule says
+//! (`prow_api::schedule`), the run a new value of the `prow-operator.dev/run` annotation asks
+//! for, and keeps each definition's status (latest runs, last and next run, late or not).
+//!
+//! Fetch (the definition, its runs from the ProwJob cache) -> decide (pure) -> apply (create a
+//! run, then write the status). A run's name is decided from stored objects only, so a create
+//! that finds the run already there (another replica, or this one before a crash between the
+//! create and the status write) means the run was started: it is never started twice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource, ResourceExt};
+use prow_api::jobdefinition::status::{is_run_of, run_of, status_update};
+use prow_api::jobdefinition::{
+    manual_suffix, prowjob_for, run_name, CannotRun, DefinitionType, JobDefinition, RunRequest,
+    ATTEMPT_ANNOTATION, DEFINITION_LABEL, DUE_ANNOTATION, RUN_ANNOTATION, RUN_BASE_REF_ANNOTATION,
+};
+use prow_api::schedule::{self, Next};
+use prow_api::ProwJob;
+use prow_runtime::health::Readiness;
+use prow_runtime::store::Synced;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::{self, Action};
+use crate::MANAGER;
+
+/// How often a definition with an unfinished run is looked at again even without an event
+/// (its status shows the run's state; its Late condition turns on when the next run is due).
+const WHILE_RUNNING: Duration = Duration::from_secs(30);
+
+/// What the reconciles share.
+pub struct Context {
+    /// Writes.
+    pub client: Client,
+    /// The ProwJob cache (the runs).
+    pub jobs: Store<ProwJob>,
+    /// Whether the ProwJob cache has its first list.
+    pub jobs_synced: Synced,
+    /// Events on definitions.
+    pub recorder: crate::events::Events,
+}
+
+/// The sender the ProwJob watch tells about changed runs; see [`notice_runs`].
+pub type RunEvents = mpsc::UnboundedSender<ObjectRef<JobDefinition>>;
+
+/// Passes ProwJob events on, telling `runs` about each event of a definition's run, so a run
+/// that ends wakes its definition.
+pub fn notice_runs<S>(runs: RunEvents, events: S) -> impl Stream<Item = S::Item> + Send
+where
+    S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+{
+    events.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(job) | watcher::Event::Delete(job)) = event {
+            if let Some(def) = job.labels().get(DEFINITION_LABEL) {
+                let namespace = job.namespace().unwrap_or_default();
+                let _ = runs.send(ObjectRef::new(def).within(&namespace));
+            }
+        }
+    })
+}
+
+/// The controller to spawn: watches the definitions (of `namespace`, or all) through
+/// `fail_fast`, wakes on their runs' events from `runs`, and runs until `shutdown`.
+pub fn run(
+    ctx: Context,
+    fail_fast: Client,
+    namespace: Option<String>,
+    runs: mpsc::UnboundedReceiver<ObjectRef<JobDefinition>>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let api: Api<JobDefinition> = match &namespace {
+        Some(ns) => Api::namespaced(fail_fast, ns),
+        None => Api::all(fail_fast),
+    };
+    let (store, writer) = reflector::store();
+    let events =
+        prow_runtime::watch::watch(api, watcher::Config::default(), "jobdefinitions", readiness)
+            .reflect(writer);
+    let (events, synced) = prow_runtime::store::signal(events);
+    let requests = futures::stream::select(
+        queue::requests_of(events, |_: &JobDefinition| true),
+        queue::requests_from(runs),
+    );
+    let ctx = Arc::new(ctx);
+    queue::run(store, synced, requests, 4, shutdown, move |def| {
+        let ctx = ctx.clone();
+        async move {
+            match reconcile(&def, &ctx).await {
+                Ok(action) => action,
+                Err(e) => {
+                    tracing::warn!(definition = %def.name_any(), namespace = def.namespace().unwrap_or_default(), error = %e, "reconciling job definition");
+                    Action::retry()
+                }
+            }
+        }
+    })
+}
+
+/// Fetch -> decide -> apply, for one definition.
+async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::Error> {
+    if !ctx.jobs_synced.wait_at_most(Duration::ZERO).await {
+        // The runs are not all known yet: deciding now could start a run that exists.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let namespace = def.namespace().unwrap_or_default();
+    let defs: Api<JobDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
+    let jobs: Api<ProwJob> = Api::namespaced(ctx.client.clone(), &namespace);
+    let cached = ctx.jobs.state();
+    let runs: Vec<&ProwJob> = cached
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|j| is_run_of(j, def))
+        .collect();
+    let now = Timestamp::now();
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+
+    // A new value of the run annotation: one run, named after the value.
+    if let Some(token) = pending_manual_trigger(def) {
+        match manual_run(def, &token) {
+            Ok(job) => {
+                let name = job.name_any();
+                if create_run(ctx, def, &jobs, &job).await? {
+                    publish(
+                        ctx,
+                        def,
+                        false,
+                        "ManualRun",
+                        format!("started run {name} for {RUN_ANNOTATION}={token}"),
+                    );
+                }
+            }
+            Err(CannotRun(why)) => publish(
+                ctx,
+                def,
+                true,
+                "ManualRunRefused",
+                format!("{RUN_ANNOTATION}={token} starts no run: {why}"),
+            ),
+        }
+        defs.patch_status(
+            &def.name_any(),
+            &params,
+            &Patch::Merge(&json!({ "status": { "lastManualTrigger": token } })),
+        )
+        .await?;
+    }
+
+    let (next, schedule_error) = if def.spec.job_type == DefinitionType::Periodic {
+        match schedule::schedule_of(&def.spec).and_then(|s| Ok((s, schedule::retry_of(&def.spec)?)))
+        {
+            Ok((sched, retry)) => {
+                let created = def
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(now, |t| t.0);
+                let history: Vec<_> = runs.iter().map(|j| run_of(j)).collect();
+                (
+                    Some(schedule::next(created, &sched, retry, &history, now)),
+                    None,
+                )
+            }
+            Err((field, message)) => (None, Some(format!("{field}: {message}"))),
+        }
+    } else {
+        (None, None)
+    };
+
+    if let Some(Next::Start {
+        suffix,
+        due,
+        trigger,
+        attempt,
+    }) = &next
+    {
+        let request = RunRequest {
+            name: run_name(&def.name_any(), suffix),
+            trigger: trigger.label().into(),
+            annotations: [
+                (DUE_ANNOTATION.to_string(), due.to_string()),
+                (ATTEMPT_ANNOTATION.to_string(), attempt.to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        match prowjob_for(def, &request) {
+            Ok(job) => {
+                if create_run(ctx, def, &jobs, &job).await? {
+                    tracing::info!(definition = %def.name_any(), %namespace, run = %request.name, %due, "started a scheduled run");
+                }
+            }
+            Err(CannotRun(why)) => {
+                publish(
+                    ctx,
+                    def,
+                    true,
+                    "CannotRun",
+                    format!("the run due at {due} cannot start: {why}"),
+                );
+            }
+        }
+        // The run's event brings the definition back with the run in the cache.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+
+    let decision = match (&next, &schedule_error) {
+        (Some(n), _) => Some(Ok(n)),
+        (None, Some(e)) => Some(Err(e.as_str())),
+        (None, None) => None,
+    };
+    if let Some(status) = status_update(def, &runs, decision, now) {
+        let mut body = serde_json::to_value(&status).unwrap_or_default();
+        // The manual trigger's record is written above, on its own.
+        if let Some(map) = body.as_object_mut() {
+            map.remove("lastManualTrigger");
+            for key in ["nextRunTime", "lastRunTime"] {
+                map.entry(key).or_insert(serde_json::Value::Null);
+            }
+        }
+        defs.patch_status(
+            &def.name_any(),
+            &params,
+            &Patch::Merge(&json!({ "status": body })),
+        )
+        .await?;
+    }
+
+    let unfinished = runs.iter().any(|j| !j.is_complete());
+    let wait = match next {
+        Some(Next::Wait { until }) => Some(until.duration_since(now).unsigned_abs()),
+        Some(Next::Blocked { due: Some(due), .. }) if due > now => {
+            Some(due.duration_since(now).unsigned_abs())
+        }
+        _ => None,
+    };
+    Ok(match (wait, unfinished) {
+        (Some(w), true) => Action::requeue(w.min(WHILE_RUNNING)),
+        (Some(w), false) => Action::requeue(w),
+        (None, true) => Action::requeue(WHILE_RUNNING),
+        (None, false) => Action::await_change(),
+    })
+}
+
+/// The run annotation's value when no run was started for it yet.
+fn pending_manual_trigger(def: &JobDefinition) -> Option<String> {
+    let token = def.annotations().get(RUN_ANNOTATION)?.trim().to_string();
+    let done = def
+        .status
+        .as_ref()
+        .and_then(|s| s.last_manual_trigger.as_deref());
+    (!token.is_empty() && done != Some(token.as_str())).then_some(token)
+}
+
+/// The run a value of the run annotation asks for. A postsubmit's tests the branch the
+/// `run-base-ref` annotation names, or the definition's only literal branch.
+fn manual_run(def: &JobDefinition, token: &str) -> Result<ProwJob, CannotRun> {
+    let base_ref = def
+        .annotations()
+        .get(RUN_BASE_REF_ANNOTATION)
+        .cloned()
+        .or_else(|| match def.spec.branches.as_slice() {
+            [only]
+                if only
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "-_./".contains(c)) =>
+            {
+                Some(only.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    if def.spec.job_type == DefinitionType::Presubmit {
+        return Err(CannotRun(
+            "a presubmit runs on a pull request: trigger it over the manual-trigger API or from the code host".into(),
+        ));
+    }
+    let request = RunRequest {
+        name: run_name(&def.name_any(), &manual_suffix(token)),
+        trigger: "manual".into(),
+        base_ref,
+        ..Default::default()
+    };
+    prowjob_for(def, &request)
+}
+
+/// Creates a run; false when it exists already (it was started before). A run the API server
+/// refuses (admission says the definition makes a bad job) is an error for people: an Event on
+/// the definition, and the next try a minute later.
+async fn create_run(
+    ctx: &Context,
+    def: &JobDefinition,
+    jobs: &Api<ProwJob>,
+    job: &ProwJob,
+) -> Result<bool, kube::Error> {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match jobs.create(&params, job).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) if crate::error::is_request_error(&e) => {
+            publish(
+                ctx,
+                def,
+                true,
+                "RunRefused",
+                format!("run {} was refused: {e}", job.name_any()),
+            );
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn publish(ctx: &Context, def: &JobDefinition, warning: bool, reason: &str, note: String) {
+    crate::events::publish(
+        &ctx.recorder,
+        def.object_ref(&()),
+        warning,
+        reason,
+        note,
+        "Run",
+    );
+}
