@@ -91,6 +91,7 @@ def test_the_webhook_configurations_cover_every_endpoint_with_safe_settings():
         "/validate/presets",
         "/validate/testclusters",
         "/validate/testclusterpools",
+        "/validate/jobdefinitions",
     }
     for hook in mutating + validating:
         assert hook["sideEffects"] == "None"

@@ -217,6 +217,9 @@ def rbac_matrix():
     for verb in ("list", "watch"):
         calls.append(("operator", verb, "presets.prow-operator.dev", jobs, True))
     calls.append(("operator", "patch", "presets.prow-operator.dev#status", jobs, True))
+    for verb in ("list", "watch"):
+        calls.append(("operator", verb, "jobdefinitions.prow-operator.dev", jobs, True))
+    calls.append(("operator", "patch", "jobdefinitions.prow-operator.dev#status", jobs, True))
     calls.append(("operator", "create", "events.events.k8s.io", jobs, True))
     for verb in ("get", "list", "watch", "create", "delete"):
         calls.append(("operator", verb, "pods", pods, True))
@@ -240,6 +243,7 @@ def rbac_matrix():
     # Every call the webhook makes.
     for verb in ("get", "list", "watch"):
         calls.append(("webhook", verb, "presets.prow-operator.dev", jobs, True))
+        calls.append(("webhook", verb, "jobdefinitions.prow-operator.dev", jobs, True))
     calls.append(("webhook", "create", "pods", pods, True))
     calls.append(("webhook", "create", "secrets", rel, True))
     for verb in ("get", "update"):

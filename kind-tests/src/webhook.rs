@@ -204,6 +204,7 @@ pub async fn register(env: &TestEnv, webhook: &Webhook) -> anyhow::Result<()> {
             hook("validate-presets", "/validate/presets", "prow-operator.dev", "presets", &["CREATE", "UPDATE"]),
             hook("validate-testclusters", "/validate/testclusters", "prow-operator.dev", "testclusters", &["CREATE", "UPDATE", "DELETE"]),
             hook("validate-testclusterpools", "/validate/testclusterpools", "prow-operator.dev", "testclusterpools", &["CREATE", "UPDATE"]),
+            hook("validate-jobdefinitions", "/validate/jobdefinitions", "prow-operator.dev", "jobdefinitions", &["CREATE", "UPDATE"]),
         ],
     }))?;
     for w in validating.webhooks.iter_mut().flatten() {

@@ -308,3 +308,62 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         "still the same process, exiting cleanly"
     );
 }
+
+#[tokio::test]
+async fn bad_job_definitions_are_refused_with_their_field_and_a_repeated_job_too() {
+    let env = TestEnv::new("webhook-def").await.expect("env");
+    let webhook = start_webhook(&env, &[]).expect("webhook");
+    register(&env, &webhook).await.expect("registered");
+    let bad = "apiVersion: prow-operator.dev/v1alpha1
+kind: JobDefinition
+metadata: {name: bad}
+spec:
+  type: presubmit
+  repo: acme/widgets
+  always_run: true
+  run_if_changed: ^docs/
+  trigger: (?m)^/test unit$
+  spec:
+    containers:
+    - image: busybox
+      resources: {limits: {cpu: lots}}
+";
+    let refusal = eventually(
+        "the webhook to refuse a bad definition",
+        Duration::from_secs(20),
+        || async { Ok(apply(&env, bad).err()) },
+    )
+    .await
+    .expect("refused");
+    for field in [
+        "spec.run_if_changed",
+        "spec.rerun_command",
+        "spec.spec.containers[0].resources.limits[cpu]",
+    ] {
+        assert!(refusal.contains(field), "{field}: {refusal}");
+    }
+    let good = "apiVersion: prow-operator.dev/v1alpha1
+kind: JobDefinition
+metadata: {name: unit}
+spec:
+  type: presubmit
+  repo: acme/widgets
+  always_run: true
+  spec: {containers: [{image: busybox}]}
+";
+    apply(&env, good).expect("a good definition is admitted");
+    let again = good
+        .replace("name: unit}", "name: unit-copy}\n")
+        .replace("always_run: true", "name: unit\n  always_run: true");
+    let refusal = eventually(
+        "the webhook to see the first definition",
+        Duration::from_secs(20),
+        || async { Ok(apply(&env, &again).err()) },
+    )
+    .await
+    .expect("a second definition of the same job is refused");
+    assert!(
+        refusal.contains("spec.name") && refusal.contains("JobDefinition unit"),
+        "{refusal}"
+    );
+}

@@ -13,6 +13,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::DynamicObject;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
+use prow_api::jobdefinition::JobDefinition;
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::testclusterpool::TestClusterPool;
 use prow_api::validate::{self, explain, Violation};
@@ -33,6 +34,8 @@ pub enum Endpoint {
     ValidateTestClusters,
     /// `/validate/testclusterpools`.
     ValidateTestClusterPools,
+    /// `/validate/jobdefinitions`.
+    ValidateJobDefinitions,
 }
 
 impl Endpoint {
@@ -43,6 +46,7 @@ impl Endpoint {
             Self::ValidatePresets => "Preset",
             Self::ValidateTestClusters => "TestCluster",
             Self::ValidateTestClusterPools => "TestClusterPool",
+            Self::ValidateJobDefinitions => "JobDefinition",
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct DeepCheck {
 pub struct Admitter {
     /// Presets, kept by a watch.
     pub presets: Store<Preset>,
+    /// JobDefinitions, kept by a watch (a new one must not repeat another's job or context).
+    pub definitions: Store<JobDefinition>,
     /// Configured job queues, if known.
     pub job_queues: Option<BTreeSet<String>>,
     /// The deep check, when enabled.
@@ -188,6 +194,13 @@ impl Admitter {
                     Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
                 }
             }
+            Endpoint::ValidateJobDefinitions => match decode::<JobDefinition>(endpoint, body)? {
+                Decoded::Request(req) => (
+                    req.operation.clone(),
+                    Answer::Done(self.validate_definition(&req)),
+                ),
+                Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
+            },
         };
         Ok(Decided { operation, answer })
     }
@@ -338,6 +351,33 @@ impl Admitter {
         violations.extend(validate::preset_collisions(
             &preset,
             others.iter().map(|p| p.as_ref()),
+        ));
+        answer(allowed, &violations)
+    }
+
+    fn validate_definition(&self, req: &AdmissionRequest<JobDefinition>) -> AdmissionResponse {
+        let allowed = AdmissionResponse::from(req);
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return allowed;
+        }
+        let Some(def) = req.object.as_ref() else {
+            return allowed.deny("the request carries no object");
+        };
+        let mut def = def.clone();
+        if def.metadata.namespace.is_none() {
+            def.metadata.namespace = req.namespace.clone();
+        }
+        let config = validate::Config {
+            job_queues: self.job_queues.clone(),
+        };
+        let mut violations = validate::definition(&def, &config);
+        let others = self.definitions.state();
+        violations.extend(validate::definition_collisions(
+            &def,
+            others
+                .iter()
+                .map(|d| d.as_ref())
+                .filter(|d| d.metadata.namespace == def.metadata.namespace),
         ));
         answer(allowed, &violations)
     }

@@ -8,12 +8,13 @@ use prow_api::Preset;
 
 use crate::admission::{Admitter, Endpoint};
 
-const ENDPOINTS: [Endpoint; 5] = [
+const ENDPOINTS: [Endpoint; 6] = [
     Endpoint::MutateProwJobs,
     Endpoint::ValidateProwJobs,
     Endpoint::ValidatePresets,
     Endpoint::ValidateTestClusters,
     Endpoint::ValidateTestClusterPools,
+    Endpoint::ValidateJobDefinitions,
 ];
 
 /// An admitter with one preset that matches every job in namespace `prow` (so the mutating
@@ -34,6 +35,7 @@ fn admitter() -> &'static Admitter {
         writer.apply_watcher_event(&watcher::Event::Apply(preset));
         Admitter {
             presets,
+            definitions: reflector::store().0,
             job_queues: Some(["gpu".to_string()].into()),
             deep_check: None,
         }

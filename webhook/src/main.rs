@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
+use prow_api::jobdefinition::JobDefinition;
 use prow_api::Preset;
 use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
 use prow_runtime::supervise::Supervisor;
@@ -205,8 +206,22 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         .context("building the fail-fast Kubernetes client")?;
     let presets: Api<Preset> = match &cfg.watch_namespace {
         Some(ns) => Api::namespaced(fail_fast.clone(), ns),
+        None => Api::all(fail_fast.clone()),
+    };
+    let definitions: Api<JobDefinition> = match &cfg.watch_namespace {
+        Some(ns) => Api::namespaced(fail_fast.clone(), ns),
         None => Api::all(fail_fast),
     };
+    let (definition_store, definition_writer) = reflector::store();
+    let definition_feed = watch::watch(
+        definitions,
+        watcher::Config::default(),
+        "jobdefinitions",
+        ready.clone(),
+    )
+    .reflect(definition_writer);
+    let (definition_feed, definitions_synced) = store::signal(definition_feed);
+    let definition_feed = definition_feed.applied_objects();
     let (store, writer) = reflector::store();
     let feed = watch::watch(
         presets,
@@ -227,9 +242,19 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
             }
         });
     }
+    {
+        let stop = stop.clone();
+        tasks.spawn("jobdefinition-watch", async move {
+            tokio::select! {
+                _ = watch::drain(definition_feed, "jobdefinitions") => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
 
     let admitter = admission::Admitter {
         presets: store.clone(),
+        definitions: definition_store,
         job_queues: queue_names(&cfg.job_queues),
         deep_check: cfg.deep_check.then(|| admission::DeepCheck {
             client: client.clone(),
@@ -314,7 +339,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         let (ready, stop) = (ready.clone(), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
-                synced = synced.wait() => {
+                synced = async { synced.wait().await && definitions_synced.wait().await } => {
                     if synced {
                         tracing::info!(presets = store.state().len(), "preset cache synced");
                         ready.set_ready();

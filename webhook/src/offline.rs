@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use prow_api::jobdefinition::JobDefinition;
 use prow_api::validate::{self, Violation};
 use prow_api::{Preset, ProwJob, TestCluster};
 use serde::Deserialize;
@@ -70,6 +71,11 @@ pub fn run(
         .filter(|o| o.kind == "Preset")
         .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
         .collect();
+    let definitions: Vec<JobDefinition> = objects
+        .iter()
+        .filter(|o| o.kind == "JobDefinition")
+        .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
+        .collect();
     let config = validate::Config { job_queues };
     for o in &objects {
         let violations = match o.kind.as_str() {
@@ -96,6 +102,19 @@ pub fn run(
                 Ok(pool) => validate::testclusterpool(&pool),
                 Err(e) => vec![malformed(e)],
             },
+            "JobDefinition" => match serde_json::from_value::<JobDefinition>(o.value.clone()) {
+                Ok(def) => {
+                    let mut v = validate::definition(&def, &config);
+                    v.extend(validate::definition_collisions(
+                        &def,
+                        definitions
+                            .iter()
+                            .filter(|d| d.metadata.namespace == def.metadata.namespace),
+                    ));
+                    v
+                }
+                Err(e) => vec![malformed(e)],
+            },
             _ => Vec::new(), // other kinds are not ours to judge
         };
         for v in violations {
@@ -119,7 +138,13 @@ pub fn run(
 }
 
 /// The kinds checked: each has an arm in the match of [`run`].
-const KINDS: [&str; 4] = ["ProwJob", "Preset", "TestCluster", "TestClusterPool"];
+const KINDS: [&str; 5] = [
+    "ProwJob",
+    "Preset",
+    "TestCluster",
+    "TestClusterPool",
+    "JobDefinition",
+];
 
 fn malformed(e: serde_json::Error) -> Violation {
     Violation {

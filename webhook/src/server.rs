@@ -44,6 +44,8 @@ pub fn routes(
         .or(warp::path!("validate" / "testclusters").map(|| Endpoint::ValidateTestClusters))
         .unify()
         .or(warp::path!("validate" / "testclusterpools").map(|| Endpoint::ValidateTestClusterPools))
+        .unify()
+        .or(warp::path!("validate" / "jobdefinitions").map(|| Endpoint::ValidateJobDefinitions))
         .unify();
     let admit = {
         let metrics = metrics.clone();

@@ -12,6 +12,7 @@ fn admitter(presets: Vec<Value>) -> Admitter {
     }
     Admitter {
         presets: store,
+        definitions: reflector::store().0,
         job_queues: None,
         deep_check: None,
     }
