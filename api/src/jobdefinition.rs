@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::preserved_object;
 
 pub mod status;
+pub mod trigger;
 use crate::{
     labels, DecorationConfig, ProwJob, ProwJobAgent, ProwJobSpec, ProwJobType, Pull, Refs,
 };

@@ -12,7 +12,8 @@ use kind_tests::process::{free_port, Running};
 use kind_tests::TestEnv;
 use kube::api::{ObjectMeta, PostParams};
 use kube::Api;
-use prow_api::{ClusterPhase, TestCluster};
+use prow_api::{ClusterPhase, ProwJob, TestCluster};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -465,4 +466,97 @@ async fn a_curl_only_script_goes_through_every_cimaster_transition() {
     ] {
         assert!(said.contains(seen), "{seen} in {said}");
     }
+}
+
+#[tokio::test]
+async fn the_manual_trigger_creates_one_run_for_an_authorized_caller_and_refuses_others() {
+    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL, TRIGGERED_BY_ANNOTATION};
+    let env = TestEnv::new("manual-trigger").await.expect("env");
+    let token = account(&env, "releaser", true).await;
+    let stranger = account(&env, "stranger", false).await;
+    let (_operator, api) = operator_with_api(&env, &[]).await;
+    let def: JobDefinition = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+        "metadata": {"name": "deploy"},
+        "spec": {"type": "postsubmit", "repo": "acme/widgets",
+                 "spec": {"containers": [{"image": "busybox", "command": ["true"]}]}},
+    }))
+    .expect("definition");
+    env.api::<JobDefinition>()
+        .create(&PostParams::default(), &def)
+        .await
+        .expect("definition");
+    let body = r#"{"org":"acme","repo":"widgets","base_ref":"main","prowtype":"postsubmit","prowjob":"deploy","user":"cluster-pool"}"#;
+    let jobs = env.api::<ProwJob>();
+    let runs = || async {
+        jobs.list(&kube::api::ListParams::default().labels(&format!("{DEFINITION_LABEL}=deploy")))
+            .await
+            .expect("runs")
+            .items
+    };
+
+    let refused = call(&api, "POST", "/manual-trigger", Some(&stranger), Some(body)).expect("call");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let anonymous = call(&api, "POST", "/manual-trigger", None, Some(body)).expect("call");
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let unknown = body.replace("\"deploy\"", "\"nope\"");
+    let missing = eventually("the definition cached", WAIT, || async {
+        let r = call(
+            &api,
+            "POST",
+            "/manual-trigger",
+            Some(&token),
+            Some(&unknown),
+        )?;
+        Ok((r.status == 404).then_some(r))
+    })
+    .await
+    .expect("404");
+    assert!(
+        missing.text().contains("no postsubmit nope"),
+        "{}",
+        missing.text()
+    );
+    assert!(runs().await.is_empty(), "a refused trigger created a run");
+
+    let created = eventually("the trigger accepted", WAIT, || async {
+        let r = call(&api, "POST", "/manual-trigger", Some(&token), Some(body))?;
+        Ok((r.status == 200).then_some(r))
+    })
+    .await
+    .expect("created");
+    let all = runs().await;
+    assert_eq!(all.len(), 1, "one request, one run");
+    let run = &all[0];
+    assert_eq!(
+        created.text(),
+        format!(
+            "{}/{}",
+            env.namespace,
+            run.metadata.name.clone().unwrap_or_default()
+        )
+    );
+    let refs = run.spec.refs.clone().expect("refs");
+    assert_eq!(
+        (
+            refs.org.as_str(),
+            refs.repo.as_str(),
+            refs.base_ref.as_str()
+        ),
+        ("acme", "widgets", "main")
+    );
+    let by = run
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TRIGGERED_BY_ANNOTATION))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        by,
+        format!(
+            "system:serviceaccount:{}:releaser (for cluster-pool)",
+            env.namespace
+        )
+    );
 }

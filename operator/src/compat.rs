@@ -20,7 +20,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
-use prow_api::compat::{parse, BadCall, Call};
+use prow_api::compat::{parse, BadCall, Call, Permission};
+use prow_api::jobdefinition::trigger::{self, ManualTrigger};
+use prow_api::jobdefinition::{prowjob_for, run_name, JobDefinition};
 use prow_api::lease::{transition, Holder, Refused, Request};
 use prow_api::pool::{free, line, Pool};
 use prow_api::testclusterpool::create_cluster_job;
@@ -58,6 +60,7 @@ pub struct Compat {
     client: Client,
     clusters: Arc<Clusters>,
     jobs: Store<ProwJob>,
+    definitions: Store<JobDefinition>,
     settings: Settings,
     recorder: crate::events::Events,
 }
@@ -112,6 +115,7 @@ pub async fn serve(
     client: Client,
     clusters: Arc<Clusters>,
     jobs: Store<ProwJob>,
+    definitions: Store<JobDefinition>,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
@@ -128,6 +132,7 @@ pub async fn serve(
         client,
         clusters,
         jobs,
+        definitions,
         settings,
     });
     let server = warp::serve(routes(compat))
@@ -160,7 +165,24 @@ fn routes(
             }
         })
         .untuple_one();
-    method
+    // The manual trigger: a JSON body, as the manual-trigger service took it.
+    let trigger = warp::post()
+        .and(warp::path("manual-trigger"))
+        .and(warp::path::end())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(small_body.clone())
+        .and(warp::body::bytes())
+        .and_then({
+            let compat = compat.clone();
+            move |auth: Option<String>, body: Bytes| {
+                let compat = compat.clone();
+                async move {
+                    let answer = compat.manual_trigger(auth, &body).await;
+                    Ok::<_, warp::Rejection>(plain(answer))
+                }
+            }
+        });
+    let calls = method
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -171,17 +193,21 @@ fn routes(
             let compat = compat.clone();
             async move {
                 let answer = compat.answer(&call, &query, auth, &body).await;
-                let mut reply = warp::http::Response::builder()
-                    .status(answer.status)
-                    .header("content-type", "text/plain; charset=utf-8");
-                if answer.status == StatusCode::SERVICE_UNAVAILABLE {
-                    reply = reply.header("retry-after", RETRY_AFTER_SECONDS.to_string());
-                }
-                Ok::<_, warp::Rejection>(
-                    reply.body(format!("{}\n", answer.text)).unwrap_or_default(),
-                )
+                Ok::<_, warp::Rejection>(plain(answer))
             }
-        })
+        });
+    trigger.or(calls).unify()
+}
+
+/// An answer as a plain-text response.
+fn plain(answer: Answer) -> warp::http::Response<String> {
+    let mut reply = warp::http::Response::builder()
+        .status(answer.status)
+        .header("content-type", "text/plain; charset=utf-8");
+    if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+        reply = reply.header("retry-after", RETRY_AFTER_SECONDS.to_string());
+    }
+    reply.body(format!("{}\n", answer.text)).unwrap_or_default()
 }
 
 /// Who called.
@@ -281,11 +307,21 @@ impl Compat {
 
     /// Asks the API server whether the caller may do what the call does.
     async fn authorize(&self, caller: &Caller, call: &Call) -> Result<(), Answer> {
+        self.authorize_in(caller, call.permission(), &self.settings.namespace)
+            .await
+    }
+
+    /// Asks the API server whether the caller may do `wanted` in `namespace`.
+    async fn authorize_in(
+        &self,
+        caller: &Caller,
+        wanted: Permission,
+        namespace: &str,
+    ) -> Result<(), Answer> {
         if caller.anonymous {
             // Allowed explicitly by --compat-allow-anonymous: the network is the boundary.
             return Ok(());
         }
-        let wanted = call.permission();
         let review = SubjectAccessReview {
             metadata: ObjectMeta::default(),
             spec: SubjectAccessReviewSpec {
@@ -294,7 +330,7 @@ impl Compat {
                 uid: caller.uid.clone(),
                 extra: caller.extra.clone(),
                 resource_attributes: Some(ResourceAttributes {
-                    namespace: Some(self.settings.namespace.clone()),
+                    namespace: Some(namespace.to_string()),
                     verb: Some(wanted.verb.into()),
                     group: Some(wanted.group.into()),
                     resource: Some(wanted.resource.into()),
@@ -316,9 +352,76 @@ impl Compat {
             StatusCode::FORBIDDEN,
             format!(
                 "{} may not {} {} in namespace {}",
-                caller.user, wanted.verb, wanted.resource, self.settings.namespace
+                caller.user, wanted.verb, wanted.resource, namespace
             ),
         ))
+    }
+
+    /// `POST /manual-trigger`: one run of the definition the body names, recorded as the
+    /// caller's. The caller needs `create` on `prowjobs` in the definition's namespace.
+    async fn manual_trigger(&self, auth: Option<String>, body: &[u8]) -> Answer {
+        let trigger: ManualTrigger = match serde_json::from_slice(body) {
+            Ok(t) => t,
+            Err(e) => {
+                return Answer::with(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not a manual-trigger request ({{\"org\", \"repo\", \"base_ref\", \"prowtype\", \"prowjob\", \"user\"}}): {e}"),
+                )
+            }
+        };
+        let caller = match self.authenticate(auth.as_deref()).await {
+            Ok(caller) => caller,
+            Err(answer) => return answer,
+        };
+        let definitions = self.definitions.state();
+        let def = match trigger::find(definitions.iter().map(|d| d.as_ref()), &trigger) {
+            Ok(def) => def,
+            Err(not) => {
+                return Answer::with(
+                    StatusCode::from_u16(not.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    not.message,
+                )
+            }
+        };
+        let namespace = def.metadata.namespace.clone().unwrap_or_default();
+        let wanted = Permission {
+            verb: "create",
+            group: "prow.k8s.io",
+            resource: "prowjobs",
+            name: None,
+        };
+        if let Err(answer) = self.authorize_in(&caller, wanted, &namespace).await {
+            return answer;
+        }
+        let api: Api<ProwJob> = Api::namespaced(self.client.clone(), &namespace);
+        let definition = def.metadata.name.clone().unwrap_or_default();
+        for _ in 0..ATTEMPTS {
+            let suffix = format!(
+                "manual-{:x}",
+                Timestamp::now().as_nanosecond() & 0xffff_ffff_ffff
+            );
+            let request = trigger::request(&trigger, run_name(&definition, &suffix), &caller.user);
+            let job = match prowjob_for(def, &request) {
+                Ok(job) => job,
+                Err(why) => return Answer::with(StatusCode::BAD_REQUEST, why.0),
+            };
+            match api.create(&PostParams::default(), &job).await {
+                Ok(_) => {
+                    tracing::info!(definition = %definition, %namespace, run = %request.name, user = %caller.user, "manual trigger");
+                    return Answer::ok(format!("{namespace}/{}", request.name));
+                }
+                // Another request took the name in the same nanosecond: take another.
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                    return Answer::with(
+                        StatusCode::from_u16(s.code).unwrap_or(StatusCode::BAD_REQUEST),
+                        format!("the run was refused: {}", s.message),
+                    )
+                }
+                Err(e) => return e.into(),
+            }
+        }
+        Answer::with(StatusCode::CONFLICT, "no free run name; try again".into())
     }
 
     async fn run(&self, call: &Call, caller: &Caller) -> Answer {

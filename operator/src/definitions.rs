@@ -69,8 +69,9 @@ where
     })
 }
 
-/// The controller to spawn: watches the definitions (of `namespace`, or all) through
-/// `fail_fast`, wakes on their runs' events from `runs`, and runs until `shutdown`.
+/// The definitions' cache, and the controller to spawn: it watches the definitions (of
+/// `namespace`, or all) through `fail_fast`, wakes on their runs' events from `runs`, and runs
+/// until `shutdown`.
 pub fn run(
     ctx: Context,
     fail_fast: Client,
@@ -78,7 +79,10 @@ pub fn run(
     runs: mpsc::UnboundedReceiver<ObjectRef<JobDefinition>>,
     readiness: Readiness,
     shutdown: CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
+) -> (
+    Store<JobDefinition>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let api: Api<JobDefinition> = match &namespace {
         Some(ns) => Api::namespaced(fail_fast, ns),
         None => Api::all(fail_fast),
@@ -93,7 +97,8 @@ pub fn run(
         queue::requests_from(runs),
     );
     let ctx = Arc::new(ctx);
-    queue::run(store, synced, requests, 4, shutdown, move |def| {
+    let cache = store.clone();
+    let controller = queue::run(store, synced, requests, 4, shutdown, move |def| {
         let ctx = ctx.clone();
         async move {
             match reconcile(&def, &ctx).await {
@@ -104,7 +109,8 @@ pub fn run(
                 }
             }
         }
-    })
+    });
+    (cache, controller)
 }
 
 /// Fetch -> decide -> apply, for one definition.

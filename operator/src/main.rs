@@ -94,12 +94,27 @@ async fn main() -> anyhow::Result<()> {
         default_pod_namespace: cfg.pod_namespace.clone(),
     });
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+    let (definitions, definition_controller) = definitions::run(
+        definitions::Context {
+            client: client.clone(),
+            jobs: caches.jobs.clone(),
+            jobs_synced: caches.jobs_synced.clone(),
+            recorder: prow_operator::events::recorder(client.clone()),
+        },
+        fail_fast.clone(),
+        cfg.watch_namespace.clone(),
+        runs_changed,
+        ready.clone(),
+        stop.clone(),
+    );
+    tasks.spawn("jobdefinition-controller", definition_controller);
     if let Some(settings) = cfg.compat() {
         let listen = settings.listen;
         let api = compat::serve(
             client.clone(),
             clusters.clone(),
             caches.jobs.clone(),
+            definitions.clone(),
             settings,
             stop.clone(),
         )
@@ -128,22 +143,6 @@ async fn main() -> anyhow::Result<()> {
             client.clone(),
             fail_fast.clone(),
             cfg.watch_namespace.clone(),
-            ready.clone(),
-            stop.clone(),
-        ),
-    );
-    tasks.spawn(
-        "jobdefinition-controller",
-        definitions::run(
-            definitions::Context {
-                client: client.clone(),
-                jobs: caches.jobs.clone(),
-                jobs_synced: caches.jobs_synced.clone(),
-                recorder: prow_operator::events::recorder(client.clone()),
-            },
-            fail_fast.clone(),
-            cfg.watch_namespace.clone(),
-            runs_changed,
             ready.clone(),
             stop.clone(),
         ),
