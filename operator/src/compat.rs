@@ -170,7 +170,7 @@ fn routes(
         .and(warp::path("manual-trigger"))
         .and(warp::path::end())
         .and(warp::header::optional::<String>("authorization"))
-        .and(small_body.clone())
+        .and(small_body)
         .and(warp::body::bytes())
         .and_then({
             let compat = compat.clone();
