@@ -15,6 +15,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::prowjob::{is_false, is_zero};
 use crate::schema::preserved_object;
 
 pub mod status;
@@ -343,12 +344,8 @@ pub fn prowjob_for(def: &JobDefinition, req: &RunRequest) -> Result<ProwJob, Can
     let s = &def.spec;
     let name = def.job_name().to_string();
     let job_type = s.job_type.job_type();
-    let agent = match s.agent.as_str() {
-        "" | "kubernetes" => ProwJobAgent::Kubernetes,
-        "jenkins" => ProwJobAgent::Jenkins,
-        "tekton-pipeline" => ProwJobAgent::TektonPipeline,
-        other => return Err(CannotRun(format!("agent {other:?} is not known"))),
-    };
+    let agent = agent_named(&s.agent)
+        .ok_or_else(|| CannotRun(format!("agent {:?} is not known", s.agent)))?;
     let refs = match s.job_type {
         DefinitionType::Periodic => None,
         DefinitionType::Presubmit | DefinitionType::Postsubmit => {
@@ -452,6 +449,16 @@ pub fn prowjob_for(def: &JobDefinition, req: &RunRequest) -> Result<ProwJob, Can
     Ok(job)
 }
 
+/// The agent upstream's `agent` field names; `kubernetes` when empty.
+pub fn agent_named(name: &str) -> Option<ProwJobAgent> {
+    match name {
+        "" | "kubernetes" => Some(ProwJobAgent::Kubernetes),
+        "jenkins" => Some(ProwJobAgent::Jenkins),
+        "tekton-pipeline" => Some(ProwJobAgent::TektonPipeline),
+        _ => None,
+    }
+}
+
 /// A run's name from the definition's name and a distinguishing suffix, at most 63 characters
 /// (pods are named after their jobs): a long definition name is cut and a hash of the whole
 /// name keeps it unique.
@@ -479,14 +486,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
 }
 
 #[cfg(test)]

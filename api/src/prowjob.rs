@@ -360,10 +360,12 @@ impl ProwJob {
     }
 }
 
-fn is_false(b: &bool) -> bool {
+/// Whether a flag is off (left out of the written object).
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn is_zero(n: &i64) -> bool {
+/// Whether a count is zero (left out of the written object).
+pub(crate) fn is_zero(n: &i64) -> bool {
     *n == 0
 }

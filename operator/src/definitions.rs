@@ -165,33 +165,16 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
         .await?;
     }
 
-    let (next, schedule_error) = if def.spec.job_type == DefinitionType::Periodic {
-        match schedule::schedule_of(&def.spec).and_then(|s| Ok((s, schedule::retry_of(&def.spec)?)))
-        {
-            Ok((sched, retry)) => {
-                let created = def
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(now, |t| t.0);
-                let history: Vec<_> = runs.iter().map(|j| run_of(j)).collect();
-                (
-                    Some(schedule::next(created, &sched, retry, &history, now)),
-                    None,
-                )
-            }
-            Err((field, message)) => (None, Some(format!("{field}: {message}"))),
-        }
-    } else {
-        (None, None)
-    };
+    // Periodics: the schedule's step, or why the schedule does not read.
+    let decision = periodic_step(def, &runs, now);
+    tracing::debug!(definition = %def.name_any(), %namespace, runs = runs.len(), ?decision, "decided");
 
-    if let Some(Next::Start {
+    if let Some(Ok(Next::Start {
         suffix,
         due,
         trigger,
         attempt,
-    }) = &next
+    })) = &decision
     {
         let request = RunRequest {
             name: run_name(&def.name_any(), suffix),
@@ -223,12 +206,10 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
 
-    let decision = match (&next, &schedule_error) {
-        (Some(n), _) => Some(Ok(n)),
-        (None, Some(e)) => Some(Err(e.as_str())),
-        (None, None) => None,
-    };
-    if let Some(status) = status_update(def, &runs, decision, now) {
+    let step = decision
+        .as_ref()
+        .map(|d| d.as_ref().map_err(String::as_str));
+    if let Some(status) = status_update(def, &runs, step, now) {
         let mut body = serde_json::to_value(&status).unwrap_or_default();
         // The manual trigger's record is written above, on its own.
         if let Some(map) = body.as_object_mut() {
@@ -246,9 +227,9 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
     }
 
     let unfinished = runs.iter().any(|j| !j.is_complete());
-    let wait = match next {
-        Some(Next::Wait { until }) => Some(until.duration_since(now).unsigned_abs()),
-        Some(Next::Blocked { due: Some(due), .. }) if due > now => {
+    let wait = match decision {
+        Some(Ok(Next::Wait { until })) => Some(until.duration_since(now).unsigned_abs()),
+        Some(Ok(Next::Blocked { due: Some(due), .. })) if due > now => {
             Some(due.duration_since(now).unsigned_abs())
         }
         _ => None,
@@ -258,6 +239,32 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
         (Some(w), false) => Action::requeue(w),
         (None, true) => Action::requeue(WHILE_RUNNING),
         (None, false) => Action::await_change(),
+    })
+}
+
+/// What the schedule says of a periodic now (`Err`: why its schedule does not read); `None`
+/// for presubmits and postsubmits.
+fn periodic_step(
+    def: &JobDefinition,
+    runs: &[&ProwJob],
+    now: Timestamp,
+) -> Option<Result<Next, String>> {
+    if def.spec.job_type != DefinitionType::Periodic {
+        return None;
+    }
+    let parsed =
+        schedule::schedule_of(&def.spec).and_then(|s| Ok((s, schedule::retry_of(&def.spec)?)));
+    Some(match parsed {
+        Ok((sched, retry)) => {
+            let created = def
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(now, |t| t.0);
+            let history: Vec<_> = runs.iter().map(|j| run_of(j)).collect();
+            Ok(schedule::next(created, &sched, retry, &history, now))
+        }
+        Err((field, message)) => Err(format!("{field}: {message}")),
     })
 }
 

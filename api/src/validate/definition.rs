@@ -7,7 +7,7 @@
 use regex::Regex;
 
 use super::{is_valid_job_name, prowjob, Config, Report, Violation};
-use crate::jobdefinition::{prowjob_for, DefinitionType, JobDefinition, RunRequest};
+use crate::jobdefinition::{agent_named, prowjob_for, DefinitionType, JobDefinition, RunRequest};
 use crate::schedule::{retry_of, schedule_of};
 use crate::Pull;
 
@@ -192,10 +192,7 @@ fn run_rules(def: &JobDefinition, config: &Config, r: &mut Report) {
     };
     let Ok(job) = prowjob_for(def, &sample) else {
         // An unknown agent or a bad repo: said above or below.
-        if !matches!(
-            def.spec.agent.as_str(),
-            "" | "kubernetes" | "jenkins" | "tekton-pipeline"
-        ) {
+        if agent_named(&def.spec.agent).is_none() {
             r.add(
                 "spec.agent",
                 format!("{:?} is not an agent: use kubernetes", def.spec.agent),
