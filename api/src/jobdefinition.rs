@@ -467,7 +467,7 @@ pub fn run_name(definition: &str, suffix: &str) -> String {
     let base = if definition.len() <= room {
         definition.to_string()
     } else {
-        let hash = format!("{:08x}", fnv1a(definition.as_bytes()) as u32);
+        let hash = format!("{:08x}", stable_hash(definition.as_bytes()) as u32);
         let keep = room.saturating_sub(hash.len() + 1);
         let cut: String = definition.chars().take(keep).collect();
         format!("{}-{hash}", cut.trim_end_matches(['-', '.']))
@@ -478,11 +478,14 @@ pub fn run_name(definition: &str, suffix: &str) -> String {
 /// The suffix of the run a value of [`RUN_ANNOTATION`] starts: the same value always names the
 /// same run.
 pub fn manual_suffix(token: &str) -> String {
-    format!("run-{:012x}", fnv1a(token.as_bytes()) & 0xffff_ffff_ffff)
+    format!(
+        "run-{:012x}",
+        stable_hash(token.as_bytes()) & 0xffff_ffff_ffff
+    )
 }
 
 /// FNV-1a, 64 bits: a hash whose value never changes between builds (names depend on it).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

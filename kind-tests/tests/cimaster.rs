@@ -560,3 +560,136 @@ async fn the_manual_trigger_creates_one_run_for_an_authorized_caller_and_refuses
         )
     );
 }
+
+/// Runs the prowctl binary; its exit code, stdout and stderr.
+fn prowctl(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(kind_tests::process::binary("prowctl").expect("prowctl"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("PROWCTL_SERVER")
+        .env_remove("PROWCTL_TOKEN")
+        .output()
+        .expect("prowctl runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http() {
+    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL};
+    let env = TestEnv::new("prowctl-http").await.expect("env");
+    let token = account(&env, "person", true).await;
+    let stranger = account(&env, "passerby", false).await;
+    let (_operator, api) = operator_with_api(&env, &[]).await;
+    let server = format!("http://{api}");
+    let add = call(
+        &api,
+        "GET",
+        "/addcluster?cluster=c1&region=eu&name=ops",
+        Some(&token),
+        None,
+    )
+    .expect("call");
+    assert_eq!(add.status, 200, "{add:?}");
+    let clusters = env.api::<TestCluster>();
+
+    // A caller without the right is refused with the API's reason, and nothing is held.
+    let (code, _, err) = prowctl(&[
+        "hold", "--server", &server, "--token", &stranger, "--name", "mallory", "c1",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("holdcluster: 403"), "{err}");
+
+    // Without a cluster, hold leases a vacant one of the pool and holds it for the person.
+    let (code, out, err) = eventually("held", WAIT, || async {
+        let r = prowctl(&[
+            "hold",
+            "--server",
+            &server,
+            "--token",
+            &token,
+            "--name",
+            "alice",
+            "--duration",
+            "2h",
+        ]);
+        Ok((r.0 == Some(0)).then_some(r))
+    })
+    .await
+    .expect("hold");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("cluster c1 is Held by alice until "),
+        "{out}"
+    );
+    let held = clusters
+        .get("c1")
+        .await
+        .expect("c1")
+        .status
+        .expect("status");
+    assert_eq!(held.phase, Some(ClusterPhase::Held));
+    assert_eq!(held.lease.expect("lease").holder, "alice");
+
+    let (code, out, err) = prowctl(&["release", "--server", &server, "--token", &token, "c1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Vacant"), "{out}");
+    eventually("vacant", WAIT, || async {
+        Ok((phase(&clusters, "c1").await == Some(ClusterPhase::Vacant)).then_some(()))
+    })
+    .await
+    .expect("vacant");
+
+    // trigger --server sends the manual-trigger request.
+    let def: JobDefinition = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+        "metadata": {"name": "publish"},
+        "spec": {"type": "postsubmit", "repo": "acme/widgets",
+                 "spec": {"containers": [{"image": "busybox", "command": ["true"]}]}},
+    }))
+    .expect("definition");
+    env.api::<JobDefinition>()
+        .create(&PostParams::default(), &def)
+        .await
+        .expect("definition");
+    let (code, out, err) = eventually("triggered", WAIT, || async {
+        let r = prowctl(&[
+            "trigger",
+            "--server",
+            &server,
+            "--token",
+            &token,
+            "--type",
+            "postsubmit",
+            "--repo",
+            "acme/widgets",
+            "--base-ref",
+            "main",
+            "--user",
+            "alice",
+            "publish",
+        ]);
+        Ok((r.0 == Some(0)).then_some(r))
+    })
+    .await
+    .expect("trigger");
+    assert_eq!(code, Some(0), "{err}");
+    let runs = env
+        .api::<ProwJob>()
+        .list(&kube::api::ListParams::default().labels(&format!("{DEFINITION_LABEL}=publish")))
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        out,
+        format!(
+            "{}/{}",
+            env.namespace,
+            runs[0].metadata.name.clone().unwrap_or_default()
+        )
+    );
+}

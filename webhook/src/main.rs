@@ -17,7 +17,7 @@ use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::telemetry::{self, LogFormat};
 use prow_runtime::{client, health, process, shutdown, store, watch};
-use prow_webhook::{admission, certs, metrics, offline, selftls, server, tls};
+use prow_webhook::{admission, certs, metrics, selftls, server, tls};
 use serde::Serialize;
 
 /// prow-webhook: injects Presets into ProwJobs and rejects bad job specs at admission.
@@ -148,8 +148,9 @@ struct WebhookConfig {
 
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
-    /// Check ProwJob, Preset, TestCluster and TestClusterPool YAML files (or directories of them) with the
-    /// webhook's rules; exits non-zero on any violation.
+    /// Check ProwJob, Preset, TestCluster, TestClusterPool and JobDefinition YAML files (or
+    /// directories of them) with the webhook's rules; exits non-zero on any violation. The same
+    /// as `prowctl validate`.
     Validate {
         /// Files or directories.
         #[arg(required = true)]
@@ -166,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = WebhookConfig::parse();
     if let Some(Command::Validate { paths }) = &cfg.command {
         let queues = queue_names(&cfg.job_queues);
-        let clean = offline::run(paths, queues, &mut std::io::stdout())?;
+        let clean = prowctl::validate::run(paths, queues, &mut std::io::stdout())?;
         std::process::exit(if clean { 0 } else { 1 });
     }
     tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,6 @@
-//! `prow-webhook validate PATH...`: the admission rules over YAML files, for a job repository's
-//! pre-merge CI. One line per violation: `file: Kind/name: field: message`.
+//! `prowctl validate PATH...` (and `prow-webhook validate PATH...`, the same): the admission
+//! rules over YAML files, for a job repository's pre-merge CI. One line per violation:
+//! `file: Kind/name: field: message`.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -153,7 +154,9 @@ fn malformed(e: serde_json::Error) -> Violation {
     }
 }
 
-fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// The YAML files `path` names: the file itself, or a directory's `.yaml` and `.yml` files,
+/// recursively, in name order.
+pub fn collect(path: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     if path.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)
             .with_context(|| format!("reading {}", path.display()))?
