@@ -306,6 +306,21 @@ impl JobDefinition {
         }
     }
 
+    /// The one branch `spec.branches` names literally (`main`, or `^main$` as upstream writes
+    /// it), which a postsubmit's manual run tests when none is asked for.
+    pub fn literal_branch(&self) -> Option<String> {
+        let [only] = self.spec.branches.as_slice() else {
+            return None;
+        };
+        let bare = only.strip_prefix('^').unwrap_or(only);
+        let bare = bare.strip_suffix('$').unwrap_or(bare);
+        (!bare.is_empty()
+            && bare
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_./".contains(c)))
+        .then(|| bare.to_string())
+    }
+
     /// `spec.repo` as (org, repo), when it has that shape.
     pub fn org_repo(&self) -> Option<(&str, &str)> {
         let (org, repo) = self.spec.repo.split_once('/')?;

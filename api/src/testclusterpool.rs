@@ -13,6 +13,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::jobdefinition::{prowjob_for, DefinitionType, JobDefinition, RunRequest};
 use crate::labels;
 use crate::lease::PoolPolicy;
 use crate::pod::{give_test_cluster, set_env};
@@ -92,6 +93,11 @@ pub struct TestClusterPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub create_cluster_job: Option<serde_json::Value>,
+    /// Instead of `createClusterJob`: the JobDefinition, in the namespace the create-cluster
+    /// job is made in, whose run builds a new cluster (a periodic, or a postsubmit run on the
+    /// branch `createcluster` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_cluster_definition: Option<String>,
     /// Most clusters the create-cluster job may bring the pool to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<i32>,
@@ -266,12 +272,55 @@ pub fn create_cluster_job(
         template,
         &format!("create-cluster-{pool}-"),
         BTreeMap::from([(labels::CREATES_CLUSTER_FOR.to_string(), pool.to_string())]),
-        &[
-            ("CLUSTER_POOL", pool.to_string()),
-            ("REQUESTED_BY", user.to_string()),
-            ("BRANCH", branch.to_string()),
-        ],
+        &create_cluster_env(pool, user, branch),
     )
+}
+
+fn create_cluster_env(pool: &str, user: &str, branch: &str) -> [(&'static str, String); 3] {
+    [
+        ("CLUSTER_POOL", pool.to_string()),
+        ("REQUESTED_BY", user.to_string()),
+        ("BRANCH", branch.to_string()),
+    ]
+}
+
+/// The create-cluster job of `pool` as a manual run of its `createClusterDefinition` `def`,
+/// for `user` and `branch` (a postsubmit's run tests `branch`, else its one literal branch),
+/// with the same name prefix, label and environment as [`create_cluster_job`]'s.
+pub fn create_cluster_run(
+    def: &JobDefinition,
+    pool: &str,
+    user: &str,
+    branch: &str,
+) -> Result<ProwJob, String> {
+    if def.spec.job_type == DefinitionType::Presubmit {
+        return Err(format!(
+            "definition {} is a presubmit, which runs on pull requests: name a periodic or a postsubmit",
+            def.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
+    let base_ref = match (def.spec.job_type, branch.is_empty()) {
+        (DefinitionType::Postsubmit, true) => def.literal_branch().unwrap_or_default(),
+        (DefinitionType::Postsubmit, false) => branch.to_string(),
+        _ => String::new(),
+    };
+    let request = RunRequest {
+        trigger: "manual".into(),
+        base_ref,
+        user: Some(user.to_string()),
+        ..RunRequest::default()
+    };
+    let mut job = prowjob_for(def, &request).map_err(|e| e.to_string())?;
+    job.metadata.name = None;
+    job.metadata.generate_name = Some(format!("create-cluster-{pool}-"));
+    job.metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::CREATES_CLUSTER_FOR.to_string(), pool.to_string());
+    if let Some(pod) = job.spec.pod_spec.as_mut() {
+        set_env(pod, &create_cluster_env(pool, user, branch));
+    }
+    Ok(job)
 }
 
 /// Whether a pool grows now: jobs wait, none of its clusters is vacant, no create-cluster job
@@ -285,7 +334,7 @@ pub fn should_grow(
     let clusters = status.clusters;
     let size =
         clusters.vacant + clusters.leased + clusters.held + clusters.cleaning + clusters.disabled;
-    spec.create_cluster_job.is_some()
+    (spec.create_cluster_job.is_some() || spec.create_cluster_definition.is_some())
         && status.waiting > 0
         && clusters.vacant == 0
         && building == 0

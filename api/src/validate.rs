@@ -146,6 +146,12 @@ pub fn is_dns_label(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Whether `name` is a DNS-1123 subdomain (object names, label key prefixes): DNS labels
+/// joined by dots, at most 253 characters.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
 /// Whether `name` is a valid environment variable name (Kubernetes' C identifier rule, relaxed
 /// as the API server does: letters, digits, `_`, `-`, `.`; not starting with a digit).
 pub fn is_env_name(name: &str) -> bool {
@@ -162,19 +168,7 @@ pub fn is_qualified_name(key: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|part| {
-                let b = part.as_bytes();
-                !b.is_empty()
-                    && b[0].is_ascii_alphanumeric()
-                    && b[b.len() - 1].is_ascii_alphanumeric()
-                    && b.iter()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            })
-    });
-    prefix_ok && !name.is_empty() && is_valid_label_value(name)
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_valid_label_value(name)
 }
 
 /// Every rule a new ProwJob must pass.

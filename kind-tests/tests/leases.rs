@@ -486,3 +486,67 @@ async fn a_pool_below_its_maximum_runs_its_create_cluster_job_when_jobs_wait() {
         Some("built")
     );
 }
+
+#[tokio::test]
+async fn a_pool_grows_with_a_run_of_the_definition_it_names() {
+    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL};
+    let env = TestEnv::new("leasegrowdef").await.expect("env");
+    let def: JobDefinition = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+        "metadata": {"name": "make-e2e"},
+        "spec": {"type": "postsubmit", "repo": "acme/clusters", "branches": ["^main$"],
+                 "spec": {"containers": [{"image": "busybox", "command": ["make-cluster"]}]}},
+    }))
+    .expect("definition");
+    let defs = env.api::<JobDefinition>();
+    defs.create(&PostParams::default(), &def)
+        .await
+        .expect("definition");
+    let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
+        "metadata": {"name": "e2e"},
+        "spec": {"maxSize": 1, "createClusterDefinition": "make-e2e"},
+    }))
+    .expect("pool");
+    env.api::<prow_api::testclusterpool::TestClusterPool>()
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+    let jobs = env.api::<ProwJob>();
+    let _operator = start_operator(&env, &[]).expect("operator");
+    jobs.create(&PostParams::default(), &pool_job("waits"))
+        .await
+        .expect("job");
+    let made = eventually("a run of make-e2e", WAIT, || async {
+        let all = jobs
+            .list(&kube::api::ListParams::default().labels(&format!(
+                "prow-operator.dev/create-cluster-for=e2e,{DEFINITION_LABEL}=make-e2e"
+            )))
+            .await?
+            .items;
+        Ok((!all.is_empty()).then_some(all))
+    })
+    .await
+    .expect("the pool grows with the definition");
+    assert_eq!(made.len(), 1);
+    let run = &made[0];
+    assert_eq!(run.spec.job, "make-e2e");
+    assert_eq!(run.spec.refs.as_ref().expect("refs").base_ref, "main");
+    let env_of_job = container_env(run.spec.pod_spec.as_ref().expect("pod"), 0);
+    assert_eq!(
+        env_of_job.get("CLUSTER_POOL").map(String::as_str),
+        Some("e2e")
+    );
+    // The definition lists the run among its latest.
+    let run_name = run.metadata.name.clone().expect("name");
+    eventually("the definition's status", WAIT, || async {
+        let status = defs.get("make-e2e").await?.status.unwrap_or_default();
+        Ok(status
+            .latest_runs
+            .iter()
+            .any(|r| r.name == run_name)
+            .then_some(()))
+    })
+    .await
+    .expect("recorded on the definition");
+}

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::testclusters::create_cluster_job_of;
 use bytes::Bytes;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -25,7 +26,6 @@ use prow_api::jobdefinition::trigger::{self, ManualTrigger};
 use prow_api::jobdefinition::{prowjob_for, run_name, JobDefinition};
 use prow_api::lease::{transition, Holder, Refused, Request};
 use prow_api::pool::{free, line, Pool};
-use prow_api::testclusterpool::create_cluster_job;
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
@@ -677,21 +677,29 @@ impl Compat {
     /// Runs the pool's create-cluster job: a ProwJob of the pool's template, told who asked and
     /// which branch to build.
     async fn create_cluster(&self, user: &str, branch: &str) -> Result<Answer, Answer> {
-        let template = self
+        let pool = self
             .clusters
-            .pool(&self.settings.namespace, &self.settings.pool)
-            .and_then(|p| p.spec.create_cluster_job.clone());
-        let Some(template) = template else {
+            .pool(&self.settings.namespace, &self.settings.pool);
+        let made = match pool {
+            Some(pool) => create_cluster_job_of(
+                &pool,
+                &self.settings.namespace,
+                &self.definitions,
+                user,
+                branch,
+            )
+            .map_err(|e| Answer::with(StatusCode::CONFLICT, e))?,
+            None => None,
+        };
+        let Some(job) = made else {
             return Err(Answer::with(
                 StatusCode::NOT_IMPLEMENTED,
                 format!(
-                    "pool {} has no create-cluster job: set spec.createClusterJob in its TestClusterPool",
+                    "pool {} has no create-cluster job: set spec.createClusterJob or spec.createClusterDefinition in its TestClusterPool",
                     self.settings.pool
                 ),
             ));
         };
-        let job = create_cluster_job(&template, &self.settings.pool, user, branch)
-            .map_err(|e| Answer::with(StatusCode::CONFLICT, e))?;
         let api: Api<ProwJob> = Api::namespaced(self.client.clone(), &self.settings.namespace);
         match api.create(&PostParams::default(), &job).await {
             Ok(created) => Ok(Answer::ok(format!(

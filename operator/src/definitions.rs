@@ -285,16 +285,7 @@ fn manual_run(def: &JobDefinition, token: &str) -> Result<ProwJob, CannotRun> {
         .annotations()
         .get(RUN_BASE_REF_ANNOTATION)
         .cloned()
-        .or_else(|| match def.spec.branches.as_slice() {
-            [only]
-                if only
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || "-_./".contains(c)) =>
-            {
-                Some(only.clone())
-            }
-            _ => None,
-        })
+        .or_else(|| def.literal_branch())
         .unwrap_or_default();
     if def.spec.job_type == DefinitionType::Presubmit {
         return Err(CannotRun(

@@ -154,8 +154,12 @@ async fn main() -> anyhow::Result<()> {
             cfg.pod_namespace.clone(),
             clusters,
             cluster_events,
-            (caches.jobs.clone(), caches.jobs_synced.clone()),
-            caches.wake.clone(),
+            testclusters::Shared {
+                jobs: caches.jobs.clone(),
+                jobs_synced: caches.jobs_synced.clone(),
+                wake_jobs: caches.wake.clone(),
+                definitions,
+            },
             stop.clone(),
         ),
     );

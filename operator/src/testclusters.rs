@@ -23,11 +23,12 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
+use prow_api::jobdefinition::JobDefinition;
 use prow_api::lease::{transition, with_health, PoolPolicy, Request};
 use prow_api::pool::{leasable, line, Pool};
 use prow_api::testcluster::SecretKeyRef;
 use prow_api::testclusterpool::{
-    cleanup_job, create_cluster_job, pool_status, should_grow, TestClusterPool,
+    cleanup_job, create_cluster_job, create_cluster_run, pool_status, should_grow, TestClusterPool,
 };
 use prow_api::{labels, ClusterPhase, ProwJob, ProwJobState, TestCluster, TestClusterStatus};
 use prow_runtime::health::Readiness;
@@ -319,16 +320,27 @@ pub async fn delete_kubeconfig_copies(
     Ok(())
 }
 
+/// What the controller reads from the other reconcilers, and how it wakes jobs.
+pub struct Shared {
+    /// The ProwJob reconciler's store of jobs.
+    pub jobs: Store<ProwJob>,
+    /// Whether that store has listed every job.
+    pub jobs_synced: Synced,
+    /// Wakes a job (one waiting in a pool's line).
+    pub wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    /// The JobDefinitions, for pools that build clusters with a `createClusterDefinition`.
+    pub definitions: Store<JobDefinition>,
+}
+
 /// The controller to spawn: runs until `shutdown`, writing through `client`, reading the jobs
-/// from the ProwJob reconciler's store, and waking the jobs of a pool through `wake_jobs`
+/// and definitions from the other reconcilers' stores and waking the jobs of a pool
 /// (a job with no `spec.namespace` runs in `default_pod_namespace`).
 pub fn run(
     client: Client,
     default_pod_namespace: String,
     clusters: Arc<Clusters>,
     events: ClusterEvents,
-    jobs: (Store<ProwJob>, Synced),
-    wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    shared: Shared,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let ClusterEvents {
@@ -344,11 +356,17 @@ pub fn run(
         ),
     );
     let recorder = crate::events::recorder(client.clone());
-    let (job_store, jobs_synced) = jobs;
+    let Shared {
+        jobs: job_store,
+        jobs_synced,
+        wake_jobs,
+        definitions,
+    } = shared;
     let store = clusters.store.clone();
     let synced = clusters.synced.clone();
     let ctx = Arc::new(Ctx {
         client,
+        definitions,
         clusters,
         jobs: job_store,
         jobs_synced,
@@ -463,16 +481,25 @@ async fn grow(
         .get(&key)
         .is_some_and(|at| at.elapsed() < BUILD_GRACE);
     let building = building + usize::from(just_made && building == 0);
-    let Some(template) = object.spec.create_cluster_job.as_ref() else {
-        return;
-    };
     if !should_grow(&object.spec, status, building) {
         return;
     }
-    let job = match create_cluster_job(template, name, MANAGER, "") {
-        Ok(job) => job,
+    let job = match create_cluster_job_of(object, &jobs_ns, &ctx.definitions, MANAGER, "") {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
         Err(why) => {
             tracing::warn!(pool = %name, namespace = %ns, %why, "the pool's create-cluster job cannot be made");
+            crate::events::publish(
+                &ctx.recorder,
+                object.object_ref(&()),
+                true,
+                "CannotGrow",
+                format!(
+                    "{} jobs wait but no cluster can be built: {why}",
+                    status.waiting
+                ),
+                "Grow",
+            );
             return;
         }
     };
@@ -502,8 +529,34 @@ async fn grow(
     }
 }
 
+/// The create-cluster job of `pool`, to be made in `jobs_ns`: from its `createClusterJob`, or
+/// a run of its `createClusterDefinition` (the JobDefinition of that name in `jobs_ns`);
+/// `None` when it has neither.
+pub(crate) fn create_cluster_job_of(
+    pool: &TestClusterPool,
+    jobs_ns: &str,
+    definitions: &Store<JobDefinition>,
+    user: &str,
+    branch: &str,
+) -> Result<Option<ProwJob>, String> {
+    let name = pool.name_any();
+    if let Some(template) = &pool.spec.create_cluster_job {
+        return create_cluster_job(template, &name, user, branch).map(Some);
+    }
+    let Some(def_name) = &pool.spec.create_cluster_definition else {
+        return Ok(None);
+    };
+    let def = definitions
+        .get(&ObjectRef::new(def_name).within(jobs_ns))
+        .ok_or_else(|| {
+            format!("its createClusterDefinition {jobs_ns}/{def_name} does not exist")
+        })?;
+    create_cluster_run(&def, &name, user, branch).map(Some)
+}
+
 struct Ctx {
     client: Client,
+    definitions: Store<JobDefinition>,
     clusters: Arc<Clusters>,
     jobs: Store<ProwJob>,
     jobs_synced: Synced,

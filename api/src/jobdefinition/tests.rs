@@ -193,3 +193,24 @@ fn an_upstream_entry_pastes_into_spec_and_round_trips() {
     assert_eq!(back["spec"]["decorate"], true);
     assert_eq!(back["spec"]["spec"]["containers"][0]["image"], "busybox");
 }
+
+#[test]
+fn the_literal_branch_is_the_one_branch_named_without_a_pattern() {
+    for (branches, expected) in [
+        (serde_json::json!(["main"]), Some("main")),
+        (serde_json::json!(["^main$"]), Some("main")),
+        (serde_json::json!(["release-1.2"]), Some("release-1.2")),
+        (serde_json::json!(["^release-.*$"]), None),
+        (serde_json::json!(["main", "dev"]), None),
+        (serde_json::json!([]), None),
+        (serde_json::json!(["^$"]), None),
+    ] {
+        let def: JobDefinition = serde_json::from_value(serde_json::json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+            "metadata": {"name": "d"},
+            "spec": {"type": "postsubmit", "repo": "a/b", "branches": branches},
+        }))
+        .expect("definition");
+        assert_eq!(def.literal_branch().as_deref(), expected, "{branches}");
+    }
+}

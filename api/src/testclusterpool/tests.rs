@@ -243,3 +243,88 @@ fn a_pool_grows_while_jobs_wait_with_nothing_vacant_below_its_maximum() {
     };
     assert!(!should_grow(&no_template, &status(0, 2, 1), 0));
 }
+
+fn definition(spec: Value) -> JobDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+        "metadata": {"name": "make-cluster", "namespace": "prow"},
+        "spec": spec,
+    }))
+    .expect("definition")
+}
+
+#[test]
+fn a_named_definition_builds_clusters_as_a_manual_run_told_who_asked_and_which_branch() {
+    let pod = json!({"containers": [{"name": "make", "image": "maker"}]});
+    let env_of = |job: &ProwJob| -> Vec<String> {
+        job.spec.pod_spec.as_ref().expect("pod").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+            .collect()
+    };
+
+    let periodic = definition(json!({"type": "periodic", "interval": "24h", "spec": pod}));
+    let job = create_cluster_run(&periodic, "e2e", "carol", "").expect("run");
+    assert_eq!(job.metadata.name, None);
+    assert_eq!(
+        job.metadata.generate_name.as_deref(),
+        Some("create-cluster-e2e-")
+    );
+    let job_labels = job.metadata.labels.clone().expect("labels");
+    assert_eq!(job_labels[labels::CREATES_CLUSTER_FOR], "e2e");
+    assert_eq!(
+        job_labels[crate::jobdefinition::DEFINITION_LABEL],
+        "make-cluster"
+    );
+    assert_eq!(job_labels[crate::jobdefinition::TRIGGER_LABEL], "manual");
+    assert_eq!(job.spec.job, "make-cluster");
+    let env = env_of(&job);
+    for expected in ["CLUSTER_POOL=e2e", "REQUESTED_BY=carol", "BRANCH="] {
+        assert!(
+            env.contains(&expected.to_string()),
+            "{expected} not in {env:?}"
+        );
+    }
+
+    // A postsubmit builds from the branch asked for, else its one literal branch.
+    let post = definition(json!({"type": "postsubmit", "repo": "acme/clusters",
+                                 "branches": ["^main$"], "spec": pod}));
+    let job = create_cluster_run(&post, "e2e", "carol", "release-1.2").expect("run");
+    assert_eq!(
+        job.spec.refs.as_ref().expect("refs").base_ref,
+        "release-1.2"
+    );
+    let job = create_cluster_run(&post, "e2e", "pool", "").expect("run");
+    assert_eq!(job.spec.refs.as_ref().expect("refs").base_ref, "main");
+    let any_branch =
+        definition(json!({"type": "postsubmit", "repo": "acme/clusters", "spec": pod}));
+    assert!(
+        create_cluster_run(&any_branch, "e2e", "pool", "").is_err(),
+        "no branch to build from"
+    );
+
+    let pre = definition(json!({"type": "presubmit", "repo": "acme/clusters", "spec": pod}));
+    let refused = create_cluster_run(&pre, "e2e", "carol", "main").expect_err("presubmit");
+    assert!(refused.contains("presubmit"), "{refused}");
+}
+
+#[test]
+fn a_pool_with_a_create_cluster_definition_grows_like_one_with_a_job() {
+    let spec: TestClusterPoolSpec = serde_json::from_value(json!({
+        "createClusterDefinition": "make-cluster",
+        "maxSize": 2,
+    }))
+    .expect("spec");
+    let status = TestClusterPoolStatus {
+        clusters: PhaseCounts {
+            leased: 1,
+            ..PhaseCounts::default()
+        },
+        waiting: 1,
+        ..TestClusterPoolStatus::default()
+    };
+    assert!(should_grow(&spec, &status, 0));
+    assert!(!should_grow(&spec, &status, 1));
+}

@@ -1,6 +1,6 @@
 //! Rules for TestClusters.
 
-use super::{is_dns_label, Report, Violation};
+use super::{is_dns_label, is_dns_subdomain, Report, Violation};
 use crate::testclusterpool::TestClusterPool;
 use crate::{ClusterPhase, TestCluster};
 
@@ -74,6 +74,22 @@ pub fn testclusterpool(pool: &TestClusterPool) -> Vec<Violation> {
             if let Some(Err(e)) = value.as_deref().map(crate::duration::parse) {
                 r.add(field, e.to_string());
             }
+        }
+    }
+    if let Some(def) = &pool.spec.create_cluster_definition {
+        if pool.spec.create_cluster_job.is_some() {
+            r.add(
+                "spec.createClusterDefinition",
+                "and spec.createClusterJob both say how to build a cluster: keep one",
+            );
+        }
+        if !is_dns_subdomain(def) {
+            r.add(
+                "spec.createClusterDefinition",
+                format!(
+                    "{def:?} is not a JobDefinition name: lower-case letters, digits, '-' and '.'"
+                ),
+            );
         }
     }
     if pool.spec.max_size.is_some_and(|n| n < 0) {

@@ -447,4 +447,22 @@ fn testclusterpools_need_a_pool_name_and_settings_that_read() {
             "spec.maxSize"
         ]
     );
+    assert!(testclusterpool(&pool(
+        "e2e",
+        json!({"createClusterDefinition": "make-cluster"})
+    ))
+    .is_empty());
+    let both = pool(
+        "e2e",
+        json!({"createClusterDefinition": "Make_Cluster", "createClusterJob": {"job": "make"}}),
+    );
+    let violations = testclusterpool(&both);
+    assert_eq!(
+        fields(&violations),
+        [
+            "spec.createClusterDefinition",
+            "spec.createClusterDefinition"
+        ]
+    );
+    assert!(violations[0].message.contains("keep one"), "{violations:?}");
 }
