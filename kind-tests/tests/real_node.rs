@@ -551,3 +551,93 @@ async fn running(pods: &Api<Pod>, name: &str) -> Pod {
     .await
     .expect("running")
 }
+
+#[tokio::test]
+async fn an_imported_periodic_really_runs_on_its_interval_one_run_at_a_time() {
+    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL};
+    let Some(env) = TestEnv::on_node("node-periodic").await.expect("env") else {
+        return;
+    };
+    // An upstream job config, imported with prowctl and applied with kubectl.
+    let dir = std::env::temp_dir().join(kind_tests::env::unique_name("upstream"));
+    std::fs::create_dir_all(dir.join("jobs")).expect("dir");
+    std::fs::write(dir.join("config.yaml"), "presets: []\n").expect("config");
+    std::fs::write(
+        dir.join("jobs/periodics.yaml"),
+        format!(
+            "periodics:\n- name: ci-tick\n  interval: 8s\n  decorate: true\n  decoration_config: {{timeout: 1m}}\n  spec:\n    terminationGracePeriodSeconds: 2\n    containers:\n    - image: {TOOLBOX}\n      imagePullPolicy: Never\n      command: [sh, -c, 'echo \"tick from $(hostname)\"; sleep 2']\n"
+        ),
+    )
+    .expect("jobs");
+    let out = std::process::Command::new(kind_tests::process::binary("prowctl").expect("prowctl"))
+        .args(["import", "--config-path"])
+        .arg(dir.join("config.yaml"))
+        .arg("--job-config-path")
+        .arg(dir.join("jobs"))
+        .args(["--namespace", &env.namespace, "--strict"])
+        .output()
+        .expect("prowctl import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = dir.join("imported.yaml");
+    std::fs::write(&yaml, &out.stdout).expect("imported");
+    env.kubectl(&["apply", "-f", yaml.to_str().expect("path")])
+        .expect("applied");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let jobs = env.api::<ProwJob>();
+    let _operator = operator(&env, &[]);
+    let runs = || async {
+        let mut list = jobs
+            .list(&kube::api::ListParams::default().labels(&format!("{DEFINITION_LABEL}=ci-tick")))
+            .await?
+            .items;
+        list.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+        Ok::<_, anyhow::Error>(list)
+    };
+    let done = eventually("two runs ended", WAIT, || async {
+        let list = runs().await?;
+        let ended: Vec<ProwJob> = list.into_iter().filter(ProwJob::is_complete).collect();
+        Ok((ended.len() >= 2).then_some(ended))
+    })
+    .await
+    .expect("two runs");
+    for run in &done[..2] {
+        assert_eq!(run.state(), ProwJobState::Success, "{:?}", run.status);
+        let log = kubectl_logs(&env, &run.name_any(), "test");
+        assert!(log.contains("tick from"), "{}: {log}", run.name_any());
+    }
+    // The second started only after the first ended, 8 s or more after the first started.
+    let (first, second) = (&done[0], &done[1]);
+    let first_end = first
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.clone())
+        .expect("ended")
+        .0;
+    let second_start = second
+        .metadata
+        .creation_timestamp
+        .clone()
+        .expect("created")
+        .0;
+    assert!(second_start >= first_end, "runs overlapped");
+    let first_start = first
+        .metadata
+        .creation_timestamp
+        .clone()
+        .expect("created")
+        .0;
+    assert!(second_start.duration_since(first_start).as_secs_f64() >= 7.0);
+    let status = env
+        .api::<JobDefinition>()
+        .get("ci-tick")
+        .await
+        .expect("definition")
+        .status
+        .unwrap_or_default();
+    assert!(status.next_run_time.is_some(), "{status:?}");
+}
