@@ -216,7 +216,7 @@ pub struct JobDefinitionSpec {
 }
 
 /// Which list of upstream's job config a definition belongs to.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DefinitionType {
     /// Runs on pull requests.

@@ -14,7 +14,7 @@ mod definition;
 mod preset;
 mod testcluster;
 
-pub use definition::{branches_overlap, definition, definition_collisions};
+pub use definition::{branches_overlap, collision_group, definition, definition_collisions};
 pub use preset::{preset, preset_collisions};
 pub use testcluster::{testcluster, testcluster_delete, testclusterpool};
 

@@ -693,12 +693,10 @@ fn refusals(
         refused(p, v, notes);
     }
     let config = validate::Config { job_queues: None };
+    let groups = crate::validate::Groups::of(definitions.iter().map(|(_, d)| d));
     for (p, def) in definitions {
         let mut v = validate::definition(def, &config);
-        v.extend(validate::definition_collisions(
-            def,
-            definitions.iter().map(|(_, d)| d),
-        ));
+        v.extend(groups.collisions(def));
         refused(p, v, notes);
     }
 }

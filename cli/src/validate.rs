@@ -2,12 +2,12 @@
 //! rules over YAML files, for a job repository's pre-merge CI. One line per violation:
 //! `file: Kind/name: field: message`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use prow_api::jobdefinition::JobDefinition;
+use prow_api::jobdefinition::{DefinitionType, JobDefinition};
 use prow_api::validate::{self, Violation};
 use prow_api::{Preset, ProwJob, TestCluster};
 use serde::Deserialize;
@@ -77,6 +77,7 @@ pub fn run(
         .filter(|o| o.kind == "JobDefinition")
         .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
         .collect();
+    let groups = Groups::of(&definitions);
     let config = validate::Config { job_queues };
     for o in &objects {
         let violations = match o.kind.as_str() {
@@ -106,12 +107,7 @@ pub fn run(
             "JobDefinition" => match serde_json::from_value::<JobDefinition>(o.value.clone()) {
                 Ok(def) => {
                     let mut v = validate::definition(&def, &config);
-                    v.extend(validate::definition_collisions(
-                        &def,
-                        definitions
-                            .iter()
-                            .filter(|d| d.metadata.namespace == def.metadata.namespace),
-                    ));
+                    v.extend(groups.collisions(&def));
                     v
                 }
                 Err(e) => vec![malformed(e)],
@@ -136,6 +132,37 @@ pub fn run(
         problems.len()
     )?;
     Ok(problems.is_empty())
+}
+
+/// Definitions by namespace and [`validate::collision_group`]: the only others a definition
+/// can collide with, so a check of many compares each with few.
+pub struct Groups<'a>(HashMap<GroupKey<'a>, Vec<&'a JobDefinition>>);
+
+type GroupKey<'a> = (Option<&'a str>, (DefinitionType, &'a str));
+
+impl<'a> Groups<'a> {
+    /// Groups `definitions`.
+    pub fn of(definitions: impl IntoIterator<Item = &'a JobDefinition>) -> Self {
+        let mut groups: HashMap<GroupKey<'a>, Vec<&'a JobDefinition>> = HashMap::new();
+        for d in definitions {
+            let key = (
+                d.metadata.namespace.as_deref(),
+                validate::collision_group(d),
+            );
+            groups.entry(key).or_default().push(d);
+        }
+        Self(groups)
+    }
+
+    /// The collisions of `def` with the grouped definitions.
+    pub fn collisions(&self, def: &JobDefinition) -> Vec<Violation> {
+        let key = (
+            def.metadata.namespace.as_deref(),
+            validate::collision_group(def),
+        );
+        let others = self.0.get(&key).into_iter().flatten().copied();
+        validate::definition_collisions(def, others)
+    }
 }
 
 /// The kinds checked: each has an arm in the match of [`run`].

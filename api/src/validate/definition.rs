@@ -233,6 +233,16 @@ fn first_line(e: &regex::Error) -> String {
         .to_string()
 }
 
+/// Definitions that [`definition_collisions`] can find colliding share this key (their type,
+/// and a periodic's job name or the others' repository), so a check of many definitions
+/// compares each only with those of its group.
+pub fn collision_group(def: &JobDefinition) -> (DefinitionType, &str) {
+    match def.spec.job_type {
+        DefinitionType::Periodic => (DefinitionType::Periodic, def.job_name()),
+        other => (other, def.spec.repo.as_str()),
+    }
+}
+
 /// Collisions of a definition with the others of its namespace: the same job name for the
 /// same repository (or among periodics) on branches both run against, and the same context
 /// for two presubmits of a repository on branches both run against.

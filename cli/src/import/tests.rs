@@ -348,6 +348,23 @@ fn a_job_the_webhook_would_refuse_is_imported_and_the_report_says_why() {
     );
     assert!(lines.iter().any(|l| l.starts_with("jobs/twice.yaml: presubmits[acme/w][0] (pull-w): the webhook will refuse it: spec.rerun_command")), "{lines:#?}");
     assert_eq!(imported.counts.periodics + imported.counts.presubmits, 2);
+
+    // The same periodic in two files: both are imported (under two names), both refused.
+    let twice = "periodics:\n- name: nightly\n  interval: 24h\n  spec: {containers: [{name: t, image: busybox}]}\n";
+    let imported = import(
+        &source("config.yaml", ""),
+        &[source("jobs/a.yaml", twice), source("jobs/b.yaml", twice)],
+        &Options::default(),
+    );
+    let refused: Vec<String> = imported
+        .notes
+        .iter()
+        .map(ToString::to_string)
+        .filter(|l| {
+            l.contains("the webhook will refuse it: spec.name: job \"nightly\" is already defined")
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{:#?}", imported.notes);
 }
 
 #[test]
