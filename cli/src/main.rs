@@ -447,3 +447,73 @@ fn source(path: &Path, shown: &Path) -> anyhow::Result<Source> {
         text,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commands_are_consistent_and_every_help_shows_examples() {
+        Cli::command().debug_assert();
+        let mut cli = Cli::command();
+        assert!(cli.render_long_help().to_string().contains("Examples:"));
+        for sub in [
+            "validate",
+            "import",
+            "trigger",
+            "hold",
+            "release",
+            "completions",
+        ] {
+            let help = cli
+                .find_subcommand_mut(sub)
+                .expect(sub)
+                .render_long_help()
+                .to_string();
+            assert!(help.contains(&format!("prowctl {sub}")), "{sub}: {help}");
+        }
+        // The import keeps upstream checkconfig's flag names.
+        let import = cli.find_subcommand_mut("import").expect("import");
+        let flags: Vec<String> = import
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        for flag in ["config-path", "job-config-path", "output-dir"] {
+            assert!(flags.contains(&flag.to_string()), "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn completions_name_every_subcommand() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "prowctl",
+            &mut out,
+        );
+        let script = String::from_utf8(out).expect("utf-8");
+        for sub in ["validate", "import", "trigger", "hold", "release"] {
+            assert!(script.contains(sub), "{sub}");
+        }
+    }
+
+    #[test]
+    fn a_trigger_over_http_needs_the_server_for_its_http_flags() {
+        let refused = Cli::try_parse_from(["prowctl", "trigger", "job", "--repo", "a/b"]);
+        assert!(refused.is_err(), "--repo without --server");
+        let parsed = Cli::try_parse_from([
+            "prowctl",
+            "trigger",
+            "--server",
+            "http://127.0.0.1:1",
+            "--type",
+            "postsubmit",
+            "--repo",
+            "a/b",
+            "job",
+        ])
+        .expect("parses");
+        assert!(matches!(parsed.command, Command::Trigger(_)));
+    }
+}
