@@ -47,6 +47,23 @@ pub async fn wait_for_job(
     }
 }
 
+/// Waits until the job `name` is pending, ends its pod with the exit code `code` through
+/// `driver`, and returns the job once it is complete.
+pub async fn finish_job(
+    driver: &crate::PodDriver,
+    jobs: &Api<ProwJob>,
+    name: &str,
+    code: i32,
+    within: Duration,
+) -> anyhow::Result<ProwJob> {
+    wait_for_job(jobs, name, within, |j| {
+        j.state() == prow_api::ProwJobState::Pending
+    })
+    .await?;
+    driver.finish(name, |_| code).await?;
+    wait_for_job(jobs, name, within, ProwJob::is_complete).await
+}
+
 /// Polls until `check` returns `Some`, or fails after `within` saying what it waited for.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, check: F) -> anyhow::Result<T>
 where

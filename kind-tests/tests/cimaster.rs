@@ -96,6 +96,21 @@ async fn account(env: &TestEnv, name: &str, allowed: bool) -> String {
         .token
 }
 
+/// Creates the postsubmit JobDefinition `name` of acme/widgets.
+async fn postsubmit_definition(env: &TestEnv, name: &str) {
+    let def: prow_api::jobdefinition::JobDefinition = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+        "metadata": {"name": name},
+        "spec": {"type": "postsubmit", "repo": "acme/widgets",
+                 "spec": {"containers": [{"image": "busybox", "command": ["true"]}]}},
+    }))
+    .expect("definition");
+    env.api()
+        .create(&PostParams::default(), &def)
+        .await
+        .expect("definition");
+}
+
 async fn phase(clusters: &Api<TestCluster>, name: &str) -> Option<ClusterPhase> {
     clusters
         .get_opt(name)
@@ -470,22 +485,12 @@ async fn a_curl_only_script_goes_through_every_cimaster_transition() {
 
 #[tokio::test]
 async fn the_manual_trigger_creates_one_run_for_an_authorized_caller_and_refuses_others() {
-    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL, TRIGGERED_BY_ANNOTATION};
+    use prow_api::jobdefinition::{DEFINITION_LABEL, TRIGGERED_BY_ANNOTATION};
     let env = TestEnv::new("manual-trigger").await.expect("env");
     let token = account(&env, "releaser", true).await;
     let stranger = account(&env, "stranger", false).await;
     let (_operator, api) = operator_with_api(&env, &[]).await;
-    let def: JobDefinition = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
-        "metadata": {"name": "deploy"},
-        "spec": {"type": "postsubmit", "repo": "acme/widgets",
-                 "spec": {"containers": [{"image": "busybox", "command": ["true"]}]}},
-    }))
-    .expect("definition");
-    env.api::<JobDefinition>()
-        .create(&PostParams::default(), &def)
-        .await
-        .expect("definition");
+    postsubmit_definition(&env, "deploy").await;
     let body = r#"{"org":"acme","repo":"widgets","base_ref":"main","prowtype":"postsubmit","prowjob":"deploy","user":"cluster-pool"}"#;
     let jobs = env.api::<ProwJob>();
     let runs = || async {
@@ -579,7 +584,7 @@ fn prowctl(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test]
 async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http() {
-    use prow_api::jobdefinition::{JobDefinition, DEFINITION_LABEL};
+    use prow_api::jobdefinition::DEFINITION_LABEL;
     let env = TestEnv::new("prowctl-http").await.expect("env");
     let token = account(&env, "person", true).await;
     let stranger = account(&env, "passerby", false).await;
@@ -644,17 +649,7 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
     .expect("vacant");
 
     // trigger --server sends the manual-trigger request.
-    let def: JobDefinition = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
-        "metadata": {"name": "publish"},
-        "spec": {"type": "postsubmit", "repo": "acme/widgets",
-                 "spec": {"containers": [{"image": "busybox", "command": ["true"]}]}},
-    }))
-    .expect("definition");
-    env.api::<JobDefinition>()
-        .create(&PostParams::default(), &def)
-        .await
-        .expect("definition");
+    postsubmit_definition(&env, "publish").await;
     let (code, out, err) = eventually("triggered", WAIT, || async {
         let r = prowctl(&[
             "trigger",

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::operator::{eventually, finish_job, start_operator};
 use kind_tests::{PodDriver, TestEnv};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -66,15 +66,11 @@ async fn wait_for_runs(
     .expect("runs")
 }
 
-/// Ends a run's pod with `code` and waits for the run to be complete.
+/// Ends a run's pod with `code` once it is pending; the run once it is complete.
 async fn finish(driver: &PodDriver, jobs: &Api<ProwJob>, name: &str, code: i32) -> ProwJob {
-    wait_for_job(jobs, name, WAIT, |j| j.state() == ProwJobState::Pending)
+    finish_job(driver, jobs, name, code, WAIT)
         .await
-        .expect("pending");
-    driver.finish(name, |_| code).await.expect("pod finished");
-    wait_for_job(jobs, name, WAIT, ProwJob::is_complete)
-        .await
-        .expect("complete")
+        .expect("the run ends")
 }
 
 fn created(job: &ProwJob) -> Timestamp {

@@ -431,21 +431,30 @@ async fn a_pool_cleans_a_cluster_between_leases_and_disables_it_when_the_clean_u
     assert!(reason.contains(&failing), "{reason}");
 }
 
-#[tokio::test]
-async fn a_pool_below_its_maximum_runs_its_create_cluster_job_when_jobs_wait() {
-    let env = TestEnv::new("leasegrow").await.expect("env");
+/// Creates the TestClusterPool `e2e` with `spec`.
+async fn create_pool(env: &TestEnv, spec: serde_json::Value) {
     let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
         "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
         "metadata": {"name": "e2e"},
-        "spec": {"maxSize": 1,
-                 "createClusterJob": {"type": "periodic", "agent": "kubernetes", "job": "make-e2e",
-                                      "pod_spec": {"containers": [{"image": "busybox"}]}}},
+        "spec": spec,
     }))
     .expect("pool");
     env.api::<prow_api::testclusterpool::TestClusterPool>()
         .create(&PostParams::default(), &pool)
         .await
         .expect("pool");
+}
+
+#[tokio::test]
+async fn a_pool_below_its_maximum_runs_its_create_cluster_job_when_jobs_wait() {
+    let env = TestEnv::new("leasegrow").await.expect("env");
+    create_pool(
+        &env,
+        json!({"maxSize": 1,
+               "createClusterJob": {"type": "periodic", "agent": "kubernetes", "job": "make-e2e",
+                                    "pod_spec": {"containers": [{"image": "busybox"}]}}}),
+    )
+    .await;
     let jobs = env.api::<ProwJob>();
     let _operator = start_operator(&env, &[]).expect("operator");
     jobs.create(&PostParams::default(), &pool_job("waits"))
@@ -502,16 +511,11 @@ async fn a_pool_grows_with_a_run_of_the_definition_it_names() {
     defs.create(&PostParams::default(), &def)
         .await
         .expect("definition");
-    let pool: prow_api::testclusterpool::TestClusterPool = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestClusterPool",
-        "metadata": {"name": "e2e"},
-        "spec": {"maxSize": 1, "createClusterDefinition": "make-e2e"},
-    }))
-    .expect("pool");
-    env.api::<prow_api::testclusterpool::TestClusterPool>()
-        .create(&PostParams::default(), &pool)
-        .await
-        .expect("pool");
+    create_pool(
+        &env,
+        json!({"maxSize": 1, "createClusterDefinition": "make-e2e"}),
+    )
+    .await;
     let jobs = env.api::<ProwJob>();
     let _operator = start_operator(&env, &[]).expect("operator");
     jobs.create(&PostParams::default(), &pool_job("waits"))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::operator::{eventually, finish_job, start_operator};
 use kind_tests::process::binary;
 use kind_tests::webhook::{register, start_webhook};
 use kind_tests::{PodDriver, TestEnv};
@@ -38,6 +38,13 @@ async fn runs(jobs: &Api<ProwJob>, def: &str) -> Vec<ProwJob> {
         .await
         .expect("runs")
         .items
+}
+
+/// Ends a run's pod with `code` once it is pending; the run once it is complete.
+async fn finish(driver: &PodDriver, jobs: &Api<ProwJob>, name: &str, code: i32) -> ProwJob {
+    finish_job(driver, jobs, name, code, WAIT)
+        .await
+        .expect("the run ends")
 }
 
 /// Imports the fixtures into `dir` for `namespace`; returns the report.
@@ -106,20 +113,8 @@ async fn an_imported_configuration_applies_through_the_webhook_and_its_periodic_
     })
     .await
     .expect("run");
-    wait_for_job(&jobs, &first.name_any(), WAIT, |j| {
-        j.state() == ProwJobState::Pending
-    })
-    .await
-    .expect("pending");
-    driver
-        .finish(&first.name_any(), |_| 0)
-        .await
-        .expect("pod finished");
-    wait_for_job(&jobs, &first.name_any(), WAIT, |j| {
-        j.state() == ProwJobState::Success
-    })
-    .await
-    .expect("success");
+    let ended = finish(&driver, &jobs, &first.name_any(), 0).await;
+    assert_eq!(ended.state(), ProwJobState::Success);
     let defs = env.api::<JobDefinition>();
     eventually("the definition's status", WAIT, || async {
         let def = defs.get("ci-infra-heartbeat").await?;
@@ -200,15 +195,7 @@ async fn prowctl_trigger_starts_one_run_and_waits_for_its_end() {
         run.labels().get(TRIGGER_LABEL).map(String::as_str),
         Some("manual")
     );
-    wait_for_job(&jobs, &run.name_any(), WAIT, |j| {
-        j.state() == ProwJobState::Pending
-    })
-    .await
-    .expect("pending");
-    driver
-        .finish(&run.name_any(), |_| 1)
-        .await
-        .expect("pod finished");
+    finish(&driver, &jobs, &run.name_any(), 1).await;
     let out = tokio::task::spawn_blocking(move || waiting.join().expect("joined"))
         .await
         .expect("waited");

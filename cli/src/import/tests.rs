@@ -2,6 +2,14 @@ use std::path::Path;
 
 use super::*;
 
+/// `lines` has one starting with `prefix`.
+fn assert_note(lines: &[String], prefix: &str) {
+    assert!(
+        lines.iter().any(|l| l.starts_with(prefix)),
+        "no line starts with {prefix:?}: {lines:#?}"
+    );
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream")
 }
@@ -160,12 +168,7 @@ fn what_has_no_counterpart_is_reported_one_line_each_and_nothing_is_refused() {
         "pod_namespace",
         "prowjob_namespace",
     ] {
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.starts_with(&format!("config.yaml: {item}: "))),
-            "{item} not in {lines:#?}"
-        );
+        assert_note(&lines, &format!("config.yaml: {item}: "));
     }
     assert_eq!(lines.len(), 6, "{lines:#?}");
 }
@@ -285,12 +288,7 @@ fn a_field_the_kinds_lack_is_named_and_the_rest_of_the_job_still_comes() {
         ),
         "{lines:#?}"
     );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("jobs/odd.yaml: branch-protection: not carried")),
-        "{lines:#?}"
-    );
+    assert_note(&lines, "jobs/odd.yaml: branch-protection: not carried");
     assert_eq!(imported.counts.periodics, 1);
     assert_eq!(imported.counts.presets, 1);
     let odd = by_job(&imported, "JobDefinition", "odd", "");
@@ -315,18 +313,8 @@ fn a_job_that_does_not_read_is_left_out_with_the_reason_and_broken_yaml_reads_as
         },
     );
     let lines: Vec<String> = imported.notes.iter().map(ToString::to_string).collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("jobs/bad.yaml: periodics[0] (bad): not imported: ")),
-        "{lines:#?}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("jobs/broken.yaml: (file): is not valid YAML")),
-        "{lines:#?}"
-    );
+    assert_note(&lines, "jobs/bad.yaml: periodics[0] (bad): not imported: ");
+    assert_note(&lines, "jobs/broken.yaml: (file): is not valid YAML");
     assert_eq!(imported.counts.periodics, 1);
     let good = by_job(&imported, "JobDefinition", "good", "");
     assert_eq!(good["metadata"]["namespace"], "ci");
@@ -340,13 +328,11 @@ fn a_job_the_webhook_would_refuse_is_imported_and_the_report_says_why() {
     );
     let imported = import(&source("config.yaml", ""), &[jobs], &Options::default());
     let lines: Vec<String> = imported.notes.iter().map(ToString::to_string).collect();
-    assert!(
-        lines.iter().any(|l| l.starts_with(
-            "jobs/twice.yaml: periodics[0] (twice): the webhook will refuse it: spec."
-        )),
-        "{lines:#?}"
+    assert_note(
+        &lines,
+        "jobs/twice.yaml: periodics[0] (twice): the webhook will refuse it: spec.",
     );
-    assert!(lines.iter().any(|l| l.starts_with("jobs/twice.yaml: presubmits[acme/w][0] (pull-w): the webhook will refuse it: spec.rerun_command")), "{lines:#?}");
+    assert_note(&lines, "jobs/twice.yaml: presubmits[acme/w][0] (pull-w): the webhook will refuse it: spec.rerun_command");
     assert_eq!(imported.counts.periodics + imported.counts.presubmits, 2);
 
     // The same periodic in two files: both are imported (under two names), both refused.
