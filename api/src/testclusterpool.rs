@@ -325,7 +325,7 @@ pub fn create_cluster_run(
 
 /// Whether a pool grows now: jobs wait, none of its clusters is vacant, no create-cluster job
 /// of it runs (`building`), and it has fewer than `max_size` clusters; only with a
-/// `createClusterJob` to grow with.
+/// `createClusterJob` or a `createClusterDefinition` to grow with.
 pub fn should_grow(
     spec: &TestClusterPoolSpec,
     status: &TestClusterPoolStatus,

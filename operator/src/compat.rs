@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::testclusters::create_cluster_job_of;
 use bytes::Bytes;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -31,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::Filter;
 
-use crate::testclusters::Clusters;
+use crate::testclusters::{create_cluster_job_of, Clusters};
 
 /// How long a `getvacant` caller is told to wait before asking again when nothing is vacant.
 const RETRY_AFTER_SECONDS: u64 = 10;
