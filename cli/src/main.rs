@@ -282,22 +282,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
         } => {
             let remote = remote.resolve()?;
-            let cluster = match cluster {
-                Some(c) => c,
-                None => remote.call(
-                    "getvacant",
-                    &[
-                        ("build", &format!("prowctl-{name}")),
-                        ("job", "prowctl-hold"),
-                    ],
-                )?,
+            let (cluster, leased_here) = match cluster {
+                Some(c) => (c, false),
+                None => {
+                    let build = format!("prowctl-{name}");
+                    let params = [("build", build.as_str()), ("job", "prowctl-hold")];
+                    (remote.call("getvacant", &params)?, true)
+                }
             };
             let mut params = vec![("cluster", cluster.as_str()), ("name", name.as_str())];
             if let Some(d) = &duration {
                 params.push(("duration", d.as_str()));
             }
-            println!("{}", remote.call("holdcluster", &params)?);
-            Ok(ExitCode::SUCCESS)
+            match remote.call("holdcluster", &params) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(refused) => {
+                    // The lease taken for this hold goes back at once, not at its expiry.
+                    if leased_here {
+                        let _ = remote.call("finishtest", &[("cluster", cluster.as_str())]);
+                    }
+                    Err(refused)
+                }
+            }
         }
         Command::Release { remote, cluster } => {
             let remote = remote.resolve()?;

@@ -608,6 +608,30 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("holdcluster: 403"), "{err}");
 
+    // A hold longer than the pool allows is refused, and the lease taken for it goes back.
+    let too_long = eventually("refused as too long", WAIT, || async {
+        let r = prowctl(&[
+            "hold",
+            "--server",
+            &server,
+            "--token",
+            &token,
+            "--name",
+            "alice",
+            "--duration",
+            "100h",
+        ]);
+        Ok(r.2.contains("holdcluster: 409").then_some(r))
+    })
+    .await
+    .expect("too long");
+    assert_eq!(too_long.0, Some(2), "{}", too_long.2);
+    eventually("given back", WAIT, || async {
+        Ok((phase(&clusters, "c1").await == Some(ClusterPhase::Vacant)).then_some(()))
+    })
+    .await
+    .expect("the lease went back");
+
     // Without a cluster, hold leases a vacant one of the pool and holds it for the person.
     let (code, out, err) = eventually("held", WAIT, || async {
         let r = prowctl(&[
