@@ -582,6 +582,21 @@ fn prowctl(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// Runs prowctl with `args` until `done` holds for what it returned (the operator's caches
+/// catch up with the objects the test made), and returns that.
+async fn prowctl_until(
+    what: &str,
+    args: &[&str],
+    done: impl Fn(&(Option<i32>, String, String)) -> bool,
+) -> (Option<i32>, String, String) {
+    eventually(what, WAIT, || async {
+        let r = prowctl(args);
+        Ok(done(&r).then_some(r))
+    })
+    .await
+    .expect(what)
+}
+
 #[tokio::test]
 async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http() {
     use prow_api::jobdefinition::DEFINITION_LABEL;
@@ -609,8 +624,9 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
     assert!(err.contains("holdcluster: 403"), "{err}");
 
     // A hold longer than the pool allows is refused, and the lease taken for it goes back.
-    let too_long = eventually("refused as too long", WAIT, || async {
-        let r = prowctl(&[
+    let too_long = prowctl_until(
+        "refused as too long",
+        &[
             "hold",
             "--server",
             &server,
@@ -620,11 +636,10 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
             "alice",
             "--duration",
             "100h",
-        ]);
-        Ok(r.2.contains("holdcluster: 409").then_some(r))
-    })
-    .await
-    .expect("too long");
+        ],
+        |r| r.2.contains("holdcluster: 409"),
+    )
+    .await;
     assert_eq!(too_long.0, Some(2), "{}", too_long.2);
     eventually("given back", WAIT, || async {
         Ok((phase(&clusters, "c1").await == Some(ClusterPhase::Vacant)).then_some(()))
@@ -633,8 +648,9 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
     .expect("the lease went back");
 
     // Without a cluster, hold leases a vacant one of the pool and holds it for the person.
-    let (code, out, err) = eventually("held", WAIT, || async {
-        let r = prowctl(&[
+    let (code, out, err) = prowctl_until(
+        "held",
+        &[
             "hold",
             "--server",
             &server,
@@ -644,11 +660,10 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
             "alice",
             "--duration",
             "2h",
-        ]);
-        Ok((r.0 == Some(0)).then_some(r))
-    })
-    .await
-    .expect("hold");
+        ],
+        |r| r.0 == Some(0),
+    )
+    .await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.starts_with("cluster c1 is Held by alice until "),
@@ -674,8 +689,9 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
 
     // trigger --server sends the manual-trigger request.
     postsubmit_definition(&env, "publish").await;
-    let (code, out, err) = eventually("triggered", WAIT, || async {
-        let r = prowctl(&[
+    let (code, out, err) = prowctl_until(
+        "triggered",
+        &[
             "trigger",
             "--server",
             &server,
@@ -690,11 +706,10 @@ async fn prowctl_holds_a_vacant_cluster_releases_it_and_triggers_a_run_over_http
             "--user",
             "alice",
             "publish",
-        ]);
-        Ok((r.0 == Some(0)).then_some(r))
-    })
-    .await
-    .expect("trigger");
+        ],
+        |r| r.0 == Some(0),
+    )
+    .await;
     assert_eq!(code, Some(0), "{err}");
     let runs = env
         .api::<ProwJob>()

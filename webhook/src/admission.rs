@@ -336,16 +336,11 @@ impl Admitter {
 
     fn validate_preset(&self, req: &AdmissionRequest<Preset>) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
-        if !matches!(req.operation, Operation::Create | Operation::Update) {
-            return allowed;
-        }
-        let Some(preset) = req.object.as_ref() else {
-            return allowed.deny("the request carries no object");
+        let preset = match written(req) {
+            Ok(Some(preset)) => preset,
+            Ok(None) => return allowed,
+            Err(why) => return allowed.deny(why),
         };
-        let mut preset = preset.clone();
-        if preset.metadata.namespace.is_none() {
-            preset.metadata.namespace = req.namespace.clone();
-        }
         let mut violations = validate::preset(&preset);
         let others = self.presets.state();
         violations.extend(validate::preset_collisions(
@@ -357,16 +352,11 @@ impl Admitter {
 
     fn validate_definition(&self, req: &AdmissionRequest<JobDefinition>) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
-        if !matches!(req.operation, Operation::Create | Operation::Update) {
-            return allowed;
-        }
-        let Some(def) = req.object.as_ref() else {
-            return allowed.deny("the request carries no object");
+        let def = match written(req) {
+            Ok(Some(def)) => def,
+            Ok(None) => return allowed,
+            Err(why) => return allowed.deny(why),
         };
-        let mut def = def.clone();
-        if def.metadata.namespace.is_none() {
-            def.metadata.namespace = req.namespace.clone();
-        }
         let config = validate::Config {
             job_queues: self.job_queues.clone(),
         };
@@ -381,6 +371,22 @@ impl Admitter {
         ));
         answer(allowed, &violations)
     }
+}
+
+/// The object a create or update writes, in the request's namespace when it names none;
+/// `None` for other operations, which these rules do not judge.
+fn written<K>(req: &AdmissionRequest<K>) -> Result<Option<K>, &'static str>
+where
+    K: kube::Resource + Clone,
+{
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Ok(None);
+    }
+    let mut object = req.object.clone().ok_or("the request carries no object")?;
+    if object.meta().namespace.is_none() {
+        object.meta_mut().namespace = req.namespace.clone();
+    }
+    Ok(Some(object))
 }
 
 fn validate_testclusterpool(req: &AdmissionRequest<TestClusterPool>) -> AdmissionResponse {

@@ -178,6 +178,44 @@ fn main() -> anyhow::Result<()> {
         .block_on(serve(cfg))
 }
 
+/// A cache of the `K`s of `namespace` (all when none), filled by the watch `what` that the
+/// task `task` drives until `stop`; and whether it has its first list.
+fn cached<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    (what, task): (&'static str, &'static str),
+    ready: &health::Readiness,
+    tasks: &mut Supervisor,
+    stop: &tokio_util::sync::CancellationToken,
+) -> (reflector::Store<K>, store::Synced)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (cache, writer) = reflector::store();
+    let feed = watch::watch(api, watcher::Config::default(), what, ready.clone()).reflect(writer);
+    let (feed, synced) = store::signal(feed);
+    let feed = feed.applied_objects();
+    let stop = stop.clone();
+    tasks.spawn(task, async move {
+        tokio::select! {
+            _ = watch::drain(feed, what) => {}
+            _ = stop.cancelled() => {}
+        }
+    });
+    (cache, synced)
+}
+
 async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     telemetry::init(cfg.log_format);
     process::install_crypto_provider();
@@ -205,53 +243,24 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     let fail_fast = client::fail_fast_client(cfg.kubeconfig.as_deref())
         .await
         .context("building the fail-fast Kubernetes client")?;
-    let presets: Api<Preset> = match &cfg.watch_namespace {
-        Some(ns) => Api::namespaced(fail_fast.clone(), ns),
-        None => Api::all(fail_fast.clone()),
-    };
-    let definitions: Api<JobDefinition> = match &cfg.watch_namespace {
-        Some(ns) => Api::namespaced(fail_fast.clone(), ns),
-        None => Api::all(fail_fast),
-    };
-    let (definition_store, definition_writer) = reflector::store();
-    let definition_feed = watch::watch(
-        definitions,
-        watcher::Config::default(),
-        "jobdefinitions",
-        ready.clone(),
-    )
-    .reflect(definition_writer);
-    let (definition_feed, definitions_synced) = store::signal(definition_feed);
-    let definition_feed = definition_feed.applied_objects();
-    let (store, writer) = reflector::store();
-    let feed = watch::watch(
-        presets,
-        watcher::Config::default(),
-        "presets",
-        ready.clone(),
-    )
-    .reflect(writer);
-    let (feed, synced) = store::signal(feed);
-    let feed = feed.applied_objects();
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
-    {
-        let stop = stop.clone();
-        tasks.spawn("preset-watch", async move {
-            tokio::select! {
-                _ = watch::drain(feed, "presets") => {}
-                _ = stop.cancelled() => {}
-            }
-        });
-    }
-    {
-        let stop = stop.clone();
-        tasks.spawn("jobdefinition-watch", async move {
-            tokio::select! {
-                _ = watch::drain(definition_feed, "jobdefinitions") => {}
-                _ = stop.cancelled() => {}
-            }
-        });
-    }
+    let namespace = cfg.watch_namespace.as_deref();
+    let (store, synced) = cached::<Preset>(
+        &fail_fast,
+        namespace,
+        ("presets", "preset-watch"),
+        &ready,
+        &mut tasks,
+        &stop,
+    );
+    let (definition_store, definitions_synced) = cached::<JobDefinition>(
+        &fail_fast,
+        namespace,
+        ("jobdefinitions", "jobdefinition-watch"),
+        &ready,
+        &mut tasks,
+        &stop,
+    );
 
     let admitter = admission::Admitter {
         presets: store.clone(),
