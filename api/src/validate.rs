@@ -11,10 +11,12 @@ use crate::labels::{self, is_valid_label_value};
 use crate::{ProwJob, ProwJobType, Refs};
 
 mod definition;
+mod kinds;
 mod preset;
 mod testcluster;
 
 pub use definition::{branches_overlap, collision_group, definition, definition_collisions};
+pub use kinds::{documents, malformed, Document, Peers, Validate, KINDS};
 pub use preset::{preset, preset_collisions};
 pub use testcluster::{testcluster, testcluster_delete, testclusterpool};
 

@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use prow_api::jobdefinition::{stable_hash, DefinitionType, JobDefinition, JobDefinitionSpec};
-use prow_api::validate;
+use prow_api::validate::{self, Peers};
 use prow_api::{Preset, PresetSpec};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -686,18 +686,14 @@ fn refusals(
     definitions: &[(&Pending, JobDefinition)],
     notes: &mut Vec<Note>,
 ) {
-    let all_presets: Vec<Preset> = presets.iter().map(|(_, p)| p.clone()).collect();
-    for (p, preset) in presets {
-        let mut v = validate::preset(preset);
-        v.extend(validate::preset_collisions(preset, &all_presets));
-        refused(p, v, notes);
-    }
     let config = validate::Config { job_queues: None };
-    let groups = crate::validate::Groups::of(definitions.iter().map(|(_, d)| d));
+    let peers = Peers::of(presets.iter().map(|(_, p)| p));
+    for (p, preset) in presets {
+        refused(p, peers.check(preset, &config), notes);
+    }
+    let peers = Peers::of(definitions.iter().map(|(_, d)| d));
     for (p, def) in definitions {
-        let mut v = validate::definition(def, &config);
-        v.extend(groups.collisions(def));
-        refused(p, v, notes);
+        refused(p, peers.check(def, &config), notes);
     }
 }
 

@@ -1,8 +1,7 @@
-//! prowctl's parts: the offline validator (also `prow-webhook validate`), the import of an
-//! upstream Prow configuration, the Kubernetes-native manual trigger and the calls of the
-//! operator's cimaster-compatible HTTP API.
+//! prowctl's parts: the import of an upstream Prow configuration, the Kubernetes-native manual trigger and the calls of the
+//! operator's cimaster-compatible HTTP API. The offline validator is
+//! `prow_runtime::manifests`, shared with `prow-webhook validate`.
 
 pub mod cluster;
 pub mod import;
 pub mod remote;
-pub mod validate;

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use prow_api::jobdefinition::DefinitionType;
+use prow_runtime::manifests;
 use prow_runtime::settings::{go_duration, JobQueue};
+use prowctl::cluster;
 use prowctl::import::{self, Options, Source};
 use prowctl::remote::{Remote, Trigger};
-use prowctl::{cluster, validate};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -240,7 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { job_queues, paths } => {
             let queues: Option<BTreeSet<String>> =
                 (!job_queues.is_empty()).then(|| job_queues.into_iter().map(|q| q.name).collect());
-            let clean = validate::run(&paths, queues, &mut std::io::stdout())?;
+            let clean = manifests::validate(&paths, queues, &mut std::io::stdout())?;
             Ok(exit(clean))
         }
         Command::Import(args) => import_files(&args),
@@ -373,7 +374,7 @@ fn import_files(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         let label = Path::new(file_name(root));
         let skip = args.config_path.canonicalize().ok();
         let mut files = Vec::new();
-        validate::collect(root, &mut files)?;
+        manifests::collect(root, &mut files)?;
         for file in files {
             if file.canonicalize().ok() == skip {
                 continue;

@@ -76,33 +76,20 @@ for port in 8080 8081; do
   done
 done
 
-ca=$(base64 -w0 "$certs/ca.crt")
-hook() { # name path group resource operations
-  cat <<HOOK
-- name: $1.prow-operator.dev
-  clientConfig: {url: "https://127.0.0.1:8443$2", caBundle: "$ca"}
-  rules: [{apiGroups: ["$3"], apiVersions: ["*"], resources: ["$4"], operations: $5}]
-  admissionReviewVersions: [v1]
-  sideEffects: None
-  failurePolicy: Fail
-HOOK
-}
-{
-  echo "apiVersion: admissionregistration.k8s.io/v1"
-  echo "kind: MutatingWebhookConfiguration"
-  echo "metadata: {name: prow-webhook}"
-  echo "webhooks:"
-  hook mutate-prowjobs /mutate/prowjobs prow.k8s.io prowjobs "[CREATE]"
-  echo "---"
-  echo "apiVersion: admissionregistration.k8s.io/v1"
-  echo "kind: ValidatingWebhookConfiguration"
-  echo "metadata: {name: prow-webhook}"
-  echo "webhooks:"
-  hook validate-prowjobs /validate/prowjobs prow.k8s.io prowjobs "[CREATE, UPDATE]"
-  hook validate-presets /validate/presets prow-operator.dev presets "[CREATE, UPDATE]"
-  hook validate-testclusters /validate/testclusters prow-operator.dev testclusters "[CREATE, UPDATE, DELETE]"
-  hook validate-testclusterpools /validate/testclusterpools prow-operator.dev testclusterpools "[CREATE, UPDATE]"
-} | kubectl apply -f - >/dev/null
+# The same hooks as the chart registers (its files/admission-hooks.json), by URL.
+python3 - "$(base64 -w0 "$certs/ca.crt")" charts/prow-operator/files/admission-hooks.json <<'PY' |
+import json, sys
+ca, hooks = sys.argv[1], json.load(open(sys.argv[2]))
+for kind, prefix in (("Mutating", "mutate"), ("Validating", "validate")):
+    print("---\napiVersion: admissionregistration.k8s.io/v1")
+    print(f"kind: {kind}WebhookConfiguration\nmetadata: {{name: prow-webhook}}\nwebhooks:")
+    for h in hooks[f"{prefix[:-1]}ing"]:
+        print(f"- name: {prefix}-{h['resource']}.prow-operator.dev")
+        print(f"  clientConfig: {{url: 'https://127.0.0.1:8443/{prefix}/{h['resource']}', caBundle: '{ca}'}}")
+        print(f"  rules: [{{apiGroups: ['{h['group']}'], apiVersions: ['*'], resources: ['{h['resource']}'], operations: {json.dumps(h['operations'])}}}]")
+        print("  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail")
+PY
+  kubectl apply -f - >/dev/null
 sleep 2 # the API server picks up new webhook configurations within a moment
 
 # Presets first, so the webhook's cache has them when the jobs arrive.
@@ -163,11 +150,21 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
     kubectl logs -n test-pods unit-passes | grep -q 'ok: 12 passed' ||
       { echo "unit-passes did not really run" >&2; exit 1; }
   fi
+  # Both objects of the file (a ProwJob and a JobDefinition) must be refused, each by its hook.
   if kubectl create -n prow -f examples/rejected/bad-job.yaml 2>"$state/rejected.txt"; then
     echo "the rejected example was admitted: the webhook is not working" >&2
     exit 1
   fi
-  echo "examples/rejected/bad-job.yaml refused: $(cat "$state/rejected.txt")"
+  for object in prowjob/rejected jobdefinition/pull-widgets-broken; do
+    if kubectl get -n prow "$object" >/dev/null 2>&1; then
+      echo "$object of examples/rejected/bad-job.yaml was admitted: its hook is not registered" >&2
+      exit 1
+    fi
+    grep -q "admission webhook \"validate-${object%%/*}s.prow-operator.dev\" denied" "$state/rejected.txt" ||
+      { echo "$object was not refused by its webhook: $(cat "$state/rejected.txt")" >&2; exit 1; }
+  done
+  echo "examples/rejected/bad-job.yaml refused, both objects:"
+  sed 's/^/  /' "$state/rejected.txt"
   exit 0
 fi
 kubectl get prowjobs -n prow -w

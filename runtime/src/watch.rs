@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, watcher, ExponentialBackoff};
 use kube::runtime::WatchStreamExt;
@@ -15,6 +17,7 @@ use kube::Api;
 use serde::de::DeserializeOwned;
 
 use crate::health::Readiness;
+use crate::store::Synced;
 
 /// First retry of a failed watch request.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -56,6 +59,53 @@ where
             Ok(_) => readiness.watch_succeeded(name),
             Err(e) => readiness.watch_failed(name, e),
         })
+}
+
+/// A watch cache: the store, whether it has its first list, and the reflected events, which
+/// fill the store only while they are polled (by a reconciler's requests, or [`drain`]).
+pub struct Cached<K: kube::Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// The objects.
+    pub store: Store<K>,
+    /// Whether `store` has its first full list.
+    pub synced: Synced,
+    /// The watch's events, after the store took them.
+    pub events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+}
+
+/// The one way every process caches a kind: the `K`s of `namespace` (all when none), watched
+/// through `client` as `name` (its failures count for `readiness`), reflected into a store.
+pub fn cached<K>(
+    client: kube::Client,
+    namespace: Option<&str>,
+    config: watcher::Config,
+    name: &'static str,
+    readiness: Readiness,
+) -> Cached<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let (store, writer) = reflector::store();
+    let events = watch(api, config, name, readiness).reflect(writer);
+    let (events, synced) = crate::store::signal(events);
+    Cached {
+        store,
+        synced,
+        events: events.boxed(),
+    }
 }
 
 /// Drives a watch whose objects are only cached (its stream's items are not needed), logging

@@ -3,6 +3,7 @@
 //! not an AdmissionReview is a 400 with the reason; an object of the wrong kind is denied.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use json_patch::jsonptr::PointerBuf;
@@ -16,7 +17,7 @@ use kube::{Api, Client, ResourceExt};
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::testclusterpool::TestClusterPool;
-use prow_api::validate::{self, explain, Violation};
+use prow_api::validate::{self, explain, Validate, Violation};
 use prow_api::wire::LeanJob;
 use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
 use serde_json::json;
@@ -39,6 +40,36 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every endpoint; the chart and the demo register the hooks of
+    /// `charts/prow-operator/files/admission-hooks.json`, which names exactly these.
+    pub const ALL: [Endpoint; 6] = [
+        Self::MutateProwJobs,
+        Self::ValidateProwJobs,
+        Self::ValidatePresets,
+        Self::ValidateTestClusters,
+        Self::ValidateTestClusterPools,
+        Self::ValidateJobDefinitions,
+    ];
+
+    /// The path it is served at.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::MutateProwJobs => "/mutate/prowjobs",
+            Self::ValidateProwJobs => "/validate/prowjobs",
+            Self::ValidatePresets => "/validate/presets",
+            Self::ValidateTestClusters => "/validate/testclusters",
+            Self::ValidateTestClusterPools => "/validate/testclusterpools",
+            Self::ValidateJobDefinitions => "/validate/jobdefinitions",
+        }
+    }
+
+    /// The endpoint served at `/{prefix}/{resource}`, if any.
+    pub fn at(prefix: &str, resource: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| {
+            e.path().strip_prefix('/').and_then(|p| p.split_once('/')) == Some((prefix, resource))
+        })
+    }
+
     /// The kind the endpoint admits.
     pub fn kind(self) -> &'static str {
         match self {
@@ -171,36 +202,14 @@ impl Admitter {
                     Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
                 }
             }
-            Endpoint::ValidatePresets => match decode::<Preset>(endpoint, body)? {
-                Decoded::Request(req) => (
-                    req.operation.clone(),
-                    Answer::Done(self.validate_preset(&req)),
-                ),
-                Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
-            },
-            Endpoint::ValidateTestClusters => match decode::<TestCluster>(endpoint, body)? {
-                Decoded::Request(req) => (
-                    req.operation.clone(),
-                    Answer::Done(validate_testcluster(&req)),
-                ),
-                Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
-            },
+            Endpoint::ValidatePresets => self.admit(endpoint, body, &self.presets.state())?,
+            Endpoint::ValidateTestClusters => self.admit::<TestCluster>(endpoint, body, &[])?,
             Endpoint::ValidateTestClusterPools => {
-                match decode::<TestClusterPool>(endpoint, body)? {
-                    Decoded::Request(req) => (
-                        req.operation.clone(),
-                        Answer::Done(validate_testclusterpool(&req)),
-                    ),
-                    Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
-                }
+                self.admit::<TestClusterPool>(endpoint, body, &[])?
             }
-            Endpoint::ValidateJobDefinitions => match decode::<JobDefinition>(endpoint, body)? {
-                Decoded::Request(req) => (
-                    req.operation.clone(),
-                    Answer::Done(self.validate_definition(&req)),
-                ),
-                Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
-            },
+            Endpoint::ValidateJobDefinitions => {
+                self.admit(endpoint, body, &self.definitions.state())?
+            }
         };
         Ok(Decided { operation, answer })
     }
@@ -314,15 +323,11 @@ impl Admitter {
         let Some(LeanJob(job)) = req.object.as_ref() else {
             return Answer::Done(allowed.deny("the request carries no object"));
         };
-        let config = validate::Config {
-            job_queues: self.job_queues.clone(),
+        let old = match (&req.operation, req.old_object.as_ref()) {
+            (Operation::Update, Some(LeanJob(old))) => Some(old),
+            _ => None,
         };
-        let mut violations = validate::prowjob(job, &config);
-        if req.operation == Operation::Update {
-            if let Some(LeanJob(old)) = req.old_object.as_ref() {
-                violations.extend(validate::prowjob_update(old, job));
-            }
-        }
+        let violations = job.check(&self.config(), old, []);
         if !violations.is_empty() {
             return Answer::Done(allowed.deny(explain(&violations)));
         }
@@ -334,42 +339,56 @@ impl Admitter {
         }
     }
 
-    fn validate_preset(&self, req: &AdmissionRequest<Preset>) -> AdmissionResponse {
+    /// The one admission path of every kind but ProwJob (whose new jobs may also get the deep
+    /// check): decode the review as `K`, then [`Admitter::check`] it against the `stored`
+    /// objects of the kind.
+    fn admit<K>(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+        stored: &[Arc<K>],
+    ) -> Result<(Operation, Answer), BadRequest>
+    where
+        K: Validate + Clone + serde::de::DeserializeOwned,
+    {
+        Ok(match decode::<K>(endpoint, body)? {
+            Decoded::Request(req) => (
+                req.operation.clone(),
+                Answer::Done(self.check(&req, stored)),
+            ),
+            Decoded::Answered(operation, response) => (operation, Answer::Done(*response)),
+        })
+    }
+
+    /// A create or update against the kind's rules, the object it replaces and its peers among
+    /// `stored` (the others of its namespace); a delete against the kind's delete rules.
+    fn check<K: Validate + Clone>(
+        &self,
+        req: &AdmissionRequest<K>,
+        stored: &[Arc<K>],
+    ) -> AdmissionResponse {
         let allowed = AdmissionResponse::from(req);
-        let preset = match written(req) {
-            Ok(Some(preset)) => preset,
-            Ok(None) => return allowed,
+        let violations = match written(req) {
+            Ok(Some(object)) => object.check(
+                &self.config(),
+                req.old_object.as_ref(),
+                stored.iter().map(Arc::as_ref),
+            ),
+            Ok(None) if req.operation == Operation::Delete => req
+                .old_object
+                .as_ref()
+                .map(K::delete_rules)
+                .unwrap_or_default(),
+            Ok(None) => Vec::new(),
             Err(why) => return allowed.deny(why),
         };
-        let mut violations = validate::preset(&preset);
-        let others = self.presets.state();
-        violations.extend(validate::preset_collisions(
-            &preset,
-            others.iter().map(|p| p.as_ref()),
-        ));
         answer(allowed, &violations)
     }
 
-    fn validate_definition(&self, req: &AdmissionRequest<JobDefinition>) -> AdmissionResponse {
-        let allowed = AdmissionResponse::from(req);
-        let def = match written(req) {
-            Ok(Some(def)) => def,
-            Ok(None) => return allowed,
-            Err(why) => return allowed.deny(why),
-        };
-        let config = validate::Config {
+    fn config(&self) -> validate::Config {
+        validate::Config {
             job_queues: self.job_queues.clone(),
-        };
-        let mut violations = validate::definition(&def, &config);
-        let others = self.definitions.state();
-        violations.extend(validate::definition_collisions(
-            &def,
-            others
-                .iter()
-                .map(|d| d.as_ref())
-                .filter(|d| d.metadata.namespace == def.metadata.namespace),
-        ));
-        answer(allowed, &violations)
+        }
     }
 }
 
@@ -387,31 +406,6 @@ where
         object.meta_mut().namespace = req.namespace.clone();
     }
     Ok(Some(object))
-}
-
-fn validate_testclusterpool(req: &AdmissionRequest<TestClusterPool>) -> AdmissionResponse {
-    let allowed = AdmissionResponse::from(req);
-    let violations = match (&req.operation, req.object.as_ref()) {
-        (Operation::Create | Operation::Update, Some(pool)) => validate::testclusterpool(pool),
-        (Operation::Create | Operation::Update, None) => {
-            return allowed.deny("the request carries no object")
-        }
-        _ => Vec::new(),
-    };
-    answer(allowed, &violations)
-}
-
-fn validate_testcluster(req: &AdmissionRequest<TestCluster>) -> AdmissionResponse {
-    let allowed = AdmissionResponse::from(req);
-    let violations = match (&req.operation, req.object.as_ref(), req.old_object.as_ref()) {
-        (Operation::Create | Operation::Update, Some(cluster), _) => validate::testcluster(cluster),
-        (Operation::Create | Operation::Update, None, _) => {
-            return allowed.deny("the request carries no object")
-        }
-        (Operation::Delete, _, Some(old)) => validate::testcluster_delete(old),
-        _ => Vec::new(),
-    };
-    answer(allowed, &violations)
 }
 
 /// Parses a review straight into `K`. A body that does not parse that way is read again as

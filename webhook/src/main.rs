@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube::Api;
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::Preset;
 use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
@@ -167,7 +166,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = WebhookConfig::parse();
     if let Some(Command::Validate { paths }) = &cfg.command {
         let queues = queue_names(&cfg.job_queues);
-        let clean = prowctl::validate::run(paths, queues, &mut std::io::stdout())?;
+        let clean = prow_runtime::manifests::validate(paths, queues, &mut std::io::stdout())?;
         std::process::exit(if clean { 0 } else { 1 });
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -198,13 +197,17 @@ where
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (cache, writer) = reflector::store();
-    let feed = watch::watch(api, watcher::Config::default(), what, ready.clone()).reflect(writer);
-    let (feed, synced) = store::signal(feed);
+    let watch::Cached {
+        store: cache,
+        synced,
+        events: feed,
+    } = watch::cached::<K>(
+        client.clone(),
+        namespace,
+        watcher::Config::default(),
+        what,
+        ready.clone(),
+    );
     let feed = feed.applied_objects();
     let stop = stop.clone();
     tasks.spawn(task, async move {

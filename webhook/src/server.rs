@@ -35,18 +35,9 @@ pub fn routes(
     metrics: Arc<Metrics>,
     body_timeout: Duration,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let endpoint = warp::path!("mutate" / "prowjobs")
-        .map(|| Endpoint::MutateProwJobs)
-        .or(warp::path!("validate" / "prowjobs").map(|| Endpoint::ValidateProwJobs))
-        .unify()
-        .or(warp::path!("validate" / "presets").map(|| Endpoint::ValidatePresets))
-        .unify()
-        .or(warp::path!("validate" / "testclusters").map(|| Endpoint::ValidateTestClusters))
-        .unify()
-        .or(warp::path!("validate" / "testclusterpools").map(|| Endpoint::ValidateTestClusterPools))
-        .unify()
-        .or(warp::path!("validate" / "jobdefinitions").map(|| Endpoint::ValidateJobDefinitions))
-        .unify();
+    let endpoint = warp::path!(String / String).and_then(|prefix: String, resource: String| {
+        std::future::ready(Endpoint::at(&prefix, &resource).ok_or_else(warp::reject::not_found))
+    });
     let admit = {
         let metrics = metrics.clone();
         // Path first, then method: GET on an unknown path is a 404, on an endpoint a 405.

@@ -69,7 +69,7 @@ pub fn preset_collisions<'a>(
     let name = p.metadata.name.clone().unwrap_or_default();
     for other in others {
         let other_name = other.metadata.name.clone().unwrap_or_default();
-        if other_name == name || other.metadata.namespace != p.metadata.namespace {
+        if other_name == name {
             continue;
         }
         for c in collisions(&p.spec, &other.spec) {

@@ -416,3 +416,29 @@ async fn mangled_bodies_never_panic() {
         .await;
     assert!(no_request.is_err());
 }
+
+/// The chart and the demo register the hooks of one file; it names exactly the endpoints the
+/// webhook serves, each with its kind's resource.
+#[test]
+fn the_registered_hooks_are_exactly_the_served_endpoints() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/prow-operator/files/admission-hooks.json");
+    let hooks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).expect("hooks file")).expect("json");
+    let mut registered = Vec::new();
+    for (list, prefix) in [("mutating", "mutate"), ("validating", "validate")] {
+        for hook in hooks[list].as_array().expect("a list") {
+            let resource = hook["resource"].as_str().expect("resource");
+            let endpoint = Endpoint::at(prefix, resource)
+                .unwrap_or_else(|| panic!("/{prefix}/{resource} is not served"));
+            assert_eq!(
+                format!("{}s", endpoint.kind().to_lowercase()),
+                resource,
+                "{hook}"
+            );
+            registered.push(endpoint);
+        }
+    }
+    assert_eq!(registered, Endpoint::ALL);
+    assert_eq!(Endpoint::at("validate", "pods"), None);
+}

@@ -1,27 +1,24 @@
-//! `prowctl validate PATH...` (and `prow-webhook validate PATH...`, the same): the admission
-//! rules over YAML files, for a job repository's pre-merge CI. One line per violation:
-//! `file: Kind/name: field: message`.
+//! The offline validator's file side, shared by `prowctl validate` and `prow-webhook validate`:
+//! YAML manifests read from files and directories, checked with the admission rules
+//! (`prow_api::validate::documents`), one line per violation: `file: Kind/name: field: message`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use prow_api::jobdefinition::{DefinitionType, JobDefinition};
-use prow_api::validate::{self, Violation};
-use prow_api::{Preset, ProwJob, TestCluster};
+use prow_api::validate::{self, Document, Violation};
 use serde::Deserialize;
 
 /// One object read from a file.
 struct Found {
-    file: PathBuf,
-    kind: String,
+    file: usize,
     name: String,
     value: serde_json::Value,
 }
 
 /// Checks every object in `paths`; writes violations to `out`; returns whether there were none.
-pub fn run(
+pub fn validate(
     paths: &[PathBuf],
     job_queues: Option<BTreeSet<String>>,
     out: &mut impl Write,
@@ -31,29 +28,27 @@ pub fn run(
         collect(path, &mut files)?;
     }
     let mut objects = Vec::new();
-    let mut problems: Vec<(PathBuf, String, Violation)> = Vec::new();
-    for file in &files {
+    let mut problems: Vec<(usize, String, Violation)> = Vec::new();
+    for (f, file) in files.iter().enumerate() {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         for (i, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             match serde_json::Value::deserialize(document) {
                 Ok(serde_json::Value::Null) => {}
                 Ok(value) => {
-                    let kind = value["kind"].as_str().unwrap_or_default().to_string();
                     let name = value["metadata"]["name"]
                         .as_str()
                         .unwrap_or("<unnamed>")
                         .to_string();
                     objects.push(Found {
-                        file: file.clone(),
-                        kind,
+                        file: f,
                         name,
                         value,
                     });
                 }
                 Err(e) => {
                     problems.push((
-                        file.clone(),
+                        f,
                         format!("document {}", i + 1),
                         Violation {
                             field: "(document)".into(),
@@ -66,64 +61,25 @@ pub fn run(
             }
         }
     }
-
-    let presets: Vec<Preset> = objects
+    let documents: Vec<Document<'_>> = objects
         .iter()
-        .filter(|o| o.kind == "Preset")
-        .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
+        .map(|o| Document {
+            kind: o.value["kind"].as_str().unwrap_or_default(),
+            value: &o.value,
+        })
         .collect();
-    let definitions: Vec<JobDefinition> = objects
-        .iter()
-        .filter(|o| o.kind == "JobDefinition")
-        .filter_map(|o| serde_json::from_value(o.value.clone()).ok())
-        .collect();
-    let groups = Groups::of(&definitions);
     let config = validate::Config { job_queues };
-    for o in &objects {
-        let violations = match o.kind.as_str() {
-            "ProwJob" => match serde_json::from_value::<ProwJob>(o.value.clone()) {
-                Ok(job) => validate::prowjob(&job, &config),
-                Err(e) => vec![malformed(e)],
-            },
-            "Preset" => match serde_json::from_value::<Preset>(o.value.clone()) {
-                Ok(p) => {
-                    let mut v = validate::preset(&p);
-                    v.extend(validate::preset_collisions(&p, &presets));
-                    v
-                }
-                Err(e) => vec![malformed(e)],
-            },
-            "TestCluster" => match serde_json::from_value::<TestCluster>(o.value.clone()) {
-                Ok(tc) => validate::testcluster(&tc),
-                Err(e) => vec![malformed(e)],
-            },
-            "TestClusterPool" => match serde_json::from_value::<
-                prow_api::testclusterpool::TestClusterPool,
-            >(o.value.clone())
-            {
-                Ok(pool) => validate::testclusterpool(&pool),
-                Err(e) => vec![malformed(e)],
-            },
-            "JobDefinition" => match serde_json::from_value::<JobDefinition>(o.value.clone()) {
-                Ok(def) => {
-                    let mut v = validate::definition(&def, &config);
-                    v.extend(groups.collisions(&def));
-                    v
-                }
-                Err(e) => vec![malformed(e)],
-            },
-            _ => Vec::new(), // other kinds are not ours to judge
-        };
-        for v in violations {
-            problems.push((o.file.clone(), format!("{}/{}", o.kind, o.name), v));
-        }
+    for (i, v) in validate::documents(&documents, &config) {
+        let object = format!("{}/{}", documents[i].kind, objects[i].name);
+        problems.push((objects[i].file, object, v));
     }
+    problems.sort_by_key(|(file, _, _)| *file);
     for (file, object, v) in &problems {
-        writeln!(out, "{}: {object}: {v}", file.display())?;
+        writeln!(out, "{}: {object}: {v}", files[*file].display())?;
     }
-    let checked = objects
+    let checked = documents
         .iter()
-        .filter(|o| KINDS.contains(&o.kind.as_str()))
+        .filter(|d| validate::KINDS.contains(&d.kind))
         .count();
     writeln!(
         out,
@@ -132,53 +88,6 @@ pub fn run(
         problems.len()
     )?;
     Ok(problems.is_empty())
-}
-
-/// Definitions by namespace and [`validate::collision_group`]: the only others a definition
-/// can collide with, so a check of many compares each with few.
-pub struct Groups<'a>(HashMap<GroupKey<'a>, Vec<&'a JobDefinition>>);
-
-type GroupKey<'a> = (Option<&'a str>, (DefinitionType, &'a str));
-
-impl<'a> Groups<'a> {
-    /// Groups `definitions`.
-    pub fn of(definitions: impl IntoIterator<Item = &'a JobDefinition>) -> Self {
-        let mut groups: HashMap<GroupKey<'a>, Vec<&'a JobDefinition>> = HashMap::new();
-        for d in definitions {
-            let key = (
-                d.metadata.namespace.as_deref(),
-                validate::collision_group(d),
-            );
-            groups.entry(key).or_default().push(d);
-        }
-        Self(groups)
-    }
-
-    /// The collisions of `def` with the grouped definitions.
-    pub fn collisions(&self, def: &JobDefinition) -> Vec<Violation> {
-        let key = (
-            def.metadata.namespace.as_deref(),
-            validate::collision_group(def),
-        );
-        let others = self.0.get(&key).into_iter().flatten().copied();
-        validate::definition_collisions(def, others)
-    }
-}
-
-/// The kinds checked: each has an arm in the match of [`run`].
-const KINDS: [&str; 5] = [
-    "ProwJob",
-    "Preset",
-    "TestCluster",
-    "TestClusterPool",
-    "JobDefinition",
-];
-
-fn malformed(e: serde_json::Error) -> Violation {
-    Violation {
-        field: "(object)".into(),
-        message: format!("does not read as its kind: {e}"),
-    }
 }
 
 /// The YAML files `path` names: the file itself, or a directory's `.yaml` and `.yml` files,
@@ -219,7 +128,7 @@ mod tests {
             std::fs::write(dir.join(name), text).expect("write");
         }
         let mut out = Vec::new();
-        let clean = run(std::slice::from_ref(&dir), None, &mut out).expect("runs");
+        let clean = validate(std::slice::from_ref(&dir), None, &mut out).expect("runs");
         let _ = std::fs::remove_dir_all(&dir);
         (
             clean,
@@ -239,12 +148,12 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         assert!(
-            run(&top, None, &mut out).expect("runs"),
+            validate(&top, None, &mut out).expect("runs"),
             "{}",
             String::from_utf8_lossy(&out)
         );
         let mut out = Vec::new();
-        assert!(!run(&[examples.join("rejected")], None, &mut out).expect("runs"));
+        assert!(!validate(&[examples.join("rejected")], None, &mut out).expect("runs"));
         let text = String::from_utf8_lossy(&out);
         assert!(
             text.contains("spec.max_concurrency") && text.contains("containers[1].name"),
