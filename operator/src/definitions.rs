@@ -14,9 +14,8 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::jobdefinition::status::{is_run_of, run_of, status_update};
 use prow_api::jobdefinition::{
@@ -27,10 +26,14 @@ use prow_api::schedule::{self, Next};
 use prow_api::ProwJob;
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
+use prow_runtime::watch::{cached, Cached};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::Reconciler;
+use crate::error::Error;
+use crate::events::Events;
 use crate::queue::{self, Action};
 use crate::MANAGER;
 
@@ -47,7 +50,7 @@ pub struct Context {
     /// Whether the ProwJob cache has its first list.
     pub jobs_synced: Synced,
     /// Events on definitions.
-    pub recorder: crate::events::Events,
+    pub recorder: Events,
 }
 
 /// The sender the ProwJob watch tells about changed runs; see [`notice_runs`].
@@ -83,34 +86,37 @@ pub fn run(
     Store<JobDefinition>,
     impl Future<Output = ()> + Send + 'static,
 ) {
-    let api: Api<JobDefinition> = match &namespace {
-        Some(ns) => Api::namespaced(fail_fast, ns),
-        None => Api::all(fail_fast),
-    };
-    let (store, writer) = reflector::store();
-    let events =
-        prow_runtime::watch::watch(api, watcher::Config::default(), "jobdefinitions", readiness)
-            .reflect(writer);
-    let (events, synced) = prow_runtime::store::signal(events);
+    let Cached {
+        store,
+        synced,
+        events,
+    } = cached(
+        fail_fast,
+        namespace.as_deref(),
+        watcher::Config::default(),
+        "jobdefinitions",
+        readiness,
+    );
     let requests = futures::stream::select(
         queue::requests_of(events, |_: &JobDefinition| true),
         queue::requests_from(runs),
     );
-    let ctx = Arc::new(ctx);
     let cache = store.clone();
-    let controller = queue::run(store, synced, requests, 4, shutdown, move |def| {
-        let ctx = ctx.clone();
-        async move {
-            match reconcile(&def, &ctx).await {
-                Ok(action) => action,
-                Err(e) => {
-                    tracing::warn!(definition = %def.name_any(), namespace = def.namespace().unwrap_or_default(), error = %e, "reconciling job definition");
-                    Action::retry()
-                }
-            }
-        }
-    });
+    let controller = crate::controller::run(Arc::new(ctx), store, synced, requests, 4, shutdown);
     (cache, controller)
+}
+
+impl Reconciler for Context {
+    type Kind = JobDefinition;
+    const KIND: &'static str = "JobDefinition";
+
+    async fn reconcile(self: Arc<Self>, def: Arc<JobDefinition>) -> Result<Action, Error> {
+        Ok(reconcile(&def, &self).await?)
+    }
+
+    fn events(&self) -> &Events {
+        &self.recorder
+    }
 }
 
 /// Fetch -> decide -> apply, for one definition.

@@ -8,6 +8,7 @@ pub const MANAGER: &str = "prow-operator";
 pub mod advertise;
 pub mod compat;
 pub mod config;
+pub mod controller;
 pub mod definitions;
 pub mod error;
 pub mod events;

@@ -70,6 +70,8 @@ async fn main() -> anyhow::Result<()> {
         ready.set_leading();
     }
 
+    // One Events handle for the process: every reconciler's Events go through its writers.
+    let events = prow_operator::events::recorder(client.clone());
     let settings = cfg.prowjob_settings();
     let (clusters, cluster_events) = testclusters::watch(
         fail_fast.clone(),
@@ -84,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         settings,
         clusters.clone(),
         metrics,
+        events.clone(),
         definition_runs,
         ready.clone(),
         stop.clone(),
@@ -99,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             client: client.clone(),
             jobs: caches.jobs.clone(),
             jobs_synced: caches.jobs_synced.clone(),
-            recorder: prow_operator::events::recorder(client.clone()),
+            recorder: events.clone(),
         },
         fail_fast.clone(),
         cfg.watch_namespace.clone(),
@@ -143,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
             client.clone(),
             fail_fast.clone(),
             cfg.watch_namespace.clone(),
+            events.clone(),
             ready.clone(),
             stop.clone(),
         ),
@@ -160,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                 wake_jobs: caches.wake.clone(),
                 definitions,
             },
+            events.clone(),
             stop.clone(),
         ),
     );

@@ -12,50 +12,71 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use prow_api::preset::status_update;
 use prow_api::Preset;
 use prow_runtime::health::Readiness;
+use prow_runtime::watch::{cached, Cached};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::{self, Action};
+use crate::controller::Reconciler;
+use crate::error::Error;
+use crate::events::Events;
+use crate::queue::Action;
 use crate::MANAGER;
 
 /// The controller to spawn: runs until `shutdown`, writing through `client` and watching
-/// through `fail_fast`; its watch counts for `readiness`.
+/// through `fail_fast`; its watch counts for `readiness`, its failures go to `events`.
 pub fn run(
     client: Client,
     fail_fast: Client,
     watch_namespace: Option<String>,
+    events: Events,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let api: Api<Preset> = match &watch_namespace {
-        Some(ns) => Api::namespaced(fail_fast, ns),
-        None => Api::all(fail_fast),
-    };
-    let (store, writer) = reflector::store();
-    let events = prow_runtime::watch::watch(api, watcher::Config::default(), "presets", readiness)
-        .reflect(writer);
-    let (events, synced) = prow_runtime::store::signal(events);
-    let requests = requests(events, store.clone());
-    let peers = store.clone();
-    queue::run(store, synced, requests, 4, shutdown, move |preset| {
-        let (client, peers) = (client.clone(), peers.clone());
-        async move {
-            match reconcile(&preset, &peers, &client).await {
-                Ok(action) => action,
-                Err(e) => {
-                    tracing::warn!(preset = %preset.name_any(), namespace = preset.namespace().unwrap_or_default(), error = %e, "updating preset status");
-                    Action::retry()
-                }
-            }
-        }
-    })
+    let Cached {
+        store,
+        synced,
+        events: watched,
+    } = cached(
+        fail_fast,
+        watch_namespace.as_deref(),
+        watcher::Config::default(),
+        "presets",
+        readiness,
+    );
+    let requests = requests(watched, store.clone());
+    let presets = Arc::new(Presets {
+        client,
+        peers: store.clone(),
+        events,
+    });
+    crate::controller::run(presets, store, synced, requests, 4, shutdown)
+}
+
+/// The Preset reconciler.
+struct Presets {
+    client: Client,
+    /// Every preset, for the peers of the one reconciled.
+    peers: Store<Preset>,
+    events: Events,
+}
+
+impl Reconciler for Presets {
+    type Kind = Preset;
+    const KIND: &'static str = "Preset";
+
+    async fn reconcile(self: Arc<Self>, preset: Arc<Preset>) -> Result<Action, Error> {
+        Ok(reconcile(&preset, &self.peers, &self.client).await?)
+    }
+
+    fn events(&self) -> &Events {
+        &self.events
+    }
 }
 
 /// Every preset of the namespace an event touches, read from the store after the event is in

@@ -26,7 +26,7 @@ use prow_runtime::health::Readiness;
 use stored::WireJob;
 
 use prow_runtime::store::{self, Synced};
-pub use reconcile::{error_policy, reconcile};
+pub use reconcile::reconcile;
 
 /// What the reconciler is configured with.
 #[derive(Clone, Debug, Default)]
@@ -119,6 +119,7 @@ pub fn run(
     settings: Settings,
     clusters: Arc<Clusters>,
     metrics: Arc<Metrics>,
+    events: crate::events::Events,
     definition_runs: crate::definitions::RunEvents,
     ready: Readiness,
     shutdown: CancellationToken,
@@ -178,7 +179,7 @@ pub fn run(
         ledger: ledger::Ledger::default(),
         evictions: evictions::Evictions::default(),
         budgets: evictions::Budgets::new(client.clone()),
-        recorder: crate::events::recorder(client),
+        recorder: events,
         metrics,
         wake: wake.clone(),
         clusters,
@@ -252,21 +253,13 @@ pub fn run(
         futures::stream::select(job_requests, eviction_requests),
         futures::stream::select(pod_requests, crate::queue::requests_from(woken)),
     );
-    let controller = crate::queue::run(
+    let controller = crate::controller::run(
+        ctx,
         jobs.clone(),
         jobs_synced,
         requests,
         usize::from(settings_concurrency),
         shutdown,
-        move |job| {
-            let ctx = ctx.clone();
-            async move {
-                match reconcile(job.clone(), ctx.clone()).await {
-                    Ok(action) => action,
-                    Err(e) => error_policy(job, &e, ctx),
-                }
-            }
-        },
     );
     (caches, controller)
 }

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::Context;
+use crate::controller::{lost_race, Reconciler};
 use crate::error::{api_code, is_request_error, Error, Result};
 use crate::queue::Action;
 use crate::testclusters::Claim;
@@ -47,26 +48,25 @@ pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
-/// What happens after a failed reconcile: a lost race is decided again at once, anything else
-/// after the job's backoff (doubling with each failure in a row), with a Warning Event on the
-/// job.
-pub fn error_policy(job: Arc<ProwJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Conflict(_) = error {
-        ctx.metrics.write_conflicts.inc();
-        return Action::requeue(Duration::from_millis(100));
+impl Reconciler for Context {
+    type Kind = ProwJob;
+    const KIND: &'static str = "ProwJob";
+
+    async fn reconcile(self: Arc<Self>, job: Arc<ProwJob>) -> Result<Action> {
+        reconcile(job, self).await
     }
-    ctx.metrics.count_error(error.category());
-    tracing::warn!(job = %job.name_any(), category = error.category(), error = %error, "reconcile failed");
-    publish(
-        &ctx,
-        &job,
-        &JobEvent {
-            warning: true,
-            reason: "ReconcileError",
-            note: error.to_string(),
-        },
-    );
-    Action::retry()
+
+    fn events(&self) -> &crate::events::Events {
+        &self.recorder
+    }
+
+    fn failed(&self, error: &Error) {
+        if lost_race(error) {
+            self.metrics.write_conflicts.inc();
+        } else {
+            self.metrics.count_error(error.category());
+        }
+    }
 }
 
 async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {

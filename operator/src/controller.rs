@@ -1,0 +1,116 @@
+//! The one shape every reconciler has: a [`Reconciler`] says how to reconcile one object of its
+//! kind (fetch -> a pure plan from `prow_api` -> apply); [`run`] drives it on the shared work
+//! queue ([`crate::queue`]) and puts every failure on the object itself, as a Warning Event,
+//! before the object's backoff retries it. A lost race is decided again at once, not reported.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use kube::runtime::reflector::{Lookup, ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use prow_runtime::store::Synced;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::events::{self, Events};
+use crate::queue::{self, Action};
+
+/// How soon a reconcile that lost a write race (409 Conflict) decides again.
+pub const AFTER_CONFLICT: Duration = Duration::from_millis(100);
+
+/// The Event reason of a failed reconcile.
+pub const FAILED: &str = "ReconcileError";
+
+/// One kind's reconciler.
+pub trait Reconciler: Send + Sync + 'static {
+    /// The kind it reconciles.
+    type Kind: Resource<DynamicType = ()> + Lookup + Clone + Send + Sync + 'static;
+
+    /// The kind's name in logs.
+    const KIND: &'static str;
+
+    /// Fetch -> plan -> apply for one object; what to do next.
+    fn reconcile(
+        self: Arc<Self>,
+        object: Arc<Self::Kind>,
+    ) -> impl Future<Output = Result<Action, Error>> + Send;
+
+    /// Where the failures go.
+    fn events(&self) -> &Events;
+
+    /// Told of every failure before it is reported (a reconciler's metrics).
+    fn failed(&self, _error: &Error) {}
+}
+
+/// What follows a failed reconcile of `object`: a lost race is decided again soon; anything
+/// else is logged, published as a Warning Event on the object with the error, and retried after
+/// the object's backoff.
+pub fn error_policy<R: Reconciler>(reconciler: &R, object: &R::Kind, error: &Error) -> Action {
+    reconciler.failed(error);
+    if lost_race(error) {
+        return Action::requeue(AFTER_CONFLICT);
+    }
+    tracing::warn!(
+        kind = R::KIND,
+        object = %object.name_any(),
+        namespace = ResourceExt::namespace(object).unwrap_or_default(),
+        category = error.category(),
+        error = %error,
+        "reconcile failed"
+    );
+    events::publish(
+        reconciler.events(),
+        object.object_ref(&()),
+        true,
+        FAILED,
+        error.to_string(),
+        "Reconcile",
+    );
+    Action::retry()
+}
+
+/// Whether `error` is a write that lost a race with another writer (its resourceVersion was
+/// stale): the reconcile decides again from fresh state; nothing is wrong with the object.
+pub fn lost_race(error: &Error) -> bool {
+    match error {
+        Error::Conflict(_) => true,
+        Error::Kube(kube::Error::Api(s)) => s.code == 409 && s.reason == "Conflict",
+        _ => false,
+    }
+}
+
+/// Runs `reconciler` for every object `requests` names, read from `store` once it is `synced`,
+/// at most `concurrency` at once, until `shutdown`.
+pub fn run<R, S>(
+    reconciler: Arc<R>,
+    store: Store<R::Kind>,
+    synced: Synced,
+    requests: S,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    R: Reconciler,
+    <R::Kind as Lookup>::DynamicType: Eq + Hash + Clone + Send + Sync,
+    S: Stream<Item = ObjectRef<R::Kind>> + Send + 'static,
+{
+    queue::run(
+        store,
+        synced,
+        requests,
+        concurrency,
+        shutdown,
+        move |object: Arc<R::Kind>| {
+            let reconciler = reconciler.clone();
+            async move {
+                match reconciler.clone().reconcile(object.clone()).await {
+                    Ok(action) => action,
+                    Err(e) => error_policy(reconciler.as_ref(), &object, &e),
+                }
+            }
+        },
+    )
+}
