@@ -14,6 +14,8 @@ pub mod error;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+#[cfg(test)]
+pub(crate) mod mock;
 pub mod presets;
 pub mod prowjob;
 pub mod queue;

@@ -137,3 +137,92 @@ async fn reconcile(
     .await?;
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use kube::runtime::reflector;
+    use kube::runtime::reflector::store::Writer;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mock::serve_until_quiet;
+
+    fn preset(name: &str, env: &str) -> Preset {
+        serde_json::from_value(json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
+            "metadata": {"name": name, "namespace": "prow", "generation": 2},
+            "spec": {"selector": {}, "env": [{"name": "E", "value": env}]},
+        }))
+        .expect("preset")
+    }
+
+    fn presets(objects: &[&Preset]) -> (Arc<Presets>, crate::mock::Server, Writer<Preset>) {
+        let (client, server) = crate::mock::client();
+        let (peers, mut writer) = reflector::store();
+        for p in objects {
+            writer.apply_watcher_event(&Event::Apply((*p).clone()));
+        }
+        let events = crate::events::recorder(client.clone());
+        (
+            Arc::new(Presets {
+                client,
+                peers,
+                events,
+            }),
+            server,
+            writer,
+        )
+    }
+
+    fn ok(_: &Method, _: &str, body: &Value) -> Value {
+        let mut object = serde_json::to_value(preset("a", "1")).expect("json");
+        object["status"] = body["status"].clone();
+        object
+    }
+
+    #[tokio::test]
+    async fn a_stale_status_is_patched_with_its_generation_and_a_colliding_peer_named() {
+        let (a, b) = (preset("a", "1"), preset("b", "2"));
+        let (reconciler, server, _writer) = presets(&[&a, &b]);
+        let seen = serve_until_quiet(server, ok);
+        reconciler.reconcile(Arc::new(a)).await.expect("reconciled");
+        let seen = seen.await.expect("server");
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (method, path, body) = &seen[0];
+        assert_eq!(*method, Method::PATCH);
+        assert!(
+            path.starts_with("/apis/prow-operator.dev/v1alpha1/namespaces/prow/presets/a/status"),
+            "{path}"
+        );
+        assert_eq!(body["status"]["observedGeneration"], 2);
+        let conflicting = body["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == "Conflicting")
+            .expect("a Conflicting condition");
+        assert_eq!(conflicting["status"], "True", "{body}");
+        assert!(
+            conflicting["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains('b'),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_up_to_date_status_writes_nothing() {
+        let a = preset("a", "1");
+        let (reconciler, server, _writer) = presets(&[&a]);
+        let mut written = a.clone();
+        written.status = status_update(&a, [&a], Time(Timestamp::now()));
+        let seen = serve_until_quiet(server, ok);
+        reconciler
+            .reconcile(Arc::new(written))
+            .await
+            .expect("reconciled");
+        assert!(seen.await.expect("server").is_empty());
+    }
+}

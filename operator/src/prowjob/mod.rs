@@ -1,6 +1,7 @@
 //! The ProwJob reconciler: plank's job -> pod -> state loop, with sinker's retention beside it.
 
 pub mod evictions;
+mod lease;
 pub mod ledger;
 mod reconcile;
 pub mod stored;

@@ -264,3 +264,6 @@ fn wake_pool(cluster: &TestCluster, ctx: &Ctx) {
         let _ = ctx.wake_jobs.send(ObjectRef::from_obj(job));
     }
 }
+
+#[cfg(test)]
+mod tests;

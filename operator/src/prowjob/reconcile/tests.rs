@@ -3,23 +3,20 @@
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
 use kube::runtime::reflector;
-use kube::Client;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tower_test::mock::{self, Handle};
 
 use super::*;
 use crate::metrics::Metrics;
+use crate::mock::{serve, serve_until_quiet, Server};
 use crate::prowjob::evictions::{Budgets, Evictions};
 use crate::prowjob::{ledger::Ledger, Settings};
 
 /// A context whose client talks to the returned mock, with empty caches.
-fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+fn context() -> (Context, Server) {
+    let (client, handle) = crate::mock::client();
     let (jobs, _) = reflector::store();
     let (pods, _) = reflector::store();
     let (wake, _) = mpsc::unbounded_channel();
@@ -40,73 +37,6 @@ fn context() -> (Context, Handle<Request<Body>, Response<Body>>) {
         clusters: crate::testclusters::Clusters::from_store(reflector::store().0),
     };
     (ctx, handle)
-}
-
-/// What one request asked (method, `path?query`, body).
-type Seen = (Method, String, Value);
-
-/// What a request asks: method, path, `path?query` and the JSON body.
-async fn read(request: Request<Body>) -> (Method, String, String, Value) {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let query = request.uri().query().unwrap_or_default().to_string();
-    let bytes = request.into_body().collect_bytes().await.expect("body");
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let full = format!("{path}?{query}");
-    (method, path, full, body)
-}
-
-/// Sends `reply`: a Status with its own code, as the API server sends it, or an object with
-/// 200.
-fn send(respond: tower_test::mock::SendResponse<Response<Body>>, reply: &Value) {
-    let code = match reply["kind"].as_str() {
-        Some("Status") => reply["code"].as_u64().unwrap_or(500) as u16,
-        _ => 200,
-    };
-    respond.send_response(
-        Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(reply).expect("json")))
-            .expect("response"),
-    );
-}
-
-/// Answers the next `n` requests with `answer`; returns what was asked.
-fn serve(
-    mut handle: Handle<Request<Body>, Response<Body>>,
-    n: usize,
-    answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
-) -> tokio::task::JoinHandle<Vec<Seen>> {
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for _ in 0..n {
-            let (request, respond) = handle.next_request().await.expect("a request");
-            let (method, path, full, body) = read(request).await;
-            send(respond, &answer(&method, &path, &body));
-            seen.push((method, full, body));
-        }
-        seen
-    })
-}
-
-/// Like [`serve`], for as many requests as come until none has for half a second (a pass that
-/// also publishes Events makes a number of requests that depends on their timing).
-fn serve_until_quiet(
-    mut handle: Handle<Request<Body>, Response<Body>>,
-    answer: impl Fn(&Method, &str, &Value) -> Value + Send + 'static,
-) -> tokio::task::JoinHandle<Vec<Seen>> {
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let quiet = std::time::Duration::from_millis(500);
-        while let Ok(Some((request, respond))) =
-            tokio::time::timeout(quiet, handle.next_request()).await
-        {
-            let (method, path, full, body) = read(request).await;
-            send(respond, &answer(&method, &path, &body));
-            seen.push((method, full, body));
-        }
-        seen
-    })
 }
 
 fn job(status: Value) -> ProwJob {
@@ -262,7 +192,7 @@ async fn a_refused_pod_ends_the_job_in_error_with_the_api_servers_reason() {
 }
 
 /// A context like [`context`] whose cluster cache holds `cluster`.
-fn context_with(cluster: Value) -> (Context, Handle<Request<Body>, Response<Body>>) {
+fn context_with(cluster: Value) -> (Context, Server) {
     let (mut ctx, handle) = context();
     let (store, mut writer) = reflector::store();
     let cluster: TestCluster = serde_json::from_value(cluster).expect("cluster");

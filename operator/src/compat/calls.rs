@@ -1,0 +1,332 @@
+//! The cimaster calls over the TestCluster lease rules: each reads the watch cache, decides
+//! with `prow_api::lease` and writes at the resourceVersion it decided on.
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
+use kube::{Api, Resource, ResourceExt};
+use prow_api::compat::Call;
+use prow_api::lease::{transition, Holder, Request};
+use prow_api::pool::{free, line, Pool};
+use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
+use warp::http::StatusCode;
+
+use super::{Answer, Caller, Compat, ATTEMPTS};
+use crate::testclusters::create_cluster_job_of;
+
+impl Compat {
+    pub(super) async fn run(&self, call: &Call, caller: &Caller) -> Answer {
+        let holder = Holder::Caller {
+            name: caller.user.clone(),
+        };
+        let result = match call {
+            Call::GetVacant { build, job } => self.get_vacant(&holder, job, build).await,
+            Call::FinishTest { cluster } => {
+                self.change(cluster, Request::Finish(holder), "Released")
+                    .await
+            }
+            Call::HoldCluster {
+                cluster,
+                name,
+                duration,
+            } => {
+                let request = Request::Hold {
+                    caller: caller.user.clone(),
+                    by: name.clone(),
+                    duration: *duration,
+                };
+                self.change(cluster, request, "Held").await
+            }
+            Call::ReleaseCluster { cluster } => {
+                self.change(cluster, Request::Release, "Released").await
+            }
+            Call::DisableCluster { cluster } => {
+                let request = Request::Disable {
+                    reason: format!("disabled by {} through disablecluster", caller.user),
+                };
+                self.change(cluster, request, "Disabled").await
+            }
+            Call::EnableCluster { cluster } => {
+                self.change(cluster, Request::Enable, "Enabled").await
+            }
+            Call::AddCluster {
+                cluster,
+                region,
+                name,
+            } => self.add(cluster, region, name).await,
+            Call::DeleteCluster { cluster } => self.delete(cluster).await,
+            Call::CreateCluster { user, branch } => self.create_cluster(user, branch).await,
+        };
+        result.unwrap_or_else(|answer| answer)
+    }
+
+    fn pool(&self) -> Pool<'_> {
+        Pool {
+            namespace: &self.settings.namespace,
+            name: &self.settings.pool,
+            default_pod_namespace: &self.settings.default_pod_namespace,
+        }
+    }
+
+    /// The cluster named `name`, as last seen or written.
+    fn cached(&self, name: &str) -> Result<Arc<TestCluster>, Answer> {
+        self.clusters
+            .view(&self.settings.namespace)
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .ok_or_else(|| {
+                Answer::with(
+                    StatusCode::NOT_FOUND,
+                    format!("no cluster {name} in namespace {}", self.settings.namespace),
+                )
+            })
+    }
+
+    /// Reads the cluster from the API server, after a write lost a race with another.
+    async fn fresh(&self, name: &str) -> Result<Arc<TestCluster>, Answer> {
+        let api: Api<TestCluster> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        match api.get_opt(name).await? {
+            Some(c) => Ok(Arc::new(c)),
+            None => self.cached(name),
+        }
+    }
+
+    /// Leases a vacant cluster of the pool to the caller. The jobs waiting in the pool came
+    /// first: the caller gets a cluster only beyond those they are about to take.
+    async fn get_vacant(&self, holder: &Holder, job: &str, build: &str) -> Result<Answer, Answer> {
+        let pool = self.pool();
+        for _ in 0..ATTEMPTS {
+            // Decided in the pool's turn, as a job's lease is.
+            let turn = self.clusters.turn(pool.namespace, pool.name).await;
+            let clusters = self.clusters.view(pool.namespace);
+            let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
+            let vacant = free(pool.name, &members);
+            let jobs = self.jobs.state();
+            let waiting = line(&pool, jobs.iter().map(|j| j.as_ref()), &members).len();
+            let Some(cluster) = vacant.get(waiting) else {
+                return Err(Answer::with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "no vacant cluster in pool {}: {} free, {waiting} jobs waiting; try again later",
+                        pool.name,
+                        vacant.len()
+                    ),
+                ));
+            };
+            let name = cluster.name_any();
+            let status = cluster.status.clone().unwrap_or_default();
+            let request = Request::Lease(holder.clone());
+            let Some(new) = transition(
+                &name,
+                &status,
+                &request,
+                &self
+                    .clusters
+                    .policy(&self.settings.namespace, &self.settings.pool),
+                Timestamp::now(),
+            )?
+            else {
+                continue;
+            };
+            let mut claimed = (**cluster).clone();
+            claimed.status = Some(new);
+            let claim = self.clusters.claim(&claimed);
+            drop(turn);
+            let written = self.clusters.write(&self.client, &claimed).await;
+            drop(claim);
+            match written {
+                Ok(updated) => {
+                    self.publish(
+                        &updated,
+                        "Leased",
+                        format!(
+                            "Leased to {} through getvacant for job {job} build {build}.",
+                            holder.recorded_as()
+                        ),
+                    );
+                    return Ok(Answer::ok(name));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Answer::with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "every vacant cluster was taken while this call ran; try again".into(),
+        ))
+    }
+
+    /// Applies `request` to the cluster, at the version it was decided on; a lost race is
+    /// decided again on a fresh read.
+    async fn change(&self, name: &str, request: Request, reason: &str) -> Result<Answer, Answer> {
+        let mut cluster = self.cached(name)?;
+        for attempt in 1..=ATTEMPTS {
+            let status = cluster.status.clone().unwrap_or_default();
+            let before = describe(&status);
+            let Some(new) = transition(
+                name,
+                &status,
+                &request,
+                &self
+                    .clusters
+                    .policy(&self.settings.namespace, &cluster.spec.pool),
+                Timestamp::now(),
+            )?
+            else {
+                return Ok(Answer::ok(format!("cluster {name} is {before}")));
+            };
+            let after = describe(&new);
+            match self.clusters.set_status(&self.client, &cluster, new).await {
+                Ok(updated) => {
+                    self.publish(&updated, reason, format!("{before} -> {after}"));
+                    return Ok(Answer::ok(format!("cluster {name} is {after}")));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => {
+                    cluster = self.fresh(name).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Answer::with(
+            StatusCode::CONFLICT,
+            format!("cluster {name} kept changing; try again"),
+        ))
+    }
+
+    async fn add(&self, name: &str, region: &str, by: &str) -> Result<Answer, Answer> {
+        let cluster = TestCluster {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(self.settings.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: TestClusterSpec {
+                pool: self.settings.pool.clone(),
+                region: Some(region.to_string()),
+                kubeconfig_secret_ref: None,
+                description: Some(format!("added by {by} through addcluster")),
+            },
+            status: None,
+        };
+        let api: Api<TestCluster> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        match api.create(&PostParams::default(), &cluster).await {
+            Ok(_) => Ok(Answer::ok(format!(
+                "cluster {name} added to pool {}",
+                self.settings.pool
+            ))),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Answer::with(
+                StatusCode::CONFLICT,
+                format!("cluster {name} already exists"),
+            )),
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                Err(Answer::with(StatusCode::BAD_REQUEST, s.message))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<Answer, Answer> {
+        let cluster = self.cached(name)?;
+        let status = cluster.status.clone().unwrap_or_default();
+        if matches!(
+            status.phase,
+            Some(ClusterPhase::Leased | ClusterPhase::Held)
+        ) {
+            return Err(Answer::with(
+                StatusCode::CONFLICT,
+                format!(
+                    "cluster {name} is {}; it can be deleted once it is released",
+                    describe(&status)
+                ),
+            ));
+        }
+        let api: Api<TestCluster> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: cluster.uid(),
+                resource_version: cluster.resource_version(),
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(Answer::ok(format!("cluster {name} deleted"))),
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(Answer::with(
+                StatusCode::NOT_FOUND,
+                format!("no cluster {name}"),
+            )),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Answer::with(
+                StatusCode::CONFLICT,
+                format!("cluster {name} changed meanwhile; try again"),
+            )),
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => {
+                Err(Answer::with(StatusCode::CONFLICT, s.message))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs the pool's create-cluster job: a ProwJob of the pool's template, told who asked and
+    /// which branch to build.
+    async fn create_cluster(&self, user: &str, branch: &str) -> Result<Answer, Answer> {
+        let pool = self
+            .clusters
+            .pool(&self.settings.namespace, &self.settings.pool);
+        let made = match pool {
+            Some(pool) => create_cluster_job_of(
+                &pool,
+                &self.settings.namespace,
+                &self.definitions,
+                user,
+                branch,
+            )
+            .map_err(|e| Answer::with(StatusCode::CONFLICT, e))?,
+            None => None,
+        };
+        let Some(job) = made else {
+            return Err(Answer::with(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "pool {} has no create-cluster job: set spec.createClusterJob or spec.createClusterDefinition in its TestClusterPool",
+                    self.settings.pool
+                ),
+            ));
+        };
+        let api: Api<ProwJob> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        match api.create(&PostParams::default(), &job).await {
+            Ok(created) => Ok(Answer::ok(format!(
+                "create-cluster job {} started",
+                created.name_any()
+            ))),
+            Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => Err(Answer::with(
+                StatusCode::CONFLICT,
+                format!("the pool's create-cluster job was refused: {}", s.message),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn publish(&self, cluster: &TestCluster, reason: &str, note: String) {
+        crate::events::publish(
+            &self.recorder,
+            cluster.object_ref(&()),
+            false,
+            reason,
+            note,
+            "CimasterAPI",
+        );
+    }
+}
+
+/// A cluster's phase and holder, for the answers.
+fn describe(status: &prow_api::TestClusterStatus) -> String {
+    let phase = status.phase.unwrap_or(ClusterPhase::Vacant);
+    let phase = format!("{phase:?}");
+    match &status.lease {
+        Some(l) => match &l.until {
+            Some(until) => format!("{phase} by {} until {}", l.holder, until.0),
+            None => format!("{phase} by {}", l.holder),
+        },
+        None => phase,
+    }
+}
