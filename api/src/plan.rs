@@ -19,7 +19,8 @@ use crate::lease::{transition, PoolPolicy, Request};
 use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
 use crate::pod_view::PodView;
 use crate::pool::{
-    assign, holder_of, leasable, lease_of, line, waiting_description, LeasedCluster, Pool,
+    assign, awaits_first_check, holder_of, leasable, lease_of, line, waiting_description,
+    LeasedCluster, Pool,
 };
 use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
 
@@ -402,18 +403,7 @@ fn start<J: Borrow<ProwJob>>(
                     ..waiting(job, why, facts.now)
                 };
             };
-            let status = cluster.status.clone().unwrap_or_default();
-            if facts.pool_policy.health.is_some()
-                && cluster.spec.kubeconfig_secret_ref.is_some()
-                && !status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == crate::lease::HEALTHY)
-            {
-                // Never checked yet (new, and its first check not even begun): it is checked
-                // within moments, and a passed check wakes the pool.
-                let name = cluster.metadata.name.as_deref().unwrap_or_default();
-                let why = format!("cluster {name} has not been health-checked yet");
+            if let Some(why) = awaits_first_check(cluster, facts.pool_policy) {
                 return waiting(job, why, facts.now);
             }
             let lease = transition(

@@ -6,7 +6,7 @@
 //! the namespace of the pods of the jobs that lease from it.
 
 use crate::concurrency::line_position;
-use crate::lease::Holder;
+use crate::lease::{Holder, PoolPolicy, HEALTHY};
 use crate::pod::pod_namespace;
 use crate::testcluster::SecretKeyRef;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
@@ -168,6 +168,47 @@ pub fn free<'a>(pool: &str, clusters: &[&'a TestCluster]) -> Vec<&'a TestCluster
         .collect();
     free.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     free
+}
+
+/// Why a vacant cluster is not handed out yet: in a pool with a health check, it was never
+/// checked (new, and its first check not even begun). It is checked within moments, and a
+/// passed check wakes the pool. The one rule for jobs and `getvacant` callers alike.
+pub fn awaits_first_check(cluster: &TestCluster, policy: &PoolPolicy) -> Option<String> {
+    let checked = cluster
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == HEALTHY);
+    (policy.health.is_some() && cluster.spec.kubeconfig_secret_ref.is_some() && !checked).then(
+        || {
+            let name = cluster.metadata.name.as_deref().unwrap_or_default();
+            format!("cluster {name} has not been health-checked yet")
+        },
+    )
+}
+
+/// The cluster a `getvacant` caller of `pool` gets: a leasable one beyond those the jobs waiting
+/// in line will take (they came first), and one that has been health-checked where the pool
+/// checks; or why there is none, for the caller.
+pub fn caller_share<'a, 'j>(
+    pool: &Pool,
+    jobs: impl IntoIterator<Item = &'j ProwJob>,
+    clusters: &[&'a TestCluster],
+    policy: &PoolPolicy,
+) -> Result<&'a TestCluster, String> {
+    let vacant = free(pool.name, clusters);
+    let waiting = line(pool, jobs, clusters).len();
+    let Some(cluster) = vacant.get(waiting) else {
+        return Err(format!(
+            "no vacant cluster in pool {}: {} free, {waiting} jobs waiting; try again later",
+            pool.name,
+            vacant.len()
+        ));
+    };
+    match awaits_first_check(cluster, policy) {
+        Some(why) => Err(format!("{why}; try again in a moment")),
+        None => Ok(cluster),
+    }
 }
 
 /// What a waiting job says, in `kubectl get prowjobs`: the pool and its place in line. Not the

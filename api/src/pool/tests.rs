@@ -195,3 +195,109 @@ fn the_kubeconfig_copy_is_named_after_the_job_and_always_a_valid_name() {
         "no dash left before the suffix"
     );
 }
+
+/// What a `getvacant` caller gets: only what the jobs in line leave, and never a cluster its
+/// pool has not health-checked yet.
+#[test]
+fn a_caller_gets_a_checked_cluster_beyond_the_waiting_jobs_share() {
+    let checked = |name: &str| {
+        cluster(
+            name,
+            "e2e",
+            json!({"phase": "Vacant", "conditions": [{"type": "Healthy", "status": "True",
+                "reason": "ReadyzAnswered", "message": "ok", "lastTransitionTime": "2024-05-01T11:00:00Z"}]}),
+        )
+    };
+    let unchecked = |name: &str| cluster(name, "e2e", json!({"phase": "Vacant"}));
+    let waiting = job("w1", "2024-05-01T10:00:00Z", Some("e2e"), "triggered");
+    let health = PoolPolicy {
+        health: Some(crate::lease::HealthPolicy::default()),
+        ..PoolPolicy::default()
+    };
+    let plain = PoolPolicy::default();
+    type Want = Result<&'static str, &'static str>;
+    type Case<'a> = (&'a str, Vec<TestCluster>, Vec<&'a ProwJob>, &'a PoolPolicy, Want);
+    let cases: Vec<Case> = vec![
+        (
+            "a vacant cluster",
+            vec![unchecked("c1")],
+            vec![],
+            &plain,
+            Ok("c1"),
+        ),
+        (
+            "the first in name order",
+            vec![unchecked("c2"), unchecked("c1")],
+            vec![],
+            &plain,
+            Ok("c1"),
+        ),
+        (
+            "none beyond the jobs' share",
+            vec![unchecked("c1")],
+            vec![&waiting],
+            &plain,
+            Err("no vacant cluster in pool e2e: 1 free, 1 jobs waiting; try again later"),
+        ),
+        (
+            "the one the job leaves",
+            vec![unchecked("c1"), unchecked("c2")],
+            vec![&waiting],
+            &plain,
+            Ok("c2"),
+        ),
+        (
+            "never checked in a checked pool",
+            vec![unchecked("c1")],
+            vec![],
+            &health,
+            Err("cluster c1 has not been health-checked yet; try again in a moment"),
+        ),
+        (
+            "checked in a checked pool",
+            vec![checked("c1")],
+            vec![],
+            &health,
+            Ok("c1"),
+        ),
+        (
+            "none at all",
+            vec![],
+            vec![],
+            &plain,
+            Err("no vacant cluster in pool e2e: 0 free, 0 jobs waiting; try again later"),
+        ),
+    ];
+    for (case, clusters, jobs, policy, want) in cases {
+        let members: Vec<&TestCluster> = clusters.iter().collect();
+        let got = caller_share(&E2E, jobs, &members, policy).map(|c| c.name_any());
+        assert_eq!(got.as_deref().map_err(String::as_str), want, "{case}");
+    }
+}
+
+#[test]
+fn only_a_never_checked_cluster_of_a_checked_pool_awaits_its_first_check() {
+    let health = PoolPolicy {
+        health: Some(crate::lease::HealthPolicy::default()),
+        ..PoolPolicy::default()
+    };
+    let fresh = cluster("c1", "e2e", json!({"phase": "Vacant"}));
+    let marked = cluster(
+        "c1",
+        "e2e",
+        json!({"phase": "Vacant", "conditions": [{"type": "Healthy",
+        "status": "Unknown", "reason": "Checking", "message": "m", "lastTransitionTime": "2024-05-01T11:00:00Z"}]}),
+    );
+    let mut no_kubeconfig = fresh.clone();
+    no_kubeconfig.spec.kubeconfig_secret_ref = None;
+    assert!(awaits_first_check(&fresh, &health).is_some());
+    assert!(
+        awaits_first_check(&marked, &health).is_none(),
+        "being checked: not leasable anyway"
+    );
+    assert!(
+        awaits_first_check(&no_kubeconfig, &health).is_none(),
+        "nothing to check with"
+    );
+    assert!(awaits_first_check(&fresh, &PoolPolicy::default()).is_none());
+}

@@ -8,12 +8,12 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use prow_api::compat::Call;
 use prow_api::lease::{transition, Holder, Request};
-use prow_api::pool::{free, line, Pool};
+use prow_api::pool::{caller_share, Pool};
 use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use warp::http::StatusCode;
 
 use super::{Answer, Caller, Compat, ATTEMPTS};
-use crate::testclusters::create_cluster_job_of;
+use crate::testclusters::{create_cluster_job_of, NotLeased};
 
 impl Compat {
     pub(super) async fn run(&self, call: &Call, caller: &Caller) -> Answer {
@@ -96,65 +96,50 @@ impl Compat {
     /// first: the caller gets a cluster only beyond those they are about to take.
     async fn get_vacant(&self, holder: &Holder, job: &str, build: &str) -> Result<Answer, Answer> {
         let pool = self.pool();
-        for _ in 0..ATTEMPTS {
-            // Decided in the pool's turn, as a job's lease is.
-            let turn = self.clusters.turn(pool.namespace, pool.name).await;
-            let clusters = self.clusters.view(pool.namespace);
-            let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
-            let vacant = free(pool.name, &members);
-            let jobs = self.jobs.state();
-            let waiting = line(&pool, jobs.iter().map(|j| j.as_ref()), &members).len();
-            let Some(cluster) = vacant.get(waiting) else {
-                return Err(Answer::with(
-                    StatusCode::SERVICE_UNAVAILABLE,
+        let policy = self.clusters.policy(pool.namespace, pool.name);
+        let jobs = self.jobs.state();
+        let leased = self
+            .clusters
+            .lease(&self.client, pool.namespace, pool.name, ATTEMPTS, |view| {
+                // Decided in the pool's turn, as a job's lease is, by the same share rule.
+                let cluster = caller_share(&pool, jobs.iter().map(|j| j.as_ref()), view, &policy)
+                    .map_err(|why| Answer::with(StatusCode::SERVICE_UNAVAILABLE, why))?;
+                let status = cluster.status.clone().unwrap_or_default();
+                let request = Request::Lease(holder.clone());
+                let new = transition(
+                    &cluster.name_any(),
+                    &status,
+                    &request,
+                    &policy,
+                    Timestamp::now(),
+                )?
+                .ok_or_else(|| {
+                    Answer::with(StatusCode::CONFLICT, "the cluster is leased already".into())
+                })?;
+                let mut claimed = cluster.clone();
+                claimed.status = Some(new);
+                Ok(claimed)
+            })
+            .await;
+        match leased {
+            Ok(updated) => {
+                self.publish(
+                    &updated,
+                    "Leased",
                     format!(
-                        "no vacant cluster in pool {}: {} free, {waiting} jobs waiting; try again later",
-                        pool.name,
-                        vacant.len()
+                        "Leased to {} through getvacant for job {job} build {build}.",
+                        holder.recorded_as()
                     ),
-                ));
-            };
-            let name = cluster.name_any();
-            let status = cluster.status.clone().unwrap_or_default();
-            let request = Request::Lease(holder.clone());
-            let Some(new) = transition(
-                &name,
-                &status,
-                &request,
-                &self
-                    .clusters
-                    .policy(&self.settings.namespace, &self.settings.pool),
-                Timestamp::now(),
-            )?
-            else {
-                continue;
-            };
-            let mut claimed = (**cluster).clone();
-            claimed.status = Some(new);
-            let claim = self.clusters.claim(&claimed);
-            drop(turn);
-            let written = self.clusters.write(&self.client, &claimed).await;
-            drop(claim);
-            match written {
-                Ok(updated) => {
-                    self.publish(
-                        &updated,
-                        "Leased",
-                        format!(
-                            "Leased to {} through getvacant for job {job} build {build}.",
-                            holder.recorded_as()
-                        ),
-                    );
-                    return Ok(Answer::ok(name));
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(e.into()),
+                );
+                Ok(Answer::ok(updated.name_any()))
             }
+            Err(NotLeased::Decided(answer)) => Err(answer),
+            Err(NotLeased::Raced) => Err(Answer::with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every vacant cluster was taken while this call ran; try again".into(),
+            )),
+            Err(NotLeased::Api(e)) => Err(e.into()),
         }
-        Err(Answer::with(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "every vacant cluster was taken while this call ran; try again".into(),
-        ))
     }
 
     /// Applies `request` to the cluster, at the version it was decided on; a lost race is

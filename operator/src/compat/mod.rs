@@ -244,3 +244,6 @@ impl Compat {
 mod auth;
 mod calls;
 mod manual;
+
+#[cfg(test)]
+mod tests;

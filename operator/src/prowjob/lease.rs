@@ -10,16 +10,22 @@ use prow_api::{ProwJob, TestCluster};
 
 use super::Context;
 use crate::error::{api_code, Error, Result};
+use crate::testclusters::Claim;
 use crate::MANAGER;
 
-/// Takes or ends a lease: one TestCluster status write at the resourceVersion it was decided
-/// on, and an Event on the cluster. A lease taken meanwhile is a conflict, decided again.
+/// Takes (through the decision's `claim`) or ends a lease: one TestCluster status write at the
+/// resourceVersion it was decided on, and an Event on the cluster. A lease taken meanwhile is a conflict, decided again.
 pub(super) async fn write_lease(
     write: &LeaseWrite,
+    claim: Option<Claim>,
     job: &ProwJob,
     ctx: &Context,
 ) -> Result<TestCluster> {
-    let written = match ctx.clusters.write(&ctx.client, &write.cluster).await {
+    let written = match claim {
+        Some(claim) => claim.write(&ctx.client).await,
+        None => ctx.clusters.write(&ctx.client, &write.cluster).await,
+    };
+    let written = match written {
         Ok(written) => written,
         Err(e) if api_code(&e) == Some(409) => {
             return Err(Error::Conflict(write.cluster.name_any()))

@@ -117,18 +117,16 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     if leases && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
         return Ok(Action::retry());
     }
-    // A job that may take a lease now decides in its pool's turn (see `Clusters::turn`).
+    // A job that may take a lease now decides in its pool's turn (`Clusters::open`).
     let may_take = state == ProwJobState::Triggered
         && !job.is_complete()
         && job.status.as_ref().is_none_or(|s| s.test_cluster.is_none());
-    let turn = match pool_of(job) {
-        Some(pool) if may_take => Some(ctx.clusters.turn(&pod_ns, pool).await),
-        _ => None,
-    };
-    let clusters = if leases {
-        ctx.clusters.view(&pod_ns)
+    let (turn, clusters) = if leases {
+        let taking = pool_of(job).filter(|_| may_take);
+        let (turn, view) = ctx.clusters.open(&pod_ns, taking).await;
+        (Some(turn), view)
     } else {
-        Vec::new()
+        (None, Vec::new())
     };
     let clusters: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
     let pool_policy = pool_of(job).map_or_else(PoolPolicy::default, |pool| {
@@ -176,12 +174,12 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     tracing::debug!(?planned, "planned");
     // Apply.
     // The lease this pass takes shows as taken before the pool's next decision.
-    let claim = planned
+    let taken = planned
         .lease
         .as_ref()
-        .filter(|l| l.take && turn.is_some())
-        .map(|l| ctx.clusters.claim(&l.cluster));
-    drop(turn);
+        .filter(|l| l.take)
+        .map(|l| &l.cluster);
+    let claim = turn.and_then(|turn| turn.claim(&ctx.clusters, taken));
     let action = apply(&facts, &mut peers, planned, claim, &pod_ns, ctx).await?;
     if let Some(since) = eviction {
         // Acted on: the same eviction does not revive the next pod.
@@ -242,12 +240,12 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     let job = facts.job;
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let mut taken = None;
+    // Through the claim: the pool's view shows the write (or, if it failed, the cluster as it
+    // was) once it is done.
     let written = match plan.lease.as_ref().filter(|l| l.take) {
-        Some(take) => Some(write_lease(take, job, ctx).await),
+        Some(take) => Some(write_lease(take, claim, job, ctx).await),
         None => None,
     };
-    // The pool's view shows the write (or, if it failed, the cluster as it was).
-    drop(claim);
     if let Some(written) = written {
         match written {
             Ok(written) => {
@@ -319,7 +317,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
         }
     };
     if let Some(end) = plan.lease.as_ref().filter(|l| !l.take) {
-        write_lease(end, job, ctx).await?;
+        write_lease(end, None, job, ctx).await?;
         if end.handoff {
             ctx.metrics
                 .lease_ended_with_waiters(pod_ns, &end.cluster.name_any());

@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 use super::overlay::Overlay;
 use crate::MANAGER;
 
+/// One pool's lock: see [`Clusters::open`].
+pub(super) type PoolTurn = Arc<tokio::sync::Mutex<()>>;
+
 /// The TestClusters as the operator last saw or wrote them, and the pools' settings.
 pub struct Clusters {
     /// The watch cache.
@@ -33,33 +36,23 @@ pub struct Clusters {
     /// and copies kubeconfig Secrets.
     pub cluster_namespace: Option<String>,
     pub(super) written: Mutex<Overlay<ObjectRef<TestCluster>>>,
-    /// One lock per pool (namespace, name): see [`Clusters::turn`].
-    pub(super) turns: Mutex<HashMap<(String, String), Turn>>,
+    /// One lock per pool (namespace, name): see [`Clusters::open`].
+    pub(super) turns: Mutex<HashMap<(String, String), PoolTurn>>,
     pub(super) wake: mpsc::UnboundedSender<ObjectRef<TestCluster>>,
-}
-
-/// One pool's lock; see [`Clusters::turn`].
-type Turn = Arc<tokio::sync::Mutex<()>>;
-
-/// A lease write in flight; see [`Clusters::claim`].
-pub struct Claim {
-    clusters: Arc<Clusters>,
-    key: ObjectRef<TestCluster>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.clusters.written().unclaim(&self.key);
-    }
 }
 
 impl Clusters {
     /// Clusters from a store filled by hand (tests).
     pub fn from_store(store: Store<TestCluster>) -> Arc<Self> {
+        Self::from_stores(store, reflector::store().0)
+    }
+
+    /// Clusters and pools from stores filled by hand (tests).
+    pub fn from_stores(store: Store<TestCluster>, pools: Store<TestClusterPool>) -> Arc<Self> {
         let (wake, _) = mpsc::unbounded_channel();
         Arc::new(Self {
             store,
-            pools: reflector::store().0,
+            pools,
             synced: Synced::already(),
             watch_namespace: None,
             cluster_namespace: None,
@@ -86,29 +79,6 @@ impl Clusters {
             .into_iter()
             .map(|c| written.show(&ObjectRef::from_obj(&*c), c))
             .collect()
-    }
-
-    /// This process's turn to decide who takes a cluster of pool `pool` of `namespace`: held
-    /// from reading [`Clusters::view`] until the decision is claimed ([`Clusters::claim`]), so
-    /// each decision sees the ones before it. Two jobs deciding at once on the same view would
-    /// pick the same cluster; the second write would be refused (never a second holder) and
-    /// decided again later, which made one hand-off in ten wait 100 ms in the pool benchmark.
-    pub async fn turn(&self, namespace: &str, pool: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let key = (namespace.to_string(), pool.to_string());
-        let turn = lock(&self.turns).entry(key).or_default().clone();
-        turn.lock_owned().await
-    }
-
-    /// Shows `cluster` (the status about to be written, at the version it was decided on) in
-    /// [`Clusters::view`] until the returned claim is dropped, which is once the write is done
-    /// and [`Clusters::write`] recorded it (or failed).
-    pub fn claim(self: &Arc<Self>, cluster: &TestCluster) -> Claim {
-        let key = ObjectRef::from_obj(cluster);
-        self.written().claim(key.clone(), Arc::new(cluster.clone()));
-        Claim {
-            clusters: self.clone(),
-            key,
-        }
     }
 
     /// The settings of pool `pool` of `namespace`: its TestClusterPool's, or the defaults (also
@@ -184,7 +154,7 @@ impl Clusters {
         }
     }
 
-    fn written(&self) -> MutexGuard<'_, Overlay<ObjectRef<TestCluster>>> {
+    pub(super) fn written(&self) -> MutexGuard<'_, Overlay<ObjectRef<TestCluster>>> {
         lock(&self.written)
     }
 }

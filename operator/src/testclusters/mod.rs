@@ -32,13 +32,15 @@ use reconcile::Ctx;
 
 mod cache;
 mod copies;
+mod lease;
 mod overlay;
 mod pools;
 mod readyz;
 mod reconcile;
 
-pub use cache::{Claim, Clusters};
+pub use cache::Clusters;
 pub use copies::{delete_kubeconfig_copies, kubeconfig_copy_labels, KUBECONFIG_HOLDER};
+pub use lease::{Claim, NotLeased, Turn};
 pub use pools::create_cluster_job_of;
 pub use prow_api::cluster_plan::FINALIZER;
 
