@@ -353,6 +353,26 @@ pub fn refused_pod<J: Borrow<ProwJob>>(
     )
 }
 
+/// The second plan of a pass whose pod the API server refused after the first plan took a lease
+/// for it (`taken`, as written): the job ends in error with the reason, and that lease ends with
+/// it.
+pub fn after_refused_pod<J: Borrow<ProwJob>>(
+    facts: &Facts,
+    peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
+    limits: &Limits,
+    reason: &str,
+    taken: Option<&TestCluster>,
+) -> Plan {
+    let mut plan = refused_pod(facts, peers, limits, reason);
+    if let Some(written) = taken {
+        plan.lease = release(&Facts {
+            clusters: &[written],
+            ..*facts
+        });
+    }
+    plan
+}
+
 fn key(job: &ProwJob) -> JobKey {
     JobKey {
         namespace: job.metadata.namespace.clone().unwrap_or_default(),

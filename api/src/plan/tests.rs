@@ -680,3 +680,55 @@ fn in_a_health_checked_pool_a_cluster_never_checked_is_not_leased_yet() {
     );
     assert!(plan.lease.is_some());
 }
+
+/// The second plan after the API server refused the pod of a job that had just taken a lease:
+/// the job ends in error with the reason, and the lease it took ends with it.
+#[test]
+fn a_refused_pod_ends_the_job_in_error_and_gives_back_the_lease_taken_for_it() {
+    let job = pool_job(
+        "first",
+        "2024-05-01T11:00:00Z",
+        json!({"state": "triggered"}),
+    );
+    let taken = test_cluster("c1", leased_to("first"));
+    let facts = Facts {
+        job: &job,
+        pod: None,
+        evicted: false,
+        now: now(),
+        clusters: &[],
+        pool_policy: &PoolPolicy::default(),
+        default_pod_namespace: "prow",
+    };
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let plan = after_refused_pod(
+        &facts,
+        &mut peers,
+        &Limits::default(),
+        "quota exceeded",
+        Some(&taken),
+    );
+    let status = plan.status.as_ref().expect("a status");
+    assert_eq!(status.state, Some(ProwJobState::Error));
+    assert_eq!(
+        status.description.as_deref(),
+        Some("Pod can not be created: quota exceeded")
+    );
+    let lease = plan.lease.as_ref().expect("the lease ends");
+    assert!(!lease.take);
+    assert_eq!(lease.cluster.metadata.name.as_deref(), Some("c1"));
+    assert_ne!(
+        lease.cluster.status.as_ref().and_then(|s| s.phase),
+        Some(crate::ClusterPhase::Leased)
+    );
+
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let plan = after_refused_pod(
+        &facts,
+        &mut peers,
+        &Limits::default(),
+        "quota exceeded",
+        None,
+    );
+    assert!(plan.lease.is_none(), "no lease taken, none to end");
+}

@@ -216,7 +216,13 @@ fn a_caller_gets_a_checked_cluster_beyond_the_waiting_jobs_share() {
     };
     let plain = PoolPolicy::default();
     type Want = Result<&'static str, &'static str>;
-    type Case<'a> = (&'a str, Vec<TestCluster>, Vec<&'a ProwJob>, &'a PoolPolicy, Want);
+    type Case<'a> = (
+        &'a str,
+        Vec<TestCluster>,
+        Vec<&'a ProwJob>,
+        &'a PoolPolicy,
+        Want,
+    );
     let cases: Vec<Case> = vec![
         (
             "a vacant cluster",

@@ -60,7 +60,49 @@ struct StartsInner {
     last_build_id: HashMap<String, u64>,
 }
 
+/// A start [`Starts::grant`] recorded: forgotten when dropped, unless [`Granted::keep`] says
+/// the job's pod was created. Every way a pass can end before its pod exists (a failed lease
+/// write, a taken pod name, a refused pod, an error) then frees the slot by itself.
+pub struct Granted<'a> {
+    starts: &'a Starts,
+    uid: String,
+}
+
+impl Granted<'_> {
+    /// The pod exists: the start stays recorded until the job cache shows the job past
+    /// triggered.
+    pub fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Granted<'_> {
+    fn drop(&mut self) {
+        self.starts.forget_start(&self.uid);
+    }
+}
+
 impl Starts {
+    /// [`Starts::try_start`], for a plan's `grant`: a granted start also fills `granted` with
+    /// its guard.
+    pub fn grant<'a>(
+        &'a self,
+        job: &ProwJob,
+        jobs: &Store<ProwJob>,
+        limits: &Limits,
+        now_millis: u64,
+        granted: &mut Option<Granted<'a>>,
+    ) -> Grant {
+        let grant = self.try_start(job, jobs, limits, now_millis);
+        if let (Grant::Start(_), Some(uid)) = (&grant, job.metadata.uid.as_ref()) {
+            *granted = Some(Granted {
+                starts: self,
+                uid: uid.clone(),
+            });
+        }
+        grant
+    }
+
     /// Decides whether `job` may start and, if so, records the start and allocates its build ID,
     /// all under one lock.
     pub fn try_start(
@@ -217,6 +259,40 @@ mod tests {
         }
         writer.apply_watcher_event(&Event::InitDone);
         store
+    }
+
+    /// A granted start holds its slot while its guard lives and frees it when dropped, unless
+    /// the pod was created.
+    #[test]
+    fn a_granted_start_is_forgotten_when_its_guard_drops_unless_kept() {
+        let (a, b, c) = (
+            job("a", "ua", "triggered", ""),
+            job("b", "ub", "triggered", ""),
+            job("c", "uc", "triggered", ""),
+        );
+        let jobs = store_of(vec![a.clone(), b.clone(), c.clone()]);
+        let ledger = Starts::default();
+        let limits = Limits::default();
+        let mut granted = None;
+        let grant = ledger.grant(&a, &jobs, &limits, 1, &mut granted);
+        assert!(matches!(grant, Grant::Start(_)) && granted.is_some());
+        assert!(ledger.is_started("ua"));
+        drop(granted);
+        assert!(!ledger.is_started("ua"), "no pod: the slot is free again");
+
+        let mut kept = None;
+        ledger.grant(&b, &jobs, &limits, 2, &mut kept);
+        kept.expect("granted").keep();
+        assert!(
+            ledger.is_started("ub"),
+            "its pod exists: counted until the cache shows it"
+        );
+
+        // One slot is left, and `a` (created first) is still in line for it: `c` waits.
+        let mut waiting = None;
+        let verdict = ledger.grant(&c, &jobs, &limits, 3, &mut waiting);
+        assert!(matches!(verdict, Grant::Wait(_)), "{verdict:?}");
+        assert!(waiting.is_none(), "no guard for a start not granted");
     }
 
     /// Starts counted before the cache shows them, build IDs that only grow, and the verdicts

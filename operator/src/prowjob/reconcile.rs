@@ -10,7 +10,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::lease::PoolPolicy;
-use prow_api::plan::{plan, refused_pod, release, Facts, JobEvent, Peers, Plan, PodChange};
+use prow_api::plan::{
+    after_refused_pod, plan, refused_pod, Facts, JobEvent, Peers, Plan, PodChange,
+};
 use prow_api::pod::{pod_for, pod_namespace, with_test_cluster};
 use prow_api::pod_view::PodView;
 use prow_api::pool::{pool_of, LeasedCluster};
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 use tracing::Instrument;
 
 use super::lease::{copy_kubeconfig, delete_kubeconfig_copy, write_lease};
+use super::ledger::Granted;
 use super::Context;
 use crate::controller::{lost_race, Reconciler};
 use crate::error::{api_code, is_request_error, Error, Result};
@@ -145,6 +148,9 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         default_pod_namespace: &ctx.settings.pod_namespace,
     };
     let mut peers = Peers::new(|| ctx.jobs.state());
+    // A start the plan grants is recorded at once (so no other pass overshoots a limit) and
+    // forgotten again unless its pod gets created.
+    let mut granted = None;
     // Decide.
     let planned = match ctx.settings.pod_watch_namespace() {
         // This installation works in one pod namespace: a pod elsewhere would never be seen.
@@ -165,9 +171,9 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
             &ctx.settings.limits,
             || {
                 let now_millis = now.as_millisecond().max(0) as u64;
-                ctx.ledger
-                    .starts
-                    .try_start(job, &ctx.jobs, &ctx.settings.limits, now_millis)
+                let limits = &ctx.settings.limits;
+                let starts = &ctx.ledger.starts;
+                starts.grant(job, &ctx.jobs, limits, now_millis, &mut granted)
             },
         ),
     };
@@ -180,7 +186,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         .filter(|l| l.take)
         .map(|l| &l.cluster);
     let claim = turn.and_then(|turn| turn.claim(&ctx.clusters, taken));
-    let action = apply(&facts, &mut peers, planned, claim, &pod_ns, ctx).await?;
+    let action = apply(&facts, &mut peers, planned, claim, granted, &pod_ns, ctx).await?;
     if let Some(since) = eviction {
         // Acted on: the same eviction does not revive the next pod.
         ctx.evictions.take(&pod_ns, &name, since);
@@ -234,6 +240,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     mut plan: Plan,
     claim: Option<Claim>,
+    granted: Option<Granted<'_>>,
     pod_ns: &str,
     ctx: &Context,
 ) -> Result<Action> {
@@ -258,16 +265,16 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
                 ctx.metrics.lease_taken(pod_ns, &written.name_any());
                 taken = Some(written);
             }
-            Err(e) => {
-                ctx.ledger.starts.forget_start(uid);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
     if let PodChange::Create { build_id, cluster } = &plan.pod {
         let starting = job.state() == ProwJobState::Triggered;
         match create_pod(job, build_id, cluster.as_ref(), pod_ns, ctx).await {
             Ok(pod) => {
+                if let Some(granted) = granted {
+                    granted.keep();
+                }
                 ctx.ledger.pods.created(uid, &pod);
                 if let (true, Some(created)) = (starting, job.metadata.creation_timestamp.as_ref())
                 {
@@ -281,22 +288,14 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
             Err(Error::Kube(e)) if api_code(&e) == Some(409) => {
                 // Pod name = job name: taken by a pod of an earlier pass (adopted next time) or
                 // of a deleted job of that name (deleted next time).
-                ctx.ledger.starts.forget_start(uid);
                 return Ok(Action::requeue(NAME_TAKEN_RECHECK));
             }
             Err(e) => {
-                ctx.ledger.starts.forget_start(uid);
                 let Some(reason) = refusal(&e) else {
                     return Err(e);
                 };
-                plan = refused_pod(facts, peers, &ctx.settings.limits, &reason);
-                if let Some(written) = taken.as_ref() {
-                    // The lease was taken for this pod: it ends with the job.
-                    plan.lease = release(&Facts {
-                        clusters: &[written],
-                        ..*facts
-                    });
-                }
+                plan =
+                    after_refused_pod(facts, peers, &ctx.settings.limits, &reason, taken.as_ref());
             }
         }
     }

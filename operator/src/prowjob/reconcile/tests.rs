@@ -145,7 +145,7 @@ async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_po
         Method::DELETE => pod_answer("uid-pod"),
         _ => job_answer(),
     });
-    let action = apply(&facts, &mut peers, planned, None, "pods", &ctx)
+    let action = apply(&facts, &mut peers, planned, None, None, "pods", &ctx)
         .await
         .expect("applied");
     assert_eq!(action, Action::requeue(prow_api::plan::AFTER_DELETE));
