@@ -19,7 +19,7 @@ use crate::lease::{transition, PoolPolicy, Request};
 use crate::lifecycle::{decide, lost, Policy, Step, EVICTED};
 use crate::pod_view::PodView;
 use crate::pool::{
-    assign, awaits_first_check, holder_of, leasable, lease_of, line, waiting_description,
+    assign, awaits_first_check, holder_of, leasable, lease_of, line, pool_of, waiting_description,
     LeasedCluster, Pool,
 };
 use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
@@ -333,6 +333,37 @@ pub fn plan<J: Borrow<ProwJob>>(
     };
     plan.wake.splice(0..0, wake);
     plan
+}
+
+/// What a reconcile of a job must read before its plan, beyond the caches: the facts the plan
+/// takes are then all there, and the reconcile decides nothing itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads<'a> {
+    /// Read the pod from the API server when no cache shows it: the job's pod should exist (the
+    /// pod cache lags the job cache, and a missing pod would end the job).
+    pub pod_if_uncached: bool,
+    /// Read the clusters of its pod namespace: a job of a pool, or one that holds a lease.
+    pub clusters: bool,
+    /// The pool whose turn the decision takes: the job may take a lease of it now.
+    pub pool_turn: Option<&'a str>,
+}
+
+/// The [`Reads`] of `job`, whose start this process recorded when `started_here`.
+pub fn reads(job: &ProwJob, started_here: bool) -> Reads<'_> {
+    let state = job.state();
+    let open = !job.is_complete();
+    let holds = job
+        .status
+        .as_ref()
+        .is_some_and(|s| s.test_cluster.is_some());
+    let pool = pool_of(job);
+    let may_take = state == ProwJobState::Triggered && open && !holds;
+    Reads {
+        pod_if_uncached: (state == ProwJobState::Triggered && started_here)
+            || (state == ProwJobState::Pending && open),
+        clusters: pool.is_some() || holds,
+        pool_turn: pool.filter(|_| may_take),
+    }
 }
 
 /// The plan for a job whose pod the API server refused (or that cannot be built): it ends in

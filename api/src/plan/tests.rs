@@ -732,3 +732,65 @@ fn a_refused_pod_ends_the_job_in_error_and_gives_back_the_lease_taken_for_it() {
     );
     assert!(plan.lease.is_none(), "no lease taken, none to end");
 }
+
+/// What a reconcile reads before it plans, by the job's state.
+#[test]
+fn reads_table() {
+    let pooled = |status: Value| pool_job("j", "2024-05-01T11:00:00Z", status);
+    let cases = [
+        (
+            "a triggered job nobody started reads no pod",
+            job("j", json!({"state": "triggered"}), json!({})),
+            false,
+            (false, false, None),
+        ),
+        (
+            "a job this process just started reads its pod",
+            job("j", json!({"state": "triggered"}), json!({})),
+            true,
+            (true, false, None),
+        ),
+        (
+            "a pending job reads its pod",
+            job("j", json!({"state": "pending"}), json!({})),
+            false,
+            (true, false, None),
+        ),
+        (
+            "a finished job reads nothing",
+            job(
+                "j",
+                json!({"state": "success", "completionTime": "2024-05-01T11:00:00Z"}),
+                json!({}),
+            ),
+            false,
+            (false, false, None),
+        ),
+        (
+            "a waiting job of a pool takes its pool's turn",
+            pooled(json!({"state": "triggered"})),
+            false,
+            (false, true, Some("e2e")),
+        ),
+        (
+            "a job holding a cluster reads the clusters but takes no turn",
+            pooled(json!({"state": "triggered", "testCluster": "c1"})),
+            false,
+            (false, true, None),
+        ),
+        (
+            "a running job of a pool reads the clusters",
+            pooled(json!({"state": "pending"})),
+            false,
+            (true, true, None),
+        ),
+    ];
+    for (case, job, started_here, (pod, clusters, turn)) in cases {
+        let got = reads(&job, started_here);
+        assert_eq!(
+            (got.pod_if_uncached, got.clusters, got.pool_turn),
+            (pod, clusters, turn),
+            "{case}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::lease::PoolPolicy;
 use prow_api::plan::{
-    after_refused_pod, plan, refused_pod, Facts, JobEvent, Peers, Plan, PodChange,
+    after_refused_pod, plan, reads, refused_pod, Facts, JobEvent, Peers, Plan, PodChange,
 };
 use prow_api::pod::{pod_for, pod_namespace, with_test_cluster};
 use prow_api::pod_view::PodView;
@@ -98,11 +98,9 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         // A pod we created a moment ago, not in the cache yet.
         None => pod = ctx.ledger.pods.get(&uid),
     }
-    let just_started = state == ProwJobState::Triggered && ctx.ledger.starts.is_started(&uid);
-    let should_exist = state == ProwJobState::Pending && !job.is_complete();
-    if pod.is_none() && (just_started || should_exist) {
-        // The pod cache lags the job cache: before deciding the pod is missing, which would
-        // end the job, read it directly. Rare, so no hot-path cost.
+    let reads = reads(job, ctx.ledger.starts.is_started(&uid));
+    if pod.is_none() && reads.pod_if_uncached {
+        // Rare, so no hot-path cost.
         pod = Api::<PodView>::namespaced(ctx.client.clone(), &pod_ns)
             .get_opt(&name)
             .await?
@@ -111,22 +109,12 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
                 Arc::new(p)
             });
     }
-    // A job of a pool, or one that holds a lease, reads the clusters of its pod namespace.
-    let leases = pool_of(job).is_some()
-        || job
-            .status
-            .as_ref()
-            .is_some_and(|s| s.test_cluster.is_some());
-    if leases && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
+    if reads.clusters && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
         return Ok(Action::retry());
     }
     // A job that may take a lease now decides in its pool's turn (`Clusters::open`).
-    let may_take = state == ProwJobState::Triggered
-        && !job.is_complete()
-        && job.status.as_ref().is_none_or(|s| s.test_cluster.is_none());
-    let (turn, clusters) = if leases {
-        let taking = pool_of(job).filter(|_| may_take);
-        let (turn, view) = ctx.clusters.open(&pod_ns, taking).await;
+    let (turn, clusters) = if reads.clusters {
+        let (turn, view) = ctx.clusters.open(&pod_ns, reads.pool_turn).await;
         (Some(turn), view)
     } else {
         (None, Vec::new())
