@@ -2,7 +2,7 @@
 //! a job repository keeps it, with upstream Prow's job-config field names, so that an entry of
 //! upstream's `presubmits:`, `postsubmits:` or `periodics:` pastes into `spec` unchanged (with
 //! `type`, and `repo` for the first two). Periodics are scheduled from it
-//! (`crate::schedule`); every run is a ProwJob built by [`prowjob_for`].
+//! (the `schedule` module); every run is a ProwJob built by [`prowjob_for`].
 
 // kube's derive takes one `printcolumn(...)` per column, whose keys clippy reads as repeats.
 #![allow(clippy::duplicated_attributes)]
@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::prowjob::{is_false, is_zero};
 use crate::schema::preserved_object;
 
-pub mod status;
 pub mod trigger;
 use crate::{
     labels, DecorationConfig, ProwJob, ProwJobAgent, ProwJobSpec, ProwJobType, Pull, Refs,

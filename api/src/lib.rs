@@ -7,6 +7,7 @@ pub mod concurrency;
 pub mod conditions;
 pub mod crd;
 pub mod dedupe;
+pub mod definition_status;
 pub mod duration;
 pub mod jobdefinition;
 pub mod labels;

@@ -294,10 +294,7 @@ fn deadline(since: Timestamp, timeout: Duration, now: Timestamp, expired: Step) 
     }
 }
 
-/// The pod condition Kubernetes (1.26 and later) sets before it disrupts a pod: an eviction
-/// through the Eviction API, a preemption, a taint, the kubelet. Older API servers delete an
-/// evicted pod without a word, which reads as "Pod got deleted unexpectedly", as upstream.
-pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+pub use crate::pod_view::DISRUPTION_TARGET;
 
 /// How an evicted pod was lost, in [`lost`] and in the job's description.
 pub const EVICTED: &str = "evicted";

@@ -10,6 +10,7 @@ use crate::labels::{self, is_valid_label_value};
 use crate::pool::{
     kubeconfig_copy_name, LeasedCluster, KUBECONFIG_DIR, KUBECONFIG_KEY, KUBECONFIG_VOLUME,
 };
+pub use crate::prowjob::pod_namespace;
 use crate::{DecorationConfig, ProwJob, ProwJobType, Refs};
 
 /// Why a job has no pod to run.
@@ -33,15 +34,6 @@ pub enum PodError {
 
 /// Name of the single container of a one-container job, as upstream renames it.
 pub const TEST_CONTAINER: &str = "test";
-
-/// The namespace the job's pod runs in: `spec.namespace`, or `default_namespace` when empty.
-pub fn pod_namespace<'a>(job: &'a ProwJob, default_namespace: &'a str) -> &'a str {
-    if job.spec.namespace.is_empty() {
-        default_namespace
-    } else {
-        &job.spec.namespace
-    }
-}
 
 /// The pod that runs `job` as build `build_id`: named after the job, in the job's pod
 /// namespace, labelled and annotated as upstream does, with the downward-API env on every

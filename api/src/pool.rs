@@ -7,7 +7,7 @@
 
 use crate::concurrency::line_position;
 use crate::lease::{Holder, PoolPolicy, HEALTHY};
-use crate::pod::pod_namespace;
+use crate::prowjob::pod_namespace;
 use crate::testcluster::SecretKeyRef;
 use crate::{labels, ClusterPhase, ProwJob, TestCluster};
 

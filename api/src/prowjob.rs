@@ -369,3 +369,12 @@ pub(crate) fn is_false(b: &bool) -> bool {
 pub(crate) fn is_zero(n: &i64) -> bool {
     *n == 0
 }
+
+/// The namespace the job's pod runs in: `spec.namespace`, or `default_namespace` when empty.
+pub fn pod_namespace<'a>(job: &'a ProwJob, default_namespace: &'a str) -> &'a str {
+    if job.spec.namespace.is_empty() {
+        default_namespace
+    } else {
+        &job.spec.namespace
+    }
+}

@@ -17,7 +17,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use prow_api::jobdefinition::status::{is_run_of, run_of, status_update};
+use prow_api::definition_status::{is_run_of, run_of, status_update};
 use prow_api::jobdefinition::{
     manual_suffix, prowjob_for, run_name, CannotRun, DefinitionType, JobDefinition, RunRequest,
     ATTEMPT_ANNOTATION, DEFINITION_LABEL, DUE_ANNOTATION, RUN_ANNOTATION, RUN_BASE_REF_ANNOTATION,

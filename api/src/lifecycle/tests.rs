@@ -424,3 +424,66 @@ fn max_revivals_is_configurable() {
         }
     ));
 }
+
+/// The stripped view the operator caches decides every pod state as the full pod would.
+#[test]
+fn a_view_read_off_the_wire_decides_like_the_view_of_the_full_pod() {
+    let job: ProwJob = serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": "a", "namespace": "prow", "uid": "u"},
+        "spec": {"agent": "kubernetes", "job": "j", "pod_spec": {"containers": [{"name": "t"}]}},
+        "status": {"state": "pending", "pod_name": "a", "startTime": "2024-01-01T00:00:00Z"},
+    }))
+    .expect("job");
+    let pod = |status: serde_json::Value| {
+        json!({"metadata": {"name": "a", "namespace": "p", "creationTimestamp": "2024-01-01T00:00:00Z",
+                            "labels": {"prow.k8s.io/build-id": "9", "x": "y"},
+                            "annotations": {"prow-operator.dev/job-uid": "u", "big": "z"}},
+               "spec": {"containers": [{"name": "test", "image": "i", "env": [{"name": "A", "value": "1"}]},
+                                       {"name": "side", "image": "i"}]},
+               "status": status})
+    };
+    let terminated = |code: i32| json!({"terminated": {"exitCode": code, "reason": "Completed"}});
+    let cases = [
+        json!({"phase": "Pending"}),
+        json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z"}),
+        json!({"phase": "Succeeded", "containerStatuses": [
+            {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)},
+            {"name": "side", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+        json!({"phase": "Succeeded", "containerStatuses": [
+            {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": terminated(0)}]}),
+        json!({"phase": "Failed", "reason": "Evicted"}),
+        json!({"phase": "Running", "startTime": "2024-01-01T00:00:00Z", "conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}]}),
+        json!({"phase": "Failed", "containerStatuses": [
+            {"name": "test", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+        json!({"phase": "Unknown"}),
+    ];
+    let now: k8s_openapi::jiff::Timestamp = "2024-01-01T00:01:00Z".parse().expect("time");
+    let policy = Policy::default();
+    for status in cases {
+        let full: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(pod(status.clone())).expect("pod");
+        let mut wire: PodView = serde_json::from_value(pod(status.clone())).expect("view");
+        wire.strip();
+        assert_eq!(
+            decide(&job, Some(&wire), now, &policy),
+            decide(&job, Some(&PodView::of(&full)), now, &policy),
+            "{status}"
+        );
+    }
+    let mut slim: PodView = serde_json::from_value(pod(json!({}))).expect("view");
+    slim.strip();
+    let labels = slim.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels.len(), 1, "only the build id is kept");
+    assert_eq!(
+        slim.metadata
+            .annotations
+            .as_ref()
+            .expect("annotations")
+            .len(),
+        1
+    );
+}

@@ -4,11 +4,11 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{
+use crate::conditions::{same, with_transitions, ConditionFacts};
+use crate::jobdefinition::{
     JobDefinition, JobDefinitionStatus, RunSummary, ATTEMPT_ANNOTATION, DEFINITION_LABEL,
     TRIGGER_LABEL,
 };
-use crate::conditions::{same, with_transitions, ConditionFacts};
 use crate::schedule::{Next, Run, Trigger};
 use crate::{ProwJob, ProwJobState};
 
