@@ -347,3 +347,114 @@ fn publish(ctx: &Context, def: &JobDefinition, warning: bool, reason: &str, note
         "Run",
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use kube::runtime::reflector;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::mock::serve_until_quiet;
+
+    fn definition(annotations: Value) -> JobDefinition {
+        serde_json::from_value(json!({
+            "apiVersion": "prow-operator.dev/v1alpha1", "kind": "JobDefinition",
+            "metadata": {"name": "nightly", "namespace": "prow", "uid": "uid-d",
+                         "annotations": annotations},
+            "spec": {"type": "periodic", "interval": "1h",
+                     "spec": {"containers": [{"image": "x", "command": ["true"]}]}},
+        }))
+        .expect("definition")
+    }
+
+    fn context() -> (Arc<Context>, crate::mock::Server) {
+        let (client, server) = crate::mock::client();
+        let ctx = Context {
+            client: client.clone(),
+            jobs: reflector::store().0,
+            jobs_synced: Synced::already(),
+            recorder: crate::events::recorder(client),
+        };
+        (Arc::new(ctx), server)
+    }
+
+    /// Echoes a created object, and answers a status patch with the definition, as the API
+    /// server does.
+    fn echo(_: &Method, path: &str, body: &Value) -> Value {
+        if path.contains("/jobdefinitions/") {
+            let mut def = serde_json::to_value(definition(json!({}))).expect("json");
+            def["status"] = body["status"].clone();
+            return def;
+        }
+        body.clone()
+    }
+
+    #[tokio::test]
+    async fn a_periodic_without_runs_starts_one_under_its_deterministic_name() {
+        let (ctx, server) = context();
+        let seen = serve_until_quiet(server, echo);
+        let action = ctx
+            .reconcile(Arc::new(definition(json!({}))))
+            .await
+            .expect("reconciled");
+        assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+        let seen = seen.await.expect("server");
+        let created: Vec<_> = seen
+            .iter()
+            .filter(|(m, p, _)| *m == Method::POST && p.contains("/prowjobs"))
+            .collect();
+        assert_eq!(created.len(), 1, "{seen:?}");
+        let run = &created[0].2;
+        let name = run["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(name.starts_with("nightly-"), "{name}");
+        assert_eq!(run["metadata"]["labels"][DEFINITION_LABEL], "nightly");
+        assert_eq!(run["metadata"]["labels"]["prow-operator.dev/trigger"], "schedule");
+        assert_eq!(run["spec"]["job"], "nightly");
+    }
+
+    #[tokio::test]
+    async fn a_run_the_api_server_refuses_is_a_warning_event_on_the_definition() {
+        let (ctx, server) = context();
+        let seen = serve_until_quiet(server, |method, path, body| match *method {
+            Method::POST if path.contains("/prowjobs") => json!({"kind": "Status",
+                "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+                "message": "admission webhook denied the request: spec.pod_spec: bad"}),
+            _ => echo(method, path, body),
+        });
+        let def = Arc::new(definition(json!({})));
+        let error = ctx.clone().reconcile(def.clone()).await.expect_err("refused");
+        let action = crate::controller::error_policy(ctx.as_ref(), &def, &error);
+        assert_eq!(action, Action::retry());
+        let seen = seen.await.expect("server");
+        let reasons: Vec<&str> = seen
+            .iter()
+            .filter(|(_, p, _)| p.contains("/events"))
+            .filter_map(|(_, _, b)| b["reason"].as_str())
+            .collect();
+        assert!(reasons.contains(&"RunRefused"), "{reasons:?}");
+        assert!(reasons.contains(&crate::controller::FAILED), "{reasons:?}");
+    }
+
+    #[tokio::test]
+    async fn a_new_run_annotation_starts_one_manual_run_and_records_the_value() {
+        let (ctx, server) = context();
+        let seen = serve_until_quiet(server, echo);
+        let def = definition(json!({RUN_ANNOTATION: "first"}));
+        ctx.reconcile(Arc::new(def)).await.expect("reconciled");
+        let seen = seen.await.expect("server");
+        let runs: Vec<&Value> = seen
+            .iter()
+            .filter(|(m, p, _)| *m == Method::POST && p.contains("/prowjobs"))
+            .map(|(_, _, b)| b)
+            .filter(|b| b["metadata"]["labels"]["prow-operator.dev/trigger"] == "manual")
+            .collect();
+        assert_eq!(runs.len(), 1, "{seen:?}");
+        let recorded = seen.iter().any(|(m, p, b)| {
+            *m == Method::PATCH
+                && p.contains("/jobdefinitions/nightly/status")
+                && b["status"]["lastManualTrigger"] == "first"
+        });
+        assert!(recorded, "{seen:?}");
+    }
+}
