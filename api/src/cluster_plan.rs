@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use crate::conditions::without_failure;
 use crate::lease::{before_first_check, transition, with_health, PoolPolicy, Request, HEALTHY};
 use crate::pool::leasable;
 use crate::testcluster::SecretKeyRef;
@@ -201,6 +202,13 @@ pub fn plan(f: &Facts<'_>) -> Plan {
         (true, _) if in_use => {}
         (true, _) => return Plan::wait(),
         (false, true) => {}
+    }
+    if let Some(conditions) = without_failure(&status.conditions) {
+        // A failed reconcile marked it; this one goes through.
+        return Plan::write(TestClusterStatus {
+            conditions,
+            ..status
+        });
     }
     if phase == ClusterPhase::Cleaning {
         return clean_up(f, &status);

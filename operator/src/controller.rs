@@ -1,7 +1,8 @@
 //! The one shape every reconciler has: a [`Reconciler`] says how to reconcile one object of its
 //! kind (fetch -> a pure plan from `prow_api` -> apply); [`run`] drives it on the shared work
-//! queue ([`crate::queue`]) and puts every failure on the object itself, as a Warning Event,
-//! before the object's backoff retries it. A lost race is decided again at once, not reported.
+//! queue ([`crate::queue`]) and puts every failure on the object itself, as a Warning Event and,
+//! for kinds with conditions, a `Reconciled` condition "False", before the object's backoff
+//! retries it. A lost race is decided again at once, not reported.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -9,14 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
-use kube::{Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use prow_api::conditions::with_failure;
 use prow_runtime::store::Synced;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::events::{self, Events};
 use crate::queue::{self, Action};
+use crate::MANAGER;
 
 /// How soon a reconcile that lost a write race (409 Conflict) decides again.
 pub const AFTER_CONFLICT: Duration = Duration::from_millis(100);
@@ -43,6 +51,44 @@ pub trait Reconciler: Send + Sync + 'static {
 
     /// Told of every failure before it is reported (a reconciler's metrics).
     fn failed(&self, _error: &Error) {}
+
+    /// Puts a failure on the object's status too, for kinds with conditions (see
+    /// [`mark_failed`]); the Event is published either way.
+    fn put_failure(&self, _object: &Self::Kind, _error: &Error) {}
+}
+
+/// Sets the object's [`prow_api::conditions::RECONCILED`] condition "False" with `error`
+/// (among its `conditions`), in the background: a merge patch of its status's conditions, so a
+/// person sees the failure in `kubectl describe` as well as in its Events. The kind's next
+/// successful reconcile drops it.
+pub fn mark_failed<K>(client: &Client, object: &K, conditions: &[Condition], error: &Error)
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let wanted = with_failure(conditions, &error.to_string(), &Time(Timestamp::now()));
+    let api: Api<K> = Api::namespaced(
+        client.clone(),
+        &ResourceExt::namespace(object).unwrap_or_default(),
+    );
+    let name = object.name_any();
+    tokio::spawn(async move {
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({"status": {"conditions": wanted}});
+        if let Err(e) = api
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(object = %name, error = %e, "recording a failure on the status");
+        }
+    });
 }
 
 /// What follows a failed reconcile of `object`: a lost race is decided again soon; anything
@@ -69,6 +115,7 @@ pub fn error_policy<R: Reconciler>(reconciler: &R, object: &R::Kind, error: &Err
         error.to_string(),
         "Reconcile",
     );
+    reconciler.put_failure(object, error);
     Action::retry()
 }
 

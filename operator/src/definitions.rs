@@ -117,6 +117,11 @@ impl Reconciler for Context {
     fn events(&self) -> &Events {
         &self.recorder
     }
+
+    fn put_failure(&self, def: &JobDefinition, error: &Error) {
+        let conditions = def.status.as_ref().map(|s| s.conditions.as_slice());
+        crate::controller::mark_failed(&self.client, def, conditions.unwrap_or_default(), error);
+    }
 }
 
 /// Fetch -> decide -> apply, for one definition.
@@ -409,7 +414,10 @@ mod tests {
         let name = run["metadata"]["name"].as_str().unwrap_or_default();
         assert!(name.starts_with("nightly-"), "{name}");
         assert_eq!(run["metadata"]["labels"][DEFINITION_LABEL], "nightly");
-        assert_eq!(run["metadata"]["labels"]["prow-operator.dev/trigger"], "schedule");
+        assert_eq!(
+            run["metadata"]["labels"]["prow-operator.dev/trigger"],
+            "schedule"
+        );
         assert_eq!(run["spec"]["job"], "nightly");
     }
 
@@ -423,7 +431,11 @@ mod tests {
             _ => echo(method, path, body),
         });
         let def = Arc::new(definition(json!({})));
-        let error = ctx.clone().reconcile(def.clone()).await.expect_err("refused");
+        let error = ctx
+            .clone()
+            .reconcile(def.clone())
+            .await
+            .expect_err("refused");
         let action = crate::controller::error_policy(ctx.as_ref(), &def, &error);
         assert_eq!(action, Action::retry());
         let seen = seen.await.expect("server");

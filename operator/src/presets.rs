@@ -77,6 +77,11 @@ impl Reconciler for Presets {
     fn events(&self) -> &Events {
         &self.events
     }
+
+    fn put_failure(&self, preset: &Preset, error: &Error) {
+        let conditions = preset.status.as_ref().map(|s| s.conditions.as_slice());
+        crate::controller::mark_failed(&self.client, preset, conditions.unwrap_or_default(), error);
+    }
 }
 
 /// Every preset of the namespace an event touches, read from the store after the event is in

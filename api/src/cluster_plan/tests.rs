@@ -346,3 +346,15 @@ fn cleanup_table() {
         }
     }
 }
+
+#[test]
+fn a_cluster_a_failed_reconcile_marked_is_cleared_by_the_next_one() {
+    let marked = json!({"phase": "Vacant", "conditions": [{"type": "Reconciled", "status": "False",
+        "reason": "ReconcileError", "message": "forbidden", "lastTransitionTime": "2024-05-01T11:00:00Z"}]});
+    let policy = PoolPolicy::default();
+    let c = cluster(marked, json!({}));
+    let plan = plan(&facts(&c, &policy));
+    let status = plan.status.expect("a status");
+    assert!(status.conditions.is_empty(), "{status:?}");
+    assert_eq!(status.phase, Some(ClusterPhase::Vacant));
+}

@@ -76,6 +76,16 @@ impl Reconciler for Ctx {
     fn events(&self) -> &Events {
         &self.recorder
     }
+
+    fn put_failure(&self, cluster: &TestCluster, error: &Error) {
+        let conditions = cluster.status.as_ref().map(|s| s.conditions.as_slice());
+        crate::controller::mark_failed(
+            &self.client,
+            cluster,
+            conditions.unwrap_or_default(),
+            error,
+        );
+    }
 }
 
 /// Fetch -> plan -> apply, for one cluster.
