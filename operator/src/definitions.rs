@@ -360,7 +360,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::mock::serve_until_quiet;
+    use crate::mock::{failed_pass, failure, requests_to, serve_until_quiet};
 
     fn definition(annotations: Value) -> JobDefinition {
         serde_json::from_value(json!({
@@ -425,23 +425,18 @@ mod tests {
     async fn a_run_the_api_server_refuses_is_a_warning_event_on_the_definition() {
         let (ctx, server) = context();
         let seen = serve_until_quiet(server, |method, path, body| match *method {
-            Method::POST if path.contains("/prowjobs") => json!({"kind": "Status",
-                "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
-                "message": "admission webhook denied the request: spec.pod_spec: bad"}),
+            Method::POST if path.contains("/prowjobs") => failure(
+                422,
+                "Invalid",
+                "admission webhook denied the request: spec.pod_spec: bad",
+            ),
             _ => echo(method, path, body),
         });
         let def = Arc::new(definition(json!({})));
-        let error = ctx
-            .clone()
-            .reconcile(def.clone())
-            .await
-            .expect_err("refused");
-        let action = crate::controller::error_policy(ctx.as_ref(), &def, &error);
-        assert_eq!(action, Action::retry());
+        assert_eq!(failed_pass(&ctx, def).await, Action::retry());
         let seen = seen.await.expect("server");
-        let reasons: Vec<&str> = seen
-            .iter()
-            .filter(|(_, p, _)| p.contains("/events"))
+        let reasons: Vec<&str> = requests_to(&seen, "/events")
+            .into_iter()
             .filter_map(|(_, _, b)| b["reason"].as_str())
             .collect();
         assert!(reasons.contains(&"RunRefused"), "{reasons:?}");

@@ -82,3 +82,34 @@ pub fn serve_until_quiet(
         seen
     })
 }
+
+/// A failure as the API server answers it.
+pub fn failure(code: u16, reason: &str, message: &str) -> Value {
+    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                       "reason": reason, "code": code, "message": message})
+}
+
+/// A success without an object (a delete's answer).
+pub fn success() -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})
+}
+
+/// The requests whose `path?query` contains `what`.
+pub fn requests_to<'a>(seen: &'a [Seen], what: &str) -> Vec<&'a Seen> {
+    seen.iter()
+        .filter(|(_, path, _)| path.contains(what))
+        .collect()
+}
+
+/// One reconcile of `object` that must fail, then the error policy: what it asks for next.
+pub async fn failed_pass<R: crate::controller::Reconciler>(
+    reconciler: &std::sync::Arc<R>,
+    object: std::sync::Arc<R::Kind>,
+) -> crate::queue::Action {
+    let error = reconciler
+        .clone()
+        .reconcile(object.clone())
+        .await
+        .expect_err("the reconcile fails");
+    crate::controller::error_policy(reconciler.as_ref(), &object, &error)
+}

@@ -67,6 +67,19 @@ fn plan_of(job: &ProwJob, pod: Option<&PodView>, peers: &[&ProwJob], grant: Gran
     pool_plan(job, pod, peers, &[], &PoolPolicy::default(), grant)
 }
 
+/// The facts of `job` with no pod, no clusters and no eviction.
+fn alone<'a>(job: &'a ProwJob, policy: &'a PoolPolicy) -> Facts<'a> {
+    Facts {
+        job,
+        pod: None,
+        evicted: false,
+        now: now(),
+        clusters: &[],
+        pool_policy: policy,
+        default_pod_namespace: "prow",
+    }
+}
+
 fn unused() -> Grant {
     Grant::Refuse("the grant is asked only for a start".into())
 }
@@ -210,14 +223,10 @@ fn a_lost_pod_is_revived_count_first() {
 #[test]
 fn a_pod_the_eviction_api_deleted_is_revived_not_reported_deleted() {
     let j = pending("a");
+    let policy = PoolPolicy::default();
     let facts = Facts {
-        job: &j,
-        pod: None,
         evicted: true,
-        now: now(),
-        clusters: &[],
-        pool_policy: &PoolPolicy::default(),
-        default_pod_namespace: "prow",
+        ..alone(&j, &policy)
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let plan = plan(
@@ -691,15 +700,8 @@ fn a_refused_pod_ends_the_job_in_error_and_gives_back_the_lease_taken_for_it() {
         json!({"state": "triggered"}),
     );
     let taken = test_cluster("c1", leased_to("first"));
-    let facts = Facts {
-        job: &job,
-        pod: None,
-        evicted: false,
-        now: now(),
-        clusters: &[],
-        pool_policy: &PoolPolicy::default(),
-        default_pod_namespace: "prow",
-    };
+    let policy = PoolPolicy::default();
+    let facts = alone(&job, &policy);
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let plan = after_refused_pod(
         &facts,

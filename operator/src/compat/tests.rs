@@ -9,7 +9,7 @@ use prow_api::TestCluster;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::mock::serve_until_quiet;
+use crate::mock::{failure, serve_until_quiet, success};
 
 fn cluster(name: &str, status: Value) -> TestCluster {
     serde_json::from_value(json!({
@@ -108,9 +108,8 @@ async fn getvacant_never_hands_out_a_cluster_its_pool_has_not_checked_yet() {
 async fn a_lost_race_is_decided_again_up_to_the_attempts_then_the_caller_retries() {
     let (api, server, _w) = compat(&[cluster("c1", json!({"phase": "Vacant"}))], false);
     let seen = serve_until_quiet(server, |method, _, _| match *method {
-        Method::PUT => json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                              "reason": "Conflict", "code": 409, "message": "modified"}),
-        _ => json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        Method::PUT => failure(409, "Conflict", "modified"),
+        _ => success(),
     });
     let answer = api.answer("getvacant", "build=1&job=e2e", None, b"").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);

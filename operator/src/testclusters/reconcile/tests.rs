@@ -7,7 +7,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::mock::{serve_until_quiet, Seen};
+use crate::mock::{failed_pass, failure, requests_to, serve_until_quiet, success};
 
 fn cluster(status: Value, finalizers: Value) -> TestCluster {
     serde_json::from_value(json!({
@@ -56,14 +56,8 @@ fn answer(cluster: &TestCluster) -> impl Fn(&Method, &str, &Value) -> Value + Se
         Method::GET => {
             json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []})
         }
-        _ => json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        _ => success(),
     }
-}
-
-fn requests_to<'a>(seen: &'a [Seen], what: &str) -> Vec<&'a Seen> {
-    seen.iter()
-        .filter(|(_, path, _)| path.contains(what))
-        .collect()
 }
 
 #[tokio::test]
@@ -130,19 +124,12 @@ async fn a_failed_write_is_a_warning_event_on_the_cluster_and_a_backoff() {
     let c = cluster(json!(null), json!([FINALIZER]));
     let (ctx, server, _writer) = context(&c);
     let seen = serve_until_quiet(server, |method, path, _| match *method {
-        Method::PUT if path.ends_with("/status") => json!({"kind": "Status", "apiVersion": "v1",
-            "status": "Failure", "reason": "Forbidden", "code": 403,
-            "message": "testclusters/status is forbidden"}),
-        _ => json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        Method::PUT if path.ends_with("/status") => {
+            failure(403, "Forbidden", "testclusters/status is forbidden")
+        }
+        _ => success(),
     });
-    let object = Arc::new(c);
-    let error = ctx
-        .clone()
-        .reconcile(object.clone())
-        .await
-        .expect_err("fails");
-    let action = crate::controller::error_policy(ctx.as_ref(), &object, &error);
-    assert_eq!(action, Action::retry());
+    assert_eq!(failed_pass(&ctx, Arc::new(c)).await, Action::retry());
     let seen = seen.await.expect("server");
     let events = requests_to(&seen, "/events");
     assert_eq!(events.len(), 1, "{seen:?}");
@@ -165,18 +152,13 @@ async fn a_lost_race_is_decided_again_soon_without_an_event() {
     let c = cluster(json!(null), json!([FINALIZER]));
     let (ctx, server, _writer) = context(&c);
     let seen = serve_until_quiet(server, |method, _, _| match *method {
-        Method::PUT => json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
-        _ => json!({"apiVersion": "v1", "kind": "Status", "status": "Success"}),
+        Method::PUT => failure(409, "Conflict", "the object has been modified"),
+        _ => success(),
     });
-    let object = Arc::new(c);
-    let error = ctx
-        .clone()
-        .reconcile(object.clone())
-        .await
-        .expect_err("conflict");
-    let action = crate::controller::error_policy(ctx.as_ref(), &object, &error);
-    assert_eq!(action, Action::requeue(crate::controller::AFTER_CONFLICT));
+    assert_eq!(
+        failed_pass(&ctx, Arc::new(c)).await,
+        Action::requeue(crate::controller::AFTER_CONFLICT)
+    );
     let seen = seen.await.expect("server");
     assert!(requests_to(&seen, "/events").is_empty(), "{seen:?}");
 }
