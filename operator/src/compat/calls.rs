@@ -13,7 +13,7 @@ use prow_api::{ClusterPhase, ProwJob, TestCluster, TestClusterSpec};
 use warp::http::StatusCode;
 
 use super::{Answer, Caller, Compat, ATTEMPTS};
-use crate::testclusters::{create_cluster_job_of, NotLeased};
+use crate::testclusters::{create_cluster_job_of, Changed, NotWritten};
 
 impl Compat {
     pub(super) async fn run(&self, call: &Call, caller: &Caller) -> Answer {
@@ -75,21 +75,14 @@ impl Compat {
             .view(&self.settings.namespace)
             .into_iter()
             .find(|c| c.metadata.name.as_deref() == Some(name))
-            .ok_or_else(|| {
-                Answer::with(
-                    StatusCode::NOT_FOUND,
-                    format!("no cluster {name} in namespace {}", self.settings.namespace),
-                )
-            })
+            .ok_or_else(|| self.not_found(name))
     }
 
-    /// Reads the cluster from the API server, after a write lost a race with another.
-    async fn fresh(&self, name: &str) -> Result<Arc<TestCluster>, Answer> {
-        let api: Api<TestCluster> = Api::namespaced(self.client.clone(), &self.settings.namespace);
-        match api.get_opt(name).await? {
-            Some(c) => Ok(Arc::new(c)),
-            None => self.cached(name),
-        }
+    fn not_found(&self, name: &str) -> Answer {
+        Answer::with(
+            StatusCode::NOT_FOUND,
+            format!("no cluster {name} in namespace {}", self.settings.namespace),
+        )
     }
 
     /// Leases a vacant cluster of the pool to the caller. The jobs waiting in the pool came
@@ -133,50 +126,46 @@ impl Compat {
                 );
                 Ok(Answer::ok(updated.name_any()))
             }
-            Err(NotLeased::Decided(answer)) => Err(answer),
-            Err(NotLeased::Raced) => Err(Answer::with(
+            Err(NotWritten::Decided(answer)) => Err(answer),
+            Err(NotWritten::Raced | NotWritten::Missing) => Err(Answer::with(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "every vacant cluster was taken while this call ran; try again".into(),
             )),
-            Err(NotLeased::Api(e)) => Err(e.into()),
+            Err(NotWritten::Api(e)) => Err(e.into()),
         }
     }
 
     /// Applies `request` to the cluster, at the version it was decided on; a lost race is
     /// decided again on a fresh read.
     async fn change(&self, name: &str, request: Request, reason: &str) -> Result<Answer, Answer> {
-        let mut cluster = self.cached(name)?;
-        for attempt in 1..=ATTEMPTS {
-            let status = cluster.status.clone().unwrap_or_default();
-            let before = describe(&status);
-            let Some(new) = transition(
-                name,
-                &status,
-                &request,
-                &self
-                    .clusters
-                    .policy(&self.settings.namespace, &cluster.spec.pool),
-                Timestamp::now(),
-            )?
-            else {
-                return Ok(Answer::ok(format!("cluster {name} is {before}")));
-            };
-            let after = describe(&new);
-            match self.clusters.set_status(&self.client, &cluster, new).await {
-                Ok(updated) => {
-                    self.publish(&updated, reason, format!("{before} -> {after}"));
-                    return Ok(Answer::ok(format!("cluster {name} is {after}")));
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 && attempt < ATTEMPTS => {
-                    cluster = self.fresh(name).await?;
-                }
-                Err(e) => return Err(e.into()),
+        let namespace = &self.settings.namespace;
+        let changed = self
+            .clusters
+            .change(&self.client, namespace, name, ATTEMPTS, |cluster| {
+                let status = cluster.status.clone().unwrap_or_default();
+                let policy = self.clusters.policy(namespace, &cluster.spec.pool);
+                transition(name, &status, &request, &policy, Timestamp::now())
+            })
+            .await;
+        let described = |c: &TestCluster| describe(&c.status.clone().unwrap_or_default());
+        match changed {
+            Ok(Changed::Unchanged(cluster)) => Ok(Answer::ok(format!(
+                "cluster {name} is {}",
+                described(&cluster)
+            ))),
+            Ok(Changed::Written(before, written)) => {
+                let (was, now) = (described(&before), described(&written));
+                self.publish(&written, reason, format!("{was} -> {now}"));
+                Ok(Answer::ok(format!("cluster {name} is {now}")))
             }
+            Err(NotWritten::Decided(refused)) => Err(refused.into()),
+            Err(NotWritten::Missing) => Err(self.not_found(name)),
+            Err(NotWritten::Raced) => Err(Answer::with(
+                StatusCode::CONFLICT,
+                format!("cluster {name} kept changing; try again"),
+            )),
+            Err(NotWritten::Api(e)) => Err(e.into()),
         }
-        Err(Answer::with(
-            StatusCode::CONFLICT,
-            format!("cluster {name} kept changing; try again"),
-        ))
     }
 
     async fn add(&self, name: &str, region: &str, by: &str) -> Result<Answer, Answer> {

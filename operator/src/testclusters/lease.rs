@@ -1,4 +1,5 @@
-//! The one way a lease is taken, by a job's reconcile and by a `getvacant` call alike: open a
+//! The one way a lease is taken, by a job's reconcile and by a `getvacant` call alike (and every
+//! other cimaster call's change of a named cluster the same way, without the pool's turn): open a
 //! decision in the pool's turn (which reads the view), decide (the pure rules), claim the
 //! decision so the next one sees it, pass the turn on, write at the resourceVersion decided on,
 //! forget the claim; a lost race is decided again.
@@ -10,8 +11,8 @@
 use std::sync::Arc;
 
 use kube::runtime::reflector::ObjectRef;
-use kube::Client;
-use prow_api::TestCluster;
+use kube::{Api, Client};
+use prow_api::{TestCluster, TestClusterStatus};
 use prow_runtime::lock;
 use tokio::sync::OwnedMutexGuard;
 
@@ -38,15 +39,25 @@ impl Drop for Claim {
     }
 }
 
-/// Why [`Clusters::lease`] took nothing.
+/// Why [`Clusters::lease`] or [`Clusters::change`] wrote nothing.
 #[derive(Debug)]
-pub enum NotLeased<E> {
+pub enum NotWritten<E> {
     /// The decision gave nothing: its reason.
     Decided(E),
     /// Every attempt lost its race to another writer.
     Raced,
-    /// The write failed.
+    /// There is no cluster of that name.
+    Missing,
+    /// A read or the write failed.
     Api(kube::Error),
+}
+
+/// What [`Clusters::change`] did.
+pub enum Changed {
+    /// The cluster as it was, and as written.
+    Written(Arc<TestCluster>, Box<TestCluster>),
+    /// Nothing to change: the cluster as it is.
+    Unchanged(Arc<TestCluster>),
 }
 
 impl Clusters {
@@ -74,18 +85,57 @@ impl Clusters {
         pool: &str,
         attempts: usize,
         mut decide: impl FnMut(&[&TestCluster]) -> Result<TestCluster, E>,
-    ) -> Result<TestCluster, NotLeased<E>> {
+    ) -> Result<TestCluster, NotWritten<E>> {
         for _ in 0..attempts {
             let (turn, view) = self.open(namespace, Some(pool)).await;
             let members: Vec<&TestCluster> = view.iter().map(|c| c.as_ref()).collect();
-            let decided = decide(&members).map_err(NotLeased::Decided)?;
+            let decided = decide(&members).map_err(NotWritten::Decided)?;
             match turn.claim_one(self, &decided).write(client).await {
                 Ok(written) => return Ok(written),
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(NotLeased::Api(e)),
+                Err(e) => return Err(NotWritten::Api(e)),
             }
         }
-        Err(NotLeased::Raced)
+        Err(NotWritten::Raced)
+    }
+}
+
+impl Clusters {
+    /// The same sequence for a change of one named cluster (a hold, a release, a disable...):
+    /// `decide` gives the new status of the cluster as last seen or written, or `None` when
+    /// nothing changes; it is written at the version decided on, and a lost race decides again
+    /// on the cluster read afresh from the API server (the cache may not show the winner yet),
+    /// `attempts` times.
+    pub async fn change<E>(
+        self: &Arc<Self>,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        attempts: usize,
+        mut decide: impl FnMut(&TestCluster) -> Result<Option<TestClusterStatus>, E>,
+    ) -> Result<Changed, NotWritten<E>> {
+        let named = |c: &Arc<TestCluster>| c.metadata.name.as_deref() == Some(name);
+        let (turn, view) = self.open(namespace, None).await;
+        let mut cluster = view.into_iter().find(named).ok_or(NotWritten::Missing)?;
+        let mut turn = Some(turn);
+        for _ in 0..attempts {
+            let Some(status) = decide(&cluster).map_err(NotWritten::Decided)? else {
+                return Ok(Changed::Unchanged(cluster));
+            };
+            let mut decided = (*cluster).clone();
+            decided.status = Some(status);
+            let turn = turn.take().unwrap_or(Turn { _held: None });
+            match turn.claim_one(self, &decided).write(client).await {
+                Ok(written) => return Ok(Changed::Written(cluster, Box::new(written))),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let api: Api<TestCluster> = Api::namespaced(client.clone(), namespace);
+                    let fresh = api.get_opt(name).await.map_err(NotWritten::Api)?;
+                    cluster = Arc::new(fresh.ok_or(NotWritten::Missing)?);
+                }
+                Err(e) => return Err(NotWritten::Api(e)),
+            }
+        }
+        Err(NotWritten::Raced)
     }
 }
 
