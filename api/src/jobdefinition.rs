@@ -15,13 +15,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::upstream::with_upstream_job_fields;
+
 use crate::prowjob::{is_false, is_zero};
 use crate::schema::preserved_object;
 
 pub mod trigger;
-use crate::{
-    labels, DecorationConfig, ProwJob, ProwJobAgent, ProwJobSpec, ProwJobType, Pull, Refs,
-};
+use crate::{labels, ProwJob, ProwJobAgent, ProwJobSpec, ProwJobType, Pull, Refs};
 
 /// On every run: the definition it was made from.
 pub const DEFINITION_LABEL: &str = "prow-operator.dev/definition";
@@ -39,6 +39,7 @@ pub const RUN_ANNOTATION: &str = "prow-operator.dev/run";
 /// On a definition, beside [`RUN_ANNOTATION`]: the branch a postsubmit's manual run tests.
 pub const RUN_BASE_REF_ANNOTATION: &str = "prow-operator.dev/run-base-ref";
 
+with_upstream_job_fields! {
 /// A job as a job repository defines it; see the module documentation.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -84,51 +85,16 @@ pub struct JobDefinitionSpec {
     /// Annotations added to every run.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
-    /// How many runs may be pending at once; 0 is unlimited.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub max_concurrency: i64,
     /// What runs the job; `kubernetes` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub agent: String,
-    /// Alias of the build cluster.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub cluster: String,
     /// Namespace of the runs' pods; the operator's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Whether an evicted pod ends the run in error instead of being recreated.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub error_on_eviction: bool,
     /// The pod each run runs (a core/v1 PodSpec; validated by the webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub spec: Option<Box<PodSpec>>,
-    /// Tekton pipeline run spec, for upstream's Tekton agent (kept, not run here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub pipeline_run_spec: Option<serde_json::Value>,
-    /// Tekton pipeline run specs by version (kept, not run here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub tekton_pipeline_run_spec: Option<serde_json::Value>,
-    /// How reporters report the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub reporter_config: Option<serde_json::Value>,
-    /// Who may rerun the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub rerun_auth_config: Option<serde_json::Value>,
-    /// Whether the job is hidden from the public dashboard.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub hidden: bool,
-    /// Defaults upstream tooling applies to the job's runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub prowjob_defaults: Option<serde_json::Value>,
-    /// Named queue whose capacity limits how many runs of it go at once.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub job_queue_name: String,
 
     /// Whether the pod utilities decorate the pod (clone, upload, timeouts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,13 +114,6 @@ pub struct JobDefinitionSpec {
     /// Whether the fetch of HEAD is skipped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_fetch_head: bool,
-    /// Further repositories every run checks out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra_refs: Vec<Refs>,
-    /// Pod utilities' settings, including the runs' timeouts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub decoration_config: Option<DecorationConfig>,
 
     /// Presubmit: run on every pull request; postsubmit: run unless a change filter says not
     /// to (its default is true).
@@ -166,9 +125,6 @@ pub struct JobDefinitionSpec {
     /// Presubmit: the comment regex that starts it; needs `rerun_command`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub trigger: String,
-    /// Presubmit: the command shown to rerun it; must match `trigger`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub rerun_command: String,
     /// Presubmit: Tide runs it before merge even when it did not run.
     #[serde(default, skip_serializing_if = "is_false")]
     pub run_before_merge: bool,
@@ -184,16 +140,9 @@ pub struct JobDefinitionSpec {
     /// Regex of changed files that alone do not make the job run.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub skip_if_only_changed: String,
-    /// Status context reported; the job's name when empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub context: String,
     /// Whether the result is not reported to the code host.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_report: bool,
-    /// Jenkins settings (kept, not run here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub jenkins_spec: Option<serde_json::Value>,
 
     /// Periodic: time between the starts of two runs, each once the previous finished (Go
     /// duration).
@@ -212,6 +161,7 @@ pub struct JobDefinitionSpec {
     /// Periodic: runs again after a failed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+}
 }
 
 /// Which list of upstream's job config a definition belongs to.

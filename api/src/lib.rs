@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod schema;
 pub mod testcluster;
 pub mod testclusterpool;
+mod upstream;
 pub mod validate;
 pub mod wire;
 

@@ -15,8 +15,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::upstream::with_upstream_job_fields;
+
 use crate::schema::{preserved_object, string_map};
 
+with_upstream_job_fields! {
 /// What a ProwJob asks for: which job, on which refs, run how.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
@@ -49,9 +52,6 @@ pub struct ProwJobSpec {
     /// What runs the job; only `kubernetes` jobs are run by this operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<ProwJobAgent>,
-    /// Alias of the build cluster the job runs in (upstream's multi-cluster setting).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub cluster: String,
     /// Namespace the job's pod is created in; the operator's default when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
@@ -61,62 +61,14 @@ pub struct ProwJobSpec {
     /// Repository and pull requests the job tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refs: Option<Refs>,
-    /// Further repositories the job checks out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra_refs: Vec<Refs>,
     /// Whether the result is reported back to the code host.
     #[serde(default, skip_serializing_if = "is_false")]
     pub report: bool,
-    /// Name of the status context reported for this job.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub context: String,
-    /// Comment that reruns this job.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub rerun_command: String,
-    /// How many runs of this job may be pending at once; 0 is unlimited.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub max_concurrency: i64,
-    /// Whether an evicted pod ends the job in error instead of being recreated.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub error_on_eviction: bool,
     /// Pod spec the job's pod is built from (a core/v1 PodSpec; validated by the webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub pod_spec: Option<Box<PodSpec>>,
-    /// Jenkins settings, for upstream's Jenkins agent (stored, not used here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub jenkins_spec: Option<serde_json::Value>,
-    /// Tekton pipeline run spec, for upstream's Tekton agent (stored, not used here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub pipeline_run_spec: Option<serde_json::Value>,
-    /// Tekton pipeline run specs by version, for upstream's Tekton agent (stored, not used here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub tekton_pipeline_run_spec: Option<serde_json::Value>,
-    /// Pod utilities' decoration settings, including per-job pod timeouts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub decoration_config: Option<DecorationConfig>,
-    /// How reporters (Slack, ...) report this job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub reporter_config: Option<serde_json::Value>,
-    /// Who may rerun this job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub rerun_auth_config: Option<serde_json::Value>,
-    /// Whether the job is hidden from the public dashboard.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub hidden: bool,
-    /// Defaults upstream tooling applied to the job (tenant ID and the like).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
-    pub prowjob_defaults: Option<serde_json::Value>,
-    /// Named queue whose capacity limits how many jobs of it run at once.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub job_queue_name: String,
+}
 }
 
 /// Kind of CI job.

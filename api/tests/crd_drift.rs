@@ -42,3 +42,39 @@ fn prowjob_crd_is_approved_and_small() {
         yaml.len()
     );
 }
+
+/// The upstream job fields a ProwJob and a JobDefinition share are declared once: each has the
+/// same schema, description included, in both CRDs.
+#[test]
+fn the_shared_upstream_job_fields_have_one_schema_in_both_kinds() {
+    let spec_properties = |kind: &str| {
+        let crd = prow_api::crd::all()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .expect("a CRD of the kind");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("json");
+        schema["openAPIV3Schema"]["properties"]["spec"]["properties"].clone()
+    };
+    let (job, definition) = (spec_properties("ProwJob"), spec_properties("JobDefinition"));
+    let shared = [
+        "cluster",
+        "extra_refs",
+        "context",
+        "rerun_command",
+        "max_concurrency",
+        "error_on_eviction",
+        "jenkins_spec",
+        "pipeline_run_spec",
+        "tekton_pipeline_run_spec",
+        "decoration_config",
+        "reporter_config",
+        "rerun_auth_config",
+        "hidden",
+        "prowjob_defaults",
+        "job_queue_name",
+    ];
+    for field in shared {
+        assert!(!job[field].is_null(), "ProwJob has {field}");
+        assert_eq!(job[field], definition[field], "{field}");
+    }
+}
