@@ -101,10 +101,11 @@ impl Clusters {
 }
 
 impl Clusters {
-    /// The same sequence for a change of one named cluster (a hold, a release, a disable...):
+    /// A change of one named cluster that takes no lease (a hold, a release, a disable...):
     /// `decide` gives the new status of the cluster as last seen or written, or `None` when
-    /// nothing changes; it is written at the version decided on, and a lost race decides again
-    /// on the cluster read afresh from the API server (the cache may not show the winner yet),
+    /// nothing changes; it is written at the version decided on (and shown in the view once
+    /// written, never before: see the comment below), and a lost race decides again on the
+    /// cluster read afresh from the API server (the cache may not show the winner yet),
     /// `attempts` times.
     pub async fn change<E>(
         self: &Arc<Self>,
@@ -115,17 +116,21 @@ impl Clusters {
         mut decide: impl FnMut(&TestCluster) -> Result<Option<TestClusterStatus>, E>,
     ) -> Result<Changed, NotWritten<E>> {
         let named = |c: &Arc<TestCluster>| c.metadata.name.as_deref() == Some(name);
-        let (turn, view) = self.open(namespace, None).await;
-        let mut cluster = view.into_iter().find(named).ok_or(NotWritten::Missing)?;
-        let mut turn = Some(turn);
+        let mut cluster = self
+            .view(namespace)
+            .into_iter()
+            .find(named)
+            .ok_or(NotWritten::Missing)?;
         for _ in 0..attempts {
             let Some(status) = decide(&cluster).map_err(NotWritten::Decided)? else {
                 return Ok(Changed::Unchanged(cluster));
             };
             let mut decided = (*cluster).clone();
             decided.status = Some(status);
-            let turn = turn.take().unwrap_or(Turn { _held: None });
-            match turn.claim_one(self, &decided).write(client).await {
+            // Not claimed: a change is shown in the view only once it is written. A claimed
+            // release would let the pool's next decider lease the cluster on the version the
+            // release was decided on, and that lease could land first, straight over the holder.
+            match self.write(client, &decided).await {
                 Ok(written) => return Ok(Changed::Written(cluster, Box::new(written))),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let api: Api<TestCluster> = Api::namespaced(client.clone(), namespace);
