@@ -1,8 +1,9 @@
-//! The one way a lease is taken, by a job's reconcile and by a `getvacant` call alike (and every
-//! other cimaster call's change of a named cluster the same way, without the pool's turn): open a
+//! The one way a lease is taken, by a job's reconcile and by a `getvacant` call alike: open a
 //! decision in the pool's turn (which reads the view), decide (the pure rules), claim the
 //! decision so the next one sees it, pass the turn on, write at the resourceVersion decided on,
-//! forget the claim; a lost race is decided again.
+//! forget the claim; a lost race is decided again. The other cimaster calls change one named
+//! cluster through [`Clusters::change`]: the same guarded write and retry, without a turn or a
+//! claim.
 //!
 //! The turn is why: two deciders reading the same view would pick the same cluster; the second
 //! write would be refused (never a second holder) and decided again later, which made one
