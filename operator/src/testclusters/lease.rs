@@ -126,12 +126,10 @@ impl Clusters {
             let Some(status) = decide(&cluster).map_err(NotWritten::Decided)? else {
                 return Ok(Changed::Unchanged(cluster));
             };
-            let mut decided = (*cluster).clone();
-            decided.status = Some(status);
             // Not claimed: a change is shown in the view only once it is written. A claimed
             // release would let the pool's next decider lease the cluster on the version the
             // release was decided on, and that lease could land first, straight over the holder.
-            match self.write(client, &decided).await {
+            match self.set_status(client, &cluster, status).await {
                 Ok(written) => return Ok(Changed::Written(cluster, Box::new(written))),
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let api: Api<TestCluster> = Api::namespaced(client.clone(), namespace);
