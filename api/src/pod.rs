@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvVar, Pod, PodSpec, SecretVolumeSource, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 
+pub use crate::decorate::options::JobSpec;
+use crate::decorate::{self, options::DecorationError};
 use crate::labels::{self, is_valid_label_value};
 use crate::pool::{
     kubeconfig_copy_name, LeasedCluster, KUBECONFIG_DIR, KUBECONFIG_KEY, KUBECONFIG_VOLUME,
 };
 pub use crate::prowjob::pod_namespace;
-use crate::{DecorationConfig, ProwJob, ProwJobType, Refs};
+use crate::{ProwJob, ProwJobType, Refs};
 
 /// Why a job has no pod to run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub enum PodError {
         /// The key.
         key: String,
     },
+    /// The job's `decoration_config` cannot be applied.
+    #[error(transparent)]
+    Decoration(#[from] DecorationError),
 }
 
 /// Name of the single container of a one-container job, as upstream renames it.
@@ -92,6 +96,23 @@ pub fn pod_for(job: &ProwJob, build_id: &str, default_namespace: &str) -> Result
         spec: Some(*spec),
         status: None,
     })
+}
+
+/// The pod of `job` as [`pod_for`] builds it, decorated when the job has a `decoration_config`
+/// (see [`decorate`]), the utilities the job's `utility_images` leaves out running
+/// `utility_image`.
+pub fn decorated_pod_for(
+    job: &ProwJob,
+    build_id: &str,
+    default_namespace: &str,
+    utility_image: &str,
+) -> Result<Pod, PodError> {
+    let mut pod = pod_for(job, build_id, default_namespace)?;
+    if let Some(spec) = pod.spec.as_mut() {
+        let job_spec = serde_json::to_string(&job_spec(job, build_id)).unwrap_or_default();
+        decorate::decorate(spec, job, &job_spec, utility_image)?;
+    }
+    Ok(pod)
 }
 
 /// Gives every container of a job's pod the cluster leased to the job: `TEST_CLUSTER`,
@@ -201,23 +222,22 @@ pub fn type_name(t: ProwJobType) -> &'static str {
     }
 }
 
-/// What `JOB_SPEC` holds: upstream's `downwardapi.JobSpec`.
-#[derive(Serialize)]
-struct JobSpec<'a> {
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    job_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    job: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    buildid: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    prowjobid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refs: Option<&'a Refs>,
-    #[serde(skip_serializing_if = "<[Refs]>::is_empty")]
-    extra_refs: &'a [Refs],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decoration_config: Option<&'a DecorationConfig>,
+/// The run as upstream's `downwardapi.JobSpec` describes it: what `JOB_SPEC` holds.
+pub fn job_spec(job: &ProwJob, build_id: &str) -> JobSpec {
+    JobSpec {
+        job_type: job
+            .spec
+            .job_type
+            .map(type_name)
+            .unwrap_or_default()
+            .to_string(),
+        job: job.spec.job.clone(),
+        buildid: build_id.to_string(),
+        prowjobid: job.metadata.name.clone().unwrap_or_default(),
+        refs: job.spec.refs.clone(),
+        extra_refs: job.spec.extra_refs.clone(),
+        decoration_config: job.spec.decoration_config.clone(),
+    }
 }
 
 /// The downward-API environment of a run, sorted by name: `CI`, `JOB_*`, `BUILD_ID`, ...; for
@@ -225,15 +245,7 @@ struct JobSpec<'a> {
 pub fn downward_env(job: &ProwJob, build_id: &str) -> Vec<EnvVar> {
     let job_type = job.spec.job_type.map(type_name);
     let prowjob_id = job.metadata.name.as_deref().unwrap_or_default();
-    let spec = JobSpec {
-        job_type,
-        job: &job.spec.job,
-        buildid: build_id,
-        prowjobid: prowjob_id,
-        refs: job.spec.refs.as_ref(),
-        extra_refs: &job.spec.extra_refs,
-        decoration_config: job.spec.decoration_config.as_ref(),
-    };
+    let spec = job_spec(job, build_id);
     let mut env = BTreeMap::from([
         ("CI", "true".to_string()),
         ("JOB_NAME", job.spec.job.clone()),
@@ -243,6 +255,10 @@ pub fn downward_env(job: &ProwJob, build_id: &str) -> Vec<EnvVar> {
         ("BUILD_NUMBER", build_id.to_string()),
         ("PROW_JOB_ID", prowjob_id.to_string()),
     ]);
+    if decorate::is_decorated(job) {
+        env.insert("ARTIFACTS", decorate::ARTIFACTS_DIR.to_string());
+        env.insert("GOPATH", decorate::CODE_MOUNT.to_string());
+    }
     let with_refs = matches!(
         job.spec.job_type,
         Some(ProwJobType::Postsubmit | ProwJobType::Batch | ProwJobType::Presubmit)

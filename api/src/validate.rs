@@ -258,6 +258,13 @@ pub fn prowjob(job: &ProwJob, config: &Config) -> Vec<Violation> {
                 r.add(format!("spec.decoration_config.{name}"), e);
             }
         }
+        // The fields decoration reads (storage, images, secrets), named where they are wrong;
+        // the durations were reported above.
+        if let Err(e) = crate::decorate::options::Decoration::of(dc) {
+            if !durations.iter().any(|(name, _)| *name == e.field) {
+                r.add(format!("spec.decoration_config.{}", e.field), e.message);
+            }
+        }
     }
     match spec.pod_spec.as_ref() {
         Some(pod) => pod_spec(pod, spec.job_type, &mut r),

@@ -238,6 +238,16 @@ fn each_rule_names_its_field() {
             json!({"spec": {"decoration_config": {"pod_running_timeout": "20000h"}}}),
             "spec.decoration_config.pod_running_timeout",
         ),
+        (
+            "a bucket of an unknown scheme is refused",
+            json!({"spec": {"decoration_config": {"gcs_configuration": {"bucket": "ftp://logs"}}}}),
+            "spec.decoration_config.gcs_configuration.bucket",
+        ),
+        (
+            "utility images are four named images",
+            json!({"spec": {"decoration_config": {"utility_images": ["clonerefs:v1"]}}}),
+            "spec.decoration_config.utility_images",
+        ),
     ];
     for (rule, patch, field) in cases {
         let found = check(patch);
