@@ -3,6 +3,7 @@
 #
 #   prebuilt  the binaries built beforehand on the host (kind-tests/scripts/image.sh does it):
 #             needs no base image, so it builds where no registry can be reached.
+#   utils     the pod utilities' image (prow-utils and git), from a root image.sh assembles.
 #   build     builds the binaries in a Rust image, for machines that can pull one.
 #   (last)    the same image as `prebuilt`, from `build`'s binaries: `docker build .`
 #
@@ -16,6 +17,14 @@ FROM scratch AS prebuilt
 COPY prow-operator prow-webhook /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
+
+# The pod utilities of decorated jobs (`--utility-image`): prow-utils and git with its
+# libraries, assembled by kind-tests/scripts/image.sh into `utils-root`. Runs as root, as
+# upstream's utility images do: it reads Secrets mounted 0400 (SSH keys) and writes emptyDirs.
+FROM scratch AS utils
+COPY utils-root/ /
+ENV HOME=/tmp
+ENTRYPOINT ["/prow-utils"]
 
 ARG RUST_IMAGE=rust:1.89-bookworm
 FROM ${RUST_IMAGE} AS build
@@ -31,3 +40,4 @@ FROM scratch
 COPY --from=build /prow-operator /prow-webhook /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
+
