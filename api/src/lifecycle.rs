@@ -214,7 +214,10 @@ fn follow_pod(job: &ProwJob, pod: &PodView, now: Timestamp, policy: &Policy) -> 
                 ),
                 false,
             ),
-            None => finish(ProwJobState::Failure, "Job failed.", false),
+            None => match failure_message(pod) {
+                Some(why) => finish(ProwJobState::Failure, format!("Job failed: {why}"), false),
+                None => finish(ProwJobState::Failure, "Job failed.", false),
+            },
         },
         "Running" => match status.start_time.as_ref() {
             Some(start) => deadline(
@@ -318,8 +321,27 @@ fn oom_killed(pod: &PodView) -> Option<&str> {
         .init_container_statuses
         .iter()
         .chain(&status.container_statuses)
-        .find(|cs| cs.state.terminated.is_some_and(|t| t.oom_killed))
+        .find(|cs| cs.state.terminated.as_ref().is_some_and(|t| t.oom_killed))
         .map(|cs| cs.name.as_str())
+}
+
+/// The termination message of the first container that failed (init containers first): the
+/// pod utilities write there why a clone failed or a test timed out.
+fn failure_message(pod: &PodView) -> Option<String> {
+    let status = &pod.status;
+    status
+        .init_container_statuses
+        .iter()
+        .chain(&status.container_statuses)
+        .filter_map(|cs| cs.state.terminated.as_ref())
+        .filter(|t| t.exit_code != 0)
+        .find_map(|t| {
+            t.message
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+        })
+        .map(|m| m.chars().take(400).collect())
 }
 
 /// Whether the pod is still running or waiting to run, and not already being deleted.

@@ -185,6 +185,9 @@ pub struct StatusChange {
     /// The TestCluster leased to it.
     #[serde(rename = "testCluster", skip_serializing_if = "Option::is_none")]
     pub test_cluster: Option<String>,
+    /// The link to the run's page (`--job-url-template`), set with the build ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl StatusChange {
@@ -203,6 +206,42 @@ impl StatusChange {
     /// Whether it makes the job complete.
     pub fn completes(&self) -> bool {
         self.completion_time.is_some()
+    }
+
+    /// `job`'s status once this change is written.
+    pub fn applied_to(&self, job: &ProwJob) -> crate::ProwJobStatus {
+        let mut s = job.status.clone().unwrap_or_default();
+        if let Some(state) = self.state {
+            s.state = Some(state);
+        }
+        if let Some(d) = &self.description {
+            s.description = d.clone();
+        }
+        if let Some(t) = &self.start_time {
+            s.start_time = Some(t.clone());
+        }
+        if let Some(t) = &self.pending_time {
+            s.pending_time = Some(t.clone());
+        }
+        if let Some(t) = &self.completion_time {
+            s.completion_time = Some(t.clone());
+        }
+        if let Some(name) = &self.pod_name {
+            s.pod_name = name.clone().unwrap_or_default();
+        }
+        if let Some(id) = &self.build_id {
+            s.build_id = id.clone();
+        }
+        if let Some(n) = self.pod_revival_count {
+            s.pod_revival_count = n;
+        }
+        if let Some(c) = &self.test_cluster {
+            s.test_cluster = Some(c.clone());
+        }
+        if let Some(u) = &self.url {
+            s.url = u.clone();
+        }
+        s
     }
 }
 

@@ -34,6 +34,16 @@ pub enum PodError {
     /// The job's `decoration_config` cannot be applied.
     #[error(transparent)]
     Decoration(#[from] DecorationError),
+    /// A Secret the decorated pod would mount does not exist (the pod would wait for it).
+    #[error("decoration_config.{field}: Secret {namespace}/{secret} does not exist")]
+    MissingSecret {
+        /// The `decoration_config` field naming it.
+        field: String,
+        /// Its namespace (the pod's).
+        namespace: String,
+        /// Its name.
+        secret: String,
+    },
 }
 
 /// Name of the single container of a one-container job, as upstream renames it.

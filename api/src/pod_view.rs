@@ -105,7 +105,7 @@ pub struct ViewState {
 }
 
 /// How a container ended.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Terminated {
     /// Its exit code.
@@ -115,6 +115,10 @@ pub struct Terminated {
     /// only reason the rules read, so a flag rather than a string for every cached container.
     #[serde(default, rename = "reason", deserialize_with = "reason_is_oom")]
     pub oom_killed: bool,
+    /// What the container wrote to its termination message, when it failed (the pod
+    /// utilities say there why a clone failed or a test timed out); kept only for a failure.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 fn reason_is_oom<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -177,6 +181,7 @@ impl PodView {
                                 |t| Terminated {
                                     exit_code: t.exit_code,
                                     oom_killed: t.reason.as_deref() == Some(OOM_KILLED),
+                                    message: t.message.clone().filter(|_| t.exit_code != 0),
                                 },
                             ),
                         },

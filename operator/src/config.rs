@@ -12,7 +12,7 @@ use prow_api::lifecycle::{Policy, Timeouts};
 use prow_api::retention::Retention;
 use serde::Serialize;
 
-use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
+use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE, DEFAULT_UTILITY_IMAGE};
 use prow_runtime::telemetry::LogFormat;
 
 /// prow-operator: runs ProwJobs as pods, garbage-collects old jobs and pods, keeps Presets'
@@ -176,9 +176,26 @@ pub struct OperatorConfig {
     #[arg(long, env = "POD_IP")]
     pub pod_ip: Option<String>,
 
+    /// Image of the pod utilities (clonerefs, initupload, entrypoint, sidecar) for decorated
+    /// jobs whose `decoration_config.utility_images` leave one out.
+    #[arg(long, env = "PROW_OPERATOR_UTILITY_IMAGE", default_value = DEFAULT_UTILITY_IMAGE)]
+    pub utility_image: String,
+
+    /// Go template of a run's `status.url`, evaluated on the job as upstream's plank evaluates
+    /// its `job_url_template` (`.Spec.Job`, `.Spec.Type`, `.Spec.Refs.Org`, `.Status.BuildID`,
+    /// ...); empty leaves `status.url` unset.
+    #[arg(long, env = "PROW_OPERATOR_JOB_URL_TEMPLATE", default_value = "", value_parser = url_template)]
+    pub job_url_template: String,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A template that renders on an empty job (so a typo stops the start, not every job).
+fn url_template(text: &str) -> Result<String, String> {
+    prow_api::job_url::job_url(text, &prow_api::ProwJob::default())?;
+    Ok(text.to_string())
 }
 
 fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -227,6 +244,8 @@ impl OperatorConfig {
             pod_deletion_grace_seconds: self.pod_deletion_grace_seconds,
             list_page_size: self.list_page_size,
             reconcile_concurrency: self.reconcile_concurrency,
+            utility_image: self.utility_image.clone(),
+            job_url_template: self.job_url_template.clone(),
         }
     }
 
@@ -274,6 +293,27 @@ mod tests {
             "upstream sinker's defaults"
         );
         assert!(cfg.leader_election);
+        assert_eq!(
+            settings.utility_image,
+            format!(
+                "prow-operator.local/prow-utils:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert_eq!(settings.job_url_template, "");
+    }
+
+    #[test]
+    fn a_job_url_template_that_does_not_parse_stops_the_start() {
+        let ok = OperatorConfig::try_parse_from([
+            "prow-operator",
+            "--job-url-template=http://10.0.0.1/view/{{.Spec.Job}}/{{.Status.BuildID}}",
+        ]);
+        assert!(ok.is_ok());
+        let err =
+            OperatorConfig::try_parse_from(["prow-operator", "--job-url-template={{if .Spec.Job}"])
+                .expect_err("refused");
+        assert!(err.to_string().contains("--job-url-template"), "{err}");
     }
 
     #[test]

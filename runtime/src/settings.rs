@@ -10,6 +10,11 @@ use serde::Serialize;
 /// Namespace of a job's pod when the job's `spec.namespace` is empty, in both binaries.
 pub const DEFAULT_POD_NAMESPACE: &str = "default";
 
+/// The pod utilities' image decorated jobs use where their `utility_images` name none: the one
+/// `kind-tests/scripts/image.sh` builds, tagged with this version.
+pub const DEFAULT_UTILITY_IMAGE: &str =
+    concat!("prow-operator.local/prow-utils:", env!("CARGO_PKG_VERSION"));
+
 /// A Go duration flag (`90s`, `1h30m`), as Prow's configuration writes them.
 pub fn go_duration(text: &str) -> Result<Duration, String> {
     prow_api::duration::parse(text).map_err(|e| e.to_string())

@@ -207,6 +207,90 @@ impl Store {
     }
 }
 
+/// A decorated run's folder in its bucket, opened with the credentials its
+/// `decoration_config` names (read from the Secret in the pod's namespace).
+#[derive(Debug)]
+pub struct RunFolder {
+    /// The bucket.
+    pub store: Store,
+    /// The run's folder in it (upstream's layout).
+    pub path: String,
+}
+
+impl RunFolder {
+    /// The folder of `job`'s run, None when the job is not decorated or names no bucket.
+    /// Errors name what is missing (the Secret, its key, a malformed field).
+    pub async fn of_job(
+        client: &kube::Client,
+        job: &prow_api::ProwJob,
+        default_pod_namespace: &str,
+    ) -> anyhow::Result<Option<Self>> {
+        use prow_api::decorate::options::Decoration;
+        let Some(dc) = job.spec.decoration_config.as_ref() else {
+            return Ok(None);
+        };
+        let d = Decoration::of(dc)?;
+        let gcs = &d.gcs_configuration;
+        if gcs.bucket.is_empty() {
+            return Ok(None);
+        }
+        let bucket = Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
+        let namespace = prow_api::pod::pod_namespace(job, default_pod_namespace);
+        let secret_file = |name: String| async move {
+            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                kube::Api::namespaced(client.clone(), namespace);
+            let secret = api
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("reading Secret {namespace}/{name}"))?
+                .with_context(|| format!("Secret {namespace}/{name} does not exist"))?;
+            let key = prow_api::decorate::CREDENTIALS_FILE;
+            let bytes = secret
+                .data
+                .and_then(|mut d| d.remove(key))
+                .with_context(|| format!("Secret {namespace}/{name} has no key {key}"))?;
+            anyhow::Ok(bytes.0)
+        };
+        let credentials = if !d.s3_credentials_secret.is_empty() {
+            Credentials::s3_from_json(&secret_file(d.s3_credentials_secret.clone()).await?)?
+        } else if !d.gcs_credentials_secret.is_empty() {
+            let bytes = secret_file(d.gcs_credentials_secret.clone()).await?;
+            Credentials::Gcs(String::from_utf8_lossy(&bytes).into_owned())
+        } else {
+            Credentials::Ambient
+        };
+        let build_id = job
+            .status
+            .as_ref()
+            .map(|s| s.build_id.as_str())
+            .unwrap_or_default();
+        let spec = prow_api::pod::job_spec(job, build_id);
+        let path = prow_api::decorate::paths::run_path(&spec, gcs)
+            .context("the job has no storage path (a presubmit without a pull?)")?;
+        Ok(Some(Self {
+            store: Store::open(&bucket, &credentials)?,
+            path,
+        }))
+    }
+
+    /// Reads a file of the run; None when it is not there.
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.store.get(&format!("{}/{name}", self.path)).await
+    }
+
+    /// Writes a file of the run.
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.store
+            .put(&format!("{}/{name}", self.path), bytes)
+            .await
+    }
+
+    /// The run's location, `s3://B/PATH`.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.store.url(), self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

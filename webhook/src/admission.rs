@@ -506,7 +506,9 @@ async fn deep_check(
         probe.metadata.name = Some("dry-run".into());
     }
     probe.metadata.uid.get_or_insert_with(|| "dry-run".into());
-    let Ok(pod) = prow_api::pod::pod_for(&probe, "0", &deep.pod_namespace) else {
+    let utility_image = prow_runtime::settings::DEFAULT_UTILITY_IMAGE;
+    let Ok(pod) = prow_api::pod::decorated_pod_for(&probe, "0", &deep.pod_namespace, utility_image)
+    else {
         return allowed;
     };
     let namespace = pod.namespace().unwrap_or_default();

@@ -70,8 +70,7 @@ fn state_machine_table() {
         p.metadata.annotations = Some([(labels::JOB_UID.to_string(), "old".to_string())].into());
         p
     };
-    let cases: Vec<(&str, ProwJob, Option<PodView>, Step)> =
-        vec![
+    let cases: Vec<(&str, ProwJob, Option<PodView>, Step)> = vec![
         (
             "not ours: jenkins agent",
             job(json!({}), json!({"agent": "jenkins"})),
@@ -168,6 +167,35 @@ fn state_machine_table() {
             finished(Failure, "Job failed.", false),
         ),
         (
+            "failed, a pod utility said why (init container first)",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Failed",
+                "initContainerStatuses": [
+                    {"name": "clonerefs", "state": {"terminated": {"exitCode": 0}}},
+                    {"name": "initupload", "state": {"terminated": {"exitCode": 1,
+                        "message": "clone failed: acme/w: `git merge --no-ff p7` failed\n"}}}],
+                "containerStatuses": [
+                    {"name": "test", "state": {"terminated": {"exitCode": 1, "message": "later"}}}]}))),
+            finished(
+                Failure,
+                "Job failed: clone failed: acme/w: `git merge --no-ff p7` failed",
+                false,
+            ),
+        ),
+        (
+            "failed, a passing container's message is not the reason",
+            pending(json!({})),
+            Some(pod(json!({"phase": "Failed", "containerStatuses": [
+                {"name": "sidecar", "state": {"terminated": {"exitCode": 0, "message": "uploaded"}}},
+                {"name": "test", "state": {"terminated": {"exitCode": 1,
+                    "message": "timed out after 10s: the test got SIGINT"}}}]}))),
+            finished(
+                Failure,
+                "Job failed: timed out after 10s: the test got SIGINT",
+                false,
+            ),
+        ),
+        (
             "failed because a container was OOM killed",
             pending(json!({})),
             Some(pod(json!({"phase": "Failed", "containerStatuses": [
@@ -211,9 +239,11 @@ fn state_machine_table() {
         (
             "evicted through the Eviction API (DisruptionTarget): revive",
             pending(json!({})),
-            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+            Some(pod(
+                json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
                              "conditions": [{"type": "DisruptionTarget", "status": "True",
-                                             "reason": "EvictionByEvictionAPI"}]}))),
+                                             "reason": "EvictionByEvictionAPI"}]}),
+            )),
             Step::Revive {
                 description: "Job pod was evicted; recreating it (revival 1 of 3).".into(),
             },
@@ -221,8 +251,10 @@ fn state_machine_table() {
         (
             "a DisruptionTarget condition that is false changes nothing",
             pending(json!({})),
-            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
-                             "conditions": [{"type": "DisruptionTarget", "status": "False"}]}))),
+            Some(pod(
+                json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+                             "conditions": [{"type": "DisruptionTarget", "status": "False"}]}),
+            )),
             Step::WaitFor(Duration::from_secs(48 * 3600 - 60)),
         ),
         (
@@ -258,8 +290,10 @@ fn state_machine_table() {
                 json!({"state": "pending", "pod_name": "j-1"}),
                 json!({"error_on_eviction": true}),
             ),
-            Some(pod(json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
-                             "conditions": [{"type": "DisruptionTarget", "status": "True"}]}))),
+            Some(pod(
+                json!({"phase": "Running", "startTime": "2024-05-01T11:59:00Z",
+                             "conditions": [{"type": "DisruptionTarget", "status": "True"}]}),
+            )),
             finished(Error, "Job pod was evicted by the cluster.", true),
         ),
         (

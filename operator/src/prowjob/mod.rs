@@ -5,6 +5,7 @@ mod lease;
 pub mod ledger;
 mod reconcile;
 pub mod stored;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -46,6 +47,10 @@ pub struct Settings {
     pub list_page_size: u32,
     /// Most reconciles in flight at once; 0 is unlimited.
     pub reconcile_concurrency: u16,
+    /// Image of the pod utilities a decorated job's `utility_images` leaves out.
+    pub utility_image: String,
+    /// Go template of a run's `status.url` (upstream's `job_url_template`); empty: no link.
+    pub job_url_template: String,
 }
 
 impl Settings {

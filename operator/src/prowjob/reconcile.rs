@@ -13,7 +13,7 @@ use prow_api::lease::PoolPolicy;
 use prow_api::plan::{
     after_refused_pod, plan, reads, refused_pod, Facts, JobEvent, Peers, Plan, PodChange,
 };
-use prow_api::pod::{pod_for, pod_namespace, with_test_cluster};
+use prow_api::pod::{decorated_pod_for, pod_namespace, with_test_cluster};
 use prow_api::pod_view::PodView;
 use prow_api::pool::{pool_of, LeasedCluster};
 use prow_api::{ProwJob, ProwJobState, TestCluster};
@@ -287,7 +287,18 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
             }
         }
     }
+    if let Some(status) = plan.status.as_mut() {
+        if status.build_id.is_some() && status.url.is_none() {
+            let url = run_url(job, status, &ctx.settings.job_url_template);
+            status.url = (!url.is_empty()).then_some(url);
+        }
+    }
     if let Some(status) = &plan.status {
+        if status.completes() && prow_api::decorate::is_decorated(job) {
+            // Before the status: a crash in between leaves the job unfinished, and the next
+            // pass writes both again.
+            super::uploads::upload_final(job, &status.applied_to(job), pod_ns, ctx).await;
+        }
         patch_status(ctx, job, serde_json::to_value(status)?).await?;
         if status.completes() {
             ctx.ledger.finished(uid);
@@ -326,6 +337,17 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     })
 }
 
+/// The run's link from the `--job-url-template`, evaluated on the job with the status about to
+/// be written; a template that fails on this job leaves the link out (and says why).
+fn run_url(job: &ProwJob, status: &prow_api::plan::StatusChange, template: &str) -> String {
+    let mut next = job.clone();
+    next.status = Some(status.applied_to(job));
+    prow_api::job_url::job_url(template, &next).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "--job-url-template does not render on this job");
+        String::new()
+    })
+}
+
 /// Why a pod creation can never succeed (the pod cannot be built from the job, or the API
 /// server refuses it), for the job's description; `None` for a failure worth retrying.
 fn refusal(e: &Error) -> Option<String> {
@@ -346,7 +368,8 @@ async fn create_pod(
     pod_ns: &str,
     ctx: &Context,
 ) -> Result<Pod> {
-    let mut pod = pod_for(job, build_id, pod_ns)?;
+    let mut pod = decorated_pod_for(job, build_id, pod_ns, &ctx.settings.utility_image)?;
+    super::uploads::check_secrets(job, pod_ns, ctx).await?;
     if let Some(cluster) = cluster {
         copy_kubeconfig(job, cluster, pod_ns, ctx).await?;
         with_test_cluster(&mut pod, cluster);

@@ -81,7 +81,11 @@ fn pulls_merge_onto_the_base_into_the_same_commit_every_time() {
     let (root, base) = origin("merge");
     let r = refs(&root, &base, &[1, 3]);
     let first = clone(&r, &options(&root), "", &env());
-    assert!(!first.failed, "{}", format_log(std::slice::from_ref(&first)));
+    assert!(
+        !first.failed,
+        "{}",
+        format_log(std::slice::from_ref(&first))
+    );
     let dir = PathBuf::from(clone_path(&options(&root).src_root, &r));
     assert_eq!(dir, root.join("go/src/github.com/acme/widgets"));
     assert!(dir.join("one.txt").exists() && dir.join("three.txt").exists());
