@@ -375,3 +375,22 @@ def test_the_objects_the_operator_would_make_are_the_charts_so_uninstall_removes
     assert budget["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "prow-operator"
     assert budget["spec"] == {"minAvailable": 0, "selector": {"matchLabels": {"created-by-prow": "true"}}}
     assert not of_kind(render({"operator": {"leaderElection": False}}), "Lease")
+
+
+def test_decoration_settings_reach_the_operator():
+    template = "http://10.0.0.1/view/{{.Spec.Job}}/{{.Status.BuildID}}"
+    objects = render(
+        {
+            "operator": {
+                "decoration": {
+                    "utilityImage": "registry.example.org/prow-utils:v2",
+                    "jobUrlTemplate": template,
+                }
+            }
+        }
+    )
+    _, c = container(objects, "operator")
+    assert "--utility-image=registry.example.org/prow-utils:v2" in c["args"]
+    assert f"--job-url-template={template}" in c["args"]
+    _, c = container(render(), "operator")
+    assert not [a for a in c["args"] if a.startswith(("--utility-image", "--job-url-template"))]
