@@ -15,6 +15,7 @@ pub mod operator;
 pub mod pod_driver;
 pub mod pods;
 pub mod process;
+pub mod services;
 pub mod webhook;
 
 pub use env::TestEnv;

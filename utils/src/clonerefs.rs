@@ -166,6 +166,23 @@ impl Cloner<'_> {
         Err(())
     }
 
+    /// Creates the clone's directory (the image has no `mkdir`), recorded as the command.
+    fn mkdir(&mut self, dir: &str) -> Result<(), ()> {
+        let started = Instant::now();
+        let result = std::fs::create_dir_all(dir);
+        self.record.commands.push(Recorded {
+            command: format!("mkdir -p {dir}"),
+            error: result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            duration: started.elapsed().as_nanos() as u64,
+            ..Default::default()
+        });
+        result.map_err(|_| ())
+    }
+
     fn git(&mut self, args: &[&str]) -> Result<String, ()> {
         self.run("git", args, &[], 0)
     }
@@ -204,7 +221,7 @@ fn clone_steps(
     uri: &str,
 ) -> Result<String, ()> {
     let dir = c.dir.clone();
-    c.run("mkdir", &["-p", &dir], &[], 0)?;
+    c.mkdir(&dir)?;
     c.git(&["init", "--quiet"])?;
     if !options.git_user_name.is_empty() {
         c.git(&["config", "user.name", &options.git_user_name])?;
