@@ -23,7 +23,10 @@ log() { echo "ci-services: $*" >&2; }
 install() {
   if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$want" ]; then
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install -q "$want"
     echo "$want" >"$venv/.installed"
   fi

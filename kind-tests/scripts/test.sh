@@ -24,7 +24,8 @@ cargo build --bins --locked
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/prow-operator-test.XXXXXX")
 mkdir -p "$state/plane" "$state/node"
-trap '"$scripts/control-plane.sh" down "$state/node"; "$scripts/control-plane.sh" down "$state/plane"; rm -rf "$state"' EXIT
+mkdir -p "$state/services"
+trap '"$scripts/ci-services.sh" down "$state/services"; "$scripts/control-plane.sh" down "$state/node"; "$scripts/control-plane.sh" down "$state/plane"; rm -rf "$state"' EXIT
 start=$(date +%s%N)
 PROW_TEST_KUBECONFIG=$("$scripts/control-plane.sh" up "$state/plane")
 export PROW_TEST_KUBECONFIG
@@ -43,16 +44,27 @@ if [ -n "$node" ]; then
   fi
 fi
 
+status=0
+if [ -n "${PROW_TEST_NODE_KUBECONFIG:-}" ]; then
+  # The images: the operator's (for the chart's install tests on the node) and the pod
+  # utilities' (every decorated job on the node runs them), from one cached static build.
+  echo "== images (kind-tests/scripts/image.sh)"
+  kind-tests/scripts/image.sh || status=1
+  # The S3 server and the Git server decorated jobs talk to, on the Docker bridge.
+  echo "== S3 and Git servers (kind-tests/scripts/ci-services.sh)"
+  if services=$("$scripts/ci-services.sh" up "$state/services"); then
+    set -a
+    eval "$services"
+    set +a
+  else
+    tail -20 "$state"/services/*.log 2>/dev/null || true
+    [ "${CI:-}" != true ] || { echo "ci-services: did not start under CI=true" >&2; exit 1; }
+  fi
+fi
+
 echo "== cargo test"
 log="$state/cargo-test.log"
-status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
-
-# The image the chart runs (static binaries on scratch), for the install tests on the node.
-if [ -n "${PROW_TEST_NODE_KUBECONFIG:-}" ]; then
-  echo "== image (kind-tests/scripts/image.sh)"
-  kind-tests/scripts/image.sh || status=1
-fi
 
 # The Helm chart: lint, render, schema, a server-side dry run of what it renders, and an
 # install into the cluster with the real node (install, RBAC, upgrade, uninstall).

@@ -110,13 +110,14 @@ async fn real_exit_codes_decide_success_and_failure_and_the_logs_say_why() {
     assert_eq!(failed.state(), ProwJobState::Failure, "{:?}", failed.status);
     assert_eq!(
         failed.status.as_ref().map(|s| s.description.as_str()),
-        Some("Job failed.")
+        Some("Job failed: the test exited with code 3"),
+        "decorated: the entrypoint says why"
     );
     let pod = env.api::<Pod>().get("fails").await.expect("pod kept");
     let code = pod
         .status
         .and_then(|s| s.container_statuses)
-        .and_then(|cs| cs.into_iter().next())
+        .and_then(|cs| cs.into_iter().find(|c| c.name == "test"))
         .and_then(|c| c.state)
         .and_then(|s| s.terminated)
         .map(|t| t.exit_code);
