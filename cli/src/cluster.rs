@@ -27,7 +27,7 @@ pub struct Target {
 }
 
 impl Target {
-    async fn connect(&self) -> anyhow::Result<(kube::Client, String)> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<(kube::Client, String)> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()

@@ -4,4 +4,5 @@
 
 pub mod cluster;
 pub mod import;
+pub mod logs;
 pub mod remote;

@@ -26,6 +26,9 @@ Examples:
   # Run a definition now, and wait for the run's end
   prowctl trigger -n prow ci-widgets-nightly --wait
 
+  # Follow a run's log while it runs; read it from its bucket after its pod is gone
+  prowctl logs -n prow pull-widgets-unit-7f3a -f
+
   # Keep a test cluster for debugging for two hours, then give it back
   prowctl hold --server http://127.0.0.1:8082 --name alice --duration 2h
   prowctl release --server http://127.0.0.1:8082 c1
@@ -107,6 +110,26 @@ Examples:
         remote: RemoteArgs,
         /// The cluster.
         cluster: String,
+    },
+
+    /// Print a run's log: from its pod while it runs (-f follows it to the end), from its
+    /// bucket once it ended or its pod is gone. Which one is said on stderr; stdout is the log.
+    #[command(after_help = "\
+Examples:
+  prowctl logs -n prow pull-widgets-unit-7f3a
+  prowctl logs -n prow pull-widgets-unit-7f3a -f
+  prowctl logs -n prow --pod-namespace test-pods ci-widgets-nightly-1a2b")]
+    Logs {
+        #[command(flatten)]
+        kube: KubeArgs,
+        /// The run (the ProwJob's name).
+        run: String,
+        /// Follow the log while the job runs.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Namespace of the run's pod; the job's spec.namespace, else its own namespace.
+        #[arg(long)]
+        pod_namespace: Option<String>,
     },
 
     /// Print a shell's completions for prowctl.
@@ -315,6 +338,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 remote.call("releasecluster", &[("cluster", &cluster)])?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs {
+            kube,
+            run,
+            follow,
+            pod_namespace,
+        } => {
+            let target = cluster::Target {
+                kubeconfig: kube.kubeconfig,
+                context: kube.context,
+                namespace: kube.namespace,
+            };
+            let mut out = std::io::stdout();
+            let source = runtime()?.block_on(prowctl::logs::logs(
+                &target,
+                &run,
+                pod_namespace.as_deref(),
+                follow,
+                &mut out,
+            ))?;
+            out.flush()?;
+            match source {
+                prowctl::logs::Source::Pod(pod) => eprintln!("prowctl: log from pod {pod}"),
+                prowctl::logs::Source::Storage(url) => eprintln!("prowctl: log from storage {url}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

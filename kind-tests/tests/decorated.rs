@@ -449,3 +449,96 @@ async fn a_missing_credentials_secret_ends_the_job_error_naming_it_without_a_pod
         .expect("get")
         .is_none());
 }
+
+#[tokio::test]
+async fn prowctl_logs_follows_a_running_job_then_reads_the_stored_log_once_the_pod_is_gone() {
+    let Some((env, services, _operator)) = setup("deco-logs").await else {
+        return;
+    };
+    let j = job(
+        "followed",
+        json!({"type": "periodic", "agent": "kubernetes", "job": format!("ci-logs-{}", env.namespace),
+               "decoration_config": decoration(&services, json!({})),
+               "pod_spec": {"containers": [test_container(
+                   "echo 'first line'; sleep 4; echo 'second line'")]}}),
+    );
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &j).await.expect("job");
+    wait_for_job(&jobs, "followed", WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("pending");
+    let (kubeconfig, namespace) = (
+        env.kubeconfig.to_string_lossy().into_owned(),
+        env.namespace.clone(),
+    );
+    let prowctl = move |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "-n",
+            namespace.as_str(),
+        ]);
+        std::process::Command::new(kind_tests::process::binary("prowctl").expect("prowctl"))
+            .args(&all)
+            .output()
+            .expect("prowctl runs")
+    };
+    let followed = tokio::task::spawn_blocking({
+        let prowctl = prowctl.clone();
+        move || prowctl(&["logs", "followed", "-f"])
+    });
+    let out = followed.await.expect("joined");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("first line") && stdout.contains("second line"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("log from pod"), "{stderr}");
+
+    wait_for_job(&jobs, "followed", WAIT, ProwJob::is_complete)
+        .await
+        .expect("ends");
+    // What retention does to a finished job's pod.
+    env.api::<Pod>()
+        .delete("followed", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the pod to be gone", WAIT, || async {
+        Ok(env
+            .api::<Pod>()
+            .get_opt("followed")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await
+    .expect("gone");
+    let out = prowctl(&["logs", "followed"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("first line") && stdout.contains("second line"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "log from storage s3://{}/logs/ci-logs-",
+            services.bucket
+        )),
+        "{stderr}"
+    );
+
+    let out = prowctl(&["logs", "no-such-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ProwJob"));
+}
