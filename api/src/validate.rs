@@ -260,7 +260,7 @@ pub fn prowjob(job: &ProwJob, config: &Config) -> Vec<Violation> {
         }
         // The fields decoration reads (storage, images, secrets), named where they are wrong;
         // the durations were reported above.
-        if let Err(e) = crate::decorate::options::Decoration::of(dc) {
+        for e in crate::decorate::options::Decoration::problems(dc) {
             if !durations.iter().any(|(name, _)| *name == e.field) {
                 r.add(format!("spec.decoration_config.{}", e.field), e.message);
             }

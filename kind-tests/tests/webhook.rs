@@ -73,6 +73,28 @@ async fn the_api_server_refuses_bad_jobs_and_injects_presets_through_the_webhook
         "{refusal}"
     );
 
+    // Decoration the pod utilities could not carry out is refused with its field.
+    let bad_decoration = "apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata: {name: bad-decoration}
+spec:
+  type: periodic
+  agent: kubernetes
+  job: ci-unit
+  decoration_config:
+    gcs_configuration: {bucket: 'minio://logs', path_strategy: explicit}
+    utility_images: [clonerefs:v1]
+  pod_spec:
+    containers: [{image: busybox, command: [make]}]
+";
+    let refusal = apply(&env, bad_decoration).expect_err("refused");
+    for field in [
+        "spec.decoration_config.gcs_configuration.bucket: \"minio://logs\": unknown storage scheme",
+        "spec.decoration_config.utility_images:",
+    ] {
+        assert!(refusal.contains(field), "{field}: {refusal}");
+    }
+
     let preset = format!(
         "apiVersion: prow-operator.dev/v1alpha1
 kind: Preset

@@ -262,6 +262,27 @@ impl Decoration {
     }
 }
 
+impl Decoration {
+    /// Every malformed field of `dc`, not only the first (for admission's report).
+    pub fn problems(dc: &DecorationConfig) -> Vec<DecorationError> {
+        let mut dc = dc.clone();
+        let mut out = Vec::new();
+        while let Err(e) = Self::of(&dc) {
+            let top = e.field.split('.').next().unwrap_or_default().to_string();
+            let dropped = match top.as_str() {
+                "timeout" => dc.timeout.take().is_some(),
+                "grace_period" => dc.grace_period.take().is_some(),
+                _ => dc.other.remove(&top).is_some(),
+            };
+            out.push(e);
+            if !dropped {
+                break;
+            }
+        }
+        out
+    }
+}
+
 /// Reads `name` from the kept fields, its default when absent or null.
 fn read<T: DeserializeOwned + Default>(
     other: &BTreeMap<String, serde_json::Value>,

@@ -528,3 +528,25 @@ fn runs_land_in_upstreams_layout() {
         None
     );
 }
+
+#[test]
+fn admission_hears_of_every_malformed_field_not_only_the_first() {
+    let dc: crate::DecorationConfig = serde_json::from_value(json!({
+        "timeout": "soon",
+        "utility_images": ["x"],
+        "gcs_configuration": {"bucket": "minio://b"},
+        "censor_secrets": true
+    }))
+    .expect("dc");
+    let fields: Vec<String> = options::Decoration::problems(&dc)
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        ["utility_images", "gcs_configuration.bucket", "timeout"]
+    );
+    let good: crate::DecorationConfig =
+        serde_json::from_value(json!({"timeout": "1h"})).expect("dc");
+    assert!(options::Decoration::problems(&good).is_empty());
+}
