@@ -16,6 +16,11 @@ if ! "$scripts/control-plane.sh" install --node; then
   node=
 fi
 cargo build --bins --locked
+if [ -n "$node" ]; then
+  # The pod utilities' image (decorated jobs clone, wrap and upload with it): one cached static
+  # build, then seconds.
+  "$scripts/image.sh" >/dev/null
+fi
 
 state="${PROW_DEMO_DIR:-${TMPDIR:-/tmp}/prow-operator-demo}"
 "$scripts/control-plane.sh" down "$state" 2>/dev/null || true
@@ -25,6 +30,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  "$scripts/ci-services.sh" down "$state/services" 2>/dev/null || true
   "$scripts/control-plane.sh" down "$state"
   echo "demo stopped; logs were in $state"
 }
@@ -103,6 +109,62 @@ for _ in $(seq 1 100); do
 done
 sleep 1
 kubectl apply -f examples/ >/dev/null
+decorated=
+if [ -n "$node" ]; then
+  # A decorated presubmit as upstream writes one: the pod utilities clone acme/widgets from a
+  # Git server on this machine, merge pull 101 into main, run the repository's own test script
+  # and upload its log to an S3 server (SeaweedFS), where `prowctl logs` reads it later.
+  mkdir -p "$state/services"
+  set -a
+  eval "$("$scripts/ci-services.sh" up "$state/services")"
+  set +a
+  repo="$PROW_TEST_GIT_DIR/widgets.git" work="$state/widgets"
+  git init -q -b main "$work"
+  (
+    cd "$work"
+    export GIT_AUTHOR_NAME=Alice GIT_AUTHOR_EMAIL=alice@example.org
+    export GIT_COMMITTER_NAME=Alice GIT_COMMITTER_EMAIL=alice@example.org
+    printf '#!/bin/sh\necho "testing $(cat VERSION) on $(pwd)"\ngrep -q faster CHANGES && echo "ok: the change is in"\n' >test.sh
+    echo 1.0 >VERSION && echo "widgets" >CHANGES
+    git add . && git commit -qm "widgets 1.0"
+    git checkout -qb faster && echo "widgets: faster frobbing" >>CHANGES && git commit -qam "Make widgets faster"
+    git init -q --bare "$repo" && git push -q "$repo" main faster:refs/pull/101/head
+    git -C "$repo" symbolic-ref HEAD refs/heads/main && git -C "$repo" update-server-info
+  )
+  base=$(git -C "$work" rev-parse main) head=$(git -C "$work" rev-parse faster)
+  kubectl create secret generic -n test-pods s3-credentials --from-literal=service-account.json="$(
+    printf '{"region":"us-east-1","endpoint":"%s","insecure":true,"s3_force_path_style":true,"access_key":"%s","secret_key":"%s"}' \
+      "$PROW_TEST_S3_ENDPOINT" "$PROW_TEST_S3_ACCESS_KEY" "$PROW_TEST_S3_SECRET_KEY")" >/dev/null
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata: {name: pull-decorated, namespace: prow}
+spec:
+  type: presubmit
+  agent: kubernetes
+  namespace: test-pods
+  job: pull-widgets-test
+  refs:
+    org: acme
+    repo: widgets
+    base_ref: main
+    base_sha: $base
+    clone_uri: $PROW_TEST_GIT_URL/widgets.git
+    pulls: [{number: 101, author: alice, sha: $head, title: Make widgets faster}]
+  decoration_config:
+    timeout: 10m
+    gcs_configuration: {bucket: "s3://$PROW_TEST_S3_BUCKET", path_strategy: explicit}
+    s3_credentials_secret: s3-credentials
+  pod_spec:
+    containers:
+    - {image: prow-operator.local/toolbox:v1, imagePullPolicy: Never, command: [sh, ./test.sh]}
+YAML
+  decorated="
+  prowctl logs -n prow pull-decorated      # the decorated presubmit's log: from its pod while it
+                                           # runs, from the S3 bucket once it ended
+  kubectl get pod -n test-pods pull-decorated -o jsonpath='{.spec.initContainers[*].name}'
+                                           # clonerefs initupload place-entrypoint"
+fi
 cat <<MSG
 
 prow-operator is running on a local control plane with the objects from examples/; pods run on
@@ -120,7 +182,7 @@ In another terminal:
   kubectl get prowjob -n prow unit-passes -o jsonpath='{.metadata.annotations}{"\\n"}{.spec.pod_spec.containers[0].env}{"\\n"}'
                                            # the go-cache preset, injected by the webhook
   kubectl create -n prow -f examples/rejected/bad-job.yaml   # refused, with the field path
-  curl -s 127.0.0.1:8080/metrics           # operator metrics
+  curl -s 127.0.0.1:8080/metrics           # operator metrics$decorated
 
 Logs: $state/*.log (operator, webhook, apiserver, kubelet)
 Press Ctrl-C to stop.
@@ -149,6 +211,15 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
     kubectl logs -n test-pods lint-fails | sed 's/^/  /'
     kubectl logs -n test-pods unit-passes | grep -q 'ok: 12 passed' ||
       { echo "unit-passes did not really run" >&2; exit 1; }
+    for _ in $(seq 1 120); do
+      [ -n "$(kubectl get prowjob -n prow pull-decorated -o jsonpath='{.status.completionTime}')" ] && break
+      sleep 1
+    done
+    echo "the decorated presubmit pull-decorated: $(kubectl get prowjob -n prow pull-decorated -o jsonpath='{.status.state}')"
+    "$root/target/debug/prowctl" logs -n prow pull-decorated 2>"$state/prowctl-logs.txt" | sed 's/^/  /'
+    sed 's/^/  /' "$state/prowctl-logs.txt"
+    grep -q "log from storage s3://" "$state/prowctl-logs.txt" ||
+      { echo "the decorated job's log is not in the bucket" >&2; exit 1; }
   fi
   # Both objects of the file (a ProwJob and a JobDefinition) must be refused, each by its hook.
   if kubectl create -n prow -f examples/rejected/bad-job.yaml 2>"$state/rejected.txt"; then
