@@ -17,6 +17,13 @@ use serde_json::{json, Value};
 const TOOLBOX: &str = "prow-operator.local/toolbox:v1";
 const WAIT: Duration = Duration::from_secs(120);
 const CREDENTIALS: &str = "s3-credentials";
+/// Upstream's kind of `job_url_template`: the run's folder under a viewer's prefix.
+const URL_TEMPLATE: &str = concat!(
+    "--job-url-template=http://172.17.0.1:8090/view/s3/prow-logs/",
+    r#"{{if eq .Spec.Type "presubmit"}}pr-logs/pull/{{.Spec.Refs.Org}}_{{.Spec.Refs.Repo}}/"#,
+    r#"{{with index .Spec.Refs.Pulls 0}}{{.Number}}{{end}}{{else}}logs{{end}}"#,
+    "/{{.Spec.Job}}/{{.Status.BuildID}}/"
+);
 
 /// The environment, the servers and the operator, or None where the tier is skipped.
 async fn setup(prefix: &str) -> Option<(TestEnv, Services, kind_tests::process::Running)> {
@@ -26,7 +33,7 @@ async fn setup(prefix: &str) -> Option<(TestEnv, Services, kind_tests::process::
         .credentials_secret(&env, CREDENTIALS)
         .await
         .expect("credentials");
-    let operator = start_operator(&env, &[]).expect("operator");
+    let operator = start_operator(&env, &[URL_TEMPLATE]).expect("operator");
     Some((env, services, operator))
 }
 
@@ -131,6 +138,11 @@ async fn a_presubmit_merges_its_pull_runs_the_repositorys_script_and_leaves_upst
     assert!(
         log.contains("text from pull 1"),
         "the pull's change was merged: {log}"
+    );
+    assert_eq!(
+        done.status.as_ref().map(|s| s.url.as_str()),
+        Some(format!("http://172.17.0.1:8090/view/s3/prow-logs/{dir}/").as_str()),
+        "status.url from --job-url-template"
     );
     let started = json_of(&store, &format!("{dir}/started.json")).await;
     assert_eq!(started["pull"], "1");
@@ -445,6 +457,29 @@ async fn a_missing_credentials_secret_ends_the_job_error_naming_it_without_a_pod
     assert!(env
         .api::<Pod>()
         .get_opt("nocreds")
+        .await
+        .expect("get")
+        .is_none());
+
+    // Without the webhook in front (as here), a malformed decoration reaches the operator: the
+    // job ends error with the field named, and no pod is made.
+    let j = job(
+        "badbucket",
+        json!({"type": "periodic", "agent": "kubernetes", "job": "ci-badbucket",
+               "decoration_config": decoration(&services, json!({
+                   "gcs_configuration": {"bucket": "ftp://logs"}})),
+               "pod_spec": {"containers": [test_container("true")]}}),
+    );
+    let done = run(&env, &j).await;
+    assert_eq!(done.state(), ProwJobState::Error, "{:?}", done.status);
+    let why = description(&done);
+    assert!(
+        why.contains("gcs_configuration.bucket") && why.contains("unknown storage scheme"),
+        "{why}"
+    );
+    assert!(env
+        .api::<Pod>()
+        .get_opt("badbucket")
         .await
         .expect("get")
         .is_none());
