@@ -40,8 +40,13 @@ up() {
   local dir=$1
   install
   mkdir -p "$dir/weed" "$dir/git"
-  local master volume filer s3 git_port key secret
+  local master volume filer s3 git_port key secret master_grpc grpc=()
   master=$(free_port); volume=$(free_port); filer=$(free_port); s3=$(free_port); git_port=$(free_port)
+  # Every gRPC port named too: weed's default is the HTTP port + 10000, past 65535 for a high
+  # free port.
+  master_grpc=$(free_port)
+  grpc=(-master.port.grpc="$master_grpc" -volume.port.grpc="$(free_port)"
+    -filer.port.grpc="$(free_port)" -s3.port.grpc="$(free_port)")
   key=prow-test; secret=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
   cat >"$dir/s3.json" <<JSON
 {"identities":[{"name":"prow","credentials":[{"accessKey":"$key","secretKey":"$secret"}],
@@ -49,7 +54,7 @@ up() {
 JSON
   "$venv/bin/weed" server -dir="$dir/weed" -ip="$address" -ip.bind="$address" \
     -master.port="$master" -volume.port="$volume" -filer -filer.port="$filer" \
-    -s3 -s3.port="$s3" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
+    "${grpc[@]}" -s3 -s3.port="$s3" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
     -volume.max=64 -master.volumeSizeLimitMB=64 >"$dir/weed.log" 2>&1 &
   echo $! >"$dir/weed.pid"
   (cd "$dir/git" && exec python3 -m http.server --bind "$address" "$git_port" >"$dir/git.log" 2>&1) &
@@ -57,8 +62,10 @@ JSON
   local i
   local out code
   for i in $(seq 1 120); do
+    kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || i=120
+    [ "$i" -lt 120 ] || break
     out=$(echo 's3.bucket.create -name prow-logs' |
-      timeout 10 "$venv/bin/weed" shell -master="$address:$master" 2>/dev/null || true)
+      timeout 10 "$venv/bin/weed" shell -master="$address:$master.$master_grpc" 2>/dev/null || true)
     # The S3 gateway answers once the filer is up: an unsigned request gets 403, not a refusal.
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://$address:$s3/prow-logs" || true)
     if [[ "$out" == *"create bucket"* ]] && [ "$code" != 000 ]; then
