@@ -24,6 +24,14 @@ pub fn start_operator(env: &TestEnv, extra: &[&str]) -> anyhow::Result<Running> 
     Running::start("prow-operator", &env.kubeconfig, &args)
 }
 
+/// The job's description (empty when it has no status yet).
+pub fn description(job: &ProwJob) -> String {
+    job.status
+        .as_ref()
+        .map(|s| s.description.clone())
+        .unwrap_or_default()
+}
+
 /// Polls the job until `done` holds for it, or fails after `within` with the last state seen.
 pub async fn wait_for_job(
     api: &Api<ProwJob>,

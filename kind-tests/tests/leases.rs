@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kind_tests::fixtures::{container_env, create_test_cluster, job};
-use kind_tests::operator::{eventually, start_operator, wait_for_job};
+use kind_tests::operator::{description, eventually, start_operator, wait_for_job};
 use kind_tests::pod_driver::PodDriver;
 use kind_tests::process::http_get;
 use kind_tests::TestEnv;
@@ -38,13 +38,6 @@ async fn holder_of(clusters: &Api<TestCluster>, name: &str) -> Option<String> {
 
 fn env_of(pod: &Pod) -> BTreeMap<String, String> {
     container_env(pod.spec.as_ref().expect("spec"), 0)
-}
-
-fn description(job: &ProwJob) -> String {
-    job.status
-        .as_ref()
-        .map(|s| s.description.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
