@@ -161,6 +161,16 @@ async fn an_imported_configuration_applies_through_the_webhook_and_its_periodic_
 #[tokio::test]
 async fn prowctl_trigger_starts_one_run_and_waits_for_its_end() {
     let env = TestEnv::new("prowctl-trigger").await.expect("env");
+    // The credentials Secret the fixtures' decoration defaults name, as an installation has
+    // it: without it the operator ends a decorated run at once (the pod would wait for it).
+    env.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "gcs-credentials",
+        "--from-literal=service-account.json={}",
+    ])
+    .expect("secret");
     let dir = std::env::temp_dir().join(kind_tests::env::unique_name("imported"));
     import_fixtures(&dir, &env.namespace);
     env.kubectl(&["apply", "-R", "-f", dir.to_str().expect("dir")])

@@ -10,6 +10,7 @@ pub mod manifests;
 pub mod process;
 pub mod settings;
 pub mod shutdown;
+#[cfg(feature = "storage")]
 pub mod storage;
 pub mod store;
 pub mod supervise;

@@ -101,12 +101,30 @@ fn content_type(key: &str) -> &'static str {
     }
 }
 
+/// Retries of one request: a store that is down is reported within about 20 s rather than the
+/// crate's default of up to 3 minutes; callers retry on their own terms (the sidecar goes on
+/// streaming, the operator does not hold a job's end for its bucket).
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(20),
+    }
+}
+
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new().with_connect_timeout(std::time::Duration::from_secs(5))
+}
+
 impl Store {
     /// Opens `bucket` with `credentials`. Nothing is contacted yet.
     pub fn open(bucket: &Bucket, credentials: &Credentials) -> anyhow::Result<Self> {
         let inner: Arc<dyn ObjectStore> = match bucket {
             Bucket::S3(name) => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(name);
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(name)
+                    .with_retry(retry())
+                    .with_client_options(client_options());
                 if let Credentials::S3(c) = credentials {
                     let region = if c.region.is_empty() {
                         "us-east-1"

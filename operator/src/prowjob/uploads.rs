@@ -14,6 +14,9 @@ use prow_runtime::storage::RunFolder;
 use super::Context;
 use crate::error::{Error, Result};
 
+/// Longest the end-of-run uploads may take.
+const UPLOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Checks that the credentials Secrets a decorated job names exist in `pod_ns`.
 pub async fn check_secrets(job: &ProwJob, pod_ns: &str, ctx: &Context) -> Result<()> {
     let Some(dc) = job.spec.decoration_config.as_ref() else {
@@ -47,7 +50,7 @@ pub async fn upload_final(job: &ProwJob, status: &ProwJobStatus, pod_ns: &str, c
     let mut ended = job.clone();
     ended.status = Some(status.clone());
     ended.metadata.managed_fields = None;
-    let result = async {
+    let upload = async {
         let Some(folder) = RunFolder::of_job(&ctx.client, &ended, pod_ns).await? else {
             return anyhow::Ok(());
         };
@@ -66,8 +69,12 @@ pub async fn upload_final(job: &ProwJob, status: &ProwJobStatus, pod_ns: &str, c
                 .await?;
         }
         anyhow::Ok(())
-    }
-    .await;
+    };
+    // Bounded: a bucket that is down does not hold up the job's end.
+    let result = match tokio::time::timeout(UPLOAD_LIMIT, upload).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("no answer within {UPLOAD_LIMIT:?}")),
+    };
     if let Err(e) = result {
         tracing::warn!(error = %format!("{e:#}"), "writing prowjob.json and podinfo.json to the run's bucket failed");
     }

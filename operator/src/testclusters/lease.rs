@@ -117,11 +117,18 @@ impl Clusters {
         mut decide: impl FnMut(&TestCluster) -> Result<Option<TestClusterStatus>, E>,
     ) -> Result<Changed, NotWritten<E>> {
         let named = |c: &Arc<TestCluster>| c.metadata.name.as_deref() == Some(name);
-        let mut cluster = self
-            .view(namespace)
-            .into_iter()
-            .find(named)
-            .ok_or(NotWritten::Missing)?;
+        let mut cluster = match self.view(namespace).into_iter().find(named) {
+            Some(cluster) => cluster,
+            // Not in the cache yet (added a moment ago, by `addcluster` say): the API server
+            // says whether it exists.
+            None => Arc::new(
+                Api::<TestCluster>::namespaced(client.clone(), namespace)
+                    .get_opt(name)
+                    .await
+                    .map_err(NotWritten::Api)?
+                    .ok_or(NotWritten::Missing)?,
+            ),
+        };
         for _ in 0..attempts {
             let Some(status) = decide(&cluster).map_err(NotWritten::Decided)? else {
                 return Ok(Changed::Unchanged(cluster));
