@@ -86,12 +86,29 @@ pub fn wrap(
         File::create(&wrapper.process_log)
             .with_context(|| format!("creating {}", wrapper.process_log))?,
     ));
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
+        .process_group(0);
+    // The test, not the wrapper, is what the kernel kills when the container runs out of
+    // memory: a killed wrapper would write no marker, and the sidecar would wait for it until
+    // the pod's running timeout. Raising a score needs no privilege; children inherit it.
+    // SAFETY: between fork and exec this only calls open, write and close, which are
+    // async-signal-safe, on a static path, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            if fd >= 0 {
+                libc::write(fd, b"1000".as_ptr().cast(), 4);
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .with_context(|| format!("starting {program}"))?;
     let pid = child.id();
@@ -323,6 +340,20 @@ mod tests {
             log.contains("started") && log.contains("did not finish before"),
             "{log}"
         );
+    }
+
+    #[test]
+    fn the_test_is_the_one_the_kernel_kills_when_memory_runs_out() {
+        let dir = tmp("oom");
+        let o = options(
+            &dir,
+            "cat /proc/self/oom_score_adj",
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        );
+        let mut out = Vec::new();
+        wrap(&o, &mut out).expect("wrap");
+        assert_eq!(String::from_utf8(out).unwrap().trim(), "1000");
     }
 
     #[test]
