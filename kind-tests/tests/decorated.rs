@@ -86,6 +86,19 @@ async fn json_of(store: &Store, key: &str) -> Value {
     serde_json::from_str(&text(store, key).await).expect("json")
 }
 
+/// Deletes the pod `name` and waits until it is gone.
+async fn delete_pod(env: &TestEnv, name: &str) {
+    let pods = env.api::<Pod>();
+    pods.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete the pod");
+    eventually("the pod to be gone", WAIT, || async {
+        Ok(pods.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await
+    .expect("gone");
+}
+
 fn build_id(job: &ProwJob) -> String {
     job.status
         .as_ref()
@@ -410,20 +423,7 @@ async fn the_log_streams_to_the_bucket_while_the_test_runs_and_survives_the_pods
         "the log was there before the job ended: {}",
         String::from_utf8_lossy(&partial)
     );
-    env.api::<Pod>()
-        .delete("stream", &DeleteParams::default())
-        .await
-        .expect("delete the pod");
-    eventually("the pod to be gone", WAIT, || async {
-        Ok(env
-            .api::<Pod>()
-            .get_opt("stream")
-            .await?
-            .is_none()
-            .then_some(()))
-    })
-    .await
-    .expect("gone");
+    delete_pod(&env, "stream").await;
     let after = text(&store, &key).await;
     assert!(after.contains("line before the wait"), "{after}");
     assert!(!after.contains("never printed"));
@@ -525,20 +525,7 @@ async fn prowctl_logs_follows_a_running_job_then_reads_the_stored_log_once_the_p
         .await
         .expect("ends");
     // What retention does to a finished job's pod.
-    env.api::<Pod>()
-        .delete("followed", &DeleteParams::default())
-        .await
-        .expect("delete");
-    eventually("the pod to be gone", WAIT, || async {
-        Ok(env
-            .api::<Pod>()
-            .get_opt("followed")
-            .await?
-            .is_none()
-            .then_some(()))
-    })
-    .await
-    .expect("gone");
+    delete_pod(&env, "followed").await;
     let out = prowctl(&["logs", "followed"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
