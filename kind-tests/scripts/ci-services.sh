@@ -86,9 +86,17 @@ ENV
 }
 
 down() {
-  local dir=$1 f
+  local dir=$1 f pid _
   for f in "$dir/weed.pid" "$dir/git.pid"; do
-    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || continue
+    # weed takes its time over SIGTERM; nothing is left running after `down`.
+    for _ in $(seq 1 20); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -9 "$pid" 2>/dev/null || true
   done
 }
 
