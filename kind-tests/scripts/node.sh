@@ -157,6 +157,12 @@ healthzPort: 0
 authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
 authorization: {mode: AlwaysAllow}
 evictionHard: {}
+# No image garbage collection: the node's images (the toolbox, the operator's, the pod
+# utilities', the pause image) come from no registry, so one collected is gone for the run. By
+# default the kubelet collects unused images when the disk is 85% full, which a CI machine's
+# disk can be.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 # Volume usage measured every 5 s (default 1 min), so a pod over its emptyDir limit is evicted
 # within seconds.
 volumeStatsAggPeriod: 5s

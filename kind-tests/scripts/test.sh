@@ -65,6 +65,14 @@ fi
 echo "== cargo test"
 log="$state/cargo-test.log"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
+# What a failed run on another machine needs to be read: the disk, and what the node's kubelet
+# said about images, evictions and the disk.
+if [ "$status" != 0 ]; then
+  echo "== after the failed cargo test: disk, and the kubelet on images and evictions"
+  df -h . "${TMPDIR:-/tmp}" /var/lib/docker 2>/dev/null || true
+  grep -h -i -E "garbage|evict|disk|ErrImageNeverPull|image .* not present" "$state"/node/kubelet.log \
+    2>/dev/null | tail -30 || true
+fi
 
 # The Helm chart: lint, render, schema, a server-side dry run of what it renders, and an
 # install into the cluster with the real node (install, RBAC, upgrade, uninstall).
