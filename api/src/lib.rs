@@ -10,6 +10,7 @@ pub mod decorate;
 pub mod dedupe;
 pub mod definition_status;
 pub mod duration;
+pub mod hook;
 pub mod job_url;
 pub mod jobdefinition;
 pub mod labels;
