@@ -1,5 +1,6 @@
-//! The operator's parts: configuration, the reconcilers and their work queue, leader election,
-//! metrics and retention. Process plumbing shared with the webhook lives in `prow-runtime`.
+//! The operator's parts: configuration, the reconcilers, metrics and retention. Process plumbing
+//! shared with the webhook and prow-hook (the work queue and leader election among it) lives in
+//! `prow-runtime`, re-exported here under its old paths.
 
 /// The operator's name on everything it writes: the field manager of its writes, the
 /// reporting controller of its Events, the manager label of the objects it owns.
@@ -12,12 +13,12 @@ pub mod controller;
 pub mod definitions;
 pub mod error;
 pub mod events;
-pub mod leader;
 pub mod metrics;
 #[cfg(test)]
 pub(crate) mod mock;
 pub mod presets;
 pub mod prowjob;
-pub mod queue;
 pub mod retention;
 pub mod testclusters;
+
+pub use prow_runtime::{leader, queue};

@@ -1,13 +1,15 @@
 //! What every prow-operator process does the same way, whatever it reconciles or serves:
 //! logging, process set-up, the health server and readiness, shutdown on signals, supervised
-//! tasks, API clients, watches that recover quickly, store readiness, the settings both
+//! tasks, API clients, watches that recover quickly, the work queue reconcilers run on, leader election, store readiness, the settings both
 //! binaries take with one grammar, and the offline validator's reading of manifest files. The operator and the webhook both build on it; neither
 //! depends on the other.
 
 pub mod client;
 pub mod health;
+pub mod leader;
 pub mod manifests;
 pub mod process;
+pub mod queue;
 pub mod settings;
 pub mod shutdown;
 #[cfg(feature = "storage")]

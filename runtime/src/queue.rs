@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
-use prow_runtime::store::Synced;
+use crate::store::Synced;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};

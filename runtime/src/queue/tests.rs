@@ -368,7 +368,7 @@ async fn requests_made_while_the_store_fills_run_once_it_is_full() {
         writer.apply_watcher_event(&event);
         Ok::<_, kube::runtime::watcher::Error>(event)
     });
-    let (reflected, synced) = prow_runtime::store::signal(reflected);
+    let (reflected, synced) = crate::store::signal(reflected);
     tokio::spawn(reflected.for_each(|_| async {}));
     let (runs, reconcile) = counting(Action::await_change());
     let queue = Harness::start_with(store, synced, 0, reconcile);
