@@ -15,9 +15,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::Synced;
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
-use crate::store::Synced;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{delay_queue, DelayQueue};

@@ -1,0 +1,595 @@
+//! A thin typed client of the GitHub REST API calls prow-hook makes, over reqwest: a token read
+//! from its file at each call (so a rotated Secret is picked up), upstream's retry rules (8 tries
+//! from a 2 s backoff that doubles for connection errors and 5xx; `Retry-After` obeyed; a 403 or
+//! 429 with `X-RateLimit-Remaining: 0` waits for `X-RateLimit-Reset`), and one error type that
+//! says which call failed and what GitHub said.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::OnceCell;
+
+/// The longest a call waits for GitHub's rate limit to reset before it gives up.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// Pull request files GitHub lists at most (30 pages of 100).
+const MAX_FILE_PAGES: usize = 30;
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// GitHub answered with an error.
+    #[error("GitHub answered {status} to {method} {path}: {message}")]
+    Status {
+        /// The method.
+        method: Method,
+        /// The path called.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// GitHub's `message`, or the body.
+        message: String,
+    },
+    /// GitHub could not be reached.
+    #[error("calling GitHub ({method} {path}): {reason}")]
+    Transport {
+        /// The method.
+        method: Method,
+        /// The path called.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token file could not be read.
+    #[error("reading the GitHub token {path}: {reason}")]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl GitHubError {
+    /// The HTTP status GitHub answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GitHubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether a status report failing so is final and harmless, as upstream treats it: the
+    /// commit is gone (a force-push), or it has GitHub's maximum number of statuses.
+    pub fn ignorable_for_status(&self) -> bool {
+        match self {
+            GitHubError::Status {
+                status, message, ..
+            } => {
+                *status == 404
+                    || message.contains("No commit found for SHA")
+                    || message.contains("maximum number of statuses")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How long to wait before trying a call again that GitHub answered with `status` and
+/// `headers`, at `now` (seconds since the epoch); `None` when it is not a limit to wait out.
+pub fn rate_limit_wait(status: u16, headers: &HeaderMap, now: u64) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if status != 403 && status != 429 {
+        return None;
+    }
+    if let Some(seconds) = header("retry-after") {
+        return Some(Duration::from_secs(seconds).min(MAX_RATE_LIMIT_WAIT));
+    }
+    if header("x-ratelimit-remaining") == Some(0) {
+        let reset = header("x-ratelimit-reset").unwrap_or(now + 60);
+        return Some(
+            Duration::from_secs(reset.saturating_sub(now).max(1)).min(MAX_RATE_LIMIT_WAIT),
+        );
+    }
+    (status == 429).then(|| Duration::from_secs(60))
+}
+
+/// The client's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The API's base URL (`https://api.github.com`, a GitHub Enterprise `/api/v3`, a stand-in).
+    pub endpoint: String,
+    /// The file holding the token.
+    pub token_path: PathBuf,
+    /// Tries per call.
+    pub tries: u32,
+    /// The first backoff, doubled each try.
+    pub backoff: Duration,
+    /// Each request's time limit.
+    pub timeout: Duration,
+}
+
+/// A GitHub API client.
+pub struct GitHub {
+    http: reqwest::Client,
+    settings: Settings,
+    bot: OnceCell<String>,
+}
+
+/// An answer that was not retried.
+struct Answer {
+    status: u16,
+    body: bytes::Bytes,
+}
+
+impl GitHub {
+    /// A client with `settings`.
+    pub fn new(settings: Settings) -> anyhow::Result<GitHub> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .user_agent(concat!("prow-hook/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(GitHub {
+            http,
+            settings: Settings {
+                endpoint: settings.endpoint.trim_end_matches('/').to_string(),
+                ..settings
+            },
+            bot: OnceCell::new(),
+        })
+    }
+
+    fn token(&self) -> Result<String, GitHubError> {
+        std::fs::read_to_string(&self.settings.token_path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| GitHubError::Token {
+                path: self.settings.token_path.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, GitHubError> {
+        let url = format!("{}{path}", self.settings.endpoint);
+        let mut backoff = self.settings.backoff;
+        let tries = self.settings.tries.max(1);
+        for attempt in 1..=tries {
+            let last = attempt == tries;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("accept", "application/vnd.github+json")
+                .header("x-github-api-version", "2022-11-28")
+                .bearer_auth(self.token()?);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) if !last => {
+                    tracing::debug!(%method, path, error = %e, "GitHub call failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(GitHubError::Transport {
+                        method,
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            let status = response.status().as_u16();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            if !last {
+                if let Some(wait) = rate_limit_wait(status, response.headers(), now) {
+                    tracing::warn!(%method, path, status, wait_seconds = wait.as_secs(), "GitHub's rate limit: waiting");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                if status >= 500 {
+                    tracing::debug!(%method, path, status, "GitHub failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+            }
+            let body = response.bytes().await.unwrap_or_default();
+            return Ok(Answer { status, body });
+        }
+        unreachable!("the last try returns")
+    }
+
+    /// A call whose answer must be 2xx.
+    async fn ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes, GitHubError> {
+        let answer = self.call(method.clone(), path, body).await?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
+        }
+        let message = serde_json::from_slice::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(300)
+                    .collect()
+            });
+        Err(GitHubError::Status {
+            method,
+            path: path.to_string(),
+            status: answer.status,
+            message,
+        })
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, GitHubError> {
+        let body = self.ok(Method::GET, path, None).await?;
+        serde_json::from_slice(&body).map_err(|e| GitHubError::Status {
+            method: Method::GET,
+            path: path.to_string(),
+            status: 200,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// A yes/no question GitHub answers with 204 or 404.
+    async fn yes_no(&self, path: &str) -> Result<bool, GitHubError> {
+        let answer = self.call(Method::GET, path, None).await?;
+        match answer.status {
+            204 | 200 => Ok(true),
+            404 | 302 => Ok(false),
+            status => Err(GitHubError::Status {
+                method: Method::GET,
+                path: path.to_string(),
+                status,
+                message: String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(300)
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The login the token acts as (the bot), asked once.
+    pub async fn bot_login(&self) -> Result<String, GitHubError> {
+        #[derive(Deserialize)]
+        struct Me {
+            login: String,
+        }
+        self.bot
+            .get_or_try_init(|| async { self.get::<Me>("/user").await.map(|m| m.login) })
+            .await
+            .cloned()
+    }
+
+    /// Whether `user` is a member of `org`.
+    pub async fn is_member(&self, org: &str, user: &str) -> Result<bool, GitHubError> {
+        self.yes_no(&format!("/orgs/{org}/members/{user}")).await
+    }
+
+    /// Whether `user` is a collaborator of `org/repo`.
+    pub async fn is_collaborator(
+        &self,
+        org: &str,
+        repo: &str,
+        user: &str,
+    ) -> Result<bool, GitHubError> {
+        self.yes_no(&format!("/repos/{org}/{repo}/collaborators/{user}"))
+            .await
+    }
+
+    /// The commit `branch` points at now.
+    pub async fn branch_head(
+        &self,
+        org: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<String, GitHubError> {
+        #[derive(Deserialize)]
+        struct Ref {
+            object: Object,
+        }
+        #[derive(Deserialize)]
+        struct Object {
+            sha: String,
+        }
+        let r: Ref = self
+            .get(&format!("/repos/{org}/{repo}/git/ref/heads/{branch}"))
+            .await?;
+        Ok(r.object.sha)
+    }
+
+    /// The files a pull request changes (a renamed file under both names), every page.
+    pub async fn pull_files(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<String>, GitHubError> {
+        #[derive(Deserialize)]
+        struct File {
+            filename: String,
+            #[serde(default)]
+            previous_filename: Option<String>,
+        }
+        let mut files = Vec::new();
+        for page in 1..=MAX_FILE_PAGES {
+            let batch: Vec<File> = self
+                .get(&format!(
+                    "/repos/{org}/{repo}/pulls/{number}/files?per_page=100&page={page}"
+                ))
+                .await?;
+            let full = batch.len() == 100;
+            for f in batch {
+                files.extend(f.previous_filename);
+                files.push(f.filename);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(files)
+    }
+
+    /// A pull request as it is now.
+    pub async fn pull_request(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+    ) -> Result<prow_api::hook::events::PullRequest, GitHubError> {
+        self.get(&format!("/repos/{org}/{repo}/pulls/{number}"))
+            .await
+    }
+
+    /// The contexts of `sha`'s statuses with their states.
+    pub async fn statuses(
+        &self,
+        org: &str,
+        repo: &str,
+        sha: &str,
+    ) -> Result<Vec<(String, String)>, GitHubError> {
+        #[derive(Deserialize)]
+        struct Combined {
+            #[serde(default)]
+            statuses: Vec<One>,
+        }
+        #[derive(Deserialize)]
+        struct One {
+            context: String,
+            state: String,
+        }
+        let c: Combined = self
+            .get(&format!(
+                "/repos/{org}/{repo}/commits/{sha}/status?per_page=100"
+            ))
+            .await?;
+        Ok(c.statuses
+            .into_iter()
+            .map(|s| (s.context, s.state))
+            .collect())
+    }
+
+    /// Adds `label` to issue or pull request `number`.
+    pub async fn add_label(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+        label: &str,
+    ) -> Result<(), GitHubError> {
+        let path = format!("/repos/{org}/{repo}/issues/{number}/labels");
+        self.ok(Method::POST, &path, Some(&json!({"labels": [label]})))
+            .await
+            .map(drop)
+    }
+
+    /// Takes `label` off issue or pull request `number` (absent already is fine).
+    pub async fn remove_label(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+        label: &str,
+    ) -> Result<(), GitHubError> {
+        let path = format!("/repos/{org}/{repo}/issues/{number}/labels/{label}");
+        match self.ok(Method::DELETE, &path, None).await {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Comments on issue or pull request `number`.
+    pub async fn comment(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
+        let path = format!("/repos/{org}/{repo}/issues/{number}/comments");
+        self.ok(Method::POST, &path, Some(&json!({"body": body})))
+            .await
+            .map(drop)
+    }
+
+    /// The comments of issue or pull request `number` as (id, author, body), every page.
+    pub async fn comments(
+        &self,
+        org: &str,
+        repo: &str,
+        number: i64,
+    ) -> Result<Vec<(i64, String, String)>, GitHubError> {
+        #[derive(Deserialize)]
+        struct C {
+            id: i64,
+            #[serde(default)]
+            user: Option<prow_api::hook::events::User>,
+            #[serde(default)]
+            body: Option<String>,
+        }
+        let mut out = Vec::new();
+        for page in 1..=MAX_FILE_PAGES {
+            let batch: Vec<C> = self
+                .get(&format!(
+                    "/repos/{org}/{repo}/issues/{number}/comments?per_page=100&page={page}"
+                ))
+                .await?;
+            let full = batch.len() == 100;
+            out.extend(batch.into_iter().map(|c| {
+                (
+                    c.id,
+                    c.user.map(|u| u.login).unwrap_or_default(),
+                    c.body.unwrap_or_default(),
+                )
+            }));
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces comment `id`'s text.
+    pub async fn edit_comment(
+        &self,
+        org: &str,
+        repo: &str,
+        id: i64,
+        body: &str,
+    ) -> Result<(), GitHubError> {
+        let path = format!("/repos/{org}/{repo}/issues/comments/{id}");
+        self.ok(Method::PATCH, &path, Some(&json!({"body": body})))
+            .await
+            .map(drop)
+    }
+
+    /// Deletes comment `id` (gone already is fine).
+    pub async fn delete_comment(&self, org: &str, repo: &str, id: i64) -> Result<(), GitHubError> {
+        let path = format!("/repos/{org}/{repo}/issues/comments/{id}");
+        match self.ok(Method::DELETE, &path, None).await {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Posts a commit status.
+    pub async fn create_status(
+        &self,
+        status: &prow_api::hook::report::Status,
+    ) -> Result<(), GitHubError> {
+        let path = format!(
+            "/repos/{}/{}/statuses/{}",
+            status.org, status.repo, status.sha
+        );
+        let mut body = json!({
+            "state": status.state,
+            "context": status.context,
+            "description": status.description,
+        });
+        if !status.target_url.is_empty() {
+            body["target_url"] = json!(status.target_url);
+        }
+        self.ok(Method::POST, &path, Some(&body)).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn limits_are_waited_out_as_github_says() {
+        let now = 1_000;
+        let cases = [
+            (403, headers(&[("retry-after", "7")]), Some(7)),
+            (429, headers(&[("retry-after", "2")]), Some(2)),
+            (
+                403,
+                headers(&[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "1030"),
+                ]),
+                Some(30),
+            ),
+            (
+                403,
+                headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "900")]),
+                Some(1),
+            ),
+            (
+                403,
+                headers(&[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "99999999"),
+                ]),
+                Some(3600),
+            ),
+            (403, headers(&[("x-ratelimit-remaining", "12")]), None),
+            (403, headers(&[]), None),
+            (429, headers(&[]), Some(60)),
+            (500, headers(&[("retry-after", "7")]), None),
+            (200, headers(&[("x-ratelimit-remaining", "0")]), None),
+        ];
+        for (status, h, want) in cases {
+            assert_eq!(
+                rate_limit_wait(status, &h, now).map(|d| d.as_secs()),
+                want,
+                "{status} {h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_gone_commits_and_full_status_lists_are_ignored() {
+        let err = |status, message: &str| GitHubError::Status {
+            method: Method::POST,
+            path: "/x".into(),
+            status,
+            message: message.into(),
+        };
+        assert!(err(422, "No commit found for SHA: abc").ignorable_for_status());
+        assert!(err(404, "Not Found").ignorable_for_status());
+        assert!(err(
+            422,
+            "This SHA and context has reached the maximum number of statuses."
+        )
+        .ignorable_for_status());
+        assert!(!err(422, "Validation Failed").ignorable_for_status());
+        assert!(!err(401, "Bad credentials").ignorable_for_status());
+    }
+}

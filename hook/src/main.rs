@@ -1,0 +1,413 @@
+//! prow-hook: the process. Serves `/hook` with `/healthz`, `/readyz` and `/metrics` on one
+//! address; every replica takes deliveries and runs the trigger; the replica holding the Lease
+//! reports to GitHub.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kube::runtime::watcher;
+use prow_api::hook::secrets::Secrets;
+use prow_api::hook::trust::HookConfig;
+use prow_api::jobdefinition::JobDefinition;
+use prow_api::ProwJob;
+use prow_hook::github::{self, GitHub};
+use prow_hook::intake::{self, Delivery, Intake};
+use prow_hook::metrics::Metrics;
+use prow_hook::reporter::Reporter;
+use prow_hook::trigger::Trigger;
+use prow_runtime::settings::go_duration;
+use prow_runtime::supervise::Supervisor;
+use prow_runtime::telemetry::{self, LogFormat};
+use prow_runtime::{client, health, leader, process, queue, shutdown, watch};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// prow-hook: GitHub webhooks in (pull requests, comments and pushes start ProwJobs by
+/// upstream's trigger rules), statuses and the failure comment out (upstream crier's GitHub
+/// reporter).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "prow-hook", version, about)]
+struct HookFlags {
+    /// Address serving /hook, /healthz, /readyz and /metrics (plain HTTP, behind an Ingress).
+    #[arg(long, env = "PROW_HOOK_LISTEN", default_value = "0.0.0.0:8888")]
+    listen: SocketAddr,
+
+    /// The webhook's HMAC secret: one token, or upstream's YAML of `org/repo`, `org` and `*` to
+    /// lists of {value, created_at}. Re-read when it changes.
+    #[arg(
+        long,
+        env = "PROW_HOOK_HMAC_SECRET_FILE",
+        default_value = "/etc/webhook/hmac"
+    )]
+    hmac_secret_file: PathBuf,
+
+    /// File holding the GitHub token (a personal access token or a bot account's); re-read at
+    /// each call, so a rotated Secret is used at once.
+    #[arg(
+        long,
+        env = "PROW_HOOK_GITHUB_TOKEN_PATH",
+        default_value = "/etc/github/oauth"
+    )]
+    github_token_path: PathBuf,
+
+    /// GitHub's API: a GitHub Enterprise server's `https://HOST/api/v3`, or a stand-in in tests.
+    #[arg(
+        long,
+        env = "PROW_HOOK_GITHUB_ENDPOINT",
+        default_value = "https://api.github.com"
+    )]
+    github_endpoint: String,
+
+    /// Tries per GitHub call (connection errors, 5xx and rate limits are tried again).
+    #[arg(long, env = "PROW_HOOK_GITHUB_TRIES", default_value_t = 8)]
+    github_tries: u32,
+
+    /// The first wait before a GitHub call is tried again, doubled each try (Go duration).
+    #[arg(long, env = "PROW_HOOK_GITHUB_BACKOFF", default_value = "2s", value_parser = go_duration)]
+    github_backoff: Duration,
+
+    /// Upstream's plugin configuration, of which `triggers:` is read (trusted_apps,
+    /// only_org_members, ignore_ok_to_test, join_org_url per org or repository). Re-read when
+    /// it changes. Without it, every repository has the defaults.
+    #[arg(long, env = "PROW_HOOK_PLUGIN_CONFIG")]
+    plugin_config: Option<PathBuf>,
+
+    /// Largest delivery body taken; a larger one is answered 413.
+    #[arg(long, env = "PROW_HOOK_MAX_BODY_BYTES", default_value_t = intake::DEFAULT_MAX_BODY)]
+    max_body_bytes: usize,
+
+    /// Deliveries handled at once.
+    #[arg(long, env = "PROW_HOOK_WORKERS", default_value_t = 16)]
+    workers: usize,
+
+    /// Deliveries waiting to be handled before new ones are answered 503 (GitHub shows them as
+    /// failed; they can be redelivered).
+    #[arg(long, env = "PROW_HOOK_QUEUE", default_value_t = 2000)]
+    queue: usize,
+
+    /// Namespace whose JobDefinitions and ProwJobs are read; empty reads all.
+    #[arg(long, env = "PROW_HOOK_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Report job states to GitHub (on the replica holding the Lease).
+    #[arg(long, env = "PROW_HOOK_REPORT", default_value_t = true, action = clap::ArgAction::Set)]
+    report: bool,
+
+    /// Namespace of the reporter's Lease; defaults to the client's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the reporter's Lease.
+    #[arg(
+        long,
+        env = "PROW_HOOK_LEADER_ELECTION_NAME",
+        default_value = "prow-hook"
+    )]
+    leader_election_name: String,
+
+    /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, env = "PROW_HOOK_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, env = "PROW_HOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    process::return_large_buffers_to_the_system();
+    let flags = HookFlags::parse();
+    telemetry::init(flags.log_format);
+    process::install_crypto_provider();
+    tracing::info!(listen = %flags.listen, endpoint = %flags.github_endpoint, "prow-hook starting");
+
+    let secrets = Arc::new(RwLock::new(read_secrets(&flags.hmac_secret_file)?));
+    let config = Arc::new(RwLock::new(read_config(flags.plugin_config.as_deref())?));
+    std::fs::metadata(&flags.github_token_path).with_context(|| {
+        format!(
+            "the GitHub token {} cannot be read",
+            flags.github_token_path.display()
+        )
+    })?;
+    let github = Arc::new(GitHub::new(github::Settings {
+        endpoint: flags.github_endpoint.clone(),
+        token_path: flags.github_token_path.clone(),
+        tries: flags.github_tries,
+        backoff: flags.github_backoff,
+        timeout: Duration::from_secs(30),
+    })?);
+
+    let stop = shutdown::on_signal();
+    let client = client::client(flags.kubeconfig.as_deref())
+        .await
+        .context("building the Kubernetes client")?;
+    let fail_fast = client::fail_fast_client(flags.kubeconfig.as_deref())
+        .await
+        .context("building the fail-fast Kubernetes client")?;
+    let ready = health::Readiness::default();
+    let metrics = Arc::new(Metrics::default());
+    let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+
+    let definitions = watch::cached::<JobDefinition>(
+        fail_fast.clone(),
+        flags.namespace.as_deref(),
+        watcher::Config::default(),
+        "jobdefinition-watch",
+        ready.clone(),
+    );
+    tasks.spawn(
+        "jobdefinition-watch",
+        watch::drain(definitions.events, "jobdefinition-watch"),
+    );
+    {
+        let (synced, ready) = (definitions.synced.clone(), ready.clone());
+        tokio::spawn(async move {
+            if synced.wait().await {
+                ready.set_ready();
+            }
+        });
+    }
+
+    let (deliveries, received) = mpsc::channel(flags.queue.max(1));
+    let intake = Arc::new(Intake::new(
+        secrets.clone(),
+        flags.max_body_bytes,
+        deliveries,
+        metrics.clone(),
+    ));
+    let trigger = Arc::new(Trigger {
+        client: client.clone(),
+        github: github.clone(),
+        definitions: definitions.store.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+    });
+    tasks.spawn(
+        "trigger",
+        logged(
+            "trigger",
+            handle_deliveries(trigger, received, flags.workers, stop.clone()),
+        ),
+    );
+    tasks.spawn(
+        "secret-reload",
+        logged(
+            "secret-reload",
+            reload(
+                flags.hmac_secret_file.clone(),
+                secrets,
+                read_secrets,
+                stop.clone(),
+            ),
+        ),
+    );
+    if let Some(path) = flags.plugin_config.clone() {
+        tasks.spawn(
+            "config-reload",
+            logged(
+                "config-reload",
+                reload(
+                    path.clone(),
+                    config,
+                    move |p| read_config(Some(p)),
+                    stop.clone(),
+                ),
+            ),
+        );
+    }
+    if flags.report {
+        let namespace = flags
+            .leader_election_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let reporter = Arc::new(Reporter::new(
+            client.clone(),
+            github.clone(),
+            metrics.clone(),
+        ));
+        tasks.spawn(
+            "reporter",
+            logged(
+                "reporter",
+                report_while_leading(ReportSettings {
+                    client: client.clone(),
+                    fail_fast: fail_fast.clone(),
+                    reporter,
+                    namespace: flags.namespace.clone(),
+                    lease_namespace: namespace,
+                    lease_name: flags.leader_election_name.clone(),
+                    ready: ready.clone(),
+                    stop: stop.clone(),
+                }),
+            ),
+        );
+    }
+
+    let render: health::MetricsRender = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let routes = intake::route(intake).or(health::routes(ready.clone(), render));
+    let listener = tokio::net::TcpListener::bind(flags.listen)
+        .await
+        .with_context(|| format!("binding {}", flags.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /hook");
+    let server = warp::serve(routes).incoming(listener).graceful({
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    });
+    tasks.spawn("server", server.run());
+    tasks.run().await
+}
+
+/// Runs `task`, logging its error: a task of the supervisor ends only with the process.
+async fn logged(name: &'static str, task: impl std::future::Future<Output = anyhow::Result<()>>) {
+    if let Err(e) = task.await {
+        tracing::error!(task = name, error = format!("{e:#}"), "task failed");
+    }
+}
+
+fn read_secrets(path: &Path) -> anyhow::Result<Secrets> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the HMAC secret file {}", path.display()))?;
+    Secrets::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn read_config(path: Option<&Path>) -> anyhow::Result<HookConfig> {
+    let Some(path) = path else {
+        return Ok(HookConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the plugin configuration {}", path.display()))?;
+    HookConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads `path` again every few seconds and replaces `value` when it changed and reads; a file
+/// that no longer reads keeps the last good value, with a warning.
+async fn reload<T, F>(
+    path: PathBuf,
+    value: Arc<RwLock<T>>,
+    read: F,
+    stop: CancellationToken,
+) -> anyhow::Result<()>
+where
+    T: PartialEq + Send + Sync,
+    F: Fn(&Path) -> anyhow::Result<T> + Send,
+{
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        match read(&path) {
+            Ok(new) => {
+                let mut current = value.write().unwrap_or_else(|p| p.into_inner());
+                if *current != new {
+                    *current = new;
+                    tracing::info!(file = %path.display(), "reloaded");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "keeping the last good copy"),
+        }
+    }
+}
+
+async fn handle_deliveries(
+    trigger: Arc<Trigger>,
+    mut received: mpsc::Receiver<Delivery>,
+    workers: usize,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(workers.max(1)));
+    loop {
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            d = received.recv() => match d { Some(d) => d, None => return Ok(()) },
+        };
+        let permit = slots.clone().acquire_owned().await?;
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            if let Err(e) = trigger.handle(&delivery).await {
+                tracing::warn!(delivery = %delivery.guid, event = %delivery.kind, error = format!("{e:#}"), "handling a delivery failed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+struct ReportSettings {
+    client: kube::Client,
+    fail_fast: kube::Client,
+    reporter: Arc<Reporter>,
+    namespace: Option<String>,
+    lease_namespace: String,
+    lease_name: String,
+    ready: health::Readiness,
+    stop: CancellationToken,
+}
+
+/// Reports while this replica holds the Lease; waits for it again when it is lost.
+async fn report_while_leading(s: ReportSettings) -> anyhow::Result<()> {
+    let identity = leader::identity(
+        None,
+        std::env::var("POD_NAME").ok().as_deref(),
+        std::env::var("HOSTNAME").ok().as_deref(),
+        std::process::id(),
+    );
+    loop {
+        let Some(mut held) = leader::acquire(
+            s.client.clone(),
+            &s.lease_namespace,
+            &s.lease_name,
+            identity.clone(),
+            &s.stop,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let reporting = s.stop.child_token();
+        // Only presubmits and postsubmits are reported.
+        let config =
+            watcher::Config::default().labels("prow.k8s.io/type in (presubmit,postsubmit)");
+        let jobs = watch::cached::<ProwJob>(
+            s.fail_fast.clone(),
+            s.namespace.as_deref(),
+            config,
+            "prowjob-watch",
+            s.ready.clone(),
+        );
+        let requests = queue::requests_of(jobs.events, Reporter::wants);
+        let reporter = s.reporter.clone();
+        let run = queue::run(
+            jobs.store,
+            jobs.synced,
+            requests,
+            4,
+            reporting.clone(),
+            move |job| reporter.clone().reconcile(job),
+        );
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => {
+                held.release().await;
+                return Ok(());
+            }
+            _ = held.lost() => {
+                tracing::warn!("lost the reporter's Lease; reporting stops until it is held again");
+                reporting.cancel();
+                run.await;
+            }
+        }
+    }
+}
