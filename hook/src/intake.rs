@@ -189,7 +189,12 @@ pub fn sign(token: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Reads at most `max` bytes of `body`; `None` when there are more.
+/// Bytes of an oversized body read and dropped before the 413 is sent, so that a client that
+/// writes its whole body first (most do) reads the answer instead of a broken connection.
+const DRAINED: usize = 64 * 1024 * 1024;
+
+/// Reads at most `max` bytes of `body`; `None` when there are more (the rest is read and
+/// dropped, up to [`DRAINED`] bytes).
 async fn read_limited<S, B>(body: S, max: usize) -> Result<Option<Vec<u8>>, warp::Error>
 where
     S: Stream<Item = Result<B, warp::Error>>,
@@ -200,6 +205,13 @@ where
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk?;
         if out.len() + chunk.remaining() > max {
+            let mut dropped = out.len() + chunk.remaining();
+            while dropped < DRAINED {
+                match body.next().await {
+                    Some(Ok(more)) => dropped += more.remaining(),
+                    _ => break,
+                }
+            }
             return Ok(None);
         }
         while chunk.has_remaining() {
@@ -234,10 +246,13 @@ impl Intake {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > self.max_body) {
-            return self.refuse(StatusCode::PAYLOAD_TOO_LARGE, self.too_large());
-        }
-        let body = match read_limited(body, self.max_body).await {
+        // A declared length over the limit is not stored either: read_limited drops it.
+        let limit = if declared.is_some_and(|n| n > self.max_body) {
+            0
+        } else {
+            self.max_body
+        };
+        let body = match read_limited(body, limit).await {
             Ok(Some(body)) => body,
             Ok(None) => return self.refuse(StatusCode::PAYLOAD_TOO_LARGE, self.too_large()),
             Err(e) => {

@@ -164,10 +164,15 @@ async fn main() -> anyhow::Result<()> {
         "jobdefinition-watch",
         ready.clone(),
     );
-    tasks.spawn(
-        "jobdefinition-watch",
-        watch::drain(definitions.events, "jobdefinition-watch"),
-    );
+    {
+        let (feed, stop) = (definitions.events, stop.clone());
+        tasks.spawn("jobdefinition-watch", async move {
+            tokio::select! {
+                _ = watch::drain(feed, "jobdefinition-watch") => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
     {
         let (synced, ready) = (definitions.synced.clone(), ready.clone());
         tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! Upstream crier's GitHub reporter, on the elected replica: for every ProwJob whose state was
 //! not reported yet (`prow_api::hook::report::due`), one commit status, then, for a finished
 //! presubmit, the pull request's failure comment brought up to date; then the state is recorded
-//! in `status.prevReportStates`, so that a restart reports nothing twice and a state missed while
+//! in `status.prev_report_states` (upstream's wire name), so that a restart reports nothing twice and a state missed while
 //! no replica led is reported when one leads again. Runs on the shared work queue: one job is
 //! never reported twice at once, and a failure is retried with the queue's backoff.
 
@@ -78,7 +78,7 @@ impl Reporter {
         let api: Api<ProwJob> =
             Api::namespaced(self.client.clone(), &job.namespace().unwrap_or_default());
         let patch =
-            serde_json::json!({"status": {"prevReportStates": {REPORTER: status.job_state}}});
+            serde_json::json!({"status": {"prev_report_states": {REPORTER: status.job_state}}});
         let params = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..PatchParams::default()

@@ -62,6 +62,14 @@ if [ -n "${PROW_TEST_NODE_KUBECONFIG:-}" ]; then
   fi
 fi
 
+# GitHub's real webhook payloads for prow-hook's tests (npm, cached).
+if PROW_TEST_WEBHOOK_EXAMPLES=$("$scripts/webhook-examples.sh"); then
+  export PROW_TEST_WEBHOOK_EXAMPLES
+else
+  [ "${CI:-}" != true ] || { echo "webhook examples: not installed under CI=true" >&2; exit 1; }
+  echo "== prow-hook tests skipped: @octokit/webhooks-examples could not be fetched"
+fi
+
 echo "== cargo test"
 log="$state/cargo-test.log"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?

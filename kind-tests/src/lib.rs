@@ -10,6 +10,8 @@ pub mod cimaster;
 pub mod control_plane;
 pub mod env;
 pub mod fixtures;
+pub mod github;
+pub mod hook;
 pub mod https;
 pub mod operator;
 pub mod pod_driver;

@@ -1,5 +1,5 @@
 //! What goes back to GitHub for a run, as upstream crier's GitHub reporter: one commit status per
-//! state (once each, recorded in `status.prevReportStates` under [`REPORTER`]), and one bot
+//! state (once each, recorded in `status.prev_report_states` (upstream's wire name) under [`REPORTER`]), and one bot
 //! comment per pull request with a table of its failed jobs.
 
 use super::runs::{OPTIONAL_ANNOTATION, REPORTER};

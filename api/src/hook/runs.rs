@@ -16,7 +16,7 @@ pub const EVENT_GUID_LABEL: &str = "event-GUID";
 /// The `prow-operator.dev/trigger` of runs made for GitHub's events.
 pub const TRIGGER: &str = "github";
 /// The name under which the GitHub reporter records what it reported in
-/// `status.prevReportStates`, as upstream's crier.
+/// `status.prev_report_states` (upstream's wire name), as upstream's crier.
 pub const REPORTER: &str = "github-reporter";
 /// On a presubmit run: `true` when its job is optional (the failure comment says so).
 pub const OPTIONAL_ANNOTATION: &str = "prow-operator.dev/optional";
@@ -155,7 +155,7 @@ pub fn abort_patch(why: &str) -> serde_json::Value {
     serde_json::json!({"status": {
         "state": ProwJobState::Aborted,
         "description": why,
-        "prevReportStates": {REPORTER: ProwJobState::Aborted},
+        "prev_report_states": {REPORTER: ProwJobState::Aborted},
     }})
 }
 

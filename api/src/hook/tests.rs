@@ -442,7 +442,7 @@ fn runs_carry_upstreams_refs_labels_and_a_name_per_delivery() {
     assert!(!runs::supersedes(&job, &other_job));
     let patch = runs::abort_patch("newer");
     assert_eq!(patch["status"]["state"], "aborted");
-    assert_eq!(patch["status"]["prevReportStates"][REPORTER], "aborted");
+    assert_eq!(patch["status"]["prev_report_states"][REPORTER], "aborted");
     assert_eq!(
         runs::pull_selector("acme", "widgets", 7),
         "prow.k8s.io/type=presubmit,prow.k8s.io/refs.org=acme,prow.k8s.io/refs.repo=widgets,prow.k8s.io/refs.pull=7"

@@ -1,0 +1,390 @@
+//! A stand-in of the GitHub REST API calls prow-hook makes, for tests: it serves what the test
+//! sets (the bot's login, organisation members, collaborators, branch heads, pull requests,
+//! their changed files, labels and comments) and records every call, every status, label and
+//! comment. A test double for request shapes only: the behaviour under test is asserted on the
+//! API server's ProwJobs.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use warp::http::{Method, StatusCode};
+use warp::Filter;
+
+/// A status GitHub was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// `org/repo`.
+    pub repo: String,
+    /// The commit.
+    pub sha: String,
+    /// pending, success, failure or error.
+    pub state: String,
+    /// The context.
+    pub context: String,
+    /// The description.
+    pub description: String,
+    /// The link.
+    pub target_url: String,
+}
+
+/// A comment on an issue or pull request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comment {
+    /// Its ID.
+    pub id: i64,
+    /// `org/repo#number`.
+    pub on: String,
+    /// Who wrote it.
+    pub user: String,
+    /// Its text.
+    pub body: String,
+}
+
+/// One call as it arrived.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The method.
+    pub method: Method,
+    /// The path and query.
+    pub path: String,
+    /// The JSON body, if any.
+    pub body: Value,
+}
+
+/// What the stand-in knows and was told.
+#[derive(Default)]
+pub struct State {
+    /// The token calls must carry.
+    pub token: String,
+    /// The bot's login (`GET /user`).
+    pub bot: String,
+    /// Members by organisation.
+    pub members: BTreeMap<String, BTreeSet<String>>,
+    /// Collaborators by `org/repo`.
+    pub collaborators: BTreeMap<String, BTreeSet<String>>,
+    /// Branch heads by `org/repo:branch`.
+    pub branches: BTreeMap<String, String>,
+    /// Pull requests by `org/repo#number` (GitHub's JSON; its labels are kept in `labels`).
+    pub pulls: BTreeMap<String, Value>,
+    /// Changed files by `org/repo#number`.
+    pub files: BTreeMap<String, Vec<String>>,
+    /// Labels by `org/repo#number`.
+    pub labels: BTreeMap<String, Vec<String>>,
+    /// Every comment made (deleted ones removed).
+    pub comments: Vec<Comment>,
+    /// Every status posted, in order.
+    pub statuses: Vec<Status>,
+    /// Commits that are gone (a status on one is answered 422 "No commit found for SHA").
+    pub gone: BTreeSet<String>,
+    /// Answers to give the next calls instead of the real one (a 502, a rate limit).
+    pub fail_next: VecDeque<u16>,
+    /// Every call.
+    pub calls: Vec<Call>,
+    next_id: i64,
+}
+
+/// The running stand-in.
+#[derive(Clone)]
+pub struct FakeGitHub {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its state, for the test to set and read.
+    pub state: Arc<Mutex<State>>,
+}
+
+impl FakeGitHub {
+    /// Starts one on a free loopback port, accepting `token`, with `bot` as its login.
+    pub async fn start(token: &str, bot: &str) -> anyhow::Result<FakeGitHub> {
+        let state = Arc::new(Mutex::new(State {
+            token: token.into(),
+            bot: bot.into(),
+            next_id: 1000,
+            ..State::default()
+        }));
+        let shared = state.clone();
+        let route = warp::any()
+            .and(warp::method())
+            .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::bytes())
+            .map(
+                move |method: Method,
+                      path: warp::path::FullPath,
+                      query: String,
+                      auth: Option<String>,
+                      body: bytes::Bytes| {
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let mut s = shared.lock().unwrap();
+                    let full = if query.is_empty() {
+                        path.as_str().to_string()
+                    } else {
+                        format!("{}?{query}", path.as_str())
+                    };
+                    s.calls.push(Call {
+                        method: method.clone(),
+                        path: full,
+                        body: body.clone(),
+                    });
+                    let (status, answer) =
+                        if auth.as_deref() != Some(&format!("Bearer {}", s.token)) {
+                            (401, json!({"message": "Bad credentials"}))
+                        } else if let Some(code) = s.fail_next.pop_front() {
+                            (code, json!({"message": "injected"}))
+                        } else {
+                            serve(&mut s, &method, path.as_str(), &query, &body)
+                        };
+                    let mut reply = warp::reply::with_status(
+                        warp::reply::json(&answer),
+                        StatusCode::from_u16(status).unwrap(),
+                    )
+                    .into_response();
+                    if status == 429 || status == 403 {
+                        reply
+                            .headers_mut()
+                            .insert("retry-after", "1".parse().unwrap());
+                    }
+                    reply
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Ok(FakeGitHub { address, state })
+    }
+
+    /// Its base URL, for `--github-endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Runs `f` on the state.
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// The statuses posted so far.
+    pub fn statuses(&self) -> Vec<Status> {
+        self.with(|s| s.statuses.clone())
+    }
+
+    /// The comments on `org/repo#number` now.
+    pub fn comments_on(&self, on: &str) -> Vec<Comment> {
+        self.with(|s| s.comments.iter().filter(|c| c.on == on).cloned().collect())
+    }
+
+    /// The labels of `org/repo#number` now.
+    pub fn labels_of(&self, on: &str) -> Vec<String> {
+        self.with(|s| s.labels.get(on).cloned().unwrap_or_default())
+    }
+}
+
+use warp::Reply;
+
+fn serve(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) -> (u16, Value) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let page = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("page="))
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1);
+    let none = || (404, json!({"message": "Not Found"}));
+    let yes_no = |yes: bool| {
+        if yes {
+            (204, Value::Null)
+        } else {
+            (404, json!({"message": "Not Found"}))
+        }
+    };
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", ["user"]) => (200, json!({"login": s.bot})),
+        ("GET", ["orgs", org, "members", user]) => {
+            yes_no(s.members.get(*org).is_some_and(|m| m.contains(*user)))
+        }
+        ("GET", ["repos", org, repo, "collaborators", user]) => yes_no(
+            s.collaborators
+                .get(&format!("{org}/{repo}"))
+                .is_some_and(|m| m.contains(*user)),
+        ),
+        ("GET", ["repos", org, repo, "git", "ref", "heads", branch @ ..]) => {
+            match s
+                .branches
+                .get(&format!("{org}/{repo}:{}", branch.join("/")))
+            {
+                Some(sha) => (
+                    200,
+                    json!({"ref": format!("refs/heads/{}", branch.join("/")), "object": {"sha": sha, "type": "commit"}}),
+                ),
+                None => none(),
+            }
+        }
+        ("GET", ["repos", org, repo, "pulls", number]) => {
+            let key = format!("{org}/{repo}#{number}");
+            match s.pulls.get(&key) {
+                Some(pr) => {
+                    let mut pr = pr.clone();
+                    let labels: Vec<Value> = s
+                        .labels
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| json!({"name": l}))
+                        .collect();
+                    pr["labels"] = json!(labels);
+                    (200, pr)
+                }
+                None => none(),
+            }
+        }
+        ("GET", ["repos", org, repo, "pulls", number, "files"]) => {
+            let files = s
+                .files
+                .get(&format!("{org}/{repo}#{number}"))
+                .cloned()
+                .unwrap_or_default();
+            let page: Vec<Value> = files
+                .iter()
+                .skip((page - 1) * 100)
+                .take(100)
+                .map(|f| json!({"filename": f, "status": "modified"}))
+                .collect();
+            (200, json!(page))
+        }
+        ("GET", ["repos", org, repo, "commits", sha, "status"]) => {
+            let repo = format!("{org}/{repo}");
+            let mut latest: BTreeMap<String, &Status> = BTreeMap::new();
+            for st in s
+                .statuses
+                .iter()
+                .filter(|st| st.repo == repo && st.sha == *sha)
+            {
+                latest.insert(st.context.clone(), st);
+            }
+            let statuses: Vec<Value> = latest
+                .values()
+                .map(|st| json!({"context": st.context, "state": st.state}))
+                .collect();
+            (200, json!({"sha": sha, "statuses": statuses}))
+        }
+        ("POST", ["repos", org, repo, "statuses", sha]) => {
+            if s.gone.contains(*sha) {
+                return (
+                    422,
+                    json!({"message": format!("No commit found for SHA: {sha}")}),
+                );
+            }
+            let text = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            s.statuses.push(Status {
+                repo: format!("{org}/{repo}"),
+                sha: sha.to_string(),
+                state: text("state"),
+                context: text("context"),
+                description: text("description"),
+                target_url: text("target_url"),
+            });
+            (201, json!({}))
+        }
+        ("GET", ["repos", org, repo, "issues", number, "labels"]) => {
+            let labels = s
+                .labels
+                .get(&format!("{org}/{repo}#{number}"))
+                .cloned()
+                .unwrap_or_default();
+            (
+                200,
+                json!(labels
+                    .iter()
+                    .map(|l| json!({"name": l}))
+                    .collect::<Vec<_>>()),
+            )
+        }
+        ("POST", ["repos", org, repo, "issues", number, "labels"]) => {
+            let labels = s
+                .labels
+                .entry(format!("{org}/{repo}#{number}"))
+                .or_default();
+            for l in body["labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str())
+            {
+                if !labels.iter().any(|x| x == l) {
+                    labels.push(l.to_string());
+                }
+            }
+            (
+                200,
+                json!(labels
+                    .iter()
+                    .map(|l| json!({"name": l}))
+                    .collect::<Vec<_>>()),
+            )
+        }
+        ("DELETE", ["repos", org, repo, "issues", number, "labels", label]) => {
+            let labels = s
+                .labels
+                .entry(format!("{org}/{repo}#{number}"))
+                .or_default();
+            let before = labels.len();
+            labels.retain(|l| l != label);
+            if labels.len() == before {
+                none()
+            } else {
+                (200, json!([]))
+            }
+        }
+        ("GET", ["repos", org, repo, "issues", number, "comments"]) => {
+            let on = format!("{org}/{repo}#{number}");
+            let all: Vec<Value> = s
+                .comments
+                .iter()
+                .filter(|c| c.on == on)
+                .skip((page - 1) * 100)
+                .take(100)
+                .map(|c| json!({"id": c.id, "user": {"login": c.user}, "body": c.body}))
+                .collect();
+            (200, json!(all))
+        }
+        ("POST", ["repos", org, repo, "issues", number, "comments"]) => {
+            s.next_id += 1;
+            let comment = Comment {
+                id: s.next_id,
+                on: format!("{org}/{repo}#{number}"),
+                user: s.bot.clone(),
+                body: body["body"].as_str().unwrap_or_default().to_string(),
+            };
+            s.comments.push(comment.clone());
+            (201, json!({"id": comment.id, "body": comment.body}))
+        }
+        ("PATCH", ["repos", _, _, "issues", "comments", id]) => {
+            let id: i64 = id.parse().unwrap_or_default();
+            match s.comments.iter_mut().find(|c| c.id == id) {
+                Some(c) => {
+                    c.body = body["body"].as_str().unwrap_or_default().to_string();
+                    (200, json!({"id": id}))
+                }
+                None => none(),
+            }
+        }
+        ("DELETE", ["repos", _, _, "issues", "comments", id]) => {
+            let id: i64 = id.parse().unwrap_or_default();
+            let before = s.comments.len();
+            s.comments.retain(|c| c.id != id);
+            if s.comments.len() == before {
+                none()
+            } else {
+                (204, Value::Null)
+            }
+        }
+        _ => none(),
+    }
+}
