@@ -1,5 +1,5 @@
-# prow-operator's image: both binaries, statically linked, on an empty base, run as a non-root
-# user. Three stages:
+# prow-operator's image: its three binaries (prow-operator, prow-webhook, prow-hook), statically
+# linked, on an empty base, run as a non-root user. Three stages:
 #
 #   prebuilt  the binaries built beforehand on the host (kind-tests/scripts/image.sh does it):
 #             needs no base image, so it builds where no registry can be reached.
@@ -10,11 +10,11 @@
 #   kind-tests/scripts/image.sh                    # -> prow-operator.local/prow-operator:0.1.0
 #   docker build -t prow-operator.local/prow-operator:0.1.0 .
 #
-# Both binaries sit at the root; the chart runs `/prow-operator` and `/prow-webhook`.
+# The binaries sit at the root; the chart runs `/prow-operator`, `/prow-webhook` and `/prow-hook`.
 # The user is 65532 (distroless's "nonroot"); the chart sets it again with runAsNonRoot.
 
 FROM scratch AS prebuilt
-COPY prow-operator prow-webhook /
+COPY prow-operator prow-webhook prow-hook /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
 
@@ -32,12 +32,14 @@ WORKDIR /src
 COPY . .
 RUN RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --target x86_64-unknown-linux-gnu \
-      -p prow-operator -p prow-webhook --bin prow-operator --bin prow-webhook \
+      -p prow-operator -p prow-webhook -p prow-hook \
+      --bin prow-operator --bin prow-webhook --bin prow-hook \
  && cp target/x86_64-unknown-linux-gnu/release/prow-operator \
-       target/x86_64-unknown-linux-gnu/release/prow-webhook /
+       target/x86_64-unknown-linux-gnu/release/prow-webhook \
+       target/x86_64-unknown-linux-gnu/release/prow-hook /
 
 FROM scratch
-COPY --from=build /prow-operator /prow-webhook /
+COPY --from=build /prow-operator /prow-webhook /prow-hook /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
 

@@ -328,6 +328,8 @@ def kubectl(*args, stdin=None):
         {"testClusterApi": {"enabled": True}},
         {"testClusterApi": {"enabled": True, "authentication": "anonymous"}},
         {"webhook": {"tls": {"mode": "secret", "caBundle": "Q0E="}}, "kubernetesApi": {"host": "172.17.0.1"}},
+        {"hook": {"enabled": True, "ingress": {"enabled": True, "host": "prow.example.org"},
+                  "triggers": [{"repos": ["acme"], "trusted_apps": ["dependabot"]}]}},
     ],
 )
 def test_every_rendered_object_is_accepted_by_the_api_server(values):
@@ -394,3 +396,63 @@ def test_decoration_settings_reach_the_operator():
     assert f"--job-url-template={template}" in c["args"]
     _, c = container(render(), "operator")
     assert not [a for a in c["args"] if a.startswith(("--utility-image", "--job-url-template"))]
+
+
+HOOK = {"hook": {"enabled": True}}
+
+
+def test_the_hook_is_off_by_default_and_on_with_least_privilege():
+    assert not [o for o in render() if o["metadata"]["name"].endswith("-hook") or "-hook-" in o["metadata"]["name"]]
+    objects = render(HOOK)
+    deployment, c = container(objects, "hook")
+    assert c["command"] == ["/prow-hook"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "prow-prow-operator-hook"
+    args = c["args"]
+    for arg in ("--listen=0.0.0.0:8888", "--namespace=default", "--hmac-secret-file=/etc/webhook/hmac",
+                "--github-token-path=/etc/github/oauth", "--github-endpoint=https://api.github.com",
+                f"--leader-election-namespace={NAMESPACE}", "--leader-election-name=prow-prow-operator-hook"):
+        assert arg in args, (arg, args)
+    assert not [a for a in args if a.startswith("--plugin-config")]
+    service = named(objects, "Service", "-hook")
+    assert service["spec"]["ports"][0]["port"] == 8888
+    assert not of_kind(objects, "Ingress"), "no Ingress unless asked"
+    # It may create and update ProwJobs and read JobDefinitions, never touch pods or Secrets.
+    hook_rules = [rule for role, rule in rules_of(objects) if "-hook-" in role["metadata"]["name"]]
+    resources = {r for rule in hook_rules for r in rule["resources"]}
+    assert resources == {"prowjobs", "prowjobs/status", "jobdefinitions", "leases"}, resources
+    for rule in hook_rules:
+        if rule["resources"] == ["jobdefinitions"]:
+            assert set(rule["verbs"]) == {"get", "list", "watch"}
+        assert "delete" not in rule["verbs"]
+    lease = named(objects, "Lease", "-hook")
+    assert lease["metadata"]["namespace"] == NAMESPACE
+    # Its pods mount the two Secrets, read-only.
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["hmac"]["secret"]["secretName"] == "github-hmac"
+    assert volumes["github"]["secret"]["secretName"] == "github-token"
+
+
+def test_the_hooks_triggers_ingress_and_github_reach_it():
+    objects = render({"hook": {
+        "enabled": True,
+        "github": {"endpoint": "https://ghe.example.org/api/v3", "tokenSecret": {"name": "bot", "key": "token"}},
+        "triggers": [{"repos": ["acme"], "trusted_apps": ["dependabot"], "only_org_members": True}],
+        "ingress": {"enabled": True, "className": "nginx", "host": "prow.example.org",
+                    "tls": [{"hosts": ["prow.example.org"], "secretName": "prow-tls"}]},
+    }})
+    _, c = container(objects, "hook")
+    assert "--github-endpoint=https://ghe.example.org/api/v3" in c["args"]
+    assert "--github-token-path=/etc/github/token" in c["args"]
+    assert "--plugin-config=/etc/plugins/plugins.yaml" in c["args"]
+    plugins = yaml.safe_load(named(objects, "ConfigMap", "-hook-plugins")["data"]["plugins.yaml"])
+    assert plugins == {"triggers": [{"repos": ["acme"], "trusted_apps": ["dependabot"], "only_org_members": True}]}
+    ingress = named(objects, "Ingress", "-hook")
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "prow.example.org"
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/hook"], "only /hook is exposed"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as refused:
+        chart.render({"hook": {"enabled": True, "triggers": [{"repos": ["a"], "trusted_app": ["x"]}]}},
+                     name=RELEASE, namespace=NAMESPACE, is_install=True)
+    assert "trusted_app" in str(refused.value)
