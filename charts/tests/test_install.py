@@ -11,11 +11,15 @@ tests run against it instead: the image is loaded with `kind load docker-image`.
 
 The tests of this module run in order against one release."""
 
+import hashlib
+import hmac
 import os
 import re
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -93,12 +97,21 @@ def in_namespaces(text):
     return re.sub(r"\bnamespace: test-pods\b", f"namespace: {NS['pods']}", text)
 
 
+# The Secrets a user makes for prow-hook before installing it.
+HOOK_HMAC, HOOK_TOKEN = "github-hmac", "github-token"
+
+
 def values(**changes):
     server = urlparse(yaml.safe_load(Path(KUBECONFIG).read_text())["clusters"][0]["cluster"]["server"])
     v = {
         "namespaces": {"jobs": NS["jobs"], "pods": NS["pods"]},
         "testClusterApi": {"enabled": True},
         "logging": {"level": "info", "format": "json"},
+        # prow-hook, with the Secrets the fixture makes; GitHub is an address that refuses (no
+        # call may leave the machine), which only reporting would call.
+        "hook": {"enabled": True, "replicas": 1, "github": {
+            "endpoint": "http://127.0.0.1:9", "tokenSecret": {"name": HOOK_TOKEN, "key": "oauth"}},
+            "hmacSecret": {"name": HOOK_HMAC, "key": "hmac"}},
     }
     if not KIND:
         # No kube-proxy beside the real node: pods reach the API server on the bridge.
@@ -120,6 +133,8 @@ def release():
         pytest.skip(f"install tests skipped: {IMAGE} is not built (kind-tests/scripts/image.sh)")
     for ns in NS.values():
         kubectl("create", "namespace", ns, check=True)
+    kubectl("create", "secret", "generic", HOOK_HMAC, "-n", NS["release"], "--from-literal=hmac=s3cret", check=True)
+    kubectl("create", "secret", "generic", HOOK_TOKEN, "-n", NS["release"], "--from-literal=oauth=t0ken", check=True)
     config = helm.Config(kubeconfig_path=KUBECONFIG, namespace=NS["release"])
     try:
         config.install(str(CHART), RELEASE, values(), namespace=NS["release"], wait="watcher", timeout=300)
@@ -139,13 +154,32 @@ def pods_of(component):
     return [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
+def hook_post(ip, headers, body):
+    request = urllib.request.Request(f"http://{ip}:8888/hook", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def test_both_binaries_run_as_ready_pods_under_the_charts_service_accounts(release):
-    for component in ("operator", "webhook"):
+    for component, replicas in (("operator", 2), ("webhook", 2), ("hook", 1)):
         d = deployment(component)
-        assert d["status"].get("readyReplicas") == 2, (component, d["status"])
+        assert d["status"].get("readyReplicas") == replicas, (component, d["status"])
         for pod in pods_of(component):
             assert pod["spec"]["serviceAccountName"] == f"{FULLNAME}-{component}"
             assert pod["status"]["phase"] == "Running"
+    # prow-hook serves /hook on its pod's address (the bridge, reachable from here): an
+    # unsigned delivery is refused, a signed one that is not acted on is acknowledged.
+    hook_ip = pods_of("hook")[0]["status"]["podIP"]
+    refused = hook_post(hook_ip, {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d1"}, b"{}")
+    assert refused[0] == 403, refused
+    signature = "sha256=" + hmac.new(b"s3cret", b"{}", hashlib.sha256).hexdigest()
+    taken = hook_post(hook_ip, {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d2",
+                                "X-Hub-Signature-256": signature}, b"{}")
+    assert taken[0] == 200 and "not acted on" in taken[1], taken
     # The webhook set its configurations' caBundle from the Secret it made.
     secret = get("secret", f"{FULLNAME}-webhook-tls", NS["release"])
     ca = secret["data"]["ca.crt"]
@@ -202,7 +236,7 @@ def test_the_jobs_run_on_the_node_and_one_leases_a_test_cluster(release):
     )
 
 
-SA = {c: f"system:serviceaccount:{NS['release']}:{FULLNAME}-{c}" for c in ("operator", "webhook")}
+SA = {c: f"system:serviceaccount:{NS['release']}:{FULLNAME}-{c}" for c in ("operator", "webhook", "hook")}
 
 
 def rbac_matrix():
@@ -251,8 +285,26 @@ def rbac_matrix():
     for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         for verb in ("get", "patch"):
             calls.append(("webhook", verb, f"{kind}.admissionregistration.k8s.io/{FULLNAME}", None, True))
-    # Calls neither may make.
-    for who in ("operator", "webhook"):
+    # Every call prow-hook makes: runs, aborts and what was reported, definitions, its Lease.
+    for verb in ("get", "list", "watch", "create", "update", "patch"):
+        calls.append(("hook", verb, "prowjobs.prow.k8s.io", jobs, True))
+    calls.append(("hook", "patch", "prowjobs.prow.k8s.io#status", jobs, True))
+    for verb in ("get", "list", "watch"):
+        calls.append(("hook", verb, "jobdefinitions.prow-operator.dev", jobs, True))
+    for verb in ("get", "update", "patch"):
+        calls.append(("hook", verb, f"leases.coordination.k8s.io/{FULLNAME}-hook", rel, True))
+    # What prow-hook, facing the internet, must not: pods, Secrets, deleting runs, definitions.
+    calls += [
+        ("hook", "create", "pods", pods, False),
+        ("hook", "get", "secrets", rel, False),
+        ("hook", "get", "secrets", pods, False),
+        ("hook", "delete", "prowjobs.prow.k8s.io", jobs, False),
+        ("hook", "create", "jobdefinitions.prow-operator.dev", jobs, False),
+        ("hook", "update", f"leases.coordination.k8s.io/{FULLNAME}-operator", rel, False),
+        ("hook", "create", "prowjobs.prow.k8s.io", pods, False),
+    ]
+    # Calls none may make.
+    for who in ("operator", "webhook", "hook"):
         calls += [
             (who, "list", "secrets", None, False),  # Secrets cluster-wide
             (who, "get", "secrets", "kube-system", False),
@@ -369,6 +421,9 @@ def test_uninstall_leaves_only_the_crds_and_what_users_made(release):
     for kind in ("secrets", "configmaps", "leases", "endpoints", "services"):
         names = [o["metadata"]["name"] for o in get(kind, namespace=NS["release"])["items"]]
         names = [n for n in names if not n.startswith("default-token-") and n != "kube-root-ca.crt"]
+        if kind == "secrets":
+            # prow-hook's two Secrets were made by the user, before the install.
+            names = [n for n in names if n not in (HOOK_HMAC, HOOK_TOKEN)]
         assert names == [], (kind, names)
     # The CRDs stay, and so do the users' objects and the jobs' pods.
     assert get("crd", "prowjobs.prow.k8s.io") is not None
