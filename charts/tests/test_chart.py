@@ -456,3 +456,18 @@ def test_the_hooks_triggers_ingress_and_github_reach_it():
         chart.render({"hook": {"enabled": True, "triggers": [{"repos": ["a"], "trusted_app": ["x"]}]}},
                      name=RELEASE, namespace=NAMESPACE, is_install=True)
     assert "trusted_app" in str(refused.value)
+
+
+def test_the_hook_authenticates_as_a_github_app_when_one_is_given():
+    objects = render({"hook": {"enabled": True, "github": {"app": {"id": "4242"}}}})
+    deployment, c = container(objects, "hook")
+    assert "--github-app-id=4242" in c["args"]
+    assert "--github-app-private-key-path=/etc/github/private-key.pem" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--github-token-path")]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["github"]["secret"]["secretName"] == "github-app"
+    chart = helm.Chart.load(str(CHART))
+    with pytest.raises(helm.HelmError) as refused:
+        chart.render({"hook": {"enabled": True, "github": {"app": {"id": "my-app"}}}},
+                     name=RELEASE, namespace=NAMESPACE, is_install=True)
+    assert "id" in str(refused.value)

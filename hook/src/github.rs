@@ -1,9 +1,12 @@
 //! A thin typed client of the GitHub REST API calls prow-hook makes, over reqwest: a token read
-//! from its file at each call (so a rotated Secret is picked up), upstream's retry rules (8 tries
+//! from its file at each call (so a rotated Secret is picked up), or a GitHub App's installation
+//! tokens (one per organisation, made with the app's JWT and made again 5 minutes before they
+//! expire), upstream's retry rules (8 tries
 //! from a 2 s backoff that doubles for connection errors and 5xx; `Retry-After` obeyed; a 403 or
 //! 429 with `X-RateLimit-Remaining: 0` waits for `X-RateLimit-Reset`), and one error type that
 //! says which call failed and what GitHub said.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +51,14 @@ pub enum GitHubError {
     Token {
         /// The file.
         path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The GitHub App could not get a token for an organisation.
+    #[error("the GitHub App has no token for {org}: {reason}")]
+    App {
+        /// The organisation.
+        org: String,
         /// Why.
         reason: String,
     },
@@ -102,13 +113,27 @@ pub fn rate_limit_wait(status: u16, headers: &HeaderMap, now: u64) -> Option<Dur
     (status == 429).then(|| Duration::from_secs(60))
 }
 
+/// How the client authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// A token in a file (a bot account's personal access token).
+    Token(PathBuf),
+    /// A GitHub App: its ID and its private key (PEM).
+    App {
+        /// The app's ID.
+        id: String,
+        /// Its private key file.
+        key: PathBuf,
+    },
+}
+
 /// The client's settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The API's base URL (`https://api.github.com`, a GitHub Enterprise `/api/v3`, a stand-in).
     pub endpoint: String,
-    /// The file holding the token.
-    pub token_path: PathBuf,
+    /// How calls authenticate.
+    pub auth: Auth,
     /// Tries per call.
     pub tries: u32,
     /// The first backoff, doubled each try.
@@ -122,6 +147,60 @@ pub struct GitHub {
     http: reqwest::Client,
     settings: Settings,
     bot: OnceCell<String>,
+    app: Option<App>,
+}
+
+/// A GitHub App's signing key and its installation tokens by organisation.
+struct App {
+    id: String,
+    key: jsonwebtoken::EncodingKey,
+    tokens: tokio::sync::Mutex<HashMap<String, (String, u64)>>,
+}
+
+/// Seconds before an installation token's expiry at which it is made again.
+const TOKEN_MARGIN: u64 = 300;
+
+impl App {
+    /// The app's JWT (RS256, issued a minute ago against clock drift, valid 9 minutes), as
+    /// GitHub asks.
+    fn jwt(&self, now: u64) -> Result<String, GitHubError> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iat: u64,
+            exp: u64,
+            iss: &'a str,
+        }
+        let claims = Claims {
+            iat: now.saturating_sub(60),
+            exp: now + 540,
+            iss: &self.id,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &self.key,
+        )
+        .map_err(|e| GitHubError::App {
+            org: String::new(),
+            reason: format!("signing the app's JWT: {e}"),
+        })
+    }
+}
+
+/// The organisation a call is about, from its path (`/repos/ORG/...`, `/orgs/ORG/...`).
+pub fn org_of(path: &str) -> Option<&str> {
+    let mut parts = path.trim_start_matches('/').split(['/', '?']);
+    match (parts.next(), parts.next()) {
+        (Some("repos" | "orgs"), Some(org)) if !org.is_empty() => Some(org),
+        _ => None,
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// An answer that was not retried.
@@ -137,7 +216,32 @@ impl GitHub {
             .timeout(settings.timeout)
             .user_agent(concat!("prow-hook/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let app = match &settings.auth {
+            Auth::Token(path) => {
+                std::fs::metadata(path).map_err(|e| {
+                    anyhow::anyhow!("the GitHub token {} cannot be read: {e}", path.display())
+                })?;
+                None
+            }
+            Auth::App { id, key } => {
+                let pem = std::fs::read(key).map_err(|e| {
+                    anyhow::anyhow!("the GitHub App's key {} cannot be read: {e}", key.display())
+                })?;
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the GitHub App's key {} is not an RSA key in PEM: {e}",
+                        key.display()
+                    )
+                })?;
+                Some(App {
+                    id: id.clone(),
+                    key,
+                    tokens: tokio::sync::Mutex::new(HashMap::new()),
+                })
+            }
+        };
         Ok(GitHub {
+            app,
             http,
             settings: Settings {
                 endpoint: settings.endpoint.trim_end_matches('/').to_string(),
@@ -147,13 +251,87 @@ impl GitHub {
         })
     }
 
-    fn token(&self) -> Result<String, GitHubError> {
-        std::fs::read_to_string(&self.settings.token_path)
-            .map(|t| t.trim().to_string())
-            .map_err(|e| GitHubError::Token {
-                path: self.settings.token_path.clone(),
-                reason: e.to_string(),
-            })
+    /// The bearer token of a call to `path`: the token file's; or, for a GitHub App, the app's
+    /// JWT for `/app...` and the organisation's installation token for the rest.
+    async fn bearer(&self, path: &str) -> Result<String, GitHubError> {
+        let Some(app) = &self.app else {
+            let Auth::Token(file) = &self.settings.auth else {
+                unreachable!("no app: a token file")
+            };
+            return std::fs::read_to_string(file)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| GitHubError::Token {
+                    path: file.clone(),
+                    reason: e.to_string(),
+                });
+        };
+        let now = now_seconds();
+        let Some(org) = org_of(path).filter(|_| !path.starts_with("/app")) else {
+            return app.jwt(now);
+        };
+        let mut tokens = app.tokens.lock().await;
+        if let Some((token, expires)) = tokens.get(org) {
+            if now + TOKEN_MARGIN < *expires {
+                return Ok(token.clone());
+            }
+        }
+        let (token, expires) = self.installation_token(app, org, now).await?;
+        tokens.insert(org.to_string(), (token.clone(), expires));
+        Ok(token)
+    }
+
+    /// A new installation token of the app for `org`, and when it expires.
+    async fn installation_token(
+        &self,
+        app: &App,
+        org: &str,
+        now: u64,
+    ) -> Result<(String, u64), GitHubError> {
+        #[derive(serde::Deserialize)]
+        struct Installation {
+            id: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: String,
+            expires_at: String,
+        }
+        let failed = |reason: String| GitHubError::App {
+            org: org.to_string(),
+            reason,
+        };
+        let jwt = app.jwt(now)?;
+        let mut installation = None;
+        for path in [
+            format!("/orgs/{org}/installation"),
+            format!("/users/{org}/installation"),
+        ] {
+            let answer = self.send(Method::GET, &path, None, &jwt).await?;
+            if answer.status == 200 {
+                installation = serde_json::from_slice::<Installation>(&answer.body).ok();
+                break;
+            }
+        }
+        let installation =
+            installation.ok_or_else(|| failed("the app is not installed there".into()))?;
+        let path = format!("/app/installations/{}/access_tokens", installation.id);
+        let answer = self.send(Method::POST, &path, None, &jwt).await?;
+        if answer.status != 201 && answer.status != 200 {
+            return Err(failed(format!("{path} answered {}", answer.status)));
+        }
+        let token: Token =
+            serde_json::from_slice(&answer.body).map_err(|e| failed(format!("{path}: {e}")))?;
+        let expires = token
+            .expires_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t.as_second().max(0) as u64)
+            .unwrap_or(now + 3600);
+        tracing::info!(
+            org,
+            installation = installation.id,
+            "made a GitHub App installation token"
+        );
+        Ok((token.token, expires))
     }
 
     async fn call(
@@ -161,6 +339,17 @@ impl GitHub {
         method: Method,
         path: &str,
         body: Option<&Value>,
+    ) -> Result<Answer, GitHubError> {
+        let bearer = self.bearer(path).await?;
+        self.send(method, path, body, &bearer).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        bearer: &str,
     ) -> Result<Answer, GitHubError> {
         let url = format!("{}{path}", self.settings.endpoint);
         let mut backoff = self.settings.backoff;
@@ -172,7 +361,7 @@ impl GitHub {
                 .request(method.clone(), &url)
                 .header("accept", "application/vnd.github+json")
                 .header("x-github-api-version", "2022-11-28")
-                .bearer_auth(self.token()?);
+                .bearer_auth(bearer);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -193,10 +382,7 @@ impl GitHub {
                 }
             };
             let status = response.status().as_u16();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
+            let now = now_seconds();
             if !last {
                 if let Some(wait) = rate_limit_wait(status, response.headers(), now) {
                     tracing::warn!(%method, path, status, wait_seconds = wait.as_secs(), "GitHub's rate limit: waiting");
@@ -276,14 +462,26 @@ impl GitHub {
         }
     }
 
-    /// The login the token acts as (the bot), asked once.
+    /// The login the token acts as (the bot), asked once: the token's user, or a GitHub App's
+    /// `slug[bot]`.
     pub async fn bot_login(&self) -> Result<String, GitHubError> {
         #[derive(Deserialize)]
         struct Me {
             login: String,
         }
+        #[derive(Deserialize)]
+        struct AppInfo {
+            slug: String,
+        }
         self.bot
-            .get_or_try_init(|| async { self.get::<Me>("/user").await.map(|m| m.login) })
+            .get_or_try_init(|| async {
+                if self.app.is_some() {
+                    let app: AppInfo = self.get("/app").await?;
+                    Ok(format!("{}[bot]", app.slug))
+                } else {
+                    self.get::<Me>("/user").await.map(|m| m.login)
+                }
+            })
             .await
             .cloned()
     }
@@ -571,6 +769,21 @@ mod tests {
                 want,
                 "{status} {h:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_organisation_of_a_call_is_read_from_its_path() {
+        let cases = [
+            ("/repos/acme/widgets/statuses/abc", Some("acme")),
+            ("/orgs/acme/members/alice", Some("acme")),
+            ("/repos/acme?x=1", Some("acme")),
+            ("/user", None),
+            ("/app/installations/1/access_tokens", None),
+            ("/repos//x", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(org_of(path), want, "{path}");
         }
     }
 

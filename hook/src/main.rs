@@ -58,6 +58,23 @@ struct HookFlags {
     )]
     github_token_path: PathBuf,
 
+    /// Authenticate as this GitHub App (with --github-app-private-key-path) instead of a token:
+    /// an installation token per organisation, made again before it expires.
+    #[arg(
+        long,
+        env = "PROW_HOOK_GITHUB_APP_ID",
+        requires = "github_app_private_key_path"
+    )]
+    github_app_id: Option<String>,
+
+    /// The GitHub App's private key (PEM).
+    #[arg(
+        long,
+        env = "PROW_HOOK_GITHUB_APP_PRIVATE_KEY_PATH",
+        requires = "github_app_id"
+    )]
+    github_app_private_key_path: Option<PathBuf>,
+
     /// GitHub's API: a GitHub Enterprise server's `https://HOST/api/v3`, or a stand-in in tests.
     #[arg(
         long,
@@ -132,15 +149,16 @@ async fn main() -> anyhow::Result<()> {
 
     let secrets = Arc::new(RwLock::new(read_secrets(&flags.hmac_secret_file)?));
     let config = Arc::new(RwLock::new(read_config(flags.plugin_config.as_deref())?));
-    std::fs::metadata(&flags.github_token_path).with_context(|| {
-        format!(
-            "the GitHub token {} cannot be read",
-            flags.github_token_path.display()
-        )
-    })?;
+    let auth = match (&flags.github_app_id, &flags.github_app_private_key_path) {
+        (Some(id), Some(key)) => github::Auth::App {
+            id: id.clone(),
+            key: key.clone(),
+        },
+        _ => github::Auth::Token(flags.github_token_path.clone()),
+    };
     let github = Arc::new(GitHub::new(github::Settings {
         endpoint: flags.github_endpoint.clone(),
-        token_path: flags.github_token_path.clone(),
+        auth,
         tries: flags.github_tries,
         backoff: flags.github_backoff,
         timeout: Duration::from_secs(30),

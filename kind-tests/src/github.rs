@@ -51,6 +51,8 @@ pub struct Call {
     pub path: String,
     /// The JSON body, if any.
     pub body: Value,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 /// What the stand-in knows and was told.
@@ -82,7 +84,60 @@ pub struct State {
     pub fail_next: VecDeque<u16>,
     /// Every call.
     pub calls: Vec<Call>,
+    /// A GitHub App whose JWTs and installation tokens are accepted too.
+    pub app: Option<AppState>,
     next_id: i64,
+}
+
+/// A GitHub App the stand-in knows.
+pub struct AppState {
+    /// Its ID (the JWT's `iss`).
+    pub id: String,
+    /// Its slug (the bot is `slug[bot]`).
+    pub slug: String,
+    /// Its public key, to check JWTs.
+    pub key: jsonwebtoken::DecodingKey,
+    /// Installation IDs by organisation.
+    pub installations: BTreeMap<String, i64>,
+    /// Seconds an installation token lives.
+    pub token_seconds: u64,
+    /// Installation tokens issued: token -> (organisation, expiry in seconds since the epoch).
+    pub issued: BTreeMap<String, (String, u64)>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Whether `bearer` may make the call to `path`: the token, or for an app, its JWT (for
+/// `/app...` and installation look-ups) or an unexpired installation token of the path's
+/// organisation.
+fn authorised(s: &State, path: &str, bearer: &str) -> bool {
+    if !s.token.is_empty() && bearer == s.token {
+        return true;
+    }
+    let Some(app) = &s.app else {
+        return false;
+    };
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let wants_jwt = parts.first() == Some(&"app")
+        || matches!(parts.as_slice(), ["orgs" | "users", _, "installation"]);
+    if wants_jwt {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[app.id.as_str()]);
+        return jsonwebtoken::decode::<Value>(bearer, &app.key, &validation).is_ok();
+    }
+    let org = match parts.as_slice() {
+        ["repos" | "orgs", org, ..] => *org,
+        _ => return false,
+    };
+    app.issued
+        .get(bearer)
+        .is_some_and(|(for_org, expires)| for_org == org && *expires > now())
 }
 
 /// The running stand-in.
@@ -127,15 +182,22 @@ impl FakeGitHub {
                         method: method.clone(),
                         path: full,
                         body: body.clone(),
+                        status: 0,
                     });
-                    let (status, answer) =
-                        if auth.as_deref() != Some(&format!("Bearer {}", s.token)) {
-                            (401, json!({"message": "Bad credentials"}))
-                        } else if let Some(code) = s.fail_next.pop_front() {
-                            (code, json!({"message": "injected"}))
-                        } else {
-                            serve(&mut s, &method, path.as_str(), &query, &body)
-                        };
+                    let bearer = auth
+                        .as_deref()
+                        .and_then(|a| a.strip_prefix("Bearer "))
+                        .unwrap_or_default();
+                    let (status, answer) = if !authorised(&s, path.as_str(), bearer) {
+                        (401, json!({"message": "Bad credentials"}))
+                    } else if let Some(code) = s.fail_next.pop_front() {
+                        (code, json!({"message": "injected"}))
+                    } else {
+                        serve(&mut s, &method, path.as_str(), &query, &body)
+                    };
+                    if let Some(call) = s.calls.last_mut() {
+                        call.status = status;
+                    }
                     let mut reply = warp::reply::with_status(
                         warp::reply::json(&answer),
                         StatusCode::from_u16(status).unwrap(),
@@ -200,6 +262,36 @@ fn serve(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) 
     };
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["user"]) => (200, json!({"login": s.bot})),
+        ("GET", ["app"]) => match &s.app {
+            Some(app) => (200, json!({"id": app.id, "slug": app.slug})),
+            None => none(),
+        },
+        ("GET", ["orgs" | "users", org, "installation"]) => {
+            match s.app.as_ref().and_then(|a| a.installations.get(*org)) {
+                Some(id) => (200, json!({"id": id})),
+                None => none(),
+            }
+        }
+        ("POST", ["app", "installations", id, "access_tokens"]) => {
+            let Some(app) = s.app.as_mut() else {
+                return none();
+            };
+            let Some(org) = app
+                .installations
+                .iter()
+                .find(|(_, i)| i.to_string() == *id)
+                .map(|(o, _)| o.clone())
+            else {
+                return none();
+            };
+            let token = format!("ghs_{}_{}", org, app.issued.len());
+            let expires = now() + app.token_seconds;
+            app.issued.insert(token.clone(), (org, expires));
+            let at = jiff::Timestamp::from_second(expires as i64)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            (201, json!({"token": token, "expires_at": at}))
+        }
         ("GET", ["orgs", org, "members", user]) => {
             yes_no(s.members.get(*org).is_some_and(|m| m.contains(*user)))
         }

@@ -240,6 +240,16 @@ impl Hook {
     /// namespace, with `plugin_config` as its `--plugin-config` when not empty.
     pub async fn start(env: &TestEnv, plugin_config: &str, extra: &[&str]) -> anyhow::Result<Hook> {
         let github = FakeGitHub::start("test-token", "prow-bot").await?;
+        Self::start_with(env, github, plugin_config, extra).await
+    }
+
+    /// Starts prow-hook against `github`, which the test set up (a GitHub App, say).
+    pub async fn start_with(
+        env: &TestEnv,
+        github: FakeGitHub,
+        plugin_config: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Hook> {
         let dir = std::env::temp_dir().join(format!("prow-hook-{}-{}", env.namespace, guid()));
         std::fs::create_dir_all(&dir)?;
         let secret = format!("hmac-{}", env.namespace);

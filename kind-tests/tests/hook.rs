@@ -792,3 +792,127 @@ async fn hostile_deliveries_get_clear_answers_and_start_nothing() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_app_calls_with_installation_tokens_made_again_before_they_expire() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-app").await.expect("env");
+    define_jobs(&env).await;
+    // An app's key as GitHub hands it out (PKCS#1 PEM), and its public half for the stand-in.
+    let keys = kind_tests::hook::Files(std::env::temp_dir().join(format!("app-{}", env.namespace)));
+    std::fs::create_dir_all(&keys.0).unwrap();
+    let key = keys.0.join("app.pem");
+    let public = keys.0.join("app.pub");
+    for args in [
+        vec![
+            "genrsa",
+            "-traditional",
+            "-out",
+            key.to_str().unwrap(),
+            "2048",
+        ],
+        vec![
+            "rsa",
+            "-in",
+            key.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ],
+    ] {
+        let done = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl");
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    // No plain token is accepted: only the app's JWT and its installation tokens.
+    let github = kind_tests::github::FakeGitHub::start("", "unused")
+        .await
+        .unwrap();
+    let decoding =
+        jsonwebtoken::DecodingKey::from_rsa_pem(&std::fs::read(&public).unwrap()).unwrap();
+    github.with(|s| {
+        s.app = Some(kind_tests::github::AppState {
+            id: "4242".into(),
+            slug: "prow-app".into(),
+            key: decoding,
+            installations: [(ORG.to_string(), 77)].into(),
+            // 3 s of use before the hook's 5-minute margin makes it take a new one.
+            token_seconds: 303,
+            issued: Default::default(),
+        });
+        s.members
+            .entry(ORG.into())
+            .or_default()
+            .insert("alice".into());
+    });
+    let args = [
+        "--github-app-id=4242".to_string(),
+        format!("--github-app-private-key-path={}", key.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let hook = Hook::start_with(&env, github, "", &args)
+        .await
+        .expect("prow-hook");
+    let minted = |hook: &Hook| {
+        hook.github.with(|s| {
+            s.calls
+                .iter()
+                .filter(|c| c.path.ends_with("/access_tokens"))
+                .count()
+        })
+    };
+    let change = pr(16, "alice", "g16");
+    change.publish(&hook.github, &examples, &["main.go"], "base-1");
+    hook.deliver("pull_request", &change.event(&examples, "opened", "alice"))
+        .await
+        .unwrap();
+    expect_jobs(&env, &["unit", "lint"]).await;
+    assert_eq!(
+        minted(&hook),
+        1,
+        "one installation token for the event's calls"
+    );
+    let refused: Vec<String> = hook.github.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.status == 401)
+            .map(|c| c.path.clone())
+            .collect()
+    });
+    assert!(refused.is_empty(), "every call authenticated: {refused:?}");
+    let jwt_calls = hook
+        .github
+        .with(|s| s.calls.iter().filter(|c| c.path == "/app").count());
+    assert_eq!(
+        jwt_calls, 1,
+        "the bot's name asked once, with the app's JWT"
+    );
+    // The app's own comments are its bot's (`prow-app[bot]`): they start nothing.
+    hook.deliver(
+        "issue_comment",
+        &change.comment(&examples, "prow-app[bot]", "/test e2e"),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    expect_jobs(&env, &["unit", "lint"]).await;
+    // Past its margin the token is made again.
+    hook.deliver(
+        "issue_comment",
+        &change.comment(&examples, "alice", "/test e2e"),
+    )
+    .await
+    .unwrap();
+    expect_jobs(&env, &["unit", "lint", "e2e"]).await;
+    assert_eq!(
+        minted(&hook),
+        2,
+        "a new token once the first was near its expiry"
+    );
+}
