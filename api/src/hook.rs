@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod fuzzing;
 pub mod report;
 pub mod runs;
 pub mod secrets;

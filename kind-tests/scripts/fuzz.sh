@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the admission path (fuzz/fuzz_targets/admission_review.rs: any bytes to every
-# endpoint) for SECONDS (default 60) with libFuzzer through cargo-fuzz, starting from the corpus
-# kept in fuzz/. New inputs go to a scratch directory, so the repository's corpus changes only
+# endpoint) and prow-hook's deliveries (fuzz/fuzz_targets/hook_delivery.rs) for SECONDS in all
+# (default 60) with libFuzzer through cargo-fuzz, starting from the seeds and corpus kept in
+# fuzz/. New inputs go to a scratch directory, so the repository's corpus changes only
 # when someone minimises and commits a run's (see README). A crash fails the run and leaves its
 # input in fuzz/artifacts/ with the command that replays it.
 #
@@ -20,7 +21,19 @@ fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/prow-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
-# The instrumented build is cached outside the work tree: about 7 minutes cold on 2 cores.
-cargo fuzz run --sanitizer none --codegen-units 16 --target-dir "$cache/fuzz-target" \
-  admission_review "$scratch" fuzz/corpus/admission_review fuzz/seeds/admission_review -- \
-  -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+# Two targets share the time: the admission path two thirds, prow-hook's deliveries a third
+# (its rules are pure and fast). Both are built in one instrumented build, cached outside the
+# work tree: about 7 minutes cold on 2 cores.
+hook_seconds=$((seconds / 3))
+admission_seconds=$((seconds - hook_seconds))
+run() {
+  local target=$1 time=$2
+  mkdir -p "$scratch/$target"
+  local dirs=("$scratch/$target" "fuzz/seeds/$target")
+  [ -d "fuzz/corpus/$target" ] && dirs+=("fuzz/corpus/$target")
+  cargo fuzz run --sanitizer none --codegen-units 16 --target-dir "$cache/fuzz-target" \
+    "$target" "${dirs[@]}" -- \
+    -max_total_time="$time" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+}
+run admission_review "$admission_seconds"
+run hook_delivery "$hook_seconds"

@@ -91,9 +91,9 @@ kind-tests/scripts/chart-tests.sh 2>&1 | tee "$chart_log" || status=1
 # The same install tests on kind, where kind and Docker are present (one line where not).
 kind-tests/scripts/kind-install-test.sh 2>&1 | tee -a "$chart_log" || status=1
 
-# A short bounded fuzz of the admission path (any bytes to every endpoint); its corpus is
-# replayed by the unit tests above as well.
-echo "== fuzz the admission path (${PROW_FUZZ_SECONDS:-60} s)"
+# A short bounded fuzz of the admission path (any bytes to every endpoint) and of prow-hook's
+# deliveries; their seeds and corpora are replayed by the unit tests above as well.
+echo "== fuzz the admission path and prow-hook's deliveries (${PROW_FUZZ_SECONDS:-60} s)"
 kind-tests/scripts/fuzz.sh "${PROW_FUZZ_SECONDS:-60}" >"$state/fuzz.log" 2>&1 || {
   status=1
   tail -40 "$state/fuzz.log"
