@@ -340,17 +340,26 @@ impl Trigger {
             return Ok(());
         }
         let base_sha = self.github.branch_head(org, name, &pr.base.name).await?;
-        let mut made = Vec::new();
+        let mut jobs = Vec::new();
         for def in chosen {
             match runs::presubmit_run(def, repo, pr, &base_sha, guid) {
-                Ok(job) => made.push(self.create(job).await?),
-                Err(e) => {
-                    Metrics::count(&self.metrics.runs, "refused");
-                    tracing::warn!(definition = %def.name_any(), error = %e, "no run made");
-                }
+                Ok(job) => jobs.push(job),
+                Err(e) => self.refused(def, &e),
             }
         }
+        let made = self.create_all(jobs).await?;
         self.abort_superseded(&made).await
+    }
+
+    fn refused(&self, def: &JobDefinition, error: &prow_api::jobdefinition::CannotRun) {
+        Metrics::count(&self.metrics.runs, "refused");
+        tracing::warn!(definition = %def.name_any(), error = %error, "no run made");
+    }
+
+    /// Creates the runs of one event at once (an event of a repository with 20 presubmits
+    /// makes 20).
+    async fn create_all(&self, jobs: Vec<ProwJob>) -> anyhow::Result<Vec<ProwJob>> {
+        futures::future::try_join_all(jobs.into_iter().map(|job| self.create(job))).await
     }
 
     async fn create(&self, job: ProwJob) -> anyhow::Result<ProwJob> {
@@ -451,20 +460,18 @@ impl Trigger {
             return Ok(());
         }
         let changes = e.changed_files();
+        let mut jobs = Vec::new();
         for def in self.definitions_of(&e.repository) {
             match select::postsubmit_runs(&def, e.branch(), &changes) {
                 Ok(true) => match runs::postsubmit_run(&def, e, guid) {
-                    Ok(job) => {
-                        self.create(job).await?;
-                    }
-                    Err(err) => {
-                        tracing::warn!(definition = %def.name_any(), error = %err, "no run made")
-                    }
+                    Ok(job) => jobs.push(job),
+                    Err(err) => self.refused(&def, &err),
                 },
                 Ok(false) => {}
                 Err(err) => log_skipped(&[err]),
             }
         }
+        self.create_all(jobs).await?;
         Ok(())
     }
 }
