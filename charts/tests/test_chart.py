@@ -471,3 +471,15 @@ def test_the_hook_authenticates_as_a_github_app_when_one_is_given():
         chart.render({"hook": {"enabled": True, "github": {"app": {"id": "my-app"}}}},
                      name=RELEASE, namespace=NAMESPACE, is_install=True)
     assert "id" in str(refused.value)
+
+
+def test_the_hook_reports_as_check_runs_with_log_credentials_when_asked():
+    objects = render({"hook": {"enabled": True, "reportAs": "checks", "logCredentialsSecret": "s3-credentials"}})
+    deployment, c = container(objects, "hook")
+    assert "--report-as=checks" in c["args"]
+    assert "--s3-credentials-file=/etc/s3-credentials/service-account.json" in c["args"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["s3-credentials"]["secret"]["secretName"] == "s3-credentials"
+    _, c = container(render(HOOK), "hook")
+    assert "--report-as=statuses" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--s3-credentials-file")]

@@ -697,6 +697,92 @@ impl GitHub {
         }
     }
 
+    /// The check runs of `sha` as (name, external_id, id, conclusion), every one or those named
+    /// `name`.
+    pub async fn check_runs(
+        &self,
+        org: &str,
+        repo: &str,
+        sha: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<(String, String, i64, Option<String>)>, GitHubError> {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            check_runs: Vec<Run>,
+        }
+        #[derive(Deserialize)]
+        struct Run {
+            id: i64,
+            name: String,
+            #[serde(default)]
+            external_id: Option<String>,
+            #[serde(default)]
+            conclusion: Option<String>,
+        }
+        let filter = name
+            .map(|n| format!("&check_name={}", encode(n)))
+            .unwrap_or_default();
+        let list: List = self
+            .get(&format!(
+                "/repos/{org}/{repo}/commits/{sha}/check-runs?per_page=100{filter}"
+            ))
+            .await?;
+        Ok(list
+            .check_runs
+            .into_iter()
+            .map(|r| {
+                (
+                    r.name,
+                    r.external_id.unwrap_or_default(),
+                    r.id,
+                    r.conclusion,
+                )
+            })
+            .collect())
+    }
+
+    /// Creates the check run of `check`'s ProwJob, or updates it (found by its `external_id`),
+    /// with `text` as its output's text.
+    pub async fn upsert_check_run(
+        &self,
+        check: &prow_api::hook::report::CheckRun,
+        text: Option<String>,
+    ) -> Result<(), GitHubError> {
+        let (org, repo) = (check.org.as_str(), check.repo.as_str());
+        let existing = self
+            .check_runs(org, repo, &check.head_sha, Some(&check.name))
+            .await?
+            .into_iter()
+            .find(|(_, external, _, _)| *external == check.external_id);
+        let mut body = json!({
+            "name": check.name,
+            "external_id": check.external_id,
+            "status": check.status,
+            "output": {"title": check.title, "summary": check.title},
+        });
+        if let Some(conclusion) = check.conclusion {
+            body["conclusion"] = json!(conclusion);
+        }
+        if !check.details_url.is_empty() {
+            body["details_url"] = json!(check.details_url);
+        }
+        if let Some(text) = text {
+            body["output"]["text"] = json!(text);
+        }
+        match existing {
+            Some((_, _, id, _)) => {
+                let path = format!("/repos/{org}/{repo}/check-runs/{id}");
+                self.ok(Method::PATCH, &path, Some(&body)).await.map(drop)
+            }
+            None => {
+                body["head_sha"] = json!(check.head_sha);
+                let path = format!("/repos/{org}/{repo}/check-runs");
+                self.ok(Method::POST, &path, Some(&body)).await.map(drop)
+            }
+        }
+    }
+
     /// Posts a commit status.
     pub async fn create_status(
         &self,
@@ -718,9 +804,27 @@ impl GitHub {
     }
 }
 
+/// `text` percent-encoded for a query string.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode("pull-unit_1.x~"), "pull-unit_1.x~");
+        assert_eq!(encode("e2e / gce&x=é"), "e2e%20%2F%20gce%26x%3D%C3%A9");
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use kube::runtime::watcher;
+use prow_api::hook::report::ReportAs;
 use prow_api::hook::secrets::Secrets;
 use prow_api::hook::trust::HookConfig;
 use prow_api::jobdefinition::JobDefinition;
@@ -20,6 +21,7 @@ use prow_hook::metrics::Metrics;
 use prow_hook::reporter::Reporter;
 use prow_hook::trigger::Trigger;
 use prow_runtime::settings::go_duration;
+use prow_runtime::storage::Credentials;
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::telemetry::{self, LogFormat};
 use prow_runtime::{client, health, leader, process, queue, shutdown, watch};
@@ -114,6 +116,20 @@ struct HookFlags {
     #[arg(long, env = "PROW_HOOK_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Report as commit statuses (upstream's) or as check runs, whose output carries a finished
+    /// run's log tail (check runs need a GitHub App).
+    #[arg(long, env = "PROW_HOOK_REPORT_AS", value_enum, default_value_t = ReportAsFlag::Statuses)]
+    report_as: ReportAsFlag,
+
+    /// S3 credentials (upstream's service-account.json) of the bucket decorated runs upload to,
+    /// for check runs' log tails.
+    #[arg(long, env = "PROW_HOOK_S3_CREDENTIALS_FILE", default_value = "")]
+    s3_credentials_file: String,
+
+    /// GCS credentials of that bucket, where it is a gs:// one.
+    #[arg(long, env = "PROW_HOOK_GCS_CREDENTIALS_FILE", default_value = "")]
+    gcs_credentials_file: String,
+
     /// Report job states to GitHub (on the replica holding the Lease).
     #[arg(long, env = "PROW_HOOK_REPORT", default_value_t = true, action = clap::ArgAction::Set)]
     report: bool,
@@ -137,6 +153,15 @@ struct HookFlags {
     /// Log line format.
     #[arg(long, env = "PROW_HOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// `--report-as`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ReportAsFlag {
+    /// Commit statuses.
+    Statuses,
+    /// Check runs.
+    Checks,
 }
 
 #[tokio::main]
@@ -253,11 +278,14 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| client.default_namespace().to_string());
-        let reporter = Arc::new(Reporter::new(
-            client.clone(),
-            github.clone(),
-            metrics.clone(),
-        ));
+        let mut reporter = Reporter::new(client.clone(), github.clone(), metrics.clone());
+        reporter.report_as = match flags.report_as {
+            ReportAsFlag::Statuses => ReportAs::Statuses,
+            ReportAsFlag::Checks => ReportAs::Checks,
+        };
+        reporter.log_credentials =
+            Credentials::from_files(&flags.s3_credentials_file, &flags.gcs_credentials_file)?;
+        let reporter = Arc::new(reporter);
         tasks.spawn(
             "reporter",
             logged(

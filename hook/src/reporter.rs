@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use prow_api::hook::report::{self, CommentChange, MARKER};
+use prow_api::hook::report::{self, CommentChange, ReportAs, MARKER};
 use prow_api::hook::runs::REPORTER;
 use prow_api::ProwJob;
 use prow_runtime::lock;
@@ -28,9 +28,17 @@ pub struct Reporter {
     pub github: Arc<GitHub>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Statuses or check runs.
+    pub report_as: ReportAs,
+    /// The credentials of the bucket logs are read from, for a check run's log tail (mounted:
+    /// prow-hook may not read Secrets).
+    pub log_credentials: prow_runtime::storage::Credentials,
     /// One lock per pull request: its failure comment is read and written by one job at a time.
     comments: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// Lines of a finished run's log shown in its check run.
+const LOG_TAIL_LINES: usize = 200;
 
 impl Reporter {
     /// A reporter with these parts.
@@ -39,6 +47,8 @@ impl Reporter {
             client,
             github,
             metrics,
+            report_as: ReportAs::Statuses,
+            log_credentials: prow_runtime::storage::Credentials::Ambient,
             comments: Mutex::new(HashMap::new()),
         }
     }
@@ -64,7 +74,21 @@ impl Reporter {
         let Some(status) = report::due(job) else {
             return Ok(());
         };
-        match self.github.create_status(&status).await {
+        let posted = match self.report_as {
+            ReportAs::Statuses => self.github.create_status(&status).await,
+            ReportAs::Checks => match report::check_due(job) {
+                Some(check) => {
+                    let text = if status.job_state.is_complete() {
+                        Some(self.log_tail(job).await)
+                    } else {
+                        None
+                    };
+                    self.github.upsert_check_run(&check, text).await
+                }
+                None => Ok(()),
+            },
+        };
+        match posted {
             Ok(()) => Metrics::count(&self.metrics.reports, "status"),
             Err(e) if e.ignorable_for_status() => {
                 Metrics::count(&self.metrics.reports, "ignored");
@@ -90,6 +114,21 @@ impl Reporter {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The tail of a finished decorated run's log from its bucket, or why there is none.
+    async fn log_tail(&self, job: &ProwJob) -> String {
+        let folder = match prow_runtime::storage::RunFolder::of_job_with(job, &self.log_credentials)
+        {
+            Ok(Some(folder)) => folder,
+            Ok(None) => return "The job keeps no log in storage (it is not decorated).".into(),
+            Err(e) => return format!("The log could not be found: {e:#}"),
+        };
+        match folder.get("build-log.txt").await {
+            Ok(Some(bytes)) => report::log_tail(&String::from_utf8_lossy(&bytes), LOG_TAIL_LINES),
+            Ok(None) => format!("No log at {}/build-log.txt.", folder.url()),
+            Err(e) => format!("The log could not be read from {}: {e:#}", folder.url()),
         }
     }
 

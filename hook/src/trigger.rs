@@ -293,6 +293,20 @@ impl Trigger {
                 }
                 all.insert(context);
             }
+            // Check runs too, for a reporter set to --report-as=checks.
+            for (context, _, _, conclusion) in self
+                .github
+                .check_runs(org, name, &pr.head.sha, None)
+                .await?
+            {
+                if matches!(
+                    conclusion.as_deref(),
+                    Some("failure" | "timed_out" | "cancelled")
+                ) {
+                    failed.insert(context.clone());
+                }
+                all.insert(context);
+            }
         }
         let filter = Filter::Comment {
             commands,

@@ -29,6 +29,27 @@ pub struct Status {
     pub target_url: String,
 }
 
+/// A check run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckRun {
+    /// Its ID.
+    pub id: i64,
+    /// `org/repo`.
+    pub repo: String,
+    /// The commit.
+    pub head_sha: String,
+    /// Its name (the context).
+    pub name: String,
+    /// The ProwJob's name.
+    pub external_id: String,
+    /// Every (status, conclusion) it was given, in order.
+    pub states: Vec<(String, String)>,
+    /// Its output's text.
+    pub text: String,
+    /// Its link.
+    pub details_url: String,
+}
+
 /// A comment on an issue or pull request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Comment {
@@ -78,6 +99,8 @@ pub struct State {
     pub comments: Vec<Comment>,
     /// Every status posted, in order.
     pub statuses: Vec<Status>,
+    /// Check runs as they are now, and every state each went through.
+    pub checks: Vec<CheckRun>,
     /// Commits that are gone (a status on one is answered 422 "No commit found for SHA").
     pub gone: BTreeSet<String>,
     /// Answers to give the next calls instead of the real one (a 502, a rate limit).
@@ -344,6 +367,68 @@ fn serve(s: &mut State, method: &Method, path: &str, query: &str, body: &Value) 
                 .map(|f| json!({"filename": f, "status": "modified"}))
                 .collect();
             (200, json!(page))
+        }
+        ("GET", ["repos", org, repo, "commits", sha, "check-runs"]) => {
+            let name = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("check_name="))
+                .map(|n| n.replace("%20", " ").replace("%2F", "/"));
+            let repo = format!("{org}/{repo}");
+            let runs: Vec<Value> = s
+                .checks
+                .iter()
+                .filter(|c| c.repo == repo && c.head_sha == *sha && name.as_ref().is_none_or(|n| *n == c.name))
+                .map(|c| {
+                    let (status, conclusion) = c.states.last().cloned().unwrap_or_default();
+                    json!({"id": c.id, "name": c.name, "external_id": c.external_id, "status": status,
+                           "conclusion": if conclusion.is_empty() { Value::Null } else { json!(conclusion) }})
+                })
+                .collect();
+            (200, json!({"total_count": runs.len(), "check_runs": runs}))
+        }
+        ("POST", ["repos", org, repo, "check-runs"]) => {
+            s.next_id += 1;
+            let text = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let run = CheckRun {
+                id: s.next_id,
+                repo: format!("{org}/{repo}"),
+                head_sha: text("head_sha"),
+                name: text("name"),
+                external_id: text("external_id"),
+                states: vec![(text("status"), text("conclusion"))],
+                text: body["output"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                details_url: text("details_url"),
+            };
+            let id = run.id;
+            s.checks.push(run);
+            (201, json!({"id": id}))
+        }
+        ("PATCH", ["repos", _, _, "check-runs", id]) => {
+            let id: i64 = id.parse().unwrap_or_default();
+            let text = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            match s.checks.iter_mut().find(|c| c.id == id) {
+                Some(run) => {
+                    run.states.push((text("status"), text("conclusion")));
+                    if let Some(t) = body["output"]["text"].as_str() {
+                        run.text = t.to_string();
+                    }
+                    (200, json!({"id": id}))
+                }
+                None => none(),
+            }
         }
         ("GET", ["repos", org, repo, "commits", sha, "status"]) => {
             let repo = format!("{org}/{repo}");

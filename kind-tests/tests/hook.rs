@@ -916,3 +916,120 @@ async fn a_github_app_calls_with_installation_tokens_made_again_before_they_expi
         "a new token once the first was near its expiry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_report_as_checks_each_run_is_a_check_run_with_its_logs_tail_and_retest_reads_them() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-checks").await.expect("env");
+    // A decorated presubmit whose logs are in a directory bucket.
+    let bucket =
+        kind_tests::hook::Files(std::env::temp_dir().join(format!("bucket-{}", env.namespace)));
+    std::fs::create_dir_all(&bucket.0).unwrap();
+    let decoration = json!({"gcs_configuration": {"bucket": format!("file://{}", bucket.0.display()),
+                                                  "path_strategy": "explicit"}});
+    let api: Api<JobDefinition> = env.api();
+    api.create(
+        &PostParams::default(),
+        &definition(
+            "unit",
+            json!({"always_run": true, "decorate": true, "decoration_config": decoration}),
+        ),
+    )
+    .await
+    .unwrap();
+    let hook = Hook::start(&env, "", &["--report-as=checks"])
+        .await
+        .expect("prow-hook");
+    hook.github.with(|s| {
+        s.members
+            .entry(ORG.into())
+            .or_default()
+            .insert("alice".into());
+    });
+    let change = pr(17, "alice", "c17");
+    change.publish(&hook.github, &examples, &["main.go"], "base-1");
+    hook.deliver("pull_request", &change.event(&examples, "opened", "alice"))
+        .await
+        .unwrap();
+    let made = expect_jobs(&env, &["unit"]).await;
+    let name = made[0].name_any();
+    set_state(&env, &name, "triggered").await;
+    eventually("the queued check run", WAIT, || async {
+        Ok(hook
+            .github
+            .with(|s| s.checks.first().map(|c| c.states.clone())))
+    })
+    .await
+    .unwrap();
+    let jobs: Api<ProwJob> = env.api();
+    jobs.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"state": "pending", "build_id": "17", "description": "Job running."}})),
+    )
+    .await
+    .unwrap();
+    // The log where the pod utilities would have put it.
+    let job = jobs.get(&name).await.unwrap();
+    let gcs =
+        prow_api::decorate::options::Decoration::of(job.spec.decoration_config.as_ref().unwrap())
+            .unwrap()
+            .gcs_configuration;
+    let path =
+        prow_api::decorate::paths::run_path(&prow_api::pod::job_spec(&job, "17"), &gcs).unwrap();
+    let log: String =
+        (1..=300).map(|i| format!("step {i}\n")).collect::<String>() + "FAIL: widgets_test.go:12\n";
+    std::fs::create_dir_all(bucket.0.join(&path)).unwrap();
+    std::fs::write(bucket.0.join(&path).join("build-log.txt"), log).unwrap();
+    set_state(&env, &name, "failure").await;
+    let check = eventually("the completed check run", WAIT, || async {
+        Ok(hook.github.with(|s| {
+            s.checks
+                .iter()
+                .find(|c| c.states.last().is_some_and(|(st, _)| st == "completed"))
+                .cloned()
+        }))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            check.name.as_str(),
+            check.head_sha.as_str(),
+            check.external_id.as_str()
+        ),
+        ("unit", "c17", name.as_str())
+    );
+    let states: Vec<(&str, &str)> = check
+        .states
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(states.first(), Some(&("queued", "")), "{states:?}");
+    assert_eq!(states.last(), Some(&("completed", "failure")), "{states:?}");
+    assert!(states.contains(&("in_progress", "")), "{states:?}");
+    assert_eq!(
+        hook.github.with(|s| s.checks.len()),
+        1,
+        "one check run, updated"
+    );
+    assert!(
+        check.text.contains("FAIL: widgets_test.go:12") && check.text.contains("step 300"),
+        "{}",
+        check.text
+    );
+    assert!(!check.text.contains("step 50\n"), "only the tail");
+    assert!(hook.github.statuses().is_empty(), "no commit statuses");
+    // /retest finds the failed check run and reruns unit.
+    hook.deliver(
+        "issue_comment",
+        &change.comment(&examples, "alice", "/retest"),
+    )
+    .await
+    .unwrap();
+    eventually("a second unit run", WAIT, || async {
+        Ok((runs(&env).await.len() == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+}

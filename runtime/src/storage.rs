@@ -252,7 +252,8 @@ impl RunFolder {
         if gcs.bucket.is_empty() {
             return Ok(None);
         }
-        let bucket = Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
+        // A malformed bucket is named before any Secret is read.
+        Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
         let namespace = prow_api::pod::pod_namespace(job, default_pod_namespace);
         let secret_file = |name: String| async move {
             let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
@@ -277,6 +278,26 @@ impl RunFolder {
         } else {
             Credentials::Ambient
         };
+        Self::of_job_with(job, &credentials)
+    }
+
+    /// The folder of `job`'s run opened with `credentials` given by the caller (a process that
+    /// may not read Secrets, with the credentials mounted: prow-hook); None when the job is not
+    /// decorated or names no bucket.
+    pub fn of_job_with(
+        job: &prow_api::ProwJob,
+        credentials: &Credentials,
+    ) -> anyhow::Result<Option<Self>> {
+        use prow_api::decorate::options::Decoration;
+        let Some(dc) = job.spec.decoration_config.as_ref() else {
+            return Ok(None);
+        };
+        let d = Decoration::of(dc)?;
+        let gcs = &d.gcs_configuration;
+        if gcs.bucket.is_empty() {
+            return Ok(None);
+        }
+        let bucket = Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
         let build_id = job
             .status
             .as_ref()
@@ -286,7 +307,7 @@ impl RunFolder {
         let path = prow_api::decorate::paths::run_path(&spec, gcs)
             .context("the job has no storage path (a presubmit without a pull?)")?;
         Ok(Some(Self {
-            store: Store::open(&bucket, &credentials)?,
+            store: Store::open(&bucket, credentials)?,
             path,
         }))
     }

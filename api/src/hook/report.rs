@@ -251,3 +251,107 @@ fn author_of(job: &ProwJob) -> &str {
         .and_then(|p| p.author.as_deref())
         .unwrap_or("author")
 }
+
+/// How results go to GitHub (`--report-as`): commit statuses, as upstream, or check runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReportAs {
+    /// Commit statuses (upstream crier's).
+    #[default]
+    Statuses,
+    /// Check runs, with the log's tail in a finished run's output (beyond upstream, prow#340).
+    Checks,
+}
+
+/// A check run to create or update: one per run (its `external_id` is the run's name), named
+/// by the job's context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRun {
+    /// Organisation.
+    pub org: String,
+    /// Repository.
+    pub repo: String,
+    /// The commit checked.
+    pub head_sha: String,
+    /// The job's context.
+    pub name: String,
+    /// The ProwJob's name.
+    pub external_id: String,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: &'static str,
+    /// For a completed run: `success`, `failure` or `cancelled`.
+    pub conclusion: Option<&'static str>,
+    /// `status.url`.
+    pub details_url: String,
+    /// The output's title: the job's description.
+    pub title: String,
+    /// The job state this reports.
+    pub job_state: ProwJobState,
+}
+
+/// GitHub's check status and conclusion for a job state.
+pub fn check_state(state: ProwJobState) -> (&'static str, Option<&'static str>) {
+    match state {
+        ProwJobState::Scheduling | ProwJobState::Triggered => ("queued", None),
+        ProwJobState::Pending => ("in_progress", None),
+        ProwJobState::Success => ("completed", Some("success")),
+        ProwJobState::Failure | ProwJobState::Error => ("completed", Some("failure")),
+        ProwJobState::Aborted => ("completed", Some("cancelled")),
+    }
+}
+
+/// The check run `job` is due, if any: the same jobs and states as [`due`].
+pub fn check_due(job: &ProwJob) -> Option<CheckRun> {
+    let status = due(job)?;
+    let (check, conclusion) = check_state(status.job_state);
+    let described = job
+        .status
+        .as_ref()
+        .map(|s| s.description.clone())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| default_description(status.job_state).to_string());
+    Some(CheckRun {
+        org: status.org,
+        repo: status.repo,
+        head_sha: status.sha,
+        name: status.context,
+        external_id: job.metadata.name.clone().unwrap_or_default(),
+        status: check,
+        conclusion,
+        details_url: status.target_url,
+        title: elide(&described, 1000),
+        job_state: status.job_state,
+    })
+}
+
+/// Most characters of a check run's output text GitHub keeps.
+pub const MAX_CHECK_TEXT: usize = 65_535;
+
+/// The output text of a finished run: the last `lines` lines of its log in a code block, cut to
+/// fit GitHub's limit, with a line saying how much was left out.
+pub fn log_tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    let mut kept: Vec<&str> = all[all.len().saturating_sub(lines)..].to_vec();
+    let room = MAX_CHECK_TEXT - 200;
+    while kept.len() > 1 && kept.iter().map(|l| l.len() + 1).sum::<usize>() > room {
+        kept.remove(0);
+    }
+    let mut body = kept.join("\n");
+    if body.len() > room {
+        let mut cut = body.len() - room;
+        while !body.is_char_boundary(cut) {
+            cut += 1;
+        }
+        body = body[cut..].to_string();
+    }
+    let body = body.replace("```", "'''");
+    let left_out = all.len() - kept.len();
+    let head = if left_out == 0 {
+        "The log:".to_string()
+    } else {
+        format!(
+            "The last {} lines of the log ({left_out} before them left out):",
+            kept.len()
+        )
+    };
+    format!("{head}\n\n```\n{body}\n```\n")
+}

@@ -682,3 +682,61 @@ fn settings_are_found_by_repository_then_organisation() {
     assert_eq!(HookConfig::parse("").unwrap(), HookConfig::default());
     assert!(trust::welcome("eve", "acme", &acme).contains("@eve"));
 }
+
+#[test]
+fn check_runs_follow_the_job_and_carry_the_logs_tail() {
+    let cases = [
+        (ProwJobState::Triggered, ("queued", None)),
+        (ProwJobState::Pending, ("in_progress", None)),
+        (ProwJobState::Success, ("completed", Some("success"))),
+        (ProwJobState::Failure, ("completed", Some("failure"))),
+        (ProwJobState::Error, ("completed", Some("failure"))),
+        (ProwJobState::Aborted, ("completed", Some("cancelled"))),
+    ];
+    for (state, (status, conclusion)) in cases {
+        let check = report::check_due(&reported(state, None, "Job ran.")).expect("due");
+        assert_eq!(
+            (check.status, check.conclusion),
+            (status, conclusion),
+            "{state:?}"
+        );
+        assert_eq!(
+            (check.head_sha.as_str(), check.name.as_str()),
+            ("aaaa", "pull-unit")
+        );
+        assert_eq!(check.title, "Job ran.");
+        assert!(check.external_id.starts_with("pull-unit-gh-"));
+    }
+    assert_eq!(
+        report::check_due(&reported(
+            ProwJobState::Success,
+            Some(ProwJobState::Success),
+            ""
+        )),
+        None
+    );
+
+    let log: String = (1..=500).map(|i| format!("line {i}\n")).collect();
+    let tail = report::log_tail(&log, 100);
+    assert!(
+        tail.starts_with("The last 100 lines of the log (400 before them left out):"),
+        "{tail}"
+    );
+    assert!(
+        tail.contains("line 401\n") && tail.contains("line 500\n```"),
+        "{tail}"
+    );
+    assert!(!tail.contains("line 400\n"));
+    assert_eq!(
+        report::log_tail("short\n", 100),
+        "The log:\n\n```\nshort\n```\n"
+    );
+    let wide = format!("{}\n```evil\n", "é".repeat(100_000));
+    let tail = report::log_tail(&wide, 100);
+    assert!(tail.len() <= report::MAX_CHECK_TEXT, "{}", tail.len());
+    assert_eq!(
+        tail.matches("```").count(),
+        2,
+        "the log cannot close the code block"
+    );
+}
