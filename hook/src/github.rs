@@ -523,6 +523,22 @@ impl GitHub {
         Ok(r.object.sha)
     }
 
+    /// Every page of the list at `path`, up to 30 pages of 100.
+    async fn paged<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<Vec<T>, GitHubError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_FILE_PAGES {
+            let batch: Vec<T> = self
+                .get(&format!("{path}?per_page=100&page={page}"))
+                .await?;
+            let full = batch.len() == 100;
+            all.extend(batch);
+            if !full {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// The files a pull request changes (a renamed file under both names), every page.
     pub async fn pull_files(
         &self,
@@ -536,23 +552,13 @@ impl GitHub {
             #[serde(default)]
             previous_filename: Option<String>,
         }
-        let mut files = Vec::new();
-        for page in 1..=MAX_FILE_PAGES {
-            let batch: Vec<File> = self
-                .get(&format!(
-                    "/repos/{org}/{repo}/pulls/{number}/files?per_page=100&page={page}"
-                ))
-                .await?;
-            let full = batch.len() == 100;
-            for f in batch {
-                files.extend(f.previous_filename);
-                files.push(f.filename);
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(files)
+        let files: Vec<File> = self
+            .paged(&format!("/repos/{org}/{repo}/pulls/{number}/files"))
+            .await?;
+        Ok(files
+            .into_iter()
+            .flat_map(|f| f.previous_filename.into_iter().chain([f.filename]))
+            .collect())
     }
 
     /// A pull request as it is now.
@@ -652,26 +658,19 @@ impl GitHub {
             #[serde(default)]
             body: Option<String>,
         }
-        let mut out = Vec::new();
-        for page in 1..=MAX_FILE_PAGES {
-            let batch: Vec<C> = self
-                .get(&format!(
-                    "/repos/{org}/{repo}/issues/{number}/comments?per_page=100&page={page}"
-                ))
-                .await?;
-            let full = batch.len() == 100;
-            out.extend(batch.into_iter().map(|c| {
+        let comments: Vec<C> = self
+            .paged(&format!("/repos/{org}/{repo}/issues/{number}/comments"))
+            .await?;
+        Ok(comments
+            .into_iter()
+            .map(|c| {
                 (
                     c.id,
                     c.user.map(|u| u.login).unwrap_or_default(),
                     c.body.unwrap_or_default(),
                 )
-            }));
-            if !full {
-                break;
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Replaces comment `id`'s text.

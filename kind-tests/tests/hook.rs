@@ -141,6 +141,19 @@ async fn set_state(env: &TestEnv, name: &str, state: &str) {
     .expect("status");
 }
 
+/// Waits until `github` was sent a status `state` for `context`.
+async fn reported(github: &kind_tests::github::FakeGitHub, context: &str, state: &str) {
+    eventually(&format!("{context} {state}"), WAIT, || async {
+        Ok(github
+            .statuses()
+            .iter()
+            .any(|s| s.context == context && s.state == state)
+            .then_some(()))
+    })
+    .await
+    .unwrap()
+}
+
 fn setup() -> Option<Examples> {
     Examples::load().expect("examples")
 }
@@ -536,24 +549,10 @@ async fn each_state_is_reported_once_also_across_a_restart_and_the_failure_comme
     // A job with no state yet is not reported; triggered then pending are, once each.
     set_state(&env, &unit, "triggered").await;
     set_state(&env, &lint, "triggered").await;
-    let reported = |context: &'static str, state: &'static str| {
-        let github = hook.github.clone();
-        async move {
-            eventually(&format!("{context} {state}"), WAIT, || async {
-                Ok(github
-                    .statuses()
-                    .iter()
-                    .any(|s| s.context == context && s.state == state)
-                    .then_some(()))
-            })
-            .await
-            .unwrap()
-        }
-    };
-    reported("unit", "pending").await;
-    reported("lint", "pending").await;
+    reported(&hook.github, "unit", "pending").await;
+    reported(&hook.github, "lint", "pending").await;
     set_state(&env, &unit, "failure").await;
-    reported("unit", "failure").await;
+    reported(&hook.github, "unit", "failure").await;
     let statuses = hook.github.statuses();
     let failure = statuses
         .iter()
@@ -605,21 +604,7 @@ async fn each_state_is_reported_once_also_across_a_restart_and_the_failure_comme
     again
         .github
         .with(|s| s.comments = github.with(|old| old.comments.clone()));
-    let reported_again = |context: &'static str, state: &'static str| {
-        let github = again.github.clone();
-        async move {
-            eventually(&format!("{context} {state}"), WAIT, || async {
-                Ok(github
-                    .statuses()
-                    .iter()
-                    .any(|s| s.context == context && s.state == state)
-                    .then_some(()))
-            })
-            .await
-            .unwrap()
-        }
-    };
-    reported_again("lint", "success").await;
+    reported(&again.github, "lint", "success").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = again.github.statuses();
     assert_eq!(

@@ -235,6 +235,22 @@ pub struct RunFolder {
     pub path: String,
 }
 
+/// A decorated job's decoration and bucket; None when it is not decorated or names no bucket.
+/// A malformed one is an error naming the field, before any credentials are read.
+fn stored(
+    job: &prow_api::ProwJob,
+) -> anyhow::Result<Option<(prow_api::decorate::options::Decoration, Bucket)>> {
+    let Some(dc) = job.spec.decoration_config.as_ref() else {
+        return Ok(None);
+    };
+    let d = prow_api::decorate::options::Decoration::of(dc)?;
+    if d.gcs_configuration.bucket.is_empty() {
+        return Ok(None);
+    }
+    let bucket = Bucket::parse(&d.gcs_configuration.bucket).map_err(anyhow::Error::msg)?;
+    Ok(Some((d, bucket)))
+}
+
 impl RunFolder {
     /// The folder of `job`'s run, None when the job is not decorated or names no bucket.
     /// Errors name what is missing (the Secret, its key, a malformed field).
@@ -243,17 +259,9 @@ impl RunFolder {
         job: &prow_api::ProwJob,
         default_pod_namespace: &str,
     ) -> anyhow::Result<Option<Self>> {
-        use prow_api::decorate::options::Decoration;
-        let Some(dc) = job.spec.decoration_config.as_ref() else {
+        let Some((d, _)) = stored(job)? else {
             return Ok(None);
         };
-        let d = Decoration::of(dc)?;
-        let gcs = &d.gcs_configuration;
-        if gcs.bucket.is_empty() {
-            return Ok(None);
-        }
-        // A malformed bucket is named before any Secret is read.
-        Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
         let namespace = prow_api::pod::pod_namespace(job, default_pod_namespace);
         let secret_file = |name: String| async move {
             let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
@@ -288,16 +296,10 @@ impl RunFolder {
         job: &prow_api::ProwJob,
         credentials: &Credentials,
     ) -> anyhow::Result<Option<Self>> {
-        use prow_api::decorate::options::Decoration;
-        let Some(dc) = job.spec.decoration_config.as_ref() else {
+        let Some((d, bucket)) = stored(job)? else {
             return Ok(None);
         };
-        let d = Decoration::of(dc)?;
         let gcs = &d.gcs_configuration;
-        if gcs.bucket.is_empty() {
-            return Ok(None);
-        }
-        let bucket = Bucket::parse(&gcs.bucket).map_err(anyhow::Error::msg)?;
         let build_id = job
             .status
             .as_ref()
