@@ -13,4 +13,5 @@ cargo build --release --locked --bins
 state=$(mktemp -d "${TMPDIR:-/tmp}/prow-hook-bench.XXXXXX")
 trap '"$scripts/control-plane.sh" down "$state"; rm -rf "$state"' EXIT
 kubeconfig=$("$scripts/control-plane.sh" up "$state")
-PROW_TEST_KUBECONFIG=$kubeconfig target/release/bench-hook "$kubeconfig"
+# The hook's own log lines only for warnings: the figures are what is printed.
+RUST_LOG=warn PROW_TEST_KUBECONFIG=$kubeconfig target/release/bench-hook "$kubeconfig"

@@ -2,10 +2,10 @@
 //! with a release `prow-hook` beside it; kind-tests/scripts/bench-hook.sh runs it on a fresh
 //! control plane with GitHub's example payload (PROW_TEST_WEBHOOK_EXAMPLES).
 //!
-//! 1. Delivery -> ProwJobs created: 1,000 signed `pull_request` `synchronize` events sent at
-//!    50/s to a repository with 20 always_run presubmits (20 runs an event), the time from
-//!    sending a delivery until its first and its twentieth run are seen in a watch; beside it,
-//!    in the same run, the API server's own ProwJob create (the floor).
+//! 1. Delivery -> ProwJobs created: 1,000 signed `pull_request` `opened` events (as many pull
+//!    requests) sent at 50/s to a repository with 20 always_run presubmits (20 runs an event),
+//!    the time from sending a delivery until its first and its twentieth run are seen in a
+//!    watch; beside it, in the same run, the API server's own ProwJob create (the floor).
 //! 2. Saturation: 300 events sent by 16 senders at once; events handled per second (all 20
 //!    runs of each created).
 //! 3. RSS of a hook started with 10,000 JobDefinitions (500 repositories of 20).
@@ -122,23 +122,25 @@ async fn main() -> anyhow::Result<()> {
             .or_default()
             .insert("alice".into());
     });
-    let change = Pr {
+    let change = |number: i64| Pr {
         org: "acme".into(),
         repo: "repo-0".into(),
-        number: 1,
+        number,
         author: "alice".into(),
-        sha: "0123456789abcdef0123456789abcdef01234567".into(),
+        sha: format!("{number:040x}"),
         base: "main".into(),
         labels: Vec::new(),
         draft: false,
     };
-    change.publish(
+    change(1).publish(
         &hook.github,
         &examples,
         &["main.go"],
         "fedcba9876543210fedcba9876543210fedcba98",
     );
-    let payload = change.event(&examples, "synchronize", "alice");
+    let payloads: Vec<serde_json::Value> = (1..=(EVENTS + SATURATION_EVENTS) as i64)
+        .map(|n| change(n).event(&examples, "opened", "alice"))
+        .collect();
     let seen = watch_runs(&env);
 
     // 1. At 50/s, with the API server's own create measured between them.
@@ -147,12 +149,12 @@ async fn main() -> anyhow::Result<()> {
     let mut sent: Vec<(String, Instant)> = Vec::new();
     let mut floor = Vec::new();
     let start = Instant::now();
-    for i in 0..EVENTS {
+    for (i, payload) in payloads.iter().take(EVENTS).enumerate() {
         let due = start + Duration::from_millis(i as u64 * 1000 / RATE);
         tokio::time::sleep_until(due.into()).await;
         let guid = kind_tests::hook::guid();
         let at = Instant::now();
-        let (status, body) = hook.deliver_as("pull_request", &guid, &payload).await?;
+        let (status, body) = hook.deliver_as("pull_request", &guid, payload).await?;
         anyhow::ensure!(status == 200, "delivery answered {status}: {body}");
         sent.push((guid, at));
         if i % 10 == 0 {
@@ -210,9 +212,9 @@ async fn main() -> anyhow::Result<()> {
     let guids: Vec<String> = (0..SATURATION_EVENTS)
         .map(|_| kind_tests::hook::guid())
         .collect();
-    futures::stream::iter(guids.clone())
-        .map(|guid| {
-            let (hook, payload) = (&hook, &payload);
+    futures::stream::iter(guids.clone().into_iter().zip(&payloads[EVENTS..]))
+        .map(|(guid, payload)| {
+            let hook = &hook;
             async move { hook.deliver_as("pull_request", &guid, payload).await }
         })
         .buffer_unordered(SENDERS)
