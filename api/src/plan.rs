@@ -188,6 +188,11 @@ pub struct StatusChange {
     /// The link to the run's page (`--job-url-template`), set with the build ID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// States to record as reported, by reporter (merged into the job's): a run aborted because
+    /// a newer one supersedes it is marked reported to the GitHub reporter as aborted, as
+    /// upstream's plank does, so its context keeps the newer run's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_report_states: Option<std::collections::BTreeMap<String, ProwJobState>>,
 }
 
 impl StatusChange {
@@ -241,6 +246,9 @@ impl StatusChange {
         if let Some(u) = &self.url {
             s.url = u.clone();
         }
+        if let Some(states) = &self.prev_report_states {
+            s.prev_report_states.extend(states.clone());
+        }
         s
     }
 }
@@ -270,11 +278,13 @@ pub fn plan<J: Borrow<ProwJob>>(
         step,
         Step::Start | Step::Adopt | Step::WaitFor(_) | Step::Idle
     );
+    let mut superseded = false;
     if presubmit && running && !job.is_complete() {
         // A new run wakes the older ones it supersedes; they abort themselves.
         let others = peers.get();
         wake.extend(supersedes(job, others.clone()).into_iter().map(key));
         if let Some(newer) = superseded_by(job, others) {
+            superseded = true;
             step = Step::Finish {
                 state: ProwJobState::Aborted,
                 description: format!(
@@ -370,9 +380,18 @@ pub fn plan<J: Borrow<ProwJob>>(
             delete_pod && facts.pod.is_some(),
         ),
     };
+    if superseded {
+        if let Some(status) = plan.status.as_mut() {
+            status.prev_report_states =
+                Some([(GITHUB_REPORTER.to_string(), ProwJobState::Aborted)].into());
+        }
+    }
     plan.wake.splice(0..0, wake);
     plan
 }
+
+/// The name upstream's crier (and prow-hook) records the GitHub reporter's states under.
+pub const GITHUB_REPORTER: &str = "github-reporter";
 
 /// What a reconcile of a job must read before its plan, beyond the caches: the facts the plan
 /// takes are then all there, and the reconcile decides nothing itself.

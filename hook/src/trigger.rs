@@ -2,7 +2,7 @@
 //! with what only GitHub and the API server know (membership, the base branch's head, the
 //! changed files, the pull request's statuses; the definitions, the runs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
@@ -361,8 +361,9 @@ impl Trigger {
                 Err(e) => self.refused(def, &e),
             }
         }
-        let made = self.create_all(jobs).await?;
-        self.abort_superseded(&made).await
+        // Older runs of the same jobs and pull request are aborted by the operator, from its
+        // cache, as upstream's plank does: nothing here lists.
+        self.create_all(jobs).await.map(drop)
     }
 
     fn refused(&self, def: &JobDefinition, error: &prow_api::jobdefinition::CannotRun) {
@@ -399,35 +400,6 @@ impl Trigger {
         }
     }
 
-    /// Aborts the older unfinished runs of the same jobs and pull request as `made`.
-    async fn abort_superseded(&self, made: &[ProwJob]) -> anyhow::Result<()> {
-        let mut by_place: BTreeMap<(String, String), Vec<&ProwJob>> = BTreeMap::new();
-        for job in made {
-            let Some(refs) = job.spec.refs.as_ref() else {
-                continue;
-            };
-            let Some(pull) = refs.pulls.first() else {
-                continue;
-            };
-            let selector = runs::pull_selector(&refs.org, &refs.repo, pull.number);
-            by_place
-                .entry((job.namespace().unwrap_or_default(), selector))
-                .or_default()
-                .push(job);
-        }
-        for ((namespace, selector), new) in by_place {
-            let api: Api<ProwJob> = Api::namespaced(self.client.clone(), &namespace);
-            let existing = api.list(&ListParams::default().labels(&selector)).await?;
-            for old in existing.items {
-                if let Some(newer) = new.iter().find(|n| runs::supersedes(n, &old)) {
-                    let why = format!("Aborted: superseded by {}.", newer.name_any());
-                    self.abort(&api, &old, &why).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Aborts every unfinished presubmit run of pull request `number` of `repo`.
     async fn abort_pull(&self, repo: &Repository, number: i64, why: &str) -> anyhow::Result<()> {
         let selector = runs::pull_selector(repo.org(), &repo.name, number);
@@ -438,11 +410,10 @@ impl Trigger {
             .collect();
         for namespace in namespaces {
             let api: Api<ProwJob> = Api::namespaced(self.client.clone(), &namespace);
-            for old in api
-                .list(&ListParams::default().labels(&selector))
-                .await?
-                .items
-            {
+            // From the API server's watch cache (resourceVersion 0), not etcd: a pull request's
+            // runs are few, the namespace's may be many.
+            let params = ListParams::default().labels(&selector).match_any();
+            for old in api.list(&params).await?.items {
                 if runs::is_unfinished(&old) {
                     self.abort(&api, &old, why).await?;
                 }

@@ -9,7 +9,7 @@ scripts=kind-tests/scripts
 "$scripts/control-plane.sh" install
 PROW_TEST_WEBHOOK_EXAMPLES=$("$scripts/webhook-examples.sh")
 export PROW_TEST_WEBHOOK_EXAMPLES
-cargo build --release --locked --bins
+cargo build --release --locked -p prow-hook -p kind-tests --bin prow-hook --bin bench-hook
 state=$(mktemp -d "${TMPDIR:-/tmp}/prow-hook-bench.XXXXXX")
 trap '"$scripts/control-plane.sh" down "$state"; rm -rf "$state"' EXIT
 kubeconfig=$("$scripts/control-plane.sh" up "$state")

@@ -9,7 +9,7 @@ use super::events::{PullRequest, PushEvent, Repository};
 use crate::jobdefinition::{
     prowjob_for, run_name, stable_hash, CannotRun, JobDefinition, RunRequest,
 };
-use crate::{labels, ProwJob, ProwJobState, ProwJobType, Pull};
+use crate::{labels, ProwJob, ProwJobState, Pull};
 
 /// On a run made for a webhook delivery: the delivery's ID (`X-GitHub-Delivery`), as upstream.
 pub const EVENT_GUID_LABEL: &str = "event-GUID";
@@ -17,7 +17,7 @@ pub const EVENT_GUID_LABEL: &str = "event-GUID";
 pub const TRIGGER: &str = "github";
 /// The name under which the GitHub reporter records what it reported in
 /// `status.prev_report_states` (upstream's wire name), as upstream's crier.
-pub const REPORTER: &str = "github-reporter";
+pub const REPORTER: &str = crate::plan::GITHUB_REPORTER;
 /// On a presubmit run: `true` when its job is optional (the failure comment says so).
 pub const OPTIONAL_ANNOTATION: &str = "prow-operator.dev/optional";
 
@@ -128,29 +128,9 @@ pub fn pull_selector(org: &str, repo: &str, number: i64) -> String {
     )
 }
 
-/// Whether `old` is to be aborted because of `new`: an unfinished presubmit of the same job,
-/// repository, base branch and pull requests, created earlier (another name).
-pub fn supersedes(new: &ProwJob, old: &ProwJob) -> bool {
-    let key = |job: &ProwJob| {
-        let refs = job.spec.refs.as_ref()?;
-        Some((
-            job.spec.job.clone(),
-            refs.org.clone(),
-            refs.repo.clone(),
-            refs.base_ref.clone(),
-            refs.pulls.iter().map(|p| p.number).collect::<Vec<_>>(),
-        ))
-    };
-    is_unfinished(old)
-        && new.spec.job_type == Some(ProwJobType::Presubmit)
-        && old.spec.job_type == Some(ProwJobType::Presubmit)
-        && new.metadata.name != old.metadata.name
-        && key(new).is_some()
-        && key(new) == key(old)
-}
-
-/// The status patch that aborts a run for `why`, recorded as already reported so that the
-/// reporter never reports it (a newer run, or none, owns its context), as upstream.
+/// The status patch that aborts a run for `why` (its pull request changed or closed), recorded
+/// as already reported so that the reporter never reports it, as upstream. Older runs a new run
+/// supersedes are aborted by the operator (`dedupe`), marked the same way.
 pub fn abort_patch(why: &str) -> serde_json::Value {
     serde_json::json!({"status": {
         "state": ProwJobState::Aborted,

@@ -410,36 +410,6 @@ fn runs_carry_upstreams_refs_labels_and_a_name_per_delivery() {
     );
     assert_eq!(job.spec.context, "pull-unit");
 
-    // Older unfinished runs of the same job and pull request are superseded; finished ones,
-    // other jobs and other pulls are not.
-    let mut done = other.clone();
-    done.status = Some(ProwJobStatus {
-        state: Some(ProwJobState::Success),
-        ..Default::default()
-    });
-    let mut other_pull_event = pr_event("opened", serde_json::json!({}));
-    other_pull_event.pull_request.number = 8;
-    let other_pull = runs::presubmit_run(
-        &d,
-        &event.repository,
-        &other_pull_event.pull_request,
-        "cccc",
-        "x",
-    )
-    .unwrap();
-    let other_job = runs::presubmit_run(
-        &def("pull-lint", "always_run: true"),
-        &event.repository,
-        &event.pull_request,
-        "cccc",
-        "y",
-    )
-    .unwrap();
-    assert!(runs::supersedes(&job, &other));
-    assert!(!runs::supersedes(&job, &job));
-    assert!(!runs::supersedes(&job, &done));
-    assert!(!runs::supersedes(&job, &other_pull));
-    assert!(!runs::supersedes(&job, &other_job));
     let patch = runs::abort_patch("newer");
     assert_eq!(patch["status"]["state"], "aborted");
     assert_eq!(patch["status"]["prev_report_states"][REPORTER], "aborted");

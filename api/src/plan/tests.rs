@@ -286,7 +286,13 @@ fn a_superseded_presubmit_aborts_and_a_new_one_wakes_the_old() {
         .description
         .expect("why")
         .contains("newer version of this job is running (new)"));
+    // Marked reported to GitHub, as upstream: the context keeps the newer run's state.
+    assert_eq!(
+        status.prev_report_states,
+        Some([("github-reporter".to_string(), ProwJobState::Aborted)].into())
+    );
     let newer = plan_of(&new, None, &peers, Grant::Start("9".into()));
+    assert_eq!(newer.status.and_then(|s| s.prev_report_states), None);
     assert!(newer.wake.contains(&key("old")), "{:?}", newer.wake);
 }
 
