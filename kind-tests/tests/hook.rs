@@ -458,6 +458,10 @@ async fn new_commits_and_closing_abort_older_runs_and_retest_reruns_the_failed()
             });
         }
     });
+    // Which of two runs is newer is decided on their start times, which Kubernetes keeps to the
+    // second: a rerun started in the same second as the run it replaces could go either way.
+    // A person's /retest comes later than that; so does this one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     hook.deliver(
         "issue_comment",
         &second.comment(&examples, "alice", "/retest"),
@@ -1034,4 +1038,109 @@ async fn with_report_as_checks_each_run_is_a_check_run_with_its_logs_tail_and_re
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drafts_and_unmergeable_pull_requests_start_no_automatic_job() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-draft").await.expect("env");
+    define_jobs(&env).await;
+    let hook = hook(&env, "").await;
+    let draft = Pr {
+        draft: true,
+        ..pr(18, "alice", "d18")
+    };
+    draft.publish(&hook.github, &examples, &["main.go"], "base-1");
+    hook.deliver("pull_request", &draft.event(&examples, "opened", "alice"))
+        .await
+        .unwrap();
+    // A job named in a comment still runs on a draft.
+    hook.deliver(
+        "issue_comment",
+        &draft.comment(&examples, "alice", "/test e2e"),
+    )
+    .await
+    .unwrap();
+    expect_jobs(&env, &["e2e"]).await;
+    // Ready for review: the automatic jobs run.
+    let ready = Pr {
+        draft: false,
+        ..draft.clone()
+    };
+    hook.deliver(
+        "pull_request",
+        &ready.event(&examples, "ready_for_review", "alice"),
+    )
+    .await
+    .unwrap();
+    expect_jobs(&env, &["e2e", "unit", "lint"]).await;
+    // A pull request GitHub cannot merge starts nothing, not even when asked.
+    let conflicted = pr(19, "alice", "m19");
+    conflicted.publish(&hook.github, &examples, &["main.go"], "base-1");
+    let mut opened = conflicted.event(&examples, "opened", "alice");
+    opened["pull_request"]["mergeable"] = json!(false);
+    hook.deliver("pull_request", &opened).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let of_19 = runs(&env)
+        .await
+        .into_iter()
+        .filter(|j| j.spec.refs.as_ref().unwrap().pulls[0].number == 19)
+        .count();
+    assert_eq!(of_19, 0, "no run for an unmergeable pull request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_failures_and_limits_are_waited_out_and_a_gone_commit_is_not_retried() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-limits").await.expect("env");
+    define_jobs(&env).await;
+    let hook = hook(&env, "").await;
+    let change = pr(20, "alice", "l20");
+    change.publish(&hook.github, &examples, &["main.go"], "base-1");
+    // The next three calls fail: a 502, a 503, then a rate limit with Retry-After: 1.
+    hook.github.with(|s| s.fail_next.extend([502, 503, 429]));
+    let start = std::time::Instant::now();
+    hook.deliver("pull_request", &change.event(&examples, "opened", "alice"))
+        .await
+        .unwrap();
+    let made = expect_jobs(&env, &["unit", "lint"]).await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "the Retry-After was waited out"
+    );
+    let failed = hook
+        .github
+        .with(|s| s.calls.iter().filter(|c| c.status >= 429).count());
+    assert_eq!(failed, 3, "each failure answered once and tried again");
+    // A status for a commit that is gone (a force-push) is not tried again, and the state is
+    // still recorded as reported.
+    hook.github.with(|s| {
+        s.gone.insert("l20".into());
+    });
+    let unit = made
+        .iter()
+        .find(|j| j.spec.job == "unit")
+        .unwrap()
+        .name_any();
+    set_state(&env, &unit, "pending").await;
+    let api: Api<ProwJob> = env.api();
+    eventually("recorded though not posted", WAIT, || async {
+        let job = api.get(&unit).await?;
+        Ok((job
+            .status
+            .unwrap()
+            .prev_report_states
+            .get("github-reporter")
+            == Some(&ProwJobState::Pending))
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    let tries = hook.github.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.path.ends_with("/statuses/l20") && c.status == 422)
+            .count()
+    });
+    assert_eq!(tries, 1, "not tried again");
 }
