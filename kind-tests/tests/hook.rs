@@ -1144,3 +1144,47 @@ async fn github_failures_and_limits_are_waited_out_and_a_gone_commit_is_not_retr
     });
     assert_eq!(tries, 1, "not tried again");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_in_the_description_and_in_reviews_and_an_ok_to_test_label_start_jobs() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-bodies").await.expect("env");
+    define_jobs(&env).await;
+    let hook = hook(&env, "").await;
+    // The description of a new pull request is read as a comment.
+    let change = pr(21, "alice", "b21");
+    change.publish(&hook.github, &examples, &["main.go"], "base-1");
+    let mut opened = change.event(&examples, "opened", "alice");
+    opened["pull_request"]["body"] = json!("Fixes the widgets.\n/test e2e\n");
+    hook.deliver("pull_request", &opened).await.unwrap();
+    expect_jobs(&env, &["unit", "lint", "e2e"]).await;
+    // A submitted review's body is too.
+    let mut review = examples.one("pull_request_review", Some("submitted"));
+    review["review"]["body"] = json!("Looks right.\n/test api");
+    review["review"]["user"]["login"] = json!("alice");
+    review["pull_request"] = change.pull_request(review["pull_request"].clone());
+    review["repository"] = opened["repository"].clone();
+    hook.deliver("pull_request_review", &review).await.unwrap();
+    expect_jobs(&env, &["unit", "lint", "e2e", "api"]).await;
+    // A member labelling an outsider's pull request ok-to-test runs its automatic jobs.
+    let outsider = pr(22, "mallory", "o22");
+    outsider.publish(&hook.github, &examples, &["main.go"], "base-1");
+    let mut labeled = Pr {
+        labels: vec!["ok-to-test".into()],
+        ..outsider.clone()
+    }
+    .event(&examples, "labeled", "alice");
+    labeled["label"] = json!({"name": "ok-to-test"});
+    hook.deliver("pull_request", &labeled).await.unwrap();
+    let of_22 = eventually("the outsider's runs", WAIT, || async {
+        let n = runs(&env)
+            .await
+            .into_iter()
+            .filter(|j| j.spec.refs.as_ref().unwrap().pulls[0].number == 22)
+            .count();
+        Ok((n == 2).then_some(n))
+    })
+    .await
+    .unwrap();
+    assert_eq!(of_22, 2, "unit and lint");
+}

@@ -214,6 +214,39 @@ pub fn wrap(
 }
 
 /// The role.
+/// The file the wrapper of `marker` holds locked while it lives.
+pub fn alive_path(marker: &str) -> String {
+    format!("{marker}.alive")
+}
+
+/// Takes the wrapper's lock (`flock`, released by the kernel when the process ends, however it
+/// ends); None where it cannot be taken (the sidecar then waits for the marker alone).
+fn hold_alive_lock(marker: &str) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::create(alive_path(marker)).ok()?;
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0;
+    locked.then_some(file)
+}
+
+/// Whether the wrapper of `marker` ended without writing it: its lock file exists, nobody
+/// holds it, and still no marker.
+pub fn died_without_marker(marker: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    if std::path::Path::new(marker).exists() {
+        return false;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .open(alive_path(marker))
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor this function owns; the lock goes with `file`.
+    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    free && !std::path::Path::new(marker).exists()
+}
+
 pub fn run(copy_mode_only: bool) -> anyhow::Result<ExitCode> {
     let options: Option<EntrypointOptions> = if copy_mode_only {
         env_json(ENTRYPOINT_OPTIONS).ok()
@@ -234,6 +267,9 @@ pub fn run(copy_mode_only: bool) -> anyhow::Result<ExitCode> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     let marker = &options.wrapper.marker_file;
+    // Held until this process ends: a sidecar that finds it free with no marker knows the
+    // wrapper died without writing one (the kernel's OOM killer can take it with the test).
+    let _alive = hold_alive_lock(marker);
     let (ending, code) = match wrap(&options, &mut std::io::stdout()) {
         Ok(result) => result,
         Err(e) => {
@@ -263,6 +299,28 @@ pub fn run(copy_mode_only: bool) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_wrapper_that_died_without_its_marker_is_told_apart_from_a_living_one() {
+        let dir = std::env::temp_dir().join(format!("prow-alive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("marker-file.txt").to_string_lossy().into_owned();
+        assert!(
+            !died_without_marker(&marker),
+            "no wrapper yet: nothing to tell"
+        );
+        let held = hold_alive_lock(&marker).expect("locked");
+        assert!(!died_without_marker(&marker), "alive: its lock is held");
+        drop(held);
+        assert!(died_without_marker(&marker), "gone without a marker");
+        std::fs::write(&marker, "137").unwrap();
+        assert!(
+            !died_without_marker(&marker),
+            "a marker: it ended as wrappers do"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
     use prow_api::decorate::options::WrapperOptions;
 

@@ -23,6 +23,14 @@ fn stream_interval() -> Duration {
 }
 
 /// The build log: one container's log as it is, several each under a header.
+/// Whether every test has ended: its wrapper wrote its marker, or died without writing one (a
+/// test whose wrapper the OOM killer took would otherwise keep the pod, and its job, waiting).
+fn all_ended(entries: &[WrapperOptions]) -> bool {
+    entries.iter().all(|e| {
+        Path::new(&e.marker_file).exists() || crate::entrypoint::died_without_marker(&e.marker_file)
+    })
+}
+
 fn build_log(entries: &[WrapperOptions]) -> Vec<u8> {
     if let [only] = entries {
         return std::fs::read(&only.process_log).unwrap_or_default();
@@ -77,11 +85,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let mut uploaded_len = None;
     let interval = stream_interval();
     let interrupted = loop {
-        let done = options
-            .entries
-            .iter()
-            .all(|e| Path::new(&e.marker_file).exists());
-        if done {
+        if all_ended(&options.entries) {
             break false;
         }
         if stopping() {
@@ -100,8 +104,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = &mut wait => break,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    if stopping()
-                        || options.entries.iter().all(|e| Path::new(&e.marker_file).exists()) {
+                    if stopping() || all_ended(&options.entries) {
                         break;
                     }
                 }
