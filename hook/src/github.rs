@@ -444,6 +444,14 @@ impl GitHub {
         })
     }
 
+    /// A DELETE where gone already (404) is as good as deleted.
+    async fn delete(&self, path: &str) -> Result<(), GitHubError> {
+        match self.ok(Method::DELETE, path, None).await {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     /// A yes/no question GitHub answers with 204 or 404.
     async fn yes_no(&self, path: &str) -> Result<bool, GitHubError> {
         let answer = self.call(Method::GET, path, None).await?;
@@ -622,11 +630,10 @@ impl GitHub {
         number: i64,
         label: &str,
     ) -> Result<(), GitHubError> {
-        let path = format!("/repos/{org}/{repo}/issues/{number}/labels/{label}");
-        match self.ok(Method::DELETE, &path, None).await {
-            Err(e) if e.status() == Some(404) => Ok(()),
-            other => other.map(drop),
-        }
+        self.delete(&format!(
+            "/repos/{org}/{repo}/issues/{number}/labels/{label}"
+        ))
+        .await
     }
 
     /// Comments on issue or pull request `number`.
@@ -689,11 +696,8 @@ impl GitHub {
 
     /// Deletes comment `id` (gone already is fine).
     pub async fn delete_comment(&self, org: &str, repo: &str, id: i64) -> Result<(), GitHubError> {
-        let path = format!("/repos/{org}/{repo}/issues/comments/{id}");
-        match self.ok(Method::DELETE, &path, None).await {
-            Err(e) if e.status() == Some(404) => Ok(()),
-            other => other.map(drop),
-        }
+        self.delete(&format!("/repos/{org}/{repo}/issues/comments/{id}"))
+            .await
     }
 
     /// The check runs of `sha` as (name, external_id, id, conclusion), every one or those named

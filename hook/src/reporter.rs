@@ -76,17 +76,15 @@ impl Reporter {
         };
         let posted = match self.report_as {
             ReportAs::Statuses => self.github.create_status(&status).await,
-            ReportAs::Checks => match report::check_due(job) {
-                Some(check) => {
-                    let text = if status.job_state.is_complete() {
-                        Some(self.log_tail(job).await)
-                    } else {
-                        None
-                    };
-                    self.github.upsert_check_run(&check, text).await
-                }
-                None => Ok(()),
-            },
+            ReportAs::Checks => {
+                let text = if status.job_state.is_complete() {
+                    Some(self.log_tail(job).await)
+                } else {
+                    None
+                };
+                let check = report::check_run(job, status.clone());
+                self.github.upsert_check_run(&check, text).await
+            }
         };
         match posted {
             Ok(()) => Metrics::count(&self.metrics.reports, "status"),

@@ -301,7 +301,11 @@ pub fn check_state(state: ProwJobState) -> (&'static str, Option<&'static str>) 
 
 /// The check run `job` is due, if any: the same jobs and states as [`due`].
 pub fn check_due(job: &ProwJob) -> Option<CheckRun> {
-    let status = due(job)?;
+    due(job).map(|status| check_run(job, status))
+}
+
+/// The check run that reports `status`, which [`due`] gave for `job`.
+pub fn check_run(job: &ProwJob, status: Status) -> CheckRun {
     let (check, conclusion) = check_state(status.job_state);
     let described = job
         .status
@@ -309,7 +313,7 @@ pub fn check_due(job: &ProwJob) -> Option<CheckRun> {
         .map(|s| s.description.clone())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| default_description(status.job_state).to_string());
-    Some(CheckRun {
+    CheckRun {
         org: status.org,
         repo: status.repo,
         head_sha: status.sha,
@@ -320,7 +324,7 @@ pub fn check_due(job: &ProwJob) -> Option<CheckRun> {
         details_url: status.target_url,
         title: elide(&described, 1000),
         job_state: status.job_state,
-    })
+    }
 }
 
 /// Most characters of a check run's output text GitHub keeps.
