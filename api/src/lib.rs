@@ -6,6 +6,7 @@ pub mod compat;
 pub mod concurrency;
 pub mod conditions;
 pub mod crd;
+pub mod dashboard;
 pub mod decorate;
 pub mod dedupe;
 pub mod definition_status;
