@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload,
@@ -76,6 +76,9 @@ impl Credentials {
         Ok(Self::S3(creds))
     }
 }
+
+/// An object's bytes, chunk by chunk.
+pub type ByteStream = futures::stream::BoxStream<'static, anyhow::Result<bytes::Bytes>>;
 
 /// An opened bucket.
 #[derive(Clone)]
@@ -204,6 +207,43 @@ impl Store {
                     .await
                     .with_context(|| format!("reading {}/{key}", self.url))?
                     .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}/{key}", self.url)),
+        }
+    }
+
+    /// The size of `key` in bytes; None when it does not exist.
+    pub async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self.inner.head(&Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}/{key}", self.url)),
+        }
+    }
+
+    /// Bytes `range` of `key` (a range past its end is cut at the end).
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> anyhow::Result<bytes::Bytes> {
+        self.inner
+            .get_range(&Path::from(key), range)
+            .await
+            .with_context(|| format!("reading {}/{key}", self.url))
+    }
+
+    /// `key` as a stream of chunks, read as they are consumed (a 200 MB log is never held
+    /// whole); None when it does not exist.
+    pub async fn stream(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
+        let url = format!("{}/{key}", self.url);
+        match self.inner.get(&Path::from(key)).await {
+            Ok(found) => Ok(Some(
+                found
+                    .into_stream()
+                    .map_err(move |e| anyhow::Error::new(e).context(format!("reading {url}")))
+                    .boxed(),
             )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}/{key}", self.url)),
@@ -357,6 +397,31 @@ mod tests {
             store.get("logs/unit/2/build-log.txt").await.expect("get"),
             None
         );
+        assert_eq!(
+            store.size("logs/unit/1/build-log.txt").await.expect("size"),
+            Some(3)
+        );
+        assert_eq!(
+            store.size("logs/unit/2/build-log.txt").await.expect("size"),
+            None
+        );
+        assert_eq!(
+            &store
+                .get_range("logs/unit/1/build-log.txt", 1..3)
+                .await
+                .expect("range")[..],
+            b"k\n"
+        );
+        let chunks: Vec<bytes::Bytes> = store
+            .stream("logs/unit/1/build-log.txt")
+            .await
+            .expect("stream")
+            .expect("there")
+            .try_collect()
+            .await
+            .expect("read");
+        assert_eq!(chunks.concat(), b"ok\n");
+        assert!(store.stream("nothing").await.expect("stream").is_none());
         assert_eq!(
             store.list("logs/unit").await.expect("list"),
             ["logs/unit/1/build-log.txt", "logs/unit/1/finished.json"]

@@ -1,0 +1,275 @@
+//! What the dashboard reads, kept by watches: the jobs as rows in an [`Index`] (each job parsed,
+//! turned into its row and dropped, so 100,000 jobs stay small), and the pools, their clusters
+//! and the job definitions in kube's stores. One watch per namespace the dashboard is given (its
+//! ServiceAccount may read only those), or one over all namespaces.
+
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher::{self, Event};
+use kube::Api;
+use prow_api::dashboard::index::Index;
+use prow_api::dashboard::row::JobRow;
+use prow_api::jobdefinition::JobDefinition;
+use prow_api::testclusterpool::TestClusterPool;
+use prow_api::wire::LeanJob;
+use prow_api::{ProwJob, TestCluster};
+use prow_runtime::health::Readiness;
+use prow_runtime::store::Synced;
+use prow_runtime::watch;
+use serde::{Deserialize, Deserializer};
+
+/// A ProwJob as the dashboard's watch reads it: without managed fields, and without its pod
+/// spec and decoration, which no row shows.
+#[derive(Clone, Debug)]
+pub struct WireJob(pub ProwJob);
+
+impl<'de> Deserialize<'de> for WireJob {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let LeanJob(mut job) = LeanJob::deserialize(deserializer)?;
+        job.spec.pod_spec = None;
+        job.spec.decoration_config = None;
+        job.spec.extra_refs.clear();
+        job.metadata.annotations = None;
+        Ok(WireJob(job))
+    }
+}
+
+prow_api::prowjob_newtype_resource!(WireJob);
+
+/// The dashboard's view of the cluster.
+#[derive(Clone)]
+pub struct Caches {
+    /// The jobs.
+    pub jobs: Arc<RwLock<Index>>,
+    /// Pools, by namespace watched.
+    pub pools: Vec<Store<TestClusterPool>>,
+    /// Their clusters.
+    pub clusters: Vec<Store<TestCluster>>,
+    /// Job definitions.
+    pub definitions: Vec<Store<JobDefinition>>,
+    /// The namespaces watched; empty: all.
+    pub namespaces: Vec<String>,
+    synced: Vec<Synced>,
+}
+
+impl Caches {
+    /// Whether `namespace` is one the dashboard shows.
+    pub fn shows(&self, namespace: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
+    }
+
+    /// Waits until every watch has its first list; false if one is gone.
+    pub async fn synced(&self) -> bool {
+        for s in &self.synced {
+            if !s.wait().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Every pool.
+    pub fn all_pools(&self) -> Vec<Arc<TestClusterPool>> {
+        self.pools.iter().flat_map(Store::state).collect()
+    }
+
+    /// Every cluster.
+    pub fn all_clusters(&self) -> Vec<Arc<TestCluster>> {
+        self.clusters.iter().flat_map(Store::state).collect()
+    }
+
+    /// Every definition.
+    pub fn all_definitions(&self) -> Vec<Arc<JobDefinition>> {
+        self.definitions.iter().flat_map(Store::state).collect()
+    }
+
+    /// A copy of the index for a read.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.jobs.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Applies one watch event to the index. A relist builds a fresh index beside the current one
+/// and swaps it in when the list is through, so the pages never show half a list.
+pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<WireJob>) {
+    let write = || index.write().unwrap_or_else(|p| p.into_inner());
+    match event {
+        Event::Init => *building = Some(Index::default()),
+        Event::InitApply(WireJob(job)) => {
+            let fresh = building.get_or_insert_with(Index::default);
+            let row = JobRow::of(&job, &mut fresh.strings);
+            fresh.apply(row);
+        }
+        Event::InitDone => {
+            if let Some(mut fresh) = building.take() {
+                fresh.strings.prune();
+                *write() = fresh;
+            }
+        }
+        Event::Apply(WireJob(job)) => {
+            let mut index = write();
+            let row = JobRow::of(&job, &mut index.strings);
+            index.apply(row);
+        }
+        Event::Delete(WireJob(job)) => {
+            let mut index = write();
+            index.remove(
+                job.metadata.namespace.as_deref().unwrap_or_default(),
+                job.metadata.name.as_deref().unwrap_or_default(),
+            );
+        }
+    }
+}
+
+/// A watch to run.
+pub type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts the watches of `namespaces` (all when empty) through `client`; the futures to run
+/// them, and the caches they fill. With several namespaces the job watches share one index.
+pub fn start(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    page_size: u32,
+    readiness: Readiness,
+) -> (Caches, Vec<Task>) {
+    let jobs = Arc::new(RwLock::new(Index::default()));
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut synced = Vec::new();
+    let (mut pools, mut clusters, mut definitions) = (Vec::new(), Vec::new(), Vec::new());
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in scopes {
+        let api: Api<WireJob> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let config = watcher::Config::default().page_size(page_size);
+        let events = watch::watch(api, config, "prowjobs", readiness.clone());
+        let (events, jobs_synced) = prow_runtime::store::signal(events);
+        synced.push(jobs_synced);
+        let index = jobs.clone();
+        tasks.push(Box::pin(async move {
+            let mut building = None;
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => apply(&index, &mut building, event),
+                    Err(e) => tracing::debug!(error = %e, "prowjob watch request failed"),
+                }
+            }
+        }));
+        let ns = scope.as_deref();
+        let pool = watch::cached::<TestClusterPool>(
+            client.clone(),
+            ns,
+            watcher::Config::default(),
+            "testclusterpools",
+            readiness.clone(),
+        );
+        let cluster = watch::cached::<TestCluster>(
+            client.clone(),
+            ns,
+            watcher::Config::default(),
+            "testclusters",
+            readiness.clone(),
+        );
+        let definition = watch::cached::<JobDefinition>(
+            client.clone(),
+            ns,
+            watcher::Config::default(),
+            "jobdefinitions",
+            readiness.clone(),
+        );
+        for (events, name, s) in [
+            (
+                pool.events.map(|e| e.map(|_| ())).boxed(),
+                "testclusterpools",
+                pool.synced,
+            ),
+            (
+                cluster.events.map(|e| e.map(|_| ())).boxed(),
+                "testclusters",
+                cluster.synced,
+            ),
+            (
+                definition.events.map(|e| e.map(|_| ())).boxed(),
+                "jobdefinitions",
+                definition.synced,
+            ),
+        ] {
+            synced.push(s);
+            tasks.push(Box::pin(watch::drain(events, name)));
+        }
+        pools.push(pool.store);
+        clusters.push(cluster.store);
+        definitions.push(definition.store);
+    }
+    (
+        Caches {
+            jobs,
+            pools,
+            clusters,
+            definitions,
+            namespaces,
+            synced,
+        },
+        tasks,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn job(name: &str, state: &str) -> WireJob {
+        serde_json::from_value(json!({
+            "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+            "metadata": {"name": name, "namespace": "ci", "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "managedFields": [{"manager": "x"}], "annotations": {"big": "x"}},
+            "spec": {"type": "periodic", "job": "nightly",
+                     "pod_spec": {"containers": [{"name": "t", "image": "x"}]}},
+            "status": {"state": state},
+        }))
+        .expect("job")
+    }
+
+    #[test]
+    fn the_wire_job_drops_what_no_row_shows() {
+        let WireJob(j) = job("a", "pending");
+        assert!(j.spec.pod_spec.is_none() && j.metadata.managed_fields.is_none());
+        assert!(j.metadata.annotations.is_none());
+        assert_eq!(j.spec.job, "nightly");
+    }
+
+    #[test]
+    fn a_relist_is_swapped_in_whole_and_drops_jobs_deleted_while_the_watch_was_down() {
+        let index = RwLock::new(Index::default());
+        let mut building = None;
+        apply(&index, &mut building, Event::Apply(job("gone", "pending")));
+        apply(&index, &mut building, Event::Init);
+        apply(&index, &mut building, Event::InitApply(job("a", "success")));
+        assert!(
+            index.read().expect("read").get("ci", "gone").is_some(),
+            "the old list until the new one is through"
+        );
+        apply(&index, &mut building, Event::InitDone);
+        let read = index.read().expect("read");
+        assert!(read.get("ci", "gone").is_none());
+        assert_eq!(read.len(), 1);
+        drop(read);
+        apply(&index, &mut building, Event::Apply(job("a", "failure")));
+        assert_eq!(
+            index.read().expect("read").get("ci", "a").map(|r| r.state),
+            Some(prow_api::ProwJobState::Failure)
+        );
+        apply(&index, &mut building, Event::Delete(job("a", "failure")));
+        assert!(index.read().expect("read").is_empty());
+    }
+}
