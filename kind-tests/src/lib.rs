@@ -6,6 +6,7 @@
 //! command in README.md does it) and found through `PROW_TEST_KUBECONFIG`.
 
 pub mod bench;
+pub mod browser;
 pub mod cimaster;
 pub mod control_plane;
 pub mod env;
