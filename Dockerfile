@@ -1,4 +1,5 @@
-# prow-operator's image: its three binaries (prow-operator, prow-webhook, prow-hook), statically
+# prow-operator's image: its four binaries (prow-operator, prow-webhook, prow-hook,
+# prow-dashboard), statically
 # linked, on an empty base, run as a non-root user. Three stages:
 #
 #   prebuilt  the binaries built beforehand on the host (kind-tests/scripts/image.sh does it):
@@ -10,11 +11,12 @@
 #   kind-tests/scripts/image.sh                    # -> prow-operator.local/prow-operator:0.1.0
 #   docker build -t prow-operator.local/prow-operator:0.1.0 .
 #
-# The binaries sit at the root; the chart runs `/prow-operator`, `/prow-webhook` and `/prow-hook`.
+# The binaries sit at the root; the chart runs `/prow-operator`, `/prow-webhook`, `/prow-hook`
+# and `/prow-dashboard`.
 # The user is 65532 (distroless's "nonroot"); the chart sets it again with runAsNonRoot.
 
 FROM scratch AS prebuilt
-COPY prow-operator prow-webhook prow-hook /
+COPY prow-operator prow-webhook prow-hook prow-dashboard /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
 
@@ -32,14 +34,15 @@ WORKDIR /src
 COPY . .
 RUN RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --target x86_64-unknown-linux-gnu \
-      -p prow-operator -p prow-webhook -p prow-hook \
-      --bin prow-operator --bin prow-webhook --bin prow-hook \
+      -p prow-operator -p prow-webhook -p prow-hook -p prow-dashboard \
+      --bin prow-operator --bin prow-webhook --bin prow-hook --bin prow-dashboard \
  && cp target/x86_64-unknown-linux-gnu/release/prow-operator \
        target/x86_64-unknown-linux-gnu/release/prow-webhook \
-       target/x86_64-unknown-linux-gnu/release/prow-hook /
+       target/x86_64-unknown-linux-gnu/release/prow-hook \
+       target/x86_64-unknown-linux-gnu/release/prow-dashboard /
 
 FROM scratch
-COPY --from=build /prow-operator /prow-webhook /prow-hook /
+COPY --from=build /prow-operator /prow-webhook /prow-hook /prow-dashboard /
 USER 65532:65532
 ENTRYPOINT ["/prow-operator"]
 

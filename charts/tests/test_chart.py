@@ -301,6 +301,8 @@ def test_rendering_twice_gives_the_same_objects():
         ({"testClusterApi": {"authentication": "basic"}}, "authentication"),
         ({"webhook": {"tls": {"mode": "self-signed-by-helm"}}}, "mode"),
         ({"operatr": {}}, "operatr"),
+        ({"dashboard": {"enabled": True, "port": 9}}, "port"),
+        ({"dashboard": {"replicas": -1}}, "replicas"),
     ],
 )
 def test_the_schema_refuses_a_wrong_value_naming_it(values, names):
@@ -330,6 +332,8 @@ def kubectl(*args, stdin=None):
         {"webhook": {"tls": {"mode": "secret", "caBundle": "Q0E="}}, "kubernetesApi": {"host": "172.17.0.1"}},
         {"hook": {"enabled": True, "ingress": {"enabled": True, "host": "prow.example.org"},
                   "triggers": [{"repos": ["acme"], "trusted_apps": ["dependabot"]}]}},
+        {"dashboard": {"enabled": True, "logCredentialsSecret": "s3-credentials",
+                       "ingress": {"enabled": True, "host": "ci.example.org"}}},
     ],
 )
 def test_every_rendered_object_is_accepted_by_the_api_server(values):
@@ -483,3 +487,44 @@ def test_the_hook_reports_as_check_runs_with_log_credentials_when_asked():
     _, c = container(render(HOOK), "hook")
     assert "--report-as=statuses" in c["args"]
     assert not [a for a in c["args"] if a.startswith("--s3-credentials-file")]
+
+
+DASHBOARD = {"dashboard": {"enabled": True}}
+
+
+def test_the_dashboard_is_off_by_default_and_on_reads_only_its_two_namespaces():
+    assert not [o for o in render() if "-dashboard" in o["metadata"]["name"]]
+    objects = render(DASHBOARD)
+    deployment, c = container(objects, "dashboard")
+    assert c["command"] == ["/prow-dashboard"]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "prow-prow-operator-dashboard"
+    for arg in ("--listen=0.0.0.0:8080", "--namespace=default", "--namespace=test-pods",
+                "--pod-namespace=test-pods"):
+        assert arg in c["args"], (arg, c["args"])
+    assert not [a for a in c["args"] if a.startswith("--s3-credentials-file")]
+    assert {p["path"] for p in (c["livenessProbe"]["httpGet"], c["readinessProbe"]["httpGet"])} == {"/healthz", "/readyz"}
+    assert named(objects, "Service", "-dashboard")["spec"]["ports"][0]["port"] == 8080
+    roles = [r for r in of_kind(objects, "Role") if r["metadata"]["name"].endswith("-dashboard")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["default", "test-pods"]
+    for role in roles:
+        for rule in role["rules"]:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+    pod_rules = [rule for role in roles for rule in role["rules"] if "pods" in rule["resources"]]
+    assert len(pod_rules) == 1 and set(pod_rules[0]["resources"]) == {"pods", "pods/log"}
+    assert not [r for r in of_kind(objects, "ClusterRole") if "dashboard" in r["metadata"]["name"]]
+    assert not [o for o in of_kind(objects, "Ingress") if "dashboard" in o["metadata"]["name"]]
+
+
+def test_the_dashboard_reads_stored_logs_with_mounted_credentials_and_can_have_an_ingress():
+    objects = render({"namespaces": {"jobs": "ci", "pods": "ci"},
+                      "dashboard": {"enabled": True, "logCredentialsSecret": "s3-credentials",
+                                    "ingress": {"enabled": True, "host": "ci.example.org"}}})
+    deployment, c = container(objects, "dashboard")
+    assert "--s3-credentials-file=/etc/s3-credentials/service-account.json" in c["args"]
+    assert [a for a in c["args"] if a.startswith("--namespace=")] == ["--namespace=ci"], "one namespace once"
+    volume = deployment["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["secret"]["secretName"] == "s3-credentials"
+    ingress = named(objects, "Ingress", "-dashboard")
+    assert ingress["spec"]["rules"][0]["host"] == "ci.example.org"
+    roles = [r for r in of_kind(objects, "Role") if r["metadata"]["name"].endswith("-dashboard")]
+    assert len(roles) == 1

@@ -112,6 +112,8 @@ def values(**changes):
         "hook": {"enabled": True, "replicas": 1, "github": {
             "endpoint": "http://127.0.0.1:9", "tokenSecret": {"name": HOOK_TOKEN, "key": "oauth"}},
             "hmacSecret": {"name": HOOK_HMAC, "key": "hmac"}},
+        # prow-dashboard, read-only, on its pod's address.
+        "dashboard": {"enabled": True},
     }
     if not KIND:
         # No kube-proxy beside the real node: pods reach the API server on the bridge.
@@ -165,7 +167,7 @@ def hook_post(ip, headers, body):
 
 
 def test_both_binaries_run_as_ready_pods_under_the_charts_service_accounts(release):
-    for component, replicas in (("operator", 2), ("webhook", 2), ("hook", 1)):
+    for component, replicas in (("operator", 2), ("webhook", 2), ("hook", 1), ("dashboard", 1)):
         d = deployment(component)
         assert d["status"].get("readyReplicas") == replicas, (component, d["status"])
         for pod in pods_of(component):
@@ -180,6 +182,12 @@ def test_both_binaries_run_as_ready_pods_under_the_charts_service_accounts(relea
     taken = hook_post(hook_ip, {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d2",
                                 "X-Hub-Signature-256": signature}, b"{}")
     assert taken[0] == 200 and "not acted on" in taken[1], taken
+    # prow-dashboard serves its pages on its pod's address, ready once its caches are synced.
+    dash_ip = pods_of("dashboard")[0]["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{dash_ip}:8080/", timeout=10) as page:
+        assert page.status == 200 and "prow-dashboard" in page.read().decode()
+    with urllib.request.urlopen(f"http://{dash_ip}:8080/pools", timeout=10) as page:
+        assert page.status == 200
     # The webhook set its configurations' caBundle from the Secret it made.
     secret = get("secret", f"{FULLNAME}-webhook-tls", NS["release"])
     ca = secret["data"]["ca.crt"]
@@ -236,7 +244,8 @@ def test_the_jobs_run_on_the_node_and_one_leases_a_test_cluster(release):
     )
 
 
-SA = {c: f"system:serviceaccount:{NS['release']}:{FULLNAME}-{c}" for c in ("operator", "webhook", "hook")}
+SA = {c: f"system:serviceaccount:{NS['release']}:{FULLNAME}-{c}"
+      for c in ("operator", "webhook", "hook", "dashboard")}
 
 
 def rbac_matrix():
@@ -303,8 +312,27 @@ def rbac_matrix():
         ("hook", "update", f"leases.coordination.k8s.io/{FULLNAME}-operator", rel, False),
         ("hook", "create", "prowjobs.prow.k8s.io", pods, False),
     ]
+    # Every call prow-dashboard makes, all reads, and nothing else.
+    for ns in (jobs, pods):
+        for verb in ("get", "list", "watch"):
+            calls.append(("dashboard", verb, "prowjobs.prow.k8s.io", ns, True))
+            for kind in ("jobdefinitions", "testclusterpools", "testclusters"):
+                calls.append(("dashboard", verb, f"{kind}.prow-operator.dev", ns, True))
+    calls.append(("dashboard", "get", "pods", pods, True))
+    calls.append(("dashboard", "get", "pods#log", pods, True))
+    for verb in ("create", "update", "patch", "delete"):
+        calls.append(("dashboard", verb, "prowjobs.prow.k8s.io", jobs, False))
+        calls.append(("dashboard", verb, "pods", pods, False))
+    calls += [
+        ("dashboard", "patch", "prowjobs.prow.k8s.io#status", jobs, False),
+        ("dashboard", "get", "secrets", pods, False),
+        ("dashboard", "get", "secrets", rel, False),
+        ("dashboard", "list", "prowjobs.prow.k8s.io", "kube-system", False),
+        ("dashboard", "get", "pods", "kube-system", False),
+        ("dashboard", "create", "pods#exec", pods, False),
+    ]
     # Calls none may make.
-    for who in ("operator", "webhook", "hook"):
+    for who in ("operator", "webhook", "hook", "dashboard"):
         calls += [
             (who, "list", "secrets", None, False),  # Secrets cluster-wide
             (who, "get", "secrets", "kube-system", False),

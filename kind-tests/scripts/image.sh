@@ -2,7 +2,7 @@
 # Builds the images the chart runs by default, with no registry, from binaries statically
 # linked on the host (glibc, `+crt-static`); the Cargo build is cached outside the work tree.
 #
-#   prow-operator.local/prow-operator:TAG   the operator, the webhook and prow-hook: the Dockerfile's
+#   prow-operator.local/prow-operator:TAG   the operator, the webhook, prow-hook and prow-dashboard: the Dockerfile's
 #                                           `prebuilt` stage (FROM scratch) around them
 #   prow-operator.local/prow-utils:VERSION  the pod utilities of decorated jobs (VERSION is the
 #                                           workspace's): `prow-utils` (profile `utils`: small)
@@ -24,11 +24,11 @@ triple=x86_64-unknown-linux-gnu
 
 echo "image: building static binaries (cached in $target_dir)" >&2
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$triple" \
-  --target-dir "$target_dir" -p prow-operator -p prow-webhook -p prow-hook \
-  --bin prow-operator --bin prow-webhook --bin prow-hook >&2
+  --target-dir "$target_dir" -p prow-operator -p prow-webhook -p prow-hook -p prow-dashboard \
+  --bin prow-operator --bin prow-webhook --bin prow-hook --bin prow-dashboard >&2
 context=$(mktemp -d "${TMPDIR:-/tmp}/prow-image.XXXXXX")
 trap 'rm -rf "$context"' EXIT
-for binary in prow-operator prow-webhook prow-hook; do
+for binary in prow-operator prow-webhook prow-hook prow-dashboard; do
   cp "$target_dir/$triple/release/$binary" "$context/"
   # A static binary has no interpreter; one that has would not start on scratch.
   if ldd "$context/$binary" 2>&1 | grep -q "=>"; then

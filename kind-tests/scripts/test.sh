@@ -62,6 +62,18 @@ if [ -n "${PROW_TEST_NODE_KUBECONFIG:-}" ]; then
   fi
 fi
 
+# Debian's Chromium and ChromeDriver for prow-dashboard's page tests (tests/dashboard.rs).
+if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+  echo "== installing chromium and chromium-driver (the dashboard's page tests)"
+  if [ "$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi
+  if ! { $sudo apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+    [ "${CI:-}" != true ] || { echo "chromium: not installed under CI=true" >&2; exit 1; }
+    echo "== dashboard page tests skipped: chromium could not be installed"
+  fi
+fi
+export PROW_TEST_SCREENSHOTS="${PROW_TEST_SCREENSHOTS:-$PWD/target/screenshots}"
+
 # GitHub's real webhook payloads for prow-hook's tests (npm, cached).
 if PROW_TEST_WEBHOOK_EXAMPLES=$("$scripts/webhook-examples.sh"); then
   export PROW_TEST_WEBHOOK_EXAMPLES
