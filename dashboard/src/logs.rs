@@ -16,6 +16,19 @@ pub const WINDOW: usize = 2000;
 pub const TAIL: usize = 2000;
 /// Matches a search shows.
 pub const MATCHES: usize = 500;
+/// Longest wait for the bucket's first answer: a store that does not answer makes a notice on
+/// the page, not a page that hangs.
+pub const STORAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `read`, or an error saying the bucket did not answer within [`STORAGE_TIMEOUT`].
+pub async fn in_time<T>(
+    read: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(STORAGE_TIMEOUT, read)
+        .await
+        .map_err(|_| anyhow::anyhow!("the bucket did not answer within {STORAGE_TIMEOUT:?}"))?
+}
+
 /// The stored log's name in a run's folder.
 pub const BUILD_LOG: &str = "build-log.txt";
 
@@ -65,10 +78,7 @@ impl Source {
     pub async fn open(&self) -> anyhow::Result<Option<ByteStream>> {
         match self {
             Source::Stored(folder) => {
-                folder
-                    .store
-                    .stream(&format!("{}/{BUILD_LOG}", folder.path))
-                    .await
+                in_time(folder.store.stream(&format!("{}/{BUILD_LOG}", folder.path))).await
             }
             Source::Pod {
                 pods,
@@ -94,10 +104,7 @@ impl Source {
     pub async fn size(&self) -> anyhow::Result<Option<u64>> {
         match self {
             Source::Stored(folder) => {
-                folder
-                    .store
-                    .size(&format!("{}/{BUILD_LOG}", folder.path))
-                    .await
+                in_time(folder.store.size(&format!("{}/{BUILD_LOG}", folder.path))).await
             }
             Source::Pod { .. } => Ok(None),
         }
@@ -194,9 +201,7 @@ pub fn log_container(pod: &Pod) -> Option<String> {
 /// A run's artifacts: their paths under `artifacts/`, and their sizes are not read (one list).
 pub async fn artifacts(folder: &RunFolder) -> anyhow::Result<Vec<String>> {
     let prefix = format!("{}/artifacts/", folder.path);
-    Ok(folder
-        .store
-        .list(&prefix)
+    Ok(in_time(folder.store.list(&prefix))
         .await?
         .into_iter()
         .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
@@ -206,6 +211,16 @@ pub async fn artifacts(folder: &RunFolder) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_that_does_not_answer_is_an_error_after_the_timeout_not_a_hang() {
+        let started = tokio::time::Instant::now();
+        let never = in_time(futures::future::pending::<anyhow::Result<()>>()).await;
+        let e = never.expect_err("times out");
+        assert!(e.to_string().contains("did not answer within 5s"), "{e}");
+        assert_eq!(started.elapsed(), STORAGE_TIMEOUT);
+        assert_eq!(in_time(async { anyhow::Ok(7) }).await.expect("in time"), 7);
+    }
 
     #[tokio::test]
     async fn a_scan_stops_reading_once_its_reader_is_done() {

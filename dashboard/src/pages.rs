@@ -351,7 +351,7 @@ fn jobs_page(app: &App, query: &str) -> Reply_ {
             return render(StatusCode::BAD_REQUEST, &page);
         }
     };
-    let found = app.caches.read().find(&filter, paging, |_| true);
+    let found = app.caches.read().find(&filter, paging);
     let now = now();
     let places = places(app, &found.rows);
     page.rows = found
@@ -589,6 +589,8 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
         stored_at: String::new(),
     };
     match &folder {
+        // A running job uploads its artifacts when it ends: they are listed after.
+        Ok(Some(f)) if !complete => page.stored_at = f.url(),
         Ok(Some(f)) => {
             page.stored_at = f.url();
             match logs::artifacts(f).await {
@@ -1087,17 +1089,20 @@ fn pools_page(app: &App) -> Reply_ {
                 })
                 .collect();
             members.sort_by(|a, b| a.name.cmp(&b.name));
-            let counts = pool
-                .status
-                .as_ref()
-                .map(|s| {
-                    let c = &s.clusters;
-                    format!(
-                        "{} vacant, {} leased, {} held, {} cleaning, {} disabled",
-                        c.vacant, c.leased, c.held, c.cleaning, c.disabled
-                    )
-                })
-                .unwrap_or_default();
+            // Counted from the clusters themselves (the pool's status may lag or be unset).
+            let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+            for c in &members {
+                *counts.entry(c.phase.as_str()).or_default() += 1;
+            }
+            let counts = if counts.is_empty() {
+                "no clusters".to_owned()
+            } else {
+                counts
+                    .iter()
+                    .map(|(phase, n)| format!("{n} {}", phase.to_lowercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let line = index.waiting_line(&ns, &name);
             let n = line.len();
             PoolView {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs prow-operator and prow-webhook on an embedded default: a local etcd + kube-apiserver with
+# Runs prow-operator, prow-webhook and prow-dashboard on an embedded default: a local etcd + kube-apiserver with
 # a real node (a kubelet on the local Docker engine), the CRDs and the objects in examples/,
 # whose jobs run as real containers. Where no node can run (no Docker engine), it says why and
 # falls back to a stand-in kubelet that moves the pods through their phases. Ctrl-C stops
@@ -165,7 +165,29 @@ YAML
   kubectl get pod -n test-pods pull-decorated -o jsonpath='{.spec.initContainers[*].name}'
                                            # clonerefs initupload place-entrypoint"
 fi
+# prow-dashboard: every job, a run's live or stored log, the pools and the definitions.
+dash_flags=(--listen 127.0.0.1:8090 --namespace prow --namespace test-pods --pod-namespace test-pods)
+if [ -n "$decorated" ]; then
+  printf '{"region":"us-east-1","endpoint":"%s","insecure":true,"s3_force_path_style":true,"access_key":"%s","secret_key":"%s"}' \
+    "$PROW_TEST_S3_ENDPOINT" "$PROW_TEST_S3_ACCESS_KEY" "$PROW_TEST_S3_SECRET_KEY" >"$state/s3-credentials.json"
+  dash_flags+=(--s3-credentials-file "$state/s3-credentials.json")
+fi
+"$root/target/debug/prow-dashboard" "${dash_flags[@]}" >"$state/dashboard.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:8090/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+dashboard="http://127.0.0.1:8090/"
+if [ -n "$decorated" ]; then
+  decorated="$decorated
+  open ${dashboard}jobs/prow/pull-decorated  # its page: refs, live log while it runs, the stored
+                                           # log and artifacts after"
+fi
+
 cat <<MSG
+
+The dashboard: $dashboard   (jobs, live and stored logs, history, pools, definitions)
 
 prow-operator is running on a local control plane with the objects from examples/; pods run on
 $kubelet.
@@ -220,6 +242,11 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
     sed 's/^/  /' "$state/prowctl-logs.txt"
     grep -q "log from storage s3://" "$state/prowctl-logs.txt" ||
       { echo "the decorated job's log is not in the bucket" >&2; exit 1; }
+    kubectl delete pod -n test-pods pull-decorated --wait=true >/dev/null
+    page=$(curl -fs "${dashboard}jobs/prow/pull-decorated")
+    grep -q "ok: the change is in" <<<"$page" ||
+      { echo "the dashboard does not show the decorated job's stored log" >&2; exit 1; }
+    echo "the dashboard shows pull-decorated's log from the bucket after its pod is gone: ${dashboard}jobs/prow/pull-decorated"
   fi
   # Both objects of the file (a ProwJob and a JobDefinition) must be refused, each by its hook.
   if kubectl create -n prow -f examples/rejected/bad-job.yaml 2>"$state/rejected.txt"; then
@@ -234,6 +261,9 @@ if [ "${PROW_DEMO_ONCE:-}" = 1 ]; then
     grep -q "admission webhook \"validate-${object%%/*}s.prow-operator.dev\" denied" "$state/rejected.txt" ||
       { echo "$object was not refused by its webhook: $(cat "$state/rejected.txt")" >&2; exit 1; }
   done
+  curl -fs "$dashboard" | grep -q "unit-passes" || { echo "the dashboard does not list the jobs" >&2; exit 1; }
+  curl -fs "${dashboard}pools" | grep -q "e2e-us-1" || { echo "the dashboard does not show the pool" >&2; exit 1; }
+  echo "the dashboard lists the jobs and the pool at $dashboard"
   echo "examples/rejected/bad-job.yaml refused, both objects:"
   sed 's/^/  /' "$state/rejected.txt"
   exit 0

@@ -35,6 +35,20 @@ pub fn print_row(label: &str, sorted: &[f64]) {
     );
 }
 
+/// Resident memory of process `pid` in MB (its VmRSS), 0 when it cannot be read.
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 /// Jiffies of all CPUs from the first line of /proc/stat: (busy, steal, total).
 fn cpu_jiffies(stat: &str) -> Option<(u64, u64, u64)> {
     let line = stat.lines().next()?.strip_prefix("cpu ")?;

@@ -452,6 +452,8 @@ async fn pools_definitions_a_jobs_history_and_its_badge() {
         })
         .await
         .expect("clusters");
+    let summary = browser.text("section.pool p").await.expect("summary");
+    assert_eq!(summary, "1 leased, 1 vacant; 2 waiting.");
     let table = browser.text("table.clusters").await.expect("clusters");
     assert!(
         table.contains("c1")

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kind_tests::bench::{print_row, sorted, CpuWindow};
+use kind_tests::bench::{print_row, rss_mb, sorted, CpuWindow};
 use kind_tests::hook::{Examples, Hook, Pr};
 use kind_tests::operator::eventually;
 use kind_tests::TestEnv;
@@ -94,19 +94,6 @@ fn watch_runs(env: &TestEnv) -> Seen {
         }
     });
     seen
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 #[tokio::main]
