@@ -727,15 +727,13 @@ async fn tail_fragment(app: Arc<App>, ns: String, name: String) -> Reply_ {
     }
 }
 
+/// An artifact's content type: the bucket's, except that pages and pictures that can carry
+/// scripts (what a test wrote is not trusted) are shown as text.
 fn content_type(name: &str) -> &'static str {
     match name.rsplit_once('.').map(|(_, e)| e) {
-        Some("txt" | "log") => "text/plain; charset=utf-8",
-        Some("json") => "application/json",
-        Some("xml") => "application/xml",
-        Some("html") => "text/plain; charset=utf-8",
+        Some("html" | "htm" | "svg" | "xhtml") => "text/plain; charset=utf-8",
         Some("png") => "image/png",
-        Some("svg") => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
+        _ => prow_runtime::storage::content_type(name),
     }
 }
 
@@ -1425,6 +1423,21 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Reply_,), Error = warp::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifacts_that_could_run_scripts_are_served_as_text() {
+        let cases = [
+            ("report.html", "text/plain; charset=utf-8"),
+            ("diagram.svg", "text/plain; charset=utf-8"),
+            ("junit.xml", "application/xml"),
+            ("shot.png", "image/png"),
+            ("build-log.txt", "text/plain; charset=utf-8"),
+            ("core", "application/octet-stream"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(content_type(name), want, "{name}");
+        }
+    }
 
     #[test]
     fn places_in_line_read_as_ordinals() {

@@ -63,10 +63,12 @@ function live() {
   });
 }
 
+// A long stored log's last lines: the page shows its first lines at once and fetches the end
+// right after (reading to the end takes a moment on a large log); the link stays for pages
+// without the script.
 function fragments() {
   for (const link of document.querySelectorAll("a[data-fragment]")) {
-    link.addEventListener("click", async (e) => {
-      e.preventDefault();
+    const load = async () => {
       const target = document.getElementById("tail");
       link.textContent = "Loading the last lines…";
       try {
@@ -76,7 +78,9 @@ function fragments() {
       } catch (err) {
         link.textContent = "The last lines could not be loaded: " + err;
       }
-    });
+    };
+    link.addEventListener("click", (e) => { e.preventDefault(); load(); });
+    if (link.hasAttribute("data-auto")) load();
   }
 }
 

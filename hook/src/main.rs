@@ -190,12 +190,7 @@ async fn main() -> anyhow::Result<()> {
     })?);
 
     let stop = shutdown::on_signal();
-    let client = client::client(flags.kubeconfig.as_deref())
-        .await
-        .context("building the Kubernetes client")?;
-    let fail_fast = client::fail_fast_client(flags.kubeconfig.as_deref())
-        .await
-        .context("building the fail-fast Kubernetes client")?;
+    let (client, fail_fast) = client::clients(flags.kubeconfig.as_deref()).await?;
     let ready = health::Readiness::default();
     let metrics = Arc::new(Metrics::default());
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());

@@ -132,6 +132,28 @@ impl Browser {
             .await?)
     }
 
+    /// Clicks the first element `css` selects.
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css}"))?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// Types `text` into the first element `css` selects.
+    pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no element {css}"))?
+            .send_keys(text)
+            .await?;
+        Ok(())
+    }
+
     /// How many elements `css` selects.
     pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
         Ok(self.client.find_all(Locator::Css(css)).await?.len())

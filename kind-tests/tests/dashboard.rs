@@ -142,20 +142,11 @@ async fn filters_narrow_the_jobs_list_and_paging_keeps_them() {
     assert_eq!(browser.count("tr.job.failure").await.expect("failures"), 2);
 
     // A job-name pattern with `*` narrows further; the URL carries both filters.
-    let field = browser
-        .client
-        .find(Locator::Css("#f-job"))
-        .await
-        .expect("job field");
-    field.send_keys("pull-*-unit").await.expect("type");
     browser
-        .client
-        .find(Locator::Css(".filters button"))
+        .type_into("#f-job", "pull-*-unit")
         .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+        .expect("type");
+    browser.click(".filters button").await.expect("click");
     browser
         .until("the pattern to apply", WAIT, || async {
             let u = url(&browser).await;
@@ -193,14 +184,7 @@ async fn filters_narrow_the_jobs_list_and_paging_keeps_them() {
         .await
         .expect("count")
         .contains("1–3 of 8"));
-    browser
-        .client
-        .find(Locator::Css("a[rel=next]"))
-        .await
-        .expect("next")
-        .click()
-        .await
-        .expect("click");
+    browser.click("a[rel=next]").await.expect("click");
     browser
         .until("page 2", WAIT, || async {
             Ok(url(&browser).await.contains("page=2"))
@@ -468,14 +452,7 @@ async fn pools_definitions_a_jobs_history_and_its_badge() {
         line.find("second-waiting").expect("second"),
     );
     assert!(first < second, "first in line first: {line}");
-    browser
-        .client
-        .find(Locator::Css("table.clusters a"))
-        .await
-        .expect("holder link")
-        .click()
-        .await
-        .expect("click");
+    browser.click("table.clusters a").await.expect("click");
     browser
         .until("the holder's run page", WAIT, || async {
             Ok(url(&browser).await.ends_with("/holder"))
@@ -649,15 +626,7 @@ async fn a_stored_50_mb_log_shows_at_once_and_a_search_finds_a_line_near_its_end
     assert!(artifacts.contains("junit.xml"), "{artifacts}");
     browser.screenshot("head").await.expect("shot");
 
-    // The end of the log, loaded in place.
-    browser
-        .client
-        .find(Locator::Css("#load-tail"))
-        .await
-        .expect("tail link")
-        .click()
-        .await
-        .expect("click");
+    // The end of the log comes right after, without a click (the script fetches it).
     browser
         .until("the last lines", WAIT, || async {
             Ok(browser.count(&format!("#tail #L{total}")).await? == 1)
@@ -669,20 +638,17 @@ async fn a_stored_50_mb_log_shows_at_once_and_a_search_finds_a_line_near_its_end
         .await
         .expect("tail")
         .contains(&format!("of {total} lines")));
+    assert_eq!(
+        browser.count("#load-tail").await.expect("link"),
+        0,
+        "the link is gone once loaded"
+    );
+    browser.screenshot("head-and-tail").await.expect("shot");
 
     // A search across the whole log finds the line near its end and links to it.
-    let q = browser
-        .client
-        .find(Locator::Css("#q"))
-        .await
-        .expect("search box");
-    q.send_keys("NEEDLE-7f3a").await.expect("type");
+    browser.type_into("#q", "NEEDLE-7f3a").await.expect("type");
     browser
-        .client
-        .find(Locator::Css("form[role=search] button"))
-        .await
-        .expect("button")
-        .click()
+        .click("form[role=search] button")
         .await
         .expect("search");
     browser
@@ -698,11 +664,7 @@ async fn a_stored_50_mb_log_shows_at_once_and_a_search_finds_a_line_near_its_end
         .starts_with("1 line hold"));
     browser.screenshot("search").await.expect("shot");
     browser
-        .client
-        .find(Locator::Css(".log[aria-label='Matching lines'] a.n"))
-        .await
-        .expect("match link")
-        .click()
+        .click(".log[aria-label='Matching lines'] a.n")
         .await
         .expect("click");
     browser

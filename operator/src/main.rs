@@ -23,12 +23,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(config = %cfg.describe(), "prow-operator starting");
 
     let stop = shutdown::on_signal();
-    let client = client::client(cfg.kubeconfig.as_deref())
-        .await
-        .context("building the Kubernetes client")?;
-    let fail_fast = client::fail_fast_client(cfg.kubeconfig.as_deref())
-        .await
-        .context("building the fail-fast Kubernetes client")?;
+    let (client, fail_fast) = client::clients(cfg.kubeconfig.as_deref()).await?;
     let version = client
         .apiserver_version()
         .await

@@ -19,6 +19,19 @@ pub async fn fail_fast_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube:
     Ok(kube::Client::try_from(config)?)
 }
 
+/// Both clients every process builds: [`client`] for writes and direct reads, and
+/// [`fail_fast_client`] for watches, with errors that say which could not be built.
+pub async fn clients(kubeconfig: Option<&Path>) -> anyhow::Result<(kube::Client, kube::Client)> {
+    use anyhow::Context as _;
+    let client = client(kubeconfig)
+        .await
+        .context("building the Kubernetes client")?;
+    let fail_fast = fail_fast_client(kubeconfig)
+        .await
+        .context("building the fail-fast Kubernetes client")?;
+    Ok((client, fail_fast))
+}
+
 async fn load(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
     Ok(match kubeconfig {
         Some(path) => {

@@ -94,7 +94,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// The content type a file's name suggests, for browsers reading the bucket.
-fn content_type(key: &str) -> &'static str {
+pub fn content_type(key: &str) -> &'static str {
     match key.rsplit_once('.').map(|(_, ext)| ext) {
         Some("txt" | "log") => "text/plain; charset=utf-8",
         Some("json") => "application/json",

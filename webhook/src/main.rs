@@ -239,13 +239,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
             stop.cancel();
         });
     }
-    let client = client::client(cfg.kubeconfig.as_deref())
-        .await
-        .context("building the Kubernetes client")?;
-
-    let fail_fast = client::fail_fast_client(cfg.kubeconfig.as_deref())
-        .await
-        .context("building the fail-fast Kubernetes client")?;
+    let (client, fail_fast) = client::clients(cfg.kubeconfig.as_deref()).await?;
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
     let namespace = cfg.watch_namespace.as_deref();
     let (store, synced) = cached::<Preset>(

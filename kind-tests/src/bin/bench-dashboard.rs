@@ -7,8 +7,8 @@
 //! 2. The jobs page, p50/p95/p99 over 300 requests each: no filter, a state, a job name, a
 //!    pattern, an author with a repository, a deep page; the server's own time (its
 //!    `request_seconds` histogram) beside the client's.
-//! 3. A run whose stored log is 200 MB: time to the first byte of its page and of `?raw`, and
-//!    a search over the whole log.
+//! 3. A run whose stored log is 200 MB: time to the first byte of its page and of `?raw`, its
+//!    last lines (read to the end) and a search over the whole log.
 
 use std::time::{Duration, Instant};
 
@@ -266,6 +266,12 @@ async fn main() -> anyhow::Result<()> {
     );
     print_row("200 MB stored log: run page whole", &sorted(page_whole));
     print_row("200 MB stored log: ?raw first byte", &sorted(raw_first));
+    let mut tails = Vec::new();
+    for _ in 0..3 {
+        let (_, whole, _) = timed_get(&http, &format!("{run}/log/tail")).await?;
+        tails.push(whole);
+    }
+    print_row("200 MB stored log: its last 2,000 lines", &sorted(tails));
     let mut searches = Vec::new();
     for _ in 0..3 {
         let (_, whole, _) = timed_get(&http, &format!("{run}?q=needle")).await?;
