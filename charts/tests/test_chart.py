@@ -513,6 +513,8 @@ def test_the_dashboard_is_off_by_default_and_on_reads_only_its_two_namespaces():
     assert len(pod_rules) == 1 and set(pod_rules[0]["resources"]) == {"pods", "pods/log"}
     assert not [r for r in of_kind(objects, "ClusterRole") if "dashboard" in r["metadata"]["name"]]
     assert not [o for o in of_kind(objects, "Ingress") if "dashboard" in o["metadata"]["name"]]
+    assert "port-forward svc/prow-prow-operator-dashboard 8080" in notes(DASHBOARD)
+    assert "port-forward" not in notes()
 
 
 def test_the_dashboard_reads_stored_logs_with_mounted_credentials_and_can_have_an_ingress():

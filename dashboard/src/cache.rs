@@ -6,6 +6,7 @@
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
 use kube::Api;
@@ -13,8 +14,8 @@ use prow_api::dashboard::index::Index;
 use prow_api::dashboard::row::JobRow;
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::testclusterpool::TestClusterPool;
-use prow_api::wire::LeanJob;
-use prow_api::{ProwJob, TestCluster};
+use prow_api::wire::meta_without_managed_fields;
+use prow_api::{ProwJob, ProwJobSpec, ProwJobStatus, ProwJobType, Refs, TestCluster};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
 use prow_runtime::watch;
@@ -27,12 +28,44 @@ pub struct WireJob(pub ProwJob);
 
 impl<'de> Deserialize<'de> for WireJob {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let LeanJob(mut job) = LeanJob::deserialize(deserializer)?;
-        job.spec.pod_spec = None;
-        job.spec.decoration_config = None;
-        job.spec.extra_refs.clear();
-        job.metadata.annotations = None;
-        Ok(WireJob(job))
+        // Only the spec's fields a row reads are parsed: the pod spec, the decoration and the
+        // rest are skipped unparsed (parsing a pod spec into its types was most of a relist).
+        #[derive(Deserialize)]
+        struct Spec {
+            #[serde(rename = "type", default)]
+            job_type: Option<ProwJobType>,
+            #[serde(default)]
+            namespace: String,
+            #[serde(default)]
+            job: String,
+            #[serde(default)]
+            refs: Option<Refs>,
+        }
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default, deserialize_with = "meta_without_managed_fields")]
+            metadata: ObjectMeta,
+            spec: Spec,
+            #[serde(default)]
+            status: Option<ProwJobStatus>,
+        }
+        let Fields {
+            mut metadata,
+            spec,
+            status,
+        } = Fields::deserialize(deserializer)?;
+        metadata.annotations = None;
+        Ok(WireJob(ProwJob {
+            metadata,
+            spec: ProwJobSpec {
+                job_type: spec.job_type,
+                namespace: spec.namespace,
+                job: spec.job,
+                refs: spec.refs,
+                ..Default::default()
+            },
+            status,
+        }))
     }
 }
 
@@ -99,7 +132,7 @@ pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<W
         Event::Init => *building = Some(Index::default()),
         Event::InitApply(WireJob(job)) => {
             let fresh = building.get_or_insert_with(Index::default);
-            let row = JobRow::of(&job, &mut fresh.strings);
+            let row = JobRow::of(&job, &mut fresh.strings).for_lists();
             fresh.apply(row);
         }
         Event::InitDone => {
@@ -110,7 +143,7 @@ pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<W
         }
         Event::Apply(WireJob(job)) => {
             let mut index = write();
-            let row = JobRow::of(&job, &mut index.strings);
+            let row = JobRow::of(&job, &mut index.strings).for_lists();
             index.apply(row);
         }
         Event::Delete(WireJob(job)) => {
@@ -246,6 +279,8 @@ mod tests {
         assert!(j.spec.pod_spec.is_none() && j.metadata.managed_fields.is_none());
         assert!(j.metadata.annotations.is_none());
         assert_eq!(j.spec.job, "nightly");
+        assert_eq!(j.spec.job_type, Some(ProwJobType::Periodic));
+        assert_eq!(j.state(), prow_api::ProwJobState::Pending);
     }
 
     #[test]

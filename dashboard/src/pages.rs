@@ -208,7 +208,7 @@ impl JobView {
         JobView {
             link: format!("/jobs/{}/{}", row.namespace, row.name),
             namespace: row.namespace.to_string(),
-            name: row.name.clone(),
+            name: row.name.to_string(),
             job: row.job.to_string(),
             history: format!(
                 "/history/{}",
@@ -972,7 +972,7 @@ fn history_page(app: &App, job: String) -> Reply_ {
         .iter()
         .rev()
         .map(|r| Point {
-            name: r.name.clone(),
+            name: r.name.to_string(),
             seconds: r.duration(now),
             state: r.state,
         })

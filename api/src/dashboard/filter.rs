@@ -263,7 +263,7 @@ pub(crate) mod tests {
     ) -> JobRow {
         JobRow {
             namespace: Arc::from("ci"),
-            name: format!("{job}-x"),
+            name: Arc::from(format!("{job}-x")),
             job: Arc::from(job),
             job_type: Some(if pull.is_some() {
                 ProwJobType::Presubmit

@@ -11,7 +11,7 @@ use super::filter::{Filter, Page};
 use super::row::{Interner, JobRow};
 
 /// Where a row sorts: newest start first, then namespace and name.
-type Key = (Reverse<i64>, Arc<str>, String);
+type Key = (Reverse<i64>, Arc<str>, Arc<str>);
 
 fn key_of(row: &JobRow) -> Key {
     (
@@ -24,11 +24,11 @@ fn key_of(row: &JobRow) -> Key {
 /// Every job, ordered.
 #[derive(Default, Debug)]
 pub struct Index {
-    rows: HashMap<(Arc<str>, String), Arc<JobRow>>,
+    rows: HashMap<(Arc<str>, Arc<str>), Arc<JobRow>>,
     order: BTreeMap<Key, Arc<JobRow>>,
     by_job: HashMap<Arc<str>, BTreeMap<Key, Arc<JobRow>>>,
     /// Unfinished rows by creation (the few a pool's waiting line is read from).
-    open: BTreeMap<(i64, Arc<str>, String), Arc<JobRow>>,
+    open: BTreeMap<(i64, Arc<str>, Arc<str>), Arc<JobRow>>,
     /// The strings rows share.
     pub strings: Interner,
 }
@@ -65,7 +65,7 @@ impl Index {
 
     /// Removes the row of `namespace`/`name`, if there is one.
     pub fn remove(&mut self, namespace: &str, name: &str) {
-        let Some(old) = self.rows.remove(&(Arc::from(namespace), name.to_owned())) else {
+        let Some(old) = self.rows.remove(&(Arc::from(namespace), Arc::from(name))) else {
             return;
         };
         let key = key_of(&old);
@@ -93,7 +93,7 @@ impl Index {
     /// The row of `namespace`/`name`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<JobRow>> {
         self.rows
-            .get(&(Arc::from(namespace), name.to_owned()))
+            .get(&(Arc::from(namespace), Arc::from(name)))
             .cloned()
     }
 
@@ -210,13 +210,13 @@ mod tests {
     use crate::ProwJobState::*;
 
     fn at(mut r: JobRow, name: &str, started: i64) -> JobRow {
-        r.name = name.to_owned();
+        r.name = Arc::from(name);
         r.started = started;
         r
     }
 
     fn names(rows: &[Arc<JobRow>]) -> Vec<&str> {
-        rows.iter().map(|r| r.name.as_str()).collect()
+        rows.iter().map(|r| &*r.name).collect()
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub struct PullRow {
 pub struct JobRow {
     /// The ProwJob's namespace.
     pub namespace: Arc<str>,
-    /// The ProwJob's name.
-    pub name: String,
+    /// The ProwJob's name (shared by the index's maps, not copied into each).
+    pub name: Arc<str>,
     /// The job's configured name (the same for every run).
     pub job: Arc<str>,
     /// Its type.
@@ -95,6 +95,24 @@ impl JobRow {
     pub fn is_complete(&self) -> bool {
         self.state.is_complete()
     }
+
+    /// The row without what only a run's own page shows (that page reads the job itself): its
+    /// link, pod, build id, base commit and its link, and each pull's commit, title and links
+    /// but the pull's own. What the index keeps of 100,000 jobs.
+    pub fn for_lists(mut self) -> Self {
+        self.url = String::new();
+        self.pod_name = String::new();
+        self.build_id = String::new();
+        self.base_sha = String::new();
+        self.base_link = String::new();
+        for p in &mut self.pulls {
+            p.sha = String::new();
+            p.title = String::new();
+            p.commit_link = String::new();
+            p.author_link = String::new();
+        }
+        self
+    }
 }
 
 /// Shares equal strings between rows: a job name or repository repeated over 100,000 runs is
@@ -142,7 +160,7 @@ impl JobRow {
             .unwrap_or_default();
         JobRow {
             namespace: strings.get(meta.namespace.as_deref().unwrap_or_default()),
-            name: meta.name.clone().unwrap_or_default(),
+            name: Arc::from(meta.name.as_deref().unwrap_or_default()),
             job: strings.get(&job.spec.job),
             job_type: job.spec.job_type,
             state: job.state(),
@@ -221,6 +239,18 @@ mod tests {
         assert_eq!(&*a.pod_namespace, "test-pods");
         assert!(Arc::ptr_eq(&a.job, &b.job), "one copy of the job name");
         assert!(Arc::ptr_eq(&a.repo, &b.repo));
+        let listed = a.clone().for_lists();
+        assert_eq!(
+            (listed.pulls[0].number, &*listed.pulls[0].author),
+            (7, "alice")
+        );
+        assert!(
+            listed.base_sha.is_empty()
+                && listed.pulls[0].sha.is_empty()
+                && listed.pod_name.is_empty()
+        );
+        assert_eq!((&*listed.repo, listed.state), (&*a.repo, a.state));
+        drop(listed);
         drop((a, b));
         strings.prune();
         assert!(strings.0.is_empty(), "{:?}", strings.0);

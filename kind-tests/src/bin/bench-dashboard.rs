@@ -205,15 +205,25 @@ async fn main() -> anyhow::Result<()> {
     let dashboard = tokio::task::block_in_place(|| {
         Running::start_binary(&binary, std::path::Path::new(&kubeconfig), &args)
     })?;
-    println!(
-        "ready with {} jobs in {:.2} s; RSS {:.0} MB",
-        JOBS + 1,
-        started.elapsed().as_secs_f64(),
-        rss_mb(dashboard.pid())
-    );
-
+    let ready_in = started.elapsed().as_secs_f64();
     let http = reqwest::Client::new();
     let base = format!("http://{}", dashboard.health);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let kept = metrics
+        .lines()
+        .find(|l| l.starts_with("prow_dashboard_jobs "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or("?")
+        .to_owned();
+    println!(
+        "ready in {ready_in:.2} s keeping {kept} jobs (its metric); RSS {:.0} MB",
+        rss_mb(dashboard.pid())
+    );
     let pages = [
         ("/", "jobs page, no filter"),
         ("/?state=failure", "state=failure"),
@@ -226,11 +236,13 @@ async fn main() -> anyhow::Result<()> {
     let cpu = CpuWindow::start();
     for (path, label) in pages {
         let mut samples = Vec::with_capacity(REQUESTS);
+        let mut bytes = 0;
         for _ in 0..REQUESTS {
-            let (_, whole, _) = timed_get(&http, &format!("{base}{path}")).await?;
+            let (_, whole, size) = timed_get(&http, &format!("{base}{path}")).await?;
             samples.push(whole);
+            bytes = size;
         }
-        print_row(label, &sorted(samples));
+        print_row(&format!("{label} ({} KB)", bytes / 1024), &sorted(samples));
     }
     println!("  while paging: {}", cpu.report());
     let metrics = http
