@@ -385,6 +385,15 @@ fn jobs_page(app: &App, query: &str) -> Reply_ {
     render(StatusCode::OK, &page)
 }
 
+/// A size in words: `52.4 MB`, `900 KB`, `12 bytes`.
+fn megabytes(bytes: u64) -> String {
+    match bytes {
+        0..=9_999 => format!("{bytes} bytes"),
+        10_000..=9_999_999 => format!("{} KB", bytes / 1000),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
+}
+
 /// A rendered log line.
 struct LineView {
     number: u64,
@@ -636,8 +645,11 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
                         page.more_from = lines.last().map(|l| l.number + 1);
                         page.tail_link = Some(format!("{base}/log/tail"));
                         if let Some(size) = size {
-                            page.log_note =
-                                format!("The log is {} bytes; its first lines are shown.", size);
+                            page.log_note = format!(
+                                "The log is {}; its first {} lines are shown, then its last ones.",
+                                megabytes(size),
+                                lines.len()
+                            );
                         }
                     }
                     page.log = paint(&lines, &mut painter);
@@ -1437,6 +1449,13 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(content_type(name), want, "{name}");
         }
+    }
+
+    #[test]
+    fn sizes_read_in_words() {
+        assert_eq!(megabytes(12), "12 bytes");
+        assert_eq!(megabytes(900_000), "900 KB");
+        assert_eq!(megabytes(52_429_416), "52.4 MB");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! chromedriver on loopback, and prow-dashboard started against the test's API server. Every
 //! test saves screenshots under `target/screenshots/` for a reviewer to look at.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +49,10 @@ impl Browser {
             return Ok(None);
         }
         let port = free_port()?;
+        // Its own process group, so that the browsers it starts end with it (killing
+        // chromedriver alone leaves Chromium running).
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -186,6 +190,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group chromedriver leads; no memory is touched.
+        unsafe {
+            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
