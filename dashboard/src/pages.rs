@@ -263,11 +263,7 @@ fn places(app: &App, rows: &[Arc<JobRow>]) -> Vec<Option<(usize, usize)>> {
             if row.state != ProwJobState::Triggered || row.test_cluster.is_some() {
                 return None;
             }
-            let ns = if row.pod_namespace.is_empty() {
-                row.namespace.to_string()
-            } else {
-                row.pod_namespace.to_string()
-            };
+            let ns = row.pods_namespace().to_string();
             let line = lines
                 .entry((ns.clone(), pool.to_string()))
                 .or_insert_with(|| index.waiting_line(&ns, pool));
@@ -1037,18 +1033,32 @@ struct PoolsPage {
 }
 
 fn pools_page(app: &App) -> Reply_ {
-    let mut pools = app.caches.all_pools();
-    pools.sort_by(|a, b| {
-        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
-    });
     let clusters = app.caches.all_clusters();
     let now = now();
     let index = app.caches.read();
-    let views = pools
+    // A pool is named by its clusters (a TestClusterPool object only adds settings), by a
+    // TestClusterPool, or by the jobs waiting for it.
+    let mut pools: std::collections::BTreeSet<(String, String)> = app
+        .caches
+        .all_pools()
         .iter()
-        .map(|pool| {
-            let ns = pool.metadata.namespace.clone().unwrap_or_default();
-            let name = pool.metadata.name.clone().unwrap_or_default();
+        .map(|p| {
+            (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    pools.extend(clusters.iter().map(|c| {
+        (
+            c.metadata.namespace.clone().unwrap_or_default(),
+            c.spec.pool.clone(),
+        )
+    }));
+    pools.extend(index.waiting_pools());
+    let views = pools
+        .into_iter()
+        .map(|(ns, name)| {
             let mut members: Vec<ClusterView> = clusters
                 .iter()
                 .filter(|c| c.metadata.namespace.as_deref() == Some(&ns) && c.spec.pool == name)

@@ -436,6 +436,32 @@ async fn pools_definitions_a_jobs_history_and_its_badge() {
         })
         .await
         .expect("clusters");
+    // A pool named only by its clusters (no TestClusterPool object) is a pool too.
+    let implicit: TestCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "TestCluster",
+        "metadata": {"name": "c3"}, "spec": {"pool": "implicit"}}))
+    .expect("cluster");
+    clusters
+        .create(&PostParams::default(), &implicit)
+        .await
+        .expect("c3");
+    browser
+        .until("the pool named by its cluster", WAIT, || async {
+            browser.open(&dashboard.url("/pools")).await?;
+            Ok(browser.count("section.pool").await? == 2)
+        })
+        .await
+        .expect("implicit pool");
+    let second = browser
+        .text("section.pool:nth-of-type(2)")
+        .await
+        .expect("second pool");
+    assert!(
+        second.contains("implicit")
+            && second.contains("c3")
+            && second.contains("1 vacant; 0 waiting"),
+        "{second}"
+    );
     let summary = browser.text("section.pool p").await.expect("summary");
     assert_eq!(summary, "1 leased, 1 vacant; 2 waiting.");
     let table = browser.text("table.clusters").await.expect("clusters");

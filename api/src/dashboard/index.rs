@@ -177,17 +177,22 @@ impl Index {
         self.open
             .values()
             .filter(|r| r.pool.as_deref() == Some(pool))
-            .filter(|r| {
-                let pods = if r.pod_namespace.is_empty() {
-                    &r.namespace
-                } else {
-                    &r.pod_namespace
-                };
-                &**pods == namespace
-            })
+            .filter(|r| &**r.pods_namespace() == namespace)
             .filter(|r| r.state == crate::ProwJobState::Triggered && r.test_cluster.is_none())
             .cloned()
             .collect()
+    }
+
+    /// The pools unfinished jobs name, as (the namespace their pods run in, the pool).
+    pub fn waiting_pools(&self) -> Vec<(String, String)> {
+        let mut pools: Vec<(String, String)> = self
+            .open
+            .values()
+            .filter_map(|r| Some((r.pods_namespace().to_string(), r.pool.as_ref()?.to_string())))
+            .collect();
+        pools.sort();
+        pools.dedup();
+        pools
     }
 
     /// Every job name, sorted.
@@ -294,6 +299,14 @@ mod tests {
         other_pool.pool = Some(Arc::from("eks"));
         index.apply(other_pool);
         assert_eq!(names(&index.waiting_line("ci", "gke")), ["early", "late"]);
+        assert_eq!(
+            index.waiting_pools(),
+            [
+                ("ci".to_owned(), "eks".to_owned()),
+                ("ci".to_owned(), "gke".to_owned()),
+                ("other".to_owned(), "gke".to_owned())
+            ]
+        );
         let mut done = waiting("early", 3);
         done.state = Aborted;
         index.apply(done);

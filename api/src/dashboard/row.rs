@@ -91,6 +91,16 @@ impl JobRow {
         self.pulls.first().map(|p| p.number)
     }
 
+    /// The namespace its pod runs in as far as the row tells: `spec.namespace`, else the job's
+    /// own (the dashboard cannot know the operator's default).
+    pub fn pods_namespace(&self) -> &Arc<str> {
+        if self.pod_namespace.is_empty() {
+            &self.namespace
+        } else {
+            &self.pod_namespace
+        }
+    }
+
     /// Whether the job has ended.
     pub fn is_complete(&self) -> bool {
         self.state.is_complete()
