@@ -612,8 +612,10 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
         Err(e) => page.log_error = format!("This run's storage is not readable: {e}"),
     }
     let mut painter = Painter::default();
-    let live = !complete && pod.is_some();
-    if live || (!complete && source.is_none()) {
+    // An unfinished job's log is followed live, also before its pod exists (the stream says it
+    // waits, then follows the pod once it runs).
+    let live = !complete;
+    if live {
         page.live = Some(format!("{base}/log/live"));
     }
     if let Some(source) = source.as_ref() {

@@ -753,7 +753,6 @@ async fn a_running_jobs_log_grows_on_screen_and_after_its_pod_is_gone_comes_from
         .credentials_secret(&env, "s3-credentials")
         .await
         .expect("credentials");
-    let _operator = start_operator(&env, &[]).expect("operator");
     let job = format!("live-{}", env.namespace);
     let mut spec = stored_job_spec(&services, &job);
     spec["agent"] = json!("kubernetes");
@@ -764,11 +763,6 @@ async fn a_running_jobs_log_grows_on_screen_and_after_its_pod_is_gone_comes_from
         "command": ["sh", "-c", "for i in $(seq 1 40); do printf '\\033[32mtick %s\\033[0m\\n' $i; sleep 0.4; done; echo report > $ARTIFACTS/report.txt"]}]});
     put_job(&env, "live", json!({}), spec, Value::Null).await;
     let jobs = env.api::<ProwJob>();
-    wait_for_job(&jobs, "live", Duration::from_secs(120), |j| {
-        j.state() == prow_api::ProwJobState::Pending
-    })
-    .await
-    .expect("pending");
     let dashboard = tokio::task::block_in_place(|| {
         Dashboard::start(&env, Some(&services.service_account_json()), &[])
     })
@@ -789,12 +783,21 @@ async fn a_running_jobs_log_grows_on_screen_and_after_its_pod_is_gone_comes_from
     };
     let path = format!("/jobs/{}/live", env.namespace);
 
-    // The log grows on screen without a reload: a mark left in the page stays.
+    // The page is opened before the job has a pod (no operator yet): it says it waits, then,
+    // once the operator runs the pod, the log grows on screen without a reload (a mark left in
+    // the page stays).
     browser.open(&dashboard.url(&path)).await.expect("open");
     browser
         .js("window.stillTheSamePage = true; return 1")
         .await
         .expect("mark");
+    browser
+        .until("the page to say it waits", WAIT, || async {
+            Ok(browser.text("#livestate").await?.starts_with("waiting"))
+        })
+        .await
+        .expect("waiting");
+    let _operator = start_operator(&env, &[]).expect("operator");
     browser
         .until("the first live lines", Duration::from_secs(90), || async {
             Ok(browser.count("#log .l").await? >= 3)

@@ -276,4 +276,42 @@ mod tests {
         assert_eq!(palette(232), Colour::Rgb(8, 8, 8));
         assert_eq!(palette(999), Colour::Rgb(238, 238, 238));
     }
+
+    /// A small deterministic generator (no dependency): xorshift.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly escape-sequence material, so sequences are cut at every place.
+                b"\x1b[;0123456789mK]\x07\\<>&\"' abc\xff"[(x % 25) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn any_line_paints_to_balanced_escaped_html() {
+        let mut painter = Painter::default();
+        for seed in 1..2000u64 {
+            let line = String::from_utf8_lossy(&bytes(seed, (seed % 97) as usize)).into_owned();
+            let html = painter.paint(&line);
+            assert_eq!(
+                html.matches("<span").count(),
+                html.matches("</span>").count(),
+                "{line:?} -> {html}"
+            );
+            let mut parts = html.split("<span");
+            let mut text = parts.next().unwrap_or_default().to_owned();
+            for part in parts {
+                text.push_str(part.split_once('>').map_or("", |(_, rest)| rest));
+            }
+            let without_spans = text.replace("</span>", "");
+            assert!(
+                !without_spans.contains(['<', '>', '"', '\x1b']),
+                "{line:?} -> {html}"
+            );
+        }
+    }
 }

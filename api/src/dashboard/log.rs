@@ -369,4 +369,37 @@ mod tests {
         });
         assert_eq!(texts(&got), ["41:a", "42:b"]);
     }
+
+    #[test]
+    fn random_logs_cut_the_same_in_any_chunks_as_a_plain_split() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..300 {
+            let len = (next() % 400) as usize;
+            let log: Vec<u8> = (0..len)
+                .map(|_| b"ab\n\r\xff"[(next() % 5) as usize])
+                .collect();
+            let mut want: Vec<Vec<u8>> = log
+                .split(|b| *b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+                .collect();
+            if log.last() == Some(&b'\n') || log.is_empty() {
+                want.pop();
+            }
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < log.len() {
+                let n = 1 + (next() % 50) as usize;
+                chunks.push(&log[at..(at + n).min(log.len())]);
+                at += n;
+            }
+            let got: Vec<Vec<u8>> = lines_of(&chunks).into_iter().map(|l| l.bytes).collect();
+            assert_eq!(got, want, "{log:?}");
+        }
+    }
 }
