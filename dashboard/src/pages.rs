@@ -500,17 +500,25 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
     let (pods, pod) = pod_of(&app, &job).await;
     let folder = folder_of(&app, &job);
     let complete = job.is_complete();
-    let source = match (&folder, &pod) {
-        (Ok(Some(f)), _) if complete || pod.is_none() => Some(Source::Stored(RunFolder {
-            store: f.store.clone(),
-            path: f.path.clone(),
-        })),
-        (_, Some(p)) => Some(Source::Pod {
-            pods: Box::new(pods.clone()),
-            name: p.metadata.name.clone().unwrap_or_default(),
-            container: logs::log_container(p),
-        }),
-        _ => None,
+    let pod_source = pod.as_ref().map(|p| Source::Pod {
+        pods: Box::new(pods.clone()),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        container: logs::log_container(p),
+    });
+    let source = match &folder {
+        Ok(Some(f)) if complete || pod.is_none() => {
+            let stored = Source::Stored(RunFolder {
+                store: f.store.clone(),
+                path: f.path.clone(),
+            });
+            // A finished run whose upload did not happen keeps its log in its pod while the
+            // pod is there.
+            match (&pod_source, stored.size().await) {
+                (Some(_), Ok(None)) => pod_source,
+                _ => Some(stored),
+            }
+        }
+        _ => pod_source,
     };
     if pairs.iter().any(|(k, _)| k == "raw") {
         return raw(source).await;
