@@ -804,6 +804,9 @@ async fn artifact(app: Arc<App>, ns: String, name: String, tail: String) -> Repl
     }
 }
 
+/// How long a live log may be quiet before the stream checks that its browser is still there.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One server-sent batch of lines: `[number, html]` pairs.
 #[derive(serde::Serialize)]
 struct Batch(Vec<(u64, String)>);
@@ -851,7 +854,18 @@ async fn follow(app: Arc<App>, ns: String, name: String, mut after: u64, mut tx:
         if let Some(reader) = opened {
             let mut chunks = std::pin::pin!(logs::chunks(reader));
             let mut lines = Lines::default();
-            while let Some(Ok(chunk)) = chunks.next().await {
+            loop {
+                // A quiet log is waited on in turns, so a browser gone meanwhile ends the
+                // stream within 15 s rather than when the job next prints.
+                let chunk = match tokio::time::timeout(QUIET, chunks.next()).await {
+                    Ok(Some(Ok(chunk))) => chunk,
+                    Ok(_) => break,
+                    Err(_) if tx.is_closed() => {
+                        app.metrics.live_logs.dec();
+                        return;
+                    }
+                    Err(_) => continue,
+                };
                 let mut batch = Vec::new();
                 lines.feed(&chunk, &mut |l| {
                     if l.number > painted_to {
