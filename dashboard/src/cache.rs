@@ -124,9 +124,16 @@ impl Caches {
     }
 }
 
-/// Applies one watch event to the index. A relist builds a fresh index beside the current one
-/// and swaps it in when the list is through, so the pages never show half a list.
-pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<WireJob>) {
+/// Applies one watch event of the watch of `scope` (a namespace; None: all) to the index. A
+/// relist builds a fresh index beside the current one and swaps it in when the list is
+/// through, so the pages never show half a list; a namespace's relist replaces that
+/// namespace's rows only (the other namespaces' watches keep theirs).
+pub fn apply(
+    index: &RwLock<Index>,
+    scope: Option<&str>,
+    building: &mut Option<Index>,
+    event: Event<WireJob>,
+) {
     let write = || index.write().unwrap_or_else(|p| p.into_inner());
     match event {
         Event::Init => *building = Some(Index::default()),
@@ -137,8 +144,13 @@ pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<W
         }
         Event::InitDone => {
             if let Some(mut fresh) = building.take() {
-                fresh.strings.prune();
-                *write() = fresh;
+                match scope {
+                    Some(namespace) => write().replace_namespace(namespace, fresh),
+                    None => {
+                        fresh.strings.prune();
+                        *write() = fresh;
+                    }
+                }
             }
         }
         Event::Apply(WireJob(job)) => {
@@ -153,6 +165,15 @@ pub fn apply(index: &RwLock<Index>, building: &mut Option<Index>, event: Event<W
                 job.metadata.name.as_deref().unwrap_or_default(),
             );
         }
+    }
+}
+
+/// The name a watch of `kind` in `scope` has for the probes (`prowjobs/ci`): each namespace's
+/// watch fails and recovers on its own. Made once per watch at start (so kept for good).
+fn watch_name(kind: &str, scope: &Option<String>) -> &'static str {
+    match scope {
+        Some(ns) => Box::leak(format!("{kind}/{ns}").into_boxed_str()),
+        None => Box::leak(kind.to_owned().into_boxed_str()),
     }
 }
 
@@ -182,16 +203,22 @@ pub fn start(
             None => Api::all(client.clone()),
         };
         let config = watcher::Config::default().page_size(page_size);
-        let events = watch::watch(api, config, "prowjobs", readiness.clone());
+        let events = watch::watch(
+            api,
+            config,
+            watch_name("prowjobs", &scope),
+            readiness.clone(),
+        );
         let (events, jobs_synced) = prow_runtime::store::signal(events);
         synced.push(jobs_synced);
         let index = jobs.clone();
+        let namespace = scope.clone();
         tasks.push(Box::pin(async move {
             let mut building = None;
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
                 match event {
-                    Ok(event) => apply(&index, &mut building, event),
+                    Ok(event) => apply(&index, namespace.as_deref(), &mut building, event),
                     Err(e) => tracing::debug!(error = %e, "prowjob watch request failed"),
                 }
             }
@@ -201,37 +228,37 @@ pub fn start(
             client.clone(),
             ns,
             watcher::Config::default(),
-            "testclusterpools",
+            watch_name("testclusterpools", &scope),
             readiness.clone(),
         );
         let cluster = watch::cached::<TestCluster>(
             client.clone(),
             ns,
             watcher::Config::default(),
-            "testclusters",
+            watch_name("testclusters", &scope),
             readiness.clone(),
         );
         let definition = watch::cached::<JobDefinition>(
             client.clone(),
             ns,
             watcher::Config::default(),
-            "jobdefinitions",
+            watch_name("jobdefinitions", &scope),
             readiness.clone(),
         );
         for (events, name, s) in [
             (
                 pool.events.map(|e| e.map(|_| ())).boxed(),
-                "testclusterpools",
+                watch_name("testclusterpools", &scope),
                 pool.synced,
             ),
             (
                 cluster.events.map(|e| e.map(|_| ())).boxed(),
-                "testclusters",
+                watch_name("testclusters", &scope),
                 cluster.synced,
             ),
             (
                 definition.events.map(|e| e.map(|_| ())).boxed(),
-                "jobdefinitions",
+                watch_name("jobdefinitions", &scope),
                 definition.synced,
             ),
         ] {
@@ -287,24 +314,84 @@ mod tests {
     fn a_relist_is_swapped_in_whole_and_drops_jobs_deleted_while_the_watch_was_down() {
         let index = RwLock::new(Index::default());
         let mut building = None;
-        apply(&index, &mut building, Event::Apply(job("gone", "pending")));
-        apply(&index, &mut building, Event::Init);
-        apply(&index, &mut building, Event::InitApply(job("a", "success")));
+        apply(
+            &index,
+            None,
+            &mut building,
+            Event::Apply(job("gone", "pending")),
+        );
+        apply(&index, None, &mut building, Event::Init);
+        apply(
+            &index,
+            None,
+            &mut building,
+            Event::InitApply(job("a", "success")),
+        );
         assert!(
             index.read().expect("read").get("ci", "gone").is_some(),
             "the old list until the new one is through"
         );
-        apply(&index, &mut building, Event::InitDone);
+        apply(&index, None, &mut building, Event::InitDone);
         let read = index.read().expect("read");
         assert!(read.get("ci", "gone").is_none());
         assert_eq!(read.len(), 1);
         drop(read);
-        apply(&index, &mut building, Event::Apply(job("a", "failure")));
+        apply(
+            &index,
+            None,
+            &mut building,
+            Event::Apply(job("a", "failure")),
+        );
         assert_eq!(
             index.read().expect("read").get("ci", "a").map(|r| r.state),
             Some(prow_api::ProwJobState::Failure)
         );
-        apply(&index, &mut building, Event::Delete(job("a", "failure")));
+        apply(
+            &index,
+            None,
+            &mut building,
+            Event::Delete(job("a", "failure")),
+        );
         assert!(index.read().expect("read").is_empty());
+    }
+
+    #[test]
+    fn a_namespaces_relist_keeps_the_jobs_of_the_other_watched_namespaces() {
+        let in_ns = |ns: &str, name: &str| {
+            let WireJob(mut j) = job(name, "success");
+            j.metadata.namespace = Some(ns.to_owned());
+            WireJob(j)
+        };
+        let index = RwLock::new(Index::default());
+        let (mut a, mut b) = (None, None);
+        for (scope, building, name) in [("a", &mut a, "a1"), ("b", &mut b, "b1")] {
+            apply(&index, Some(scope), building, Event::Init);
+            apply(
+                &index,
+                Some(scope),
+                building,
+                Event::InitApply(in_ns(scope, name)),
+            );
+            apply(&index, Some(scope), building, Event::InitDone);
+        }
+        // Namespace a's watch lists again and a1 is gone meanwhile; b's job stays.
+        apply(&index, Some("a"), &mut a, Event::Init);
+        apply(
+            &index,
+            Some("a"),
+            &mut a,
+            Event::InitApply(in_ns("a", "a2")),
+        );
+        apply(&index, Some("a"), &mut a, Event::InitDone);
+        let read = index.read().expect("read");
+        assert!(read.get("a", "a1").is_none() && read.get("a", "a2").is_some());
+        assert!(read.get("b", "b1").is_some(), "b's jobs survive a's relist");
+        assert_eq!(read.len(), 2);
+    }
+
+    #[test]
+    fn each_namespaces_watch_has_its_own_name_for_the_probes() {
+        assert_eq!(watch_name("prowjobs", &Some("ci".into())), "prowjobs/ci");
+        assert_eq!(watch_name("prowjobs", &None), "prowjobs");
     }
 }

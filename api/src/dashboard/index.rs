@@ -45,9 +45,12 @@ pub struct Found {
 impl Index {
     /// Adds `row`, or replaces the row of the same namespace and name.
     pub fn apply(&mut self, row: JobRow) {
+        self.put(Arc::new(row));
+    }
+
+    fn put(&mut self, row: Arc<JobRow>) {
         self.remove(&row.namespace.clone(), &row.name.clone());
         let key = key_of(&row);
-        let row = Arc::new(row);
         self.order.insert(key.clone(), row.clone());
         self.by_job
             .entry(row.job.clone())
@@ -61,6 +64,25 @@ impl Index {
         }
         self.rows
             .insert((row.namespace.clone(), row.name.clone()), row);
+    }
+
+    /// Replaces the rows of `namespace` with the rows of `fresh` (a relist of that namespace
+    /// alone: the other namespaces' rows stay).
+    pub fn replace_namespace(&mut self, namespace: &str, fresh: Index) {
+        let gone: Vec<Arc<str>> = self
+            .rows
+            .keys()
+            .filter(|(ns, _)| &**ns == namespace)
+            .map(|(_, name)| name.clone())
+            .collect();
+        for name in gone {
+            self.remove(namespace, &name);
+        }
+        for row in fresh.rows.into_values() {
+            self.put(row);
+        }
+        self.strings.absorb(fresh.strings);
+        self.strings.prune();
     }
 
     /// Removes the row of `namespace`/`name`, if there is one.
@@ -313,6 +335,31 @@ mod tests {
         assert_eq!(names(&index.waiting_line("ci", "gke")), ["late"]);
         index.remove("ci", "late");
         assert!(index.waiting_line("ci", "gke").is_empty());
+    }
+
+    #[test]
+    fn a_namespaces_relist_replaces_its_rows_and_keeps_the_others() {
+        let mut index = Index::default();
+        let in_ns = |ns: &str, name: &str| {
+            let mut r = at(row("unit", Success, "acme/w", None), name, 1);
+            r.namespace = Arc::from(ns);
+            r
+        };
+        index.apply(in_ns("a", "gone"));
+        index.apply(in_ns("a", "kept"));
+        index.apply(in_ns("b", "other"));
+        let mut fresh = Index::default();
+        fresh.apply(in_ns("a", "kept"));
+        fresh.apply(in_ns("a", "new"));
+        index.replace_namespace("a", fresh);
+        assert!(index.get("a", "gone").is_none());
+        assert!(index.get("a", "kept").is_some() && index.get("a", "new").is_some());
+        assert!(
+            index.get("b", "other").is_some(),
+            "another namespace's rows stay"
+        );
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.runs_of("unit", 10).len(), 3);
     }
 
     #[test]

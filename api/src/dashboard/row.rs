@@ -141,6 +141,15 @@ impl Interner {
         shared
     }
 
+    /// Takes the strings of `other` it does not have (rows built with `other` keep theirs).
+    pub fn absorb(&mut self, other: Interner) {
+        for s in other.0 {
+            if !self.0.contains(&s) {
+                self.0.insert(s);
+            }
+        }
+    }
+
     /// Forgets strings no row uses any more.
     pub fn prune(&mut self) {
         self.0.retain(|s| Arc::strong_count(s) > 1);
