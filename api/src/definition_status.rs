@@ -83,7 +83,7 @@ pub fn status_update(
         .take(LATEST_RUNS)
         .map(|job| RunSummary {
             name: job.metadata.name.clone().unwrap_or_default(),
-            state: state_name(job.state()),
+            state: job.state().as_str().to_owned(),
             trigger: job
                 .metadata
                 .labels
@@ -165,7 +165,7 @@ fn conditions(
                 "PreviousRunNotFinished",
                 format!(
                     "The run due at {due} has not started: run {by} is still {}{since}.",
-                    state_name(state)
+                    state.as_str()
                 ),
             )
         }
@@ -177,11 +177,6 @@ fn conditions(
         ),
     };
     vec![scheduled, late]
-}
-
-/// A state as ProwJobs spell it (`pending`, `success`).
-fn state_name(state: ProwJobState) -> String {
-    format!("{state:?}").to_lowercase()
 }
 
 #[cfg(test)]

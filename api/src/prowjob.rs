@@ -87,6 +87,18 @@ pub enum ProwJobType {
     Batch,
 }
 
+impl ProwJobType {
+    /// The type as ProwJobs spell it on the wire (`presubmit`, `periodic`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Presubmit => "presubmit",
+            Self::Postsubmit => "postsubmit",
+            Self::Periodic => "periodic",
+            Self::Batch => "batch",
+        }
+    }
+}
+
 /// What runs a job.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ProwJobAgent {
@@ -122,6 +134,19 @@ pub enum ProwJobState {
 }
 
 impl ProwJobState {
+    /// The state as ProwJobs spell it on the wire (`pending`, `success`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduling => "scheduling",
+            Self::Triggered => "triggered",
+            Self::Pending => "pending",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Aborted => "aborted",
+            Self::Error => "error",
+        }
+    }
+
     /// Whether the state is final.
     pub fn is_complete(self) -> bool {
         matches!(
@@ -328,5 +353,24 @@ pub fn pod_namespace<'a>(job: &'a ProwJob, default_namespace: &'a str) -> &'a st
         default_namespace
     } else {
         &job.spec.namespace
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_types_are_spelled_as_on_the_wire() {
+        use ProwJobState::*;
+        for state in [
+            Scheduling, Triggered, Pending, Success, Failure, Aborted, Error,
+        ] {
+            assert_eq!(serde_json::to_value(state).expect("state"), state.as_str());
+        }
+        use ProwJobType::*;
+        for t in [Presubmit, Postsubmit, Periodic, Batch] {
+            assert_eq!(serde_json::to_value(t).expect("type"), t.as_str());
+        }
     }
 }

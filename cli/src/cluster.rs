@@ -111,15 +111,8 @@ pub async fn trigger(
         .as_ref()
         .map(|s| s.description.clone())
         .unwrap_or_default();
-    println!("{namespace}/{run}: {}: {description}", state_name(state));
+    println!("{namespace}/{run}: {}: {description}", state.as_str());
     Ok(state == ProwJobState::Success)
-}
-
-fn state_name(state: ProwJobState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Calls `probe` every half second until it returns something or `timeout` passed.

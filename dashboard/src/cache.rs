@@ -224,44 +224,41 @@ pub fn start(
             }
         }));
         let ns = scope.as_deref();
+        let names = ["testclusterpools", "testclusters", "jobdefinitions"]
+            .map(|kind| watch_name(kind, &scope));
         let pool = watch::cached::<TestClusterPool>(
             client.clone(),
             ns,
             watcher::Config::default(),
-            watch_name("testclusterpools", &scope),
+            names[0],
             readiness.clone(),
         );
         let cluster = watch::cached::<TestCluster>(
             client.clone(),
             ns,
             watcher::Config::default(),
-            watch_name("testclusters", &scope),
+            names[1],
             readiness.clone(),
         );
         let definition = watch::cached::<JobDefinition>(
             client.clone(),
             ns,
             watcher::Config::default(),
-            watch_name("jobdefinitions", &scope),
+            names[2],
             readiness.clone(),
         );
-        for (events, name, s) in [
-            (
-                pool.events.map(|e| e.map(|_| ())).boxed(),
-                watch_name("testclusterpools", &scope),
-                pool.synced,
-            ),
+        let feeds = [
+            (pool.events.map(|e| e.map(|_| ())).boxed(), pool.synced),
             (
                 cluster.events.map(|e| e.map(|_| ())).boxed(),
-                watch_name("testclusters", &scope),
                 cluster.synced,
             ),
             (
                 definition.events.map(|e| e.map(|_| ())).boxed(),
-                watch_name("jobdefinitions", &scope),
                 definition.synced,
             ),
-        ] {
+        ];
+        for ((events, s), name) in feeds.into_iter().zip(names) {
             synced.push(s);
             tasks.push(Box::pin(watch::drain(events, name)));
         }

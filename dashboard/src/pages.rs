@@ -141,6 +141,14 @@ fn encode(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
+/// The link to `job`'s history page.
+fn history_link(job: &str) -> String {
+    format!(
+        "/history/{}",
+        percent_encoding::utf8_percent_encode(job, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
 /// A pull request as a row shows it.
 pub struct PullView {
     number: i64,
@@ -176,13 +184,6 @@ pub struct JobView {
     description: String,
 }
 
-fn state_name(state: ProwJobState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
         (_, 11..=13) => "th",
@@ -210,16 +211,12 @@ impl JobView {
             namespace: row.namespace.to_string(),
             name: row.name.to_string(),
             job: row.job.to_string(),
-            history: format!(
-                "/history/{}",
-                percent_encoding::utf8_percent_encode(&row.job, percent_encoding::NON_ALPHANUMERIC)
-            ),
-            state: state_name(row.state),
+            history: history_link(&row.job),
+            state: row.state.as_str().to_owned(),
             class: state_class(row.state),
             job_type: row
                 .job_type
-                .and_then(|t| serde_json::to_value(t).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
+                .map(|t| t.as_str().to_owned())
                 .unwrap_or_default(),
             repo: row.repo.to_string(),
             repo_link: row.repo_link.clone(),
@@ -512,10 +509,11 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
                 path: f.path.clone(),
             });
             // A finished run whose upload did not happen keeps its log in its pod while the
-            // pod is there.
-            match (&pod_source, stored.size().await) {
-                (Some(_), Ok(None)) => pod_source,
-                _ => Some(stored),
+            // pod is there (the bucket is asked only then).
+            if pod_source.is_some() && matches!(stored.size().await, Ok(None)) {
+                pod_source
+            } else {
+                Some(stored)
             }
         }
         _ => pod_source,
@@ -935,7 +933,7 @@ async fn follow(app: Arc<App>, ns: String, name: String, mut after: u64, mut tx:
                 &mut tx,
                 warp::sse::Event::default()
                     .event("end")
-                    .data(state_name(job.state())),
+                    .data(job.state().as_str()),
             )
             .await;
             break;
@@ -1219,10 +1217,7 @@ fn definitions_page(app: &App) -> Reply_ {
                 String::new()
             };
             DefinitionView {
-                history: format!(
-                    "/history/{}",
-                    percent_encoding::utf8_percent_encode(&job, percent_encoding::NON_ALPHANUMERIC)
-                ),
+                history: history_link(&job),
                 job_type: format!("{:?}", d.spec.job_type).to_lowercase(),
                 repo: d.spec.repo.clone(),
                 schedule,

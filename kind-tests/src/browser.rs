@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::hook::Files;
 use crate::process::{free_port, Running};
 use crate::TestEnv;
 
@@ -24,7 +25,8 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Child,
-    profile: PathBuf,
+    /// Chromium's profile, removed after the browser ends (fields drop after `drop`).
+    _profile: Files,
     shots: PathBuf,
 }
 
@@ -98,7 +100,7 @@ impl Browser {
         Ok(Some(Browser {
             client,
             driver,
-            profile,
+            _profile: Files(profile),
             shots,
         }))
     }
@@ -196,7 +198,6 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -204,7 +205,7 @@ impl Drop for Browser {
 pub struct Dashboard {
     /// The process.
     pub process: Running,
-    dir: PathBuf,
+    _dir: Files,
 }
 
 impl Dashboard {
@@ -231,17 +232,14 @@ impl Dashboard {
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Running::start("prow-dashboard", &env.kubeconfig, &args)?;
-        Ok(Dashboard { process, dir })
+        Ok(Dashboard {
+            process,
+            _dir: Files(dir),
+        })
     }
 
     /// The URL of `path` on the dashboard.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.process.health)
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
