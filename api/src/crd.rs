@@ -3,6 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+use crate::buildcluster::BuildCluster;
 use crate::jobdefinition::JobDefinition;
 use crate::testclusterpool::TestClusterPool;
 use crate::{Preset, ProwJob, TestCluster};
@@ -15,6 +16,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         TestCluster::crd(),
         TestClusterPool::crd(),
         JobDefinition::crd(),
+        BuildCluster::crd(),
     ]
 }
 

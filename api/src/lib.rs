@@ -1,6 +1,7 @@
 //! The prow-operator kinds and the pure rules about them. No I/O lives here: every decision the
 //! operator and the webhook take is a function of its inputs, tested with tables.
 
+pub mod buildcluster;
 pub mod cluster_plan;
 pub mod compat;
 pub mod concurrency;

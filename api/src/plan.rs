@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
+use crate::buildcluster::Gate;
 use crate::concurrency::{to_wake, Grant, Limits};
 use crate::dedupe::{superseded_by, supersedes};
 use crate::lease::{transition, PoolPolicy, Request};
@@ -440,6 +441,50 @@ pub fn refused_pod<J: Borrow<ProwJob>>(
         format!("Pod can not be created: {reason}"),
         false,
     )
+}
+
+/// The plan for a job as its build cluster allows (`prow_api::buildcluster::gate`): ended in
+/// error with the reason, waiting with the reason in its description (written when it
+/// changes), or `go`'s plan, with the description a wait left put back.
+pub fn in_build_cluster<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>>(
+    gate: Gate,
+    facts: &Facts,
+    peers: &mut Peers<J, F>,
+    limits: &Limits,
+    go: impl FnOnce(&mut Peers<J, F>) -> Plan,
+) -> Plan {
+    match gate {
+        Gate::End(description) => finished(
+            facts,
+            peers,
+            limits,
+            ProwJobState::Error,
+            description,
+            false,
+        ),
+        Gate::Wait {
+            description,
+            recheck,
+        } => {
+            let said = facts.job.status.as_ref().map(|s| s.description.as_str());
+            Plan {
+                status: (said != Some(description.as_str())).then(|| StatusChange {
+                    description: Some(description),
+                    ..StatusChange::default()
+                }),
+                requeue: Some(recheck),
+                ..Plan::default()
+            }
+        }
+        Gate::Go { restore } => {
+            let mut plan = go(peers);
+            if let Some(restore) = restore {
+                let status = plan.status.get_or_insert_with(StatusChange::default);
+                status.description.get_or_insert(restore);
+            }
+            plan
+        }
+    }
 }
 
 /// The second plan of a pass whose pod the API server refused after the first plan took a lease

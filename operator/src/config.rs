@@ -187,6 +187,16 @@ pub struct OperatorConfig {
     #[arg(long, env = "PROW_OPERATOR_JOB_URL_TEMPLATE", default_value = "", value_parser = url_template)]
     pub job_url_template: String,
 
+    /// Namespace of the BuildClusters (and their kubeconfig Secrets) the operator runs job pods
+    /// in; defaults to its own namespace (`POD_NAMESPACE`), else --leader-election-namespace.
+    #[arg(long, env = "PROW_OPERATOR_BUILD_CLUSTER_NAMESPACE")]
+    pub build_cluster_namespace: Option<String>,
+
+    /// Directory of kubeconfig files, each context a build cluster alias (upstream's
+    /// `--kubeconfig-dir`, for migration); BuildClusters are the declared way.
+    #[arg(long, env = "PROW_OPERATOR_KUBECONFIG_DIR")]
+    pub kubeconfig_dir: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "PROW_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -210,6 +220,19 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl OperatorConfig {
+    /// The namespace of the BuildClusters: the flag, else the operator's own (`POD_NAMESPACE`),
+    /// else the leader election's.
+    pub fn build_cluster_namespace(&self) -> String {
+        self.build_cluster_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| self.leader_election_namespace.clone())
+    }
+
     /// The retention (garbage collection) settings.
     pub fn retention(&self) -> Retention {
         Retention {

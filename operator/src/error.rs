@@ -12,6 +12,9 @@ pub enum Error {
     /// The job's pod could not be built.
     #[error("building the pod: {0}")]
     Pod(#[from] prow_api::pod::PodError),
+    /// The job's build cluster is not there to act in (it went away during the reconcile).
+    #[error("build cluster {0:?} is not reached")]
+    NoCluster(String),
     /// Serialising a request body failed.
     #[error("serialising: {0}")]
     Json(#[from] serde_json::Error),
@@ -27,7 +30,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Kube(e) if api_code(e).is_some_and(|c| c == 409) => "conflict",
             Error::Kube(e) if is_request_error(e) => "refused",
-            Error::Kube(_) => "unavailable",
+            Error::Kube(_) | Error::NoCluster(_) => "unavailable",
             Error::Pod(_) => "pod",
             Error::Json(_) => "encoding",
         }

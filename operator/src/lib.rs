@@ -7,6 +7,7 @@
 pub const MANAGER: &str = "prow-operator";
 
 pub mod advertise;
+pub mod buildclusters;
 pub mod compat;
 pub mod config;
 pub mod controller;

@@ -9,7 +9,8 @@ use clap::Parser;
 use prow_operator::config::OperatorConfig;
 use prow_operator::metrics::{self, Metrics};
 use prow_operator::{
-    advertise, compat, definitions, leader, presets, prowjob, retention, testclusters,
+    advertise, buildclusters, compat, definitions, leader, presets, prowjob, retention,
+    testclusters,
 };
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
@@ -68,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     // One Events handle for the process: every reconciler's Events go through its writers.
     let events = prow_operator::events::recorder(client.clone());
     let settings = cfg.prowjob_settings();
+    let pod_watch_namespace = settings.pod_watch_namespace().map(str::to_string);
     let (clusters, cluster_events) = testclusters::watch(
         fail_fast.clone(),
         settings.pod_watch_namespace(),
@@ -92,6 +94,37 @@ async fn main() -> anyhow::Result<()> {
         default_pod_namespace: cfg.pod_namespace.clone(),
     });
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
+    let wiring = buildclusters::Wiring {
+        jobs: caches.jobs.clone(),
+        wake: caches.wake.clone(),
+        pod_namespace: pod_watch_namespace,
+        list_page_size: cfg.list_page_size,
+        shutdown: stop.clone(),
+    };
+    if let Some(dir) = &cfg.kubeconfig_dir {
+        for (alias, kubeconfig) in buildclusters::from_kubeconfig_dir(dir)? {
+            let clients = client::clients_from_parsed(kubeconfig, Some(&alias))
+                .await
+                .with_context(|| format!("context {alias:?} of --kubeconfig-dir"))?;
+            let member = buildclusters::Member::start(&alias, clients, 0, &wiring);
+            caches.builds.fix(member);
+        }
+    }
+    tasks.spawn(
+        "buildcluster-controller",
+        buildclusters::run(
+            client.clone(),
+            fail_fast.clone(),
+            caches.builds.clone(),
+            wiring,
+            buildclusters::Settings {
+                namespace: cfg.build_cluster_namespace(),
+                pod_namespace: cfg.pod_namespace.clone(),
+            },
+            events.clone(),
+            ready.clone(),
+        ),
+    );
     let (definitions, definition_controller) = definitions::run(
         definitions::Context {
             client: client.clone(),

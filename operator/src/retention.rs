@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, Client, Resource};
+use prow_api::buildcluster::{alias_of, Reach};
 use prow_api::retention::{sweep, Doomed, Retention};
 use prow_api::{labels, ProwJob};
 use tokio_util::sync::CancellationToken;
@@ -29,40 +30,55 @@ pub async fn run(
         _ = shutdown.cancelled() => return,
     }
     loop {
-        let (jobs, pods) = (caches.jobs.state(), caches.pods.state());
+        let jobs = caches.jobs.state();
         let jobs: Vec<&ProwJob> = jobs.iter().map(|j| j.as_ref()).collect();
-        let ours = |p: &&std::sync::Arc<prow_api::pod_view::PodView>| {
-            watch_namespace.as_deref().is_none_or(|ns| {
-                p.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(labels::JOB_NAMESPACE))
-                    .map(String::as_str)
-                    == Some(ns)
-            })
-        };
-        // Metadata is all the plan reads of a pod: no copies of 10,000 pods per sweep.
-        let pods: Vec<_> = pods.iter().filter(ours).map(|p| &p.metadata).collect();
-        let plan = sweep(&jobs, &pods, Timestamp::now(), &keep);
+        let now = Timestamp::now();
         let (mut jobs_deleted, mut pods_deleted) = (0usize, 0usize);
-        for doomed in &plan.jobs {
+        for doomed in &sweep(&jobs, &[], now, &keep).jobs {
             if shutdown.is_cancelled() {
                 return;
             }
             jobs_deleted += usize::from(delete::<ProwJob>(&client, doomed).await);
         }
-        for doomed in &plan.pods {
-            if shutdown.is_cancelled() {
-                return;
+        // Each build cluster's pods against its own jobs; one that is not reached is skipped
+        // (its pods wait for the next sweep), so it holds up none of the others.
+        for member in caches.builds.members() {
+            if member.reach() != Reach::Up {
+                tracing::info!(cluster = %member.alias, "retention skips a build cluster that is not reached");
+                continue;
             }
-            pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
-        }
-        for doomed in &plan.orphans {
-            if shutdown.is_cancelled() {
-                return;
+            let own: Vec<&ProwJob> = jobs
+                .iter()
+                .copied()
+                .filter(|j| alias_of(j) == member.alias)
+                .collect();
+            let pods = member.pods.state();
+            let ours = |p: &&std::sync::Arc<prow_api::pod_view::PodView>| {
+                watch_namespace.as_deref().is_none_or(|ns| {
+                    p.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(labels::JOB_NAMESPACE))
+                        .map(String::as_str)
+                        == Some(ns)
+                })
+            };
+            // Metadata is all the plan reads of a pod: no copies of 10,000 pods per sweep.
+            let pods: Vec<_> = pods.iter().filter(ours).map(|p| &p.metadata).collect();
+            let plan = sweep(&own, &pods, now, &keep);
+            for doomed in &plan.pods {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                pods_deleted += usize::from(delete::<Pod>(&member.client, doomed).await);
             }
-            if still_orphaned(&client, doomed).await {
-                pods_deleted += usize::from(delete::<Pod>(&client, doomed).await);
+            for doomed in &plan.orphans {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if still_orphaned(&member.client, &client, doomed).await {
+                    pods_deleted += usize::from(delete::<Pod>(&member.client, doomed).await);
+                }
             }
         }
         if jobs_deleted + pods_deleted > 0 {
@@ -105,9 +121,10 @@ where
     }
 }
 
-/// Whether a fresh read confirms the pod's job is gone (or is another job of the same name).
-async fn still_orphaned(client: &Client, doomed: &Doomed) -> bool {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &doomed.namespace);
+/// Whether a fresh read confirms the pod's job is gone (or is another job of the same name):
+/// the pod read in its build cluster (`build`), the job in the operator's (`client`).
+async fn still_orphaned(build: &Client, client: &Client, doomed: &Doomed) -> bool {
+    let pods: Api<Pod> = Api::namespaced(build.clone(), &doomed.namespace);
     let Ok(Some(pod)) = pods.get_opt(&doomed.name).await else {
         return false;
     };

@@ -32,6 +32,32 @@ pub async fn clients(kubeconfig: Option<&Path>) -> anyhow::Result<(kube::Client,
     Ok((client, fail_fast))
 }
 
+/// How long a connection to another cluster's API server may take to open: a build cluster
+/// that drops packets must not hold up a reconcile for the operating system's minutes.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Both clients (see [`clients`]) for a cluster given by a kubeconfig's text (a Secret's value)
+/// and its current context, with connections that give up after [`CONNECT_TIMEOUT`].
+pub async fn clients_from_text(kubeconfig: &str) -> anyhow::Result<(kube::Client, kube::Client)> {
+    clients_from_parsed(kube::config::Kubeconfig::from_yaml(kubeconfig)?, None).await
+}
+
+/// [`clients_from_text`] for a parsed kubeconfig, with its `context` (or its current one).
+pub async fn clients_from_parsed(
+    kubeconfig: kube::config::Kubeconfig,
+    context: Option<&str>,
+) -> anyhow::Result<(kube::Client, kube::Client)> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let client = kube::Client::try_from(config.clone())?;
+    config.default_retry = false;
+    Ok((client, kube::Client::try_from(config)?))
+}
+
 async fn load(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
     Ok(match kubeconfig {
         Some(path) => {

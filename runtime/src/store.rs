@@ -32,6 +32,11 @@ impl Synced {
             .unwrap_or(false)
     }
 
+    /// Whether the store has its first full list now, without waiting.
+    pub fn is_synced(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// A store that is synced already (a store filled by hand, in tests).
     pub fn already() -> Self {
         Self(watch::channel(true).1)

@@ -802,3 +802,67 @@ fn reads_table() {
         );
     }
 }
+
+/// What a job does about its build cluster, as a plan: ended, waiting (its description written
+/// once), or the usual plan with a wait's description put back.
+#[test]
+fn build_cluster_gates_as_plans() {
+    use crate::buildcluster::Gate;
+    let policy = PoolPolicy::default();
+    let ran = std::cell::Cell::new(false);
+    let go = |_: &mut Peers<&ProwJob, _>| {
+        ran.set(true);
+        Plan::default()
+    };
+
+    let first = triggered("j");
+    let facts = alone(&first, &policy);
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let ended = Gate::End("Build cluster \"gone\" does not exist".into());
+    let plan = in_build_cluster(ended, &facts, &mut peers, &Limits::default(), go);
+    let status = plan.status.expect("a status");
+    assert_eq!(status.state, Some(ProwJobState::Error));
+    assert_eq!(
+        status.description.as_deref(),
+        Some("Build cluster \"gone\" does not exist")
+    );
+    assert!(status.completes());
+    assert_eq!(plan.pod, PodChange::Keep, "no pod to delete out there");
+    assert!(!ran.get());
+
+    let wait = || Gate::Wait {
+        description: "Waiting for build cluster \"b2\": down".into(),
+        recheck: Duration::from_secs(3),
+    };
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let plan = in_build_cluster(wait(), &facts, &mut peers, &Limits::default(), go);
+    assert_eq!(plan.requeue, Some(Duration::from_secs(3)));
+    let status = plan.status.expect("the reason is written");
+    assert_eq!(status.state, None, "the state stays");
+    assert_eq!(
+        status.description.as_deref(),
+        Some("Waiting for build cluster \"b2\": down")
+    );
+
+    let waiting = job(
+        "j",
+        json!({"state": "triggered", "description": "Waiting for build cluster \"b2\": down"}),
+        json!({}),
+    );
+    let facts = alone(&waiting, &policy);
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let plan = in_build_cluster(wait(), &facts, &mut peers, &Limits::default(), go);
+    assert_eq!(plan.status, None, "said once");
+    assert!(!ran.get());
+
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let back = Gate::Go {
+        restore: Some("Job triggered.".into()),
+    };
+    let plan = in_build_cluster(back, &facts, &mut peers, &Limits::default(), go);
+    assert!(ran.get());
+    assert_eq!(
+        plan.status.and_then(|s| s.description).as_deref(),
+        Some("Job triggered.")
+    );
+}

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::Client;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::plan::LeaseWrite;
 use prow_api::pool::{kubeconfig_copy_name, LeasedCluster, KUBECONFIG_KEY};
@@ -49,12 +50,14 @@ pub(super) async fn write_lease(
     Ok(written)
 }
 
-/// Copies the leased cluster's kubeconfig into the pod's namespace, under the name the pod
-/// mounts; an existing copy (from an earlier pass) is replaced.
+/// Copies the leased cluster's kubeconfig into the pod's namespace in its build cluster (through
+/// `build`), under the name the pod mounts; an existing copy (from an earlier pass) is
+/// replaced.
 pub(super) async fn copy_kubeconfig(
     job: &ProwJob,
     cluster: &LeasedCluster,
     pod_ns: &str,
+    build: &Client,
     ctx: &Context,
 ) -> Result<()> {
     let Some(source) = cluster.kubeconfig.as_ref() else {
@@ -91,20 +94,21 @@ pub(super) async fn copy_kubeconfig(
         ),
         ..Default::default()
     };
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), pod_ns);
+    let api = Api::<Secret>::namespaced(build.clone(), pod_ns);
     let params = PatchParams::apply(MANAGER).force();
     api.patch(&copy.name_any(), &params, &Patch::Apply(&copy))
         .await?;
     Ok(())
 }
 
-/// Removes the job's copy of its cluster's kubeconfig; already gone is fine.
+/// Removes the job's copy of its cluster's kubeconfig from its build cluster (through `build`);
+/// already gone is fine.
 pub(super) async fn delete_kubeconfig_copy(
     job: &ProwJob,
     pod_ns: &str,
-    ctx: &Context,
+    build: &Client,
 ) -> Result<()> {
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), pod_ns);
+    let api = Api::<Secret>::namespaced(build.clone(), pod_ns);
     match api
         .delete(
             &kubeconfig_copy_name(&job.name_any()),

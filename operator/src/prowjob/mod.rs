@@ -20,6 +20,7 @@ use prow_api::{labels, ProwJob};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::buildclusters::{BuildClusters, Member};
 use crate::metrics::Metrics;
 use crate::testclusters::{notice_gone_holders, Clusters};
 use prow_api::lifecycle::needs_reconcile;
@@ -71,8 +72,8 @@ pub struct Context {
     pub client: Client,
     /// The ProwJobs, finished ones stripped.
     pub jobs: Store<ProwJob>,
-    /// The pods labelled `created-by-prow`, stripped.
-    pub pods: Store<PodView>,
+    /// The build clusters, each with its job pods (stripped), its evictions and budgets.
+    pub builds: Arc<BuildClusters>,
     /// Configuration.
     pub settings: Settings,
     /// What this process did that the caches may not show yet: starts, pods, status writes.
@@ -81,10 +82,6 @@ pub struct Context {
     pub recorder: crate::events::Events,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Pods the Eviction API deleted, from the operator's PodDisruptionBudgets.
-    pub evictions: evictions::Evictions,
-    /// Creates those budgets.
-    pub budgets: evictions::Budgets,
     /// Asks for jobs to be reconciled again (waiting jobs when a slot frees).
     pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
     /// The TestClusters jobs lease.
@@ -96,8 +93,10 @@ pub struct Context {
 pub struct Caches {
     /// ProwJobs.
     pub jobs: Store<ProwJob>,
-    /// Prow's pods.
+    /// Prow's pods in the operator's own cluster.
     pub pods: Store<PodView>,
+    /// The build clusters, that one among them.
+    pub builds: Arc<BuildClusters>,
     /// Whether the jobs' store has its first list.
     pub jobs_synced: Synced,
     /// Whether the pods' store has its first list.
@@ -177,14 +176,19 @@ pub fn run(
 
     let settings_concurrency = settings.reconcile_concurrency;
     let (wake, woken) = mpsc::unbounded_channel();
+    let local = Arc::new(Member::local(
+        client.clone(),
+        pods.clone(),
+        pods_synced.clone(),
+        evictions::Budgets::new(client.clone()),
+    ));
+    let builds = Arc::new(BuildClusters::new(local, jobs.clone(), wake.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         jobs: jobs.clone(),
-        pods: pods.clone(),
+        builds: builds.clone(),
         settings,
         ledger: ledger::Ledger::default(),
-        evictions: evictions::Evictions::default(),
-        budgets: evictions::Budgets::new(client.clone()),
         recorder: events,
         metrics,
         wake: wake.clone(),
@@ -194,6 +198,7 @@ pub fn run(
     let caches = Caches {
         jobs: jobs.clone(),
         pods: pods.clone(),
+        builds,
         jobs_synced: jobs_synced.clone(),
         pods_synced,
         wake,
@@ -241,11 +246,14 @@ pub fn run(
         let ctx = ctx.clone();
         let pods = pods.clone();
         futures::stream::once(async move {
-            let resource = ctx.budgets.resource().await;
+            let local = ctx.builds.local().clone();
+            let resource = local.budgets.resource().await;
             let namespace = ctx.settings.pod_watch_namespace().map(str::to_string);
             evictions::watch_evictions(ctx.client.clone(), namespace, resource).filter_map(
                 move |(namespace, pod, at)| {
-                    let news = ctx.evictions.record(&namespace, &pod, at, Timestamp::now());
+                    let news = local
+                        .evictions
+                        .record(&namespace, &pod, at, Timestamp::now());
                     let job = pods
                         .get(&ObjectRef::new(&pod).within(&namespace))
                         .and_then(|p| job_of_pod((*p).clone()));

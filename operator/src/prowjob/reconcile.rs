@@ -11,7 +11,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::lease::PoolPolicy;
 use prow_api::plan::{
-    after_refused_pod, plan, reads, refused_pod, Facts, JobEvent, Peers, Plan, PodChange,
+    after_refused_pod, in_build_cluster, plan, reads, refused_pod, Facts, JobEvent, Peers, Plan,
+    PodChange,
 };
 use prow_api::pod::{decorated_pod_for, pod_namespace, with_test_cluster};
 use prow_api::pod_view::PodView;
@@ -23,11 +24,13 @@ use tracing::Instrument;
 use super::lease::{copy_kubeconfig, delete_kubeconfig_copy, write_lease};
 use super::ledger::Granted;
 use super::Context;
+use crate::buildclusters::Member;
 use crate::controller::{lost_race, Reconciler};
 use crate::error::{api_code, is_request_error, Error, Result};
 use crate::queue::Action;
 use crate::testclusters::Claim;
 use crate::MANAGER;
+use prow_api::buildcluster::{alias_of, gate, Reach};
 
 /// How long a pool job waits for the TestCluster cache's first list before it is retried
 /// later (its work slot is free meanwhile).
@@ -84,7 +87,13 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     // Fetch.
     let pod_ns = pod_namespace(job, &ctx.settings.pod_namespace).to_string();
     let name = job.name_any();
-    let mut pod = ctx.pods.get(&ObjectRef::new(&name).within(&pod_ns));
+    let alias = alias_of(job);
+    let (member, reach) = ctx.builds.reach(alias);
+    // A cluster that is not reached shows no pods: the job decides nothing from that.
+    let member = member.filter(|_| reach == Reach::Up);
+    let mut pod = member
+        .as_ref()
+        .and_then(|m| m.pods.get(&ObjectRef::new(&name).within(&pod_ns)));
     let state = job.state();
     if state != ProwJobState::Triggered {
         ctx.ledger.starts.forget_start(&uid);
@@ -96,12 +105,13 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         // The cache has caught up with the pod we created.
         Some(_) => ctx.ledger.pods.forget(&uid),
         // A pod we created a moment ago, not in the cache yet.
-        None => pod = ctx.ledger.pods.get(&uid),
+        None if member.is_some() => pod = ctx.ledger.pods.get(&uid),
+        None => {}
     }
     let reads = reads(job, ctx.ledger.starts.is_started(&uid));
-    if pod.is_none() && reads.pod_if_uncached {
+    if let (None, true, Some(member)) = (&pod, reads.pod_if_uncached, &member) {
         // Rare, so no hot-path cost.
-        pod = Api::<PodView>::namespaced(ctx.client.clone(), &pod_ns)
+        pod = Api::<PodView>::namespaced(member.client.clone(), &pod_ns)
             .get_opt(&name)
             .await?
             .map(|mut p| {
@@ -125,7 +135,11 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     });
     // One clock reading per reconcile: every time this pass decides or writes is the same.
     let now = Timestamp::now();
-    let eviction = evicted_since(job, pod.as_deref(), &pod_ns, now, ctx).await;
+    let eviction = match &member {
+        Some(m) => evicted_since(job, pod.as_deref(), &pod_ns, now, m).await,
+        None => None,
+    };
+    let gate = gate(job, &reach, now, ctx.settings.policy.timeouts);
     let facts = Facts {
         job,
         pod: pod.as_deref(),
@@ -140,31 +154,30 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     // forgotten again unless its pod gets created.
     let mut granted = None;
     // Decide.
-    let planned = match ctx.settings.pod_watch_namespace() {
+    let limits = &ctx.settings.limits;
+    let planned = in_build_cluster(gate, &facts, &mut peers, limits, |peers| {
+        match ctx
+        .settings
+        .pod_watch_namespace()
+    {
         // This installation works in one pod namespace: a pod elsewhere would never be seen.
         Some(only) if only != pod_ns && state == ProwJobState::Triggered && !job.is_complete() => {
             refused_pod(
                 &facts,
-                &mut peers,
+                peers,
                 &ctx.settings.limits,
                 &format!(
                     "pods run only in namespace {only:?} here (the operator watches one namespace), not {pod_ns:?}"
                 ),
             )
         }
-        _ => plan(
-            &facts,
-            &mut peers,
-            &ctx.settings.policy,
-            &ctx.settings.limits,
-            || {
-                let now_millis = now.as_millisecond().max(0) as u64;
-                let limits = &ctx.settings.limits;
-                let starts = &ctx.ledger.starts;
-                starts.grant(job, &ctx.jobs, limits, now_millis, &mut granted)
-            },
-        ),
-    };
+        _ => plan(&facts, peers, &ctx.settings.policy, limits, || {
+            let now_millis = now.as_millisecond().max(0) as u64;
+            let starts = &ctx.ledger.starts;
+            starts.grant(job, &ctx.jobs, limits, now_millis, &mut granted)
+        }),
+    }
+    });
     tracing::debug!(?planned, "planned");
     // Apply.
     // The lease this pass takes shows as taken before the pool's next decision.
@@ -174,10 +187,14 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         .filter(|l| l.take)
         .map(|l| &l.cluster);
     let claim = turn.and_then(|turn| turn.claim(&ctx.clusters, taken));
-    let action = apply(&facts, &mut peers, planned, claim, granted, &pod_ns, ctx).await?;
-    if let Some(since) = eviction {
+    let target = Target {
+        namespace: &pod_ns,
+        member: member.as_deref(),
+    };
+    let action = apply(&facts, &mut peers, planned, claim, granted, target, ctx).await?;
+    if let (Some(since), Some(m)) = (eviction, &member) {
         // Acted on: the same eviction does not revive the next pod.
-        ctx.evictions.take(&pod_ns, &name, since);
+        m.evictions.take(&pod_ns, &name, since);
     }
     Ok(action)
 }
@@ -191,7 +208,7 @@ async fn evicted_since(
     pod: Option<&PodView>,
     pod_ns: &str,
     now: Timestamp,
-    ctx: &Context,
+    member: &Member,
 ) -> Option<Timestamp> {
     let status = job.status.as_ref()?;
     if job.state() != ProwJobState::Pending || job.is_complete() || status.pod_name.is_empty() {
@@ -203,15 +220,15 @@ async fn evicted_since(
         None => status.pending_time.clone(),
     }
     .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
-    if ctx.evictions.contains(pod_ns, &status.pod_name, since) {
+    if member.evictions.contains(pod_ns, &status.pod_name, since) {
         return Some(since);
     }
     if pod.is_none() {
         // Gone before the budget's watch brought the record: read the budget itself.
-        for (name, at) in ctx.budgets.read(pod_ns).await {
-            ctx.evictions.record(pod_ns, &name, at, now);
+        for (name, at) in member.budgets.read(pod_ns).await {
+            member.evictions.record(pod_ns, &name, at, now);
         }
-        if ctx.evictions.contains(pod_ns, &status.pod_name, since) {
+        if member.evictions.contains(pod_ns, &status.pod_name, since) {
             return Some(since);
         }
     }
@@ -229,10 +246,11 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     mut plan: Plan,
     claim: Option<Claim>,
     granted: Option<Granted<'_>>,
-    pod_ns: &str,
+    target: Target<'_>,
     ctx: &Context,
 ) -> Result<Action> {
     let job = facts.job;
+    let pod_ns = target.namespace;
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let mut taken = None;
     // Through the claim: the pool's view shows the write (or, if it failed, the cluster as it
@@ -258,7 +276,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     }
     if let PodChange::Create { build_id, cluster } = &plan.pod {
         let starting = job.state() == ProwJobState::Triggered;
-        match create_pod(job, build_id, cluster.as_ref(), pod_ns, ctx).await {
+        match create_pod(job, build_id, cluster.as_ref(), target.cluster()?, ctx).await {
             Ok(pod) => {
                 if let Some(granted) = granted {
                     granted.keep();
@@ -297,7 +315,9 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
         if status.completes() && prow_api::decorate::is_decorated(job) {
             // Before the status: a crash in between leaves the job unfinished, and the next
             // pass writes both again.
-            super::uploads::upload_final(job, &status.applied_to(job), pod_ns, ctx).await;
+            if let Some(member) = target.member {
+                super::uploads::upload_final(job, &status.applied_to(job), pod_ns, member).await;
+            }
         }
         patch_status(ctx, job, serde_json::to_value(status)?).await?;
         if status.completes() {
@@ -305,7 +325,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
         }
     }
     if let (PodChange::Delete, Some(pod)) = (&plan.pod, facts.pod) {
-        delete_pod(pod, ctx).await?;
+        delete_pod(pod, target.cluster()?, ctx).await?;
     }
     let wake = || {
         for other in &plan.wake {
@@ -322,8 +342,17 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
         }
         // The next job in line takes the cluster while the copy goes.
         wake();
-        if end.cluster.spec.kubeconfig_secret_ref.is_some() {
-            delete_kubeconfig_copy(job, pod_ns, ctx).await?;
+        match (
+            end.cluster.spec.kubeconfig_secret_ref.is_some(),
+            target.member,
+        ) {
+            (true, Some(member)) => delete_kubeconfig_copy(job, pod_ns, &member.client).await?,
+            // Its cluster is gone: so is the copy's way out (the cluster's own clean-up).
+            (true, None) => tracing::warn!(
+                cluster = %alias_of(job),
+                "the kubeconfig copy of the job's test cluster cannot be removed: its build cluster is not reached"
+            ),
+            (false, _) => {}
         }
     } else {
         wake();
@@ -361,25 +390,44 @@ fn refusal(e: &Error) -> Option<String> {
     }
 }
 
+/// Where a job's pod goes: its namespace, in its build cluster (`None` when that is missing or
+/// not reached; such a plan creates and deletes nothing).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    namespace: &'a str,
+    member: Option<&'a Member>,
+}
+
+impl<'a> Target<'a> {
+    /// The namespace and the cluster to act in.
+    fn cluster(&self) -> Result<(&'a str, &'a Member)> {
+        match self.member {
+            Some(m) => Ok((self.namespace, m)),
+            None => Err(Error::NoCluster(self.namespace.to_string())),
+        }
+    }
+}
+
 async fn create_pod(
     job: &ProwJob,
     build_id: &str,
     cluster: Option<&LeasedCluster>,
-    pod_ns: &str,
+    (pod_ns, member): (&str, &Member),
     ctx: &Context,
 ) -> Result<Pod> {
     let mut pod = decorated_pod_for(job, build_id, pod_ns, &ctx.settings.utility_image)?;
-    super::uploads::check_secrets(job, pod_ns, ctx).await?;
+    super::uploads::check_secrets(job, pod_ns, &member.client).await?;
     if let Some(cluster) = cluster {
-        copy_kubeconfig(job, cluster, pod_ns, ctx).await?;
+        copy_kubeconfig(job, cluster, pod_ns, &member.client, ctx).await?;
         with_test_cluster(&mut pod, cluster);
     }
-    ctx.budgets.ensure(pod_ns).await;
+    member.budgets.ensure(pod_ns).await;
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    Ok(pods(ctx, pod_ns).create(&params, &pod).await?)
+    let pods: Api<Pod> = Api::namespaced(member.client.clone(), pod_ns);
+    Ok(pods.create(&params, &pod).await?)
 }
 
 /// Patches the job's status, guarded by the resourceVersion the decision was made on.
@@ -411,7 +459,7 @@ async fn patch_status(ctx: &Context, job: &ProwJob, status: Value) -> Result<()>
 }
 
 /// Deletes a pod, only the one that was decided on (UID precondition); already gone is fine.
-async fn delete_pod(pod: &PodView, ctx: &Context) -> Result<()> {
+async fn delete_pod(pod: &PodView, (_, member): (&str, &Member), ctx: &Context) -> Result<()> {
     let ns = pod.namespace().unwrap_or_default();
     let params = DeleteParams {
         grace_period_seconds: ctx.settings.pod_deletion_grace_seconds.map(|s| s as u32),
@@ -421,15 +469,12 @@ async fn delete_pod(pod: &PodView, ctx: &Context) -> Result<()> {
         }),
         ..Default::default()
     };
-    match pods(ctx, &ns).delete(&pod.name_any(), &params).await {
+    let pods: Api<Pod> = Api::namespaced(member.client.clone(), &ns);
+    match pods.delete(&pod.name_any(), &params).await {
         Ok(_) => Ok(()),
         Err(e) if matches!(api_code(&e), Some(404 | 409)) => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-fn pods(ctx: &Context, namespace: &str) -> Api<Pod> {
-    Api::namespaced(ctx.client.clone(), namespace)
 }
 
 /// Publishes an Event on the job without holding up the reconcile.

@@ -5,25 +5,25 @@
 //! it ended) and `podinfo.json` (its pod) beside the utilities' files, as upstream's crier does.
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::Api;
+use kube::{Api, Client};
 use prow_api::decorate::options::Decoration;
 use prow_api::pod::PodError;
 use prow_api::{ProwJob, ProwJobStatus};
 use prow_runtime::storage::RunFolder;
 
-use super::Context;
+use crate::buildclusters::Member;
 use crate::error::{Error, Result};
 
 /// Longest the end-of-run uploads may take.
 const UPLOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Checks that the credentials Secrets a decorated job names exist in `pod_ns`.
-pub async fn check_secrets(job: &ProwJob, pod_ns: &str, ctx: &Context) -> Result<()> {
+pub async fn check_secrets(job: &ProwJob, pod_ns: &str, build: &Client) -> Result<()> {
     let Some(dc) = job.spec.decoration_config.as_ref() else {
         return Ok(());
     };
     let d = Decoration::of(dc).map_err(PodError::from)?;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), pod_ns);
+    let secrets: Api<Secret> = Api::namespaced(build.clone(), pod_ns);
     let named = [
         ("s3_credentials_secret", d.s3_credentials_secret),
         ("gcs_credentials_secret", d.gcs_credentials_secret),
@@ -44,21 +44,21 @@ pub async fn check_secrets(job: &ProwJob, pod_ns: &str, ctx: &Context) -> Result
 }
 
 /// Writes `prowjob.json` (the job with its final `status`) and `podinfo.json` to the run's
-/// folder. A store that cannot be written is logged, not retried: the job's end is not held
+/// folder, with the credentials and the pod of its build cluster (`member`). A store that cannot be written is logged, not retried: the job's end is not held
 /// up by its bucket, and the utilities' own files are already there.
-pub async fn upload_final(job: &ProwJob, status: &ProwJobStatus, pod_ns: &str, ctx: &Context) {
+pub async fn upload_final(job: &ProwJob, status: &ProwJobStatus, pod_ns: &str, member: &Member) {
     let mut ended = job.clone();
     ended.status = Some(status.clone());
     ended.metadata.managed_fields = None;
     let upload = async {
-        let Some(folder) = RunFolder::of_job(&ctx.client, &ended, pod_ns).await? else {
+        let Some(folder) = RunFolder::of_job(&member.client, &ended, pod_ns).await? else {
             return anyhow::Ok(());
         };
         folder
             .put("prowjob.json", serde_json::to_vec_pretty(&ended)?)
             .await?;
         let name = job.metadata.name.clone().unwrap_or_default();
-        if let Some(mut pod) = Api::<Pod>::namespaced(ctx.client.clone(), pod_ns)
+        if let Some(mut pod) = Api::<Pod>::namespaced(member.client.clone(), pod_ns)
             .get_opt(&name)
             .await?
         {

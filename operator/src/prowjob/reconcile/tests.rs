@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::metrics::Metrics;
 use crate::mock::{serve, serve_until_quiet, Server};
-use crate::prowjob::evictions::{Budgets, Evictions};
+use crate::prowjob::evictions::Budgets;
 use crate::prowjob::{ledger::Ledger, Settings};
 
 /// A context whose client talks to the returned mock, with empty caches.
@@ -20,23 +20,37 @@ fn context() -> (Context, Server) {
     let (jobs, _) = reflector::store();
     let (pods, _) = reflector::store();
     let (wake, _) = mpsc::unbounded_channel();
+    let local = Member::local(
+        client.clone(),
+        pods,
+        prow_runtime::store::Synced::already(),
+        Budgets::off(client.clone()),
+    );
+    let builds =
+        crate::buildclusters::BuildClusters::new(Arc::new(local), jobs.clone(), wake.clone());
     let ctx = Context {
         client: client.clone(),
         jobs,
-        pods,
+        builds: Arc::new(builds),
         settings: Settings {
             pod_namespace: "pods".into(),
             ..Settings::default()
         },
         ledger: Ledger::default(),
-        evictions: Evictions::default(),
-        budgets: Budgets::off(client.clone()),
         recorder: crate::events::recorder(client),
         metrics: Arc::new(Metrics::default()),
         wake,
         clusters: crate::testclusters::Clusters::from_store(reflector::store().0),
     };
     (ctx, handle)
+}
+
+/// The operator's own cluster's namespace `pods`, where the jobs of these tests run.
+fn local_target(ctx: &Context) -> Target<'_> {
+    Target {
+        namespace: "pods",
+        member: Some(ctx.builds.local()),
+    }
 }
 
 fn job(status: Value) -> ProwJob {
@@ -145,9 +159,17 @@ async fn a_revival_stores_the_count_before_the_pod_goes_and_deletes_only_that_po
         Method::DELETE => pod_answer("uid-pod"),
         _ => job_answer(),
     });
-    let action = apply(&facts, &mut peers, planned, None, None, "pods", &ctx)
-        .await
-        .expect("applied");
+    let action = apply(
+        &facts,
+        &mut peers,
+        planned,
+        None,
+        None,
+        local_target(&ctx),
+        &ctx,
+    )
+    .await
+    .expect("applied");
     assert_eq!(action, Action::requeue(prow_api::plan::AFTER_DELETE));
     let seen = server.await.expect("server");
     assert_eq!(seen[0].0, Method::PATCH, "the count first: {seen:?}");
