@@ -173,6 +173,26 @@ pub fn is_qualified_name(key: &str) -> bool {
     prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_valid_label_value(name)
 }
 
+/// The rule for a new job's build cluster: `spec.cluster` must name one that exists (`known`:
+/// the BuildClusters and the `--kubeconfig-dir` aliases; `default` always exists).
+pub fn build_cluster(job: &ProwJob, known: &BTreeSet<String>) -> Vec<Violation> {
+    let alias = crate::buildcluster::alias_of(job);
+    if alias == crate::buildcluster::DEFAULT_ALIAS || known.contains(alias) {
+        return Vec::new();
+    }
+    let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+    names.push(crate::buildcluster::DEFAULT_ALIAS);
+    names.sort_unstable();
+    names.dedup();
+    vec![Violation {
+        field: "spec.cluster".into(),
+        message: format!(
+            "build cluster {alias:?} does not exist: use one of [{}], or create its BuildCluster first",
+            names.join(", ")
+        ),
+    }]
+}
+
 /// Every rule a new ProwJob must pass.
 pub fn prowjob(job: &ProwJob, config: &Config) -> Vec<Violation> {
     let mut r = Report::new();

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod health;
+pub mod kubeconfig_dir;
 pub mod leader;
 pub mod manifests;
 pub mod process;

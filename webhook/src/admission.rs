@@ -14,6 +14,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::DynamicObject;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
+use prow_api::buildcluster::BuildCluster;
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::testclusterpool::TestClusterPool;
@@ -102,8 +103,28 @@ pub struct Admitter {
     pub definitions: Store<JobDefinition>,
     /// Configured job queues, if known.
     pub job_queues: Option<BTreeSet<String>>,
+    /// The build clusters a new job may name, when they are known.
+    pub build_clusters: Option<BuildClusters>,
     /// The deep check, when enabled.
     pub deep_check: Option<DeepCheck>,
+}
+
+/// The build cluster aliases: the BuildClusters, kept by a watch, and `--kubeconfig-dir`'s.
+#[derive(Clone)]
+pub struct BuildClusters {
+    /// The BuildClusters.
+    pub declared: Store<BuildCluster>,
+    /// The contexts of `--kubeconfig-dir`.
+    pub fixed: BTreeSet<String>,
+}
+
+impl BuildClusters {
+    /// Every alias known now.
+    fn aliases(&self) -> BTreeSet<String> {
+        let mut all = self.fixed.clone();
+        all.extend(self.declared.state().iter().map(|b| b.name_any()));
+        all
+    }
 }
 
 /// The outcome of one review, for the metrics.
@@ -327,7 +348,10 @@ impl Admitter {
             (Operation::Update, Some(LeanJob(old))) => Some(old),
             _ => None,
         };
-        let violations = job.check(&self.config(), old, []);
+        let mut violations = job.check(&self.config(), old, []);
+        if let (Operation::Create, Some(clusters)) = (&req.operation, &self.build_clusters) {
+            violations.extend(validate::build_cluster(job, &clusters.aliases()));
+        }
         if !violations.is_empty() {
             return Answer::Done(allowed.deny(explain(&violations)));
         }

@@ -37,6 +37,10 @@ fn admitter() -> &'static Admitter {
             presets,
             definitions: reflector::store().0,
             job_queues: Some(["gpu".to_string()].into()),
+            build_clusters: Some(crate::admission::BuildClusters {
+                declared: reflector::store().0,
+                fixed: ["b1".to_string()].into(),
+            }),
             deep_check: None,
         }
     })

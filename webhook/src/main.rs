@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
+use prow_api::buildcluster::BuildCluster;
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::Preset;
 use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
@@ -104,6 +105,17 @@ struct WebhookConfig {
     /// Namespace of the pods of jobs without `spec.namespace` (as the operator's flag).
     #[arg(long, env = "PROW_WEBHOOK_POD_NAMESPACE", default_value = DEFAULT_POD_NAMESPACE)]
     pod_namespace: String,
+
+    /// Namespace of the BuildClusters, whose names (with `default` and --kubeconfig-dir's
+    /// contexts) are the build cluster aliases a new job's `spec.cluster` may name; defaults to
+    /// the webhook's own namespace (`POD_NAMESPACE`). Unset there too: the rule is off.
+    #[arg(long, env = "PROW_WEBHOOK_BUILD_CLUSTER_NAMESPACE")]
+    build_cluster_namespace: Option<String>,
+
+    /// Directory of kubeconfig files whose contexts are build cluster aliases too (upstream's
+    /// `--kubeconfig-dir`, as the operator takes it); only the context names are read.
+    #[arg(long, env = "PROW_WEBHOOK_KUBECONFIG_DIR")]
+    kubeconfig_dir: Option<std::path::PathBuf>,
 
     /// Threads serving admissions. One serves over 20,000 admissions a second and keeps the tail
     /// lowest where the webhook shares CPUs with the API server; raise it on large nodes.
@@ -259,9 +271,44 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         &stop,
     );
 
+    let build_cluster_namespace = cfg.build_cluster_namespace.clone().or_else(|| {
+        std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+    });
+    let fixed_aliases = match &cfg.kubeconfig_dir {
+        Some(dir) => prow_runtime::kubeconfig_dir::from_kubeconfig_dir(dir)?
+            .into_keys()
+            .collect(),
+        None => Default::default(),
+    };
+    let (build_clusters, build_clusters_synced) = match &build_cluster_namespace {
+        Some(ns) => {
+            let (declared, synced) = cached::<BuildCluster>(
+                &fail_fast,
+                Some(ns),
+                ("buildclusters", "buildcluster-watch"),
+                &ready,
+                &mut tasks,
+                &stop,
+            );
+            (
+                Some(admission::BuildClusters {
+                    declared,
+                    fixed: fixed_aliases,
+                }),
+                Some(synced),
+            )
+        }
+        None => {
+            tracing::info!("no --build-cluster-namespace nor POD_NAMESPACE: spec.cluster is not checked at admission");
+            (None, None)
+        }
+    };
     let admitter = admission::Admitter {
         presets: store.clone(),
         definitions: definition_store,
+        build_clusters,
         job_queues: queue_names(&cfg.job_queues),
         deep_check: cfg.deep_check.then(|| admission::DeepCheck {
             client: client.clone(),
@@ -346,7 +393,14 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         let (ready, stop) = (ready.clone(), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
-                synced = async { synced.wait().await && definitions_synced.wait().await } => {
+                synced = async {
+                    synced.wait().await
+                        && definitions_synced.wait().await
+                        && match &build_clusters_synced {
+                            Some(s) => s.wait().await,
+                            None => true,
+                        }
+                } => {
                     if synced {
                         tracing::info!(presets = store.state().len(), "preset cache synced");
                         ready.set_ready();

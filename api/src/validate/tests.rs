@@ -476,3 +476,29 @@ fn testclusterpools_need_a_pool_name_and_settings_that_read() {
     );
     assert!(violations[0].message.contains("keep one"), "{violations:?}");
 }
+
+#[test]
+fn a_new_job_names_a_build_cluster_that_exists() {
+    let known: BTreeSet<String> = ["b1".to_string(), "b2".to_string()].into();
+    let cases = [
+        ("no cluster is default", json!({}), None),
+        ("default always exists", json!({"spec": {"cluster": "default"}}), None),
+        ("a BuildCluster", json!({"spec": {"cluster": "b2"}}), None),
+        (
+            "an unknown alias is refused, naming the field and the choices",
+            json!({"spec": {"cluster": "b9"}}),
+            Some("build cluster \"b9\" does not exist: use one of [b1, b2, default], or create its BuildCluster first"),
+        ),
+    ];
+    for (name, patch, want) in cases {
+        let got = build_cluster(&job(patch), &known);
+        match want {
+            None => assert!(got.is_empty(), "{name}: {got:?}"),
+            Some(message) => {
+                assert_eq!(got.len(), 1, "{name}");
+                assert_eq!(got[0].field, "spec.cluster", "{name}");
+                assert_eq!(got[0].message, message, "{name}");
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! The build clusters jobs' pods run in, one idea a file: the members (`member`: one cluster's
 //! clients, its stripped pod watch, its eviction budget, whether it is reached), this registry
 //! of them by alias, the BuildCluster reconcile that keeps the registry and each object's status
-//! (`reconcile`: fetch -> `prow_api::buildcluster::status` -> apply), and upstream's
-//! `--kubeconfig-dir` (`dir`).
+//! (`reconcile`: fetch -> `prow_api::buildcluster::status` -> apply). Upstream's
+//! `--kubeconfig-dir` is read by `prow_runtime::kubeconfig_dir`.
 //!
 //! Every member works on its own tasks: a cluster that does not answer delays nothing but its
 //! own jobs, and a BuildCluster added, changed (its kubeconfig rotated) or deleted takes effect
@@ -21,12 +21,11 @@ use prow_api::lifecycle::needs_reconcile;
 use prow_api::ProwJob;
 use tokio::sync::mpsc;
 
-mod dir;
 mod member;
 mod reconcile;
 
-pub use dir::from_kubeconfig_dir;
 pub use member::{Member, Wiring};
+pub use prow_runtime::kubeconfig_dir::from_kubeconfig_dir;
 pub use reconcile::{run, Settings};
 
 /// What a job's alias names.

@@ -14,6 +14,7 @@ fn admitter(presets: Vec<Value>) -> Admitter {
         presets: store,
         definitions: reflector::store().0,
         job_queues: None,
+        build_clusters: None,
         deep_check: None,
     }
 }
@@ -231,6 +232,60 @@ async fn updates_may_not_change_the_spec() {
         "{response}"
     );
     let relabelled = job(json!({"x": "y"}), json!({}));
+    let (_, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "UPDATE", relabelled, old),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed);
+}
+
+#[tokio::test]
+async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
+    let (declared, mut writer) = reflector::store::<BuildCluster>();
+    let b1: BuildCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "BuildCluster",
+        "metadata": {"name": "b1", "namespace": "prow-system"},
+        "spec": {"kubeconfigSecretRef": {"name": "b1"}},
+    }))
+    .expect("a BuildCluster");
+    writer.apply_watcher_event(&watcher::Event::Apply(b1));
+    let a = Admitter {
+        build_clusters: Some(BuildClusters {
+            declared,
+            fixed: ["old".to_string()].into(),
+        }),
+        ..admitter(vec![])
+    };
+    for (cluster, allowed) in [
+        ("", true),
+        ("default", true),
+        ("b1", true),
+        ("old", true),
+        ("b9", false),
+    ] {
+        let body = review(
+            PROWJOB,
+            "CREATE",
+            job(json!({}), json!({"cluster": cluster})),
+            Value::Null,
+        );
+        let (response, verdict) = run(&a, Endpoint::ValidateProwJobs, &body).await;
+        if allowed {
+            assert_eq!(verdict, Verdict::Allowed, "{cluster}: {response}");
+        } else {
+            assert_eq!(verdict, Verdict::Denied, "{cluster}");
+            let message = message(&response);
+            assert!(
+                message.contains("spec.cluster: build cluster \"b9\" does not exist: use one of [b1, default, old]"),
+                "{message}"
+            );
+        }
+    }
+    // A job stored before its BuildCluster went away may still be updated (labels, status).
+    let old = job(json!({}), json!({"cluster": "b9"}));
+    let relabelled = job(json!({"x": "y"}), json!({"cluster": "b9"}));
     let (_, verdict) = run(
         &a,
         Endpoint::ValidateProwJobs,
