@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod build_clusters;
 pub mod cimaster;
 pub mod control_plane;
 pub mod env;

@@ -268,6 +268,11 @@ fn follow_pod_event(
         }
         Ok(watcher::Event::Apply(pod) | watcher::Event::Delete(pod))
         | Ok(watcher::Event::InitApply(pod)) => pod,
+        Err(e) if answered(&e) => {
+            // The API server answered (a watch too old to resume, say): the watch relists.
+            tracing::debug!(alias = %member.alias, error = %e, "watching pods");
+            return;
+        }
         Err(e) => {
             member.failed(format!("watching pods: {e}"));
             return;
@@ -277,6 +282,19 @@ fn follow_pod_event(
         member.wake_own_jobs();
     }
     wake_job_of(&pod, wiring);
+}
+
+/// Whether a watch error is an answer of the API server short of a failure of its own (410
+/// Gone, 403, ...): the cluster is reached.
+fn answered(error: &watcher::Error) -> bool {
+    let refused = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code < 500);
+    match error {
+        watcher::Error::WatchError(_) => true,
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => refused(e),
+        _ => false,
+    }
 }
 
 /// Asks for the job of `pod` to be reconciled, when it needs it.

@@ -1,0 +1,476 @@
+//! Build clusters on the local planes: the shared control plane is the operator's own
+//! (`default`), the plane with the real node is `b1` (its pods really run), and a private plane
+//! with the stand-in kubelet is `b2`. Jobs run where their `spec.cluster` says; a missing,
+//! deleted, unreachable or under-privileged cluster shows on the job and the BuildCluster; a
+//! SIGKILLed operator loses nothing.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kind_tests::build_clusters::{
+    account_token, add_build_cluster, condition_message, kubeconfig_text, namespace_in,
+    put_kubeconfig, wait_for_condition,
+};
+use kind_tests::control_plane::PrivateControlPlane;
+use kind_tests::fixtures::create_review;
+use kind_tests::https::post;
+use kind_tests::operator::{description, start_operator, wait_for_job};
+use kind_tests::webhook::start_webhook;
+use kind_tests::{PodDriver, TestEnv};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use prow_api::buildcluster::{BuildCluster, PERMISSIONS_OK, REACHABLE};
+use prow_api::{ProwJob, ProwJobState};
+use serde_json::{json, Value};
+
+/// The image `control-plane.sh up --node` builds.
+const TOOLBOX: &str = "prow-operator.local/toolbox:v1";
+/// Pods on a real node take seconds to start and stop.
+const WAIT: Duration = Duration::from_secs(90);
+/// What a person waits for a failure to show: "within seconds".
+const SHOWS: Duration = Duration::from_secs(15);
+
+/// A plain job for `cluster` running `script` (on the real node's toolbox image; the stand-in
+/// kubelet reads `sleep N` and `exit N` from it).
+fn job(name: &str, cluster: &str, script: &str) -> ProwJob {
+    serde_json::from_value(json!({
+        "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+        "metadata": {"name": name},
+        "spec": {"type": "periodic", "agent": "kubernetes", "job": format!("ci-{name}"),
+                 "cluster": cluster,
+                 "pod_spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                     "name": "test", "image": TOOLBOX, "imagePullPolicy": "Never",
+                     "command": ["sh", "-c", script]}]}},
+    }))
+    .expect("job")
+}
+
+/// The stand-in kubelet on one plane, stopped when dropped.
+struct FakeKubelet(Child);
+
+impl FakeKubelet {
+    fn start(kubeconfig: &std::path::Path) -> Self {
+        let binary = kind_tests::process::binary("fake-kubelet").expect("fake-kubelet built");
+        let child = Command::new(binary)
+            .arg(kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake-kubelet starts");
+        Self(child)
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn client_of(kubeconfig: &std::path::Path) -> Client {
+    prow_runtime::client::client(Some(kubeconfig))
+        .await
+        .expect("client")
+}
+
+/// A private plane as a build cluster: the test's namespace there, and its admin kubeconfig.
+async fn private_build_cluster(env: &TestEnv) -> (PrivateControlPlane, Client, String) {
+    let plane = PrivateControlPlane::up().expect("a private plane");
+    let client = client_of(&plane.kubeconfig()).await;
+    namespace_in(&client, &env.namespace, false)
+        .await
+        .expect("namespace");
+    let text = kubeconfig_text(&plane.kubeconfig(), None).expect("kubeconfig");
+    (plane, client, text)
+}
+
+fn operator_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![format!("--build-cluster-namespace={}", env.namespace)];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+async fn ended(jobs: &Api<ProwJob>, name: &str, within: Duration) -> ProwJob {
+    wait_for_job(jobs, name, within, ProwJob::is_complete)
+        .await
+        .expect("the job ends")
+}
+
+/// Whether `pods` (of one cluster, in the test's namespace) has a pod `name`.
+async fn has_pod(pods: &Api<Pod>, name: &str) -> bool {
+    pods.get_opt(name).await.expect("read pods").is_some()
+}
+
+#[tokio::test]
+async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
+    let Some(node_kubeconfig) = std::env::var_os(kind_tests::env::NODE_KUBECONFIG_VAR) else {
+        // Says why, and fails under CI=true: the tier cannot be skipped there.
+        assert!(TestEnv::on_node("bc").await.expect("env").is_none());
+        return;
+    };
+    let node_kubeconfig = PathBuf::from(node_kubeconfig);
+    let env = TestEnv::new("bc-run").await.expect("env");
+    let ns = env.namespace.clone();
+    let node = client_of(&node_kubeconfig).await;
+    namespace_in(&node, &ns, true)
+        .await
+        .expect("namespace on b1");
+    let (b2, b2_client, b2_text) = private_build_cluster(&env).await;
+    let _kubelet = FakeKubelet::start(&b2.kubeconfig());
+    let b1_text = kubeconfig_text(&node_kubeconfig, None).expect("kubeconfig");
+    add_build_cluster(&env, "b1", &b1_text).await.expect("b1");
+    add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
+    let args = operator_args(&env, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut operator = Some(start_operator(&env, &args).expect("operator"));
+
+    for alias in ["b1", "b2"] {
+        let bc = wait_for_condition(&env, alias, REACHABLE, "True", SHOWS)
+            .await
+            .expect("reachable");
+        let version = bc
+            .status
+            .as_ref()
+            .and_then(|s| s.kubernetes_version.clone());
+        assert_eq!(version.as_deref(), Some("v1.20.2"), "{alias}");
+        let bc = wait_for_condition(&env, alias, PERMISSIONS_OK, "True", SHOWS)
+            .await
+            .expect("rights");
+        assert!(
+            condition_message(&bc, PERMISSIONS_OK).contains(&ns),
+            "checked in the pods' namespace: {:?}",
+            bc.status
+        );
+    }
+    let table = env
+        .kubectl(&["get", "buildclusters"])
+        .expect("kubectl get buildclusters");
+    assert!(
+        table.contains("REACHABLE") && table.contains("PERMISSIONS") && table.contains("v1.20.2"),
+        "{table}"
+    );
+
+    let jobs = env.api::<ProwJob>();
+    let clusters = [
+        ("default", env.api::<Pod>()),
+        ("b1", Api::<Pod>::namespaced(node.clone(), &ns)),
+        ("b2", Api::<Pod>::namespaced(b2_client.clone(), &ns)),
+    ];
+    let driver = PodDriver::new(env.client.clone(), &ns);
+    for (alias, _) in &clusters {
+        let cluster = if *alias == "default" { "" } else { alias };
+        let script = format!("echo running in {alias}; sleep 1");
+        jobs.create(
+            &PostParams::default(),
+            &job(&format!("on-{alias}"), cluster, &script),
+        )
+        .await
+        .expect("job");
+    }
+    // The operator's own cluster has no kubelet: the test plays it.
+    kind_tests::operator::finish_job(&driver, &jobs, "on-default", 0, WAIT)
+        .await
+        .expect("default runs");
+    for (alias, pods) in &clusters {
+        let name = format!("on-{alias}");
+        let done = ended(&jobs, &name, WAIT).await;
+        assert_eq!(
+            done.state(),
+            ProwJobState::Success,
+            "{name}: {:?}",
+            done.status
+        );
+        for (other, other_pods) in &clusters {
+            assert_eq!(
+                has_pod(other_pods, &name).await,
+                other == alias,
+                "the pod of {name} is in {alias} only (looked in {other})"
+            );
+        }
+        assert!(has_pod(pods, &name).await);
+    }
+    let on_node = clusters[1].1.get("on-b1").await.expect("pod on b1");
+    assert!(
+        on_node.spec.and_then(|s| s.node_name).is_some(),
+        "b1's pod really ran on its node"
+    );
+
+    // SIGKILL while jobs start in all three clusters: nothing lost, no second pod.
+    for (alias, _) in &clusters {
+        let cluster = if *alias == "default" { "" } else { alias };
+        jobs.create(
+            &PostParams::default(),
+            &job(&format!("kill-{alias}"), cluster, "sleep 4"),
+        )
+        .await
+        .expect("job");
+    }
+    wait_for_job(&jobs, "kill-b1", WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("b1's job started");
+    let pid = operator.as_ref().expect("running").pid();
+    // SAFETY: a plain kill(2) of the child this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    drop(operator.take());
+    let mut before = Vec::new();
+    for (alias, pods) in &clusters {
+        let uid = pods
+            .get_opt(&format!("kill-{alias}"))
+            .await
+            .expect("read")
+            .and_then(|p| p.uid());
+        before.push(uid);
+    }
+    let _operator = start_operator(&env, &args).expect("operator again");
+    kind_tests::operator::finish_job(&driver, &jobs, "kill-default", 0, WAIT)
+        .await
+        .expect("default runs");
+    for ((alias, pods), uid) in clusters.iter().zip(before) {
+        let name = format!("kill-{alias}");
+        let done = ended(&jobs, &name, WAIT).await;
+        assert_eq!(
+            done.state(),
+            ProwJobState::Success,
+            "{name}: {:?}",
+            done.status
+        );
+        let revived = done.status.as_ref().map_or(0, |s| s.pod_revival_count);
+        assert_eq!(revived, 0, "{name}");
+        let pod = pods.get(&name).await.expect("its pod");
+        if let Some(uid) = uid {
+            assert_eq!(pod.uid(), Some(uid), "{name}: the pod from before the kill");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_build_cluster_holds_up_only_its_own_jobs_until_their_timeout() {
+    let env = TestEnv::new("bc-down").await.expect("env");
+    let (b2, _b2_client, b2_text) = private_build_cluster(&env).await;
+    let mut kubelet = FakeKubelet::start(&b2.kubeconfig());
+    add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
+    let args = operator_args(&env, &["--pod-unscheduled-timeout=6s"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _operator = start_operator(&env, &args).expect("operator");
+    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
+        .await
+        .expect("reachable");
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &job("warm", "b2", "sleep 1"))
+        .await
+        .expect("job");
+    assert_eq!(
+        ended(&jobs, "warm", WAIT).await.state(),
+        ProwJobState::Success
+    );
+
+    b2.stop_apiserver().expect("outage");
+    let down = wait_for_condition(&env, "b2", REACHABLE, "False", SHOWS)
+        .await
+        .expect("the outage shows on the BuildCluster");
+    assert!(
+        !condition_message(&down, REACHABLE).is_empty(),
+        "says why: {:?}",
+        down.status
+    );
+    let created = Instant::now();
+    jobs.create(&PostParams::default(), &job("stuck", "b2", "sleep 1"))
+        .await
+        .expect("job");
+    jobs.create(&PostParams::default(), &job("meanwhile", "", "sleep 1"))
+        .await
+        .expect("job");
+    // The other cluster goes on: its job starts while b2 is down.
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    let done = kind_tests::operator::finish_job(&driver, &jobs, "meanwhile", 0, SHOWS)
+        .await
+        .expect("default is not held up");
+    assert_eq!(done.state(), ProwJobState::Success);
+    let waiting = wait_for_job(&jobs, "stuck", SHOWS, |j| {
+        description(j).starts_with("Waiting for build cluster \"b2\"")
+    })
+    .await
+    .expect("the job says what it waits for");
+    assert_eq!(waiting.state(), ProwJobState::Triggered);
+    let stuck = ended(&jobs, "stuck", SHOWS).await;
+    let waited = created.elapsed();
+    assert_eq!(stuck.state(), ProwJobState::Error, "{:?}", stuck.status);
+    assert!(
+        description(&stuck).contains("\"b2\" was unreachable for 6s"),
+        "{}",
+        description(&stuck)
+    );
+    assert!(waited >= Duration::from_secs(5), "ended after {waited:?}");
+
+    b2.start_apiserver().expect("back");
+    // The stand-in kubelet's own watch backs off through the outage for longer than the
+    // operator's: a fresh one, so that the 6 s scheduling timeout measures the operator.
+    drop(kubelet);
+    kubelet = FakeKubelet::start(&b2.kubeconfig());
+    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
+        .await
+        .expect("reachable again");
+    jobs.create(&PostParams::default(), &job("again", "b2", "sleep 1"))
+        .await
+        .expect("job");
+    let again = ended(&jobs, "again", WAIT).await;
+    assert_eq!(again.state(), ProwJobState::Success, "{:?}", again.status);
+    drop(kubelet);
+}
+
+#[tokio::test]
+async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_cluster() {
+    let env = TestEnv::new("bc-bad").await.expect("env");
+    let ns = env.namespace.clone();
+    let (b2, b2_client, b2_admin) = private_build_cluster(&env).await;
+    // A ServiceAccount there that may only read pods.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "read-pods"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    }))
+    .expect("role");
+    Api::<Role>::namespaced(b2_client.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("role");
+    let token = account_token(&b2_client, &ns, "reader")
+        .await
+        .expect("token");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(b2_client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+    let limited = kubeconfig_text(&b2.kubeconfig(), Some(&token)).expect("kubeconfig");
+    add_build_cluster(&env, "b2", &limited).await.expect("b2");
+    // A cluster nobody answers for: a closed port on loopback.
+    let closed = kind_tests::process::free_port().expect("port");
+    let nowhere = b2_admin.replace(
+        &server_of(&b2_admin),
+        &format!("https://127.0.0.1:{closed}"),
+    );
+    add_build_cluster(&env, "gone", &nowhere)
+        .await
+        .expect("gone");
+    let args = operator_args(&env, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _operator = start_operator(&env, &args).expect("operator");
+
+    // Too few rights: named.
+    let poor = wait_for_condition(&env, "b2", PERMISSIONS_OK, "False", SHOWS)
+        .await
+        .expect("rights checked");
+    let message = condition_message(&poor, PERMISSIONS_OK);
+    assert!(message.contains("create pods"), "{message}");
+    assert!(message.contains("delete pods"), "{message}");
+    assert!(
+        !message.contains("watch pods"),
+        "the Role grants watch: {message}"
+    );
+    assert_eq!(
+        poor.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == REACHABLE))
+            .map(|c| c.status.as_str()),
+        Some("True")
+    );
+    // Rotated to a kubeconfig with the rights: taken up without a restart.
+    put_kubeconfig(&env, "b2", &b2_admin).await.expect("rotate");
+    wait_for_condition(&env, "b2", PERMISSIONS_OK, "True", SHOWS)
+        .await
+        .expect("the rotated kubeconfig is used");
+
+    let jobs = env.api::<ProwJob>();
+    // An alias nothing names, past admission: the job ends at once, naming it.
+    let started = Instant::now();
+    jobs.create(&PostParams::default(), &job("lost", "nowhere", "true"))
+        .await
+        .expect("job");
+    let lost = ended(&jobs, "lost", SHOWS).await;
+    assert_eq!(lost.state(), ProwJobState::Error);
+    assert!(
+        description(&lost).contains("Build cluster \"nowhere\" does not exist"),
+        "{}",
+        description(&lost)
+    );
+    println!("an unknown alias ended its job in {:?}", started.elapsed());
+
+    // A job of the unreachable cluster waits, saying so; its BuildCluster deleted, it ends.
+    jobs.create(&PostParams::default(), &job("orphan", "gone", "true"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "orphan", SHOWS, |j| {
+        description(j).starts_with("Waiting for build cluster \"gone\"")
+    })
+    .await
+    .expect("waits");
+    let gone = wait_for_condition(&env, "gone", REACHABLE, "False", SHOWS)
+        .await
+        .expect("unreachable shows");
+    assert!(!condition_message(&gone, REACHABLE).is_empty());
+    env.api::<BuildCluster>()
+        .delete("gone", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deleted = Instant::now();
+    let orphan = ended(&jobs, "orphan", SHOWS).await;
+    assert_eq!(orphan.state(), ProwJobState::Error);
+    assert!(
+        description(&orphan).contains("\"gone\" does not exist"),
+        "{}",
+        description(&orphan)
+    );
+    println!(
+        "a deleted BuildCluster ended its job in {:?}",
+        deleted.elapsed()
+    );
+
+    // Admission: an unknown alias is refused at spec.cluster; b2 and default pass.
+    let webhook_args = [format!("--build-cluster-namespace={ns}")];
+    let webhook_args: Vec<&str> = webhook_args.iter().map(String::as_str).collect();
+    let webhook = start_webhook(&env, &webhook_args).expect("webhook");
+    let mut stream = webhook.connect().await.expect("tls");
+    for (cluster, allowed) in [("nowhere", false), ("b2", true), ("", true)] {
+        let object: Value = serde_json::to_value(job("admitted", cluster, "true")).expect("json");
+        let review = serde_json::to_vec(&create_review(&ns, object)).expect("json");
+        let (code, body) = post(&mut stream, "/validate/prowjobs", &review)
+            .await
+            .expect("answer");
+        assert_eq!(code, 200);
+        let answer: Value = serde_json::from_slice(&body).expect("review");
+        assert_eq!(
+            answer["response"]["allowed"], allowed,
+            "{cluster}: {answer}"
+        );
+        if !allowed {
+            let message = answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                message.contains("spec.cluster: build cluster \"nowhere\" does not exist"),
+                "{message}"
+            );
+        }
+    }
+}
+
+/// The `server:` of a kubeconfig's text.
+fn server_of(kubeconfig: &str) -> String {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("a server")
+        .trim()
+        .to_string()
+}
