@@ -617,10 +617,14 @@ pub fn release(facts: &Facts) -> Option<LeaseWrite> {
 fn started(job: &ProwJob, build_id: String, now: Timestamp, cluster: Option<&TestCluster>) -> Plan {
     let name = job.metadata.name.clone().unwrap_or_default();
     let leased = cluster.map(LeasedCluster::of);
-    let on = leased
+    let mut on = leased
         .as_ref()
         .map(|c| format!(" on test cluster {}", c.name))
         .unwrap_or_default();
+    // The job's Events stay on the job, in the operator's cluster; they say where its pod is.
+    if !job.spec.cluster.is_empty() && job.spec.cluster != crate::buildcluster::DEFAULT_ALIAS {
+        on = format!(" in build cluster {}{on}", job.spec.cluster);
+    }
     Plan {
         status: Some(StatusChange {
             state: Some(ProwJobState::Pending),

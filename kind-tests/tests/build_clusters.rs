@@ -474,3 +474,110 @@ fn server_of(kubeconfig: &str) -> String {
         .trim()
         .to_string()
 }
+
+#[tokio::test]
+async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_cluster() {
+    let env = TestEnv::new("bc-cap").await.expect("env");
+    let ns = env.namespace.clone();
+    let (b2, b2_client, b2_text) = private_build_cluster(&env).await;
+    add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
+    // A test cluster whose kubeconfig the job's pod gets: the copy goes where the pod is.
+    kind_tests::fixtures::create_test_cluster(&env, "tc1", "e2e", None, "kubeconfig", "kc-text")
+        .await;
+    let args = operator_args(&env, &["--max-concurrency=1"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _operator = start_operator(&env, &args).expect("operator");
+    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
+        .await
+        .expect("reachable");
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &job("first", "", "sleep 1"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "first", SHOWS, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("first starts");
+    let mut second = job("second", "b2", "sleep 1");
+    second.metadata.labels = Some(
+        [(
+            prow_api::labels::TEST_CLUSTER_POOL.to_string(),
+            "e2e".to_string(),
+        )]
+        .into(),
+    );
+    jobs.create(&PostParams::default(), &second)
+        .await
+        .expect("job");
+    // The global cap of 1 holds across clusters: b2's job waits for default's.
+    let waiting = wait_for_job(&jobs, "second", SHOWS, |j| !description(j).is_empty())
+        .await
+        .expect("says why");
+    assert_eq!(
+        waiting.state(),
+        ProwJobState::Triggered,
+        "{:?}",
+        waiting.status
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        jobs.get("second").await.expect("job").state(),
+        ProwJobState::Triggered,
+        "never overshot"
+    );
+    let pods_b2: Api<Pod> = Api::namespaced(b2_client.clone(), &ns);
+    assert!(!has_pod(&pods_b2, "second").await);
+
+    let driver = PodDriver::new(env.client.clone(), &ns);
+    driver.succeed("first").await.expect("first ends");
+    let started = wait_for_job(&jobs, "second", SHOWS, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("second starts once first ended");
+    assert_eq!(
+        started
+            .status
+            .as_ref()
+            .and_then(|s| s.test_cluster.as_deref()),
+        Some("tc1")
+    );
+    let pod = pods_b2.get("second").await.expect("the pod is in b2");
+    // The kubeconfig copy the pod mounts is beside it in b2, not in the operator's cluster.
+    let copy = prow_api::pool::kubeconfig_copy_name("second");
+    let secrets_b2: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(b2_client.clone(), &ns);
+    assert!(secrets_b2.get_opt(&copy).await.expect("read").is_some());
+    assert!(env
+        .api::<k8s_openapi::api::core::v1::Secret>()
+        .get_opt(&copy)
+        .await
+        .expect("read")
+        .is_none());
+    let mounts = serde_json::to_string(&pod.spec).expect("json");
+    assert!(mounts.contains(&copy), "the pod mounts the copy: {mounts}");
+    // So is the eviction budget.
+    let mut kubectl = Command::new("kubectl");
+    kubectl.arg("--kubeconfig").arg(b2.kubeconfig()).args([
+        "--namespace",
+        &ns,
+        "get",
+        "poddisruptionbudgets",
+        "-o",
+        "name",
+    ]);
+    let budgets = kind_tests::process::stdout_of(kubectl, "kubectl get pdb in b2").expect("b2");
+    assert!(budgets.contains("prow-job-pods"), "{budgets}");
+    // And the Event on the job says where the pod is.
+    let events = env
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=second",
+        ])
+        .expect("events");
+    assert!(events.contains("in build cluster b2"), "{events}");
+    drop(b2);
+}

@@ -117,6 +117,26 @@ fn a_start_creates_the_pod_then_records_it() {
 }
 
 #[test]
+fn the_start_event_names_the_build_cluster_of_the_pod() {
+    let j = job("a", json!({"state": "triggered"}), json!({"cluster": "b2"}));
+    let plan = plan_of(&j, None, &[], Grant::Start("42".into()));
+    assert_eq!(
+        plan.event.expect("an event").note,
+        "Pod a created for build 42 in build cluster b2."
+    );
+    let j = job(
+        "a",
+        json!({"state": "triggered"}),
+        json!({"cluster": "default"}),
+    );
+    let plan = plan_of(&j, None, &[], Grant::Start("42".into()));
+    assert_eq!(
+        plan.event.expect("an event").note,
+        "Pod a created for build 42."
+    );
+}
+
+#[test]
 fn a_job_that_must_wait_says_why_once_and_looks_again_later() {
     let j = triggered("a");
     let plan = plan_of(&j, None, &[], Grant::Wait("Waiting: full.".into()));
