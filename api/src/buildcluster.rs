@@ -236,24 +236,28 @@ impl std::fmt::Display for Right {
     }
 }
 
-/// The rights the operator needs in a build cluster's pod namespace: run and follow job pods,
-/// keep its eviction budget there, and copy a leased TestCluster's kubeconfig beside the pod.
+/// The rights the operator needs in a build cluster's pod namespace, by what it does there:
+/// runs and follows job pods, reads the credentials Secrets a decorated job names and copies a
+/// leased TestCluster's kubeconfig beside the pod (server-side apply), and keeps its eviction
+/// budget (and watches it for evictions). The chart's `files/build-cluster-access.yaml` grants
+/// exactly these.
 pub fn required_rights() -> Vec<Right> {
-    let right = |verb, group, resource| Right {
-        verb,
-        group,
-        resource,
+    let mut rights = Vec::new();
+    let mut add = |group, resource, verbs: &[&'static str]| {
+        rights.extend(verbs.iter().map(|verb| Right {
+            verb,
+            group,
+            resource,
+        }));
     };
-    vec![
-        right("create", "", "pods"),
-        right("delete", "", "pods"),
-        right("get", "", "pods"),
-        right("list", "", "pods"),
-        right("watch", "", "pods"),
-        right("create", "policy", "poddisruptionbudgets"),
-        right("create", "", "secrets"),
-        right("delete", "", "secrets"),
-    ]
+    add("", "pods", &["create", "delete", "get", "list", "watch"]);
+    add("", "secrets", &["get", "create", "patch", "delete"]);
+    add(
+        "policy",
+        "poddisruptionbudgets",
+        &["create", "get", "list", "watch"],
+    );
+    rights
 }
 
 /// What one probe of a build cluster found.

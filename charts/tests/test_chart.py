@@ -138,12 +138,47 @@ def test_rbac_is_least_privilege():
     assert {ns for ns, _ in secret_rules} == {"test-pods", NAMESPACE}, "no cluster-wide Secrets"
     for ns, rule in secret_rules:
         if ns == NAMESPACE:
-            # The webhook's certificate: create, then that one Secret by name.
-            assert rule["verbs"] == ["create"] or rule["resourceNames"] == ["prow-prow-operator-webhook-tls"]
+            # The webhook's certificate: create, then that one Secret by name; the operator
+            # reads the BuildClusters' kubeconfig Secrets, and nothing more.
+            assert (
+                rule["verbs"] == ["create"]
+                or rule.get("resourceNames") == ["prow-prow-operator-webhook-tls"]
+                or rule["verbs"] == ["get"]
+            ), rule
     cluster_roles = of_kind(render(), "ClusterRole")
     assert [r["metadata"]["name"] for r in cluster_roles] == ["prow-prow-operator-webhook-ca-bundle"]
     secret_mode = render({"webhook": {"tls": {"mode": "secret", "caBundle": "Q0E="}}})
     assert not of_kind(secret_mode, "ClusterRole"), "no ClusterRole without the TestCluster API or auto TLS"
+
+
+def test_build_clusters_are_read_beside_the_release_and_documented():
+    objects = render()
+    builds = named(objects, "Role", "-operator-builds")
+    assert builds["metadata"]["namespace"] == NAMESPACE
+    resources = {r: rule["verbs"] for rule in builds["rules"] for r in rule["resources"]}
+    assert resources["buildclusters"] == ["get", "list", "watch"]
+    assert "patch" in resources["buildclusters/status"]
+    assert resources["secrets"] == ["get"], "kubeconfigs are only read"
+    webhook = named(objects, "Role", "-webhook-builds")
+    assert webhook["rules"] == [
+        {"apiGroups": ["prow-operator.dev"], "resources": ["buildclusters"], "verbs": ["get", "list", "watch"]}
+    ]
+    bindings = {b["metadata"]["name"]: b for b in of_kind(objects, "RoleBinding")}
+    assert bindings["prow-prow-operator-operator-builds"]["subjects"][0]["name"] == "prow-prow-operator-operator"
+    assert bindings["prow-prow-operator-webhook-builds"]["subjects"][0]["name"] == "prow-prow-operator-webhook"
+    for component in ("operator", "webhook"):
+        _, c = container(objects, component)
+        assert f"--build-cluster-namespace={NAMESPACE}" in c["args"], component
+    assert "files/build-cluster-access.yaml" in notes()
+    access = list(yaml.safe_load_all((CHART / "files" / "build-cluster-access.yaml").read_text()))
+    kinds = sorted(o["kind"] for o in access)
+    assert kinds == ["Role", "RoleBinding", "Secret", "ServiceAccount"]
+    role = next(o for o in access if o["kind"] == "Role")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    # Exactly what the operator checks with its access reviews (api/src/buildcluster.rs).
+    assert ("", "pods", "create") in granted and ("policy", "poddisruptionbudgets", "watch") in granted
+    assert ("", "secrets", "patch") in granted
+    assert all(v not in {"*", "escalate", "bind"} for _, _, v in granted)
 
 
 def test_roles_follow_the_namespaces_values():

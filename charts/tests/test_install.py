@@ -281,12 +281,18 @@ def rbac_matrix():
         calls.append(("operator", verb, "leases.coordination.k8s.io", rel, True))
     for verb in ("get", "patch"):
         calls.append(("operator", verb, f"endpoints/{FULLNAME}-testcluster-api", rel, True))
+    for verb in ("get", "list", "watch"):
+        calls.append(("operator", verb, "buildclusters.prow-operator.dev", rel, True))
+    calls.append(("operator", "patch", "buildclusters.prow-operator.dev#status", rel, True))
+    # The BuildClusters' kubeconfig Secrets, read by name.
+    calls.append(("operator", "get", "secrets", rel, True))
     calls.append(("operator", "create", "tokenreviews.authentication.k8s.io", None, True))
     calls.append(("operator", "create", "subjectaccessreviews.authorization.k8s.io", None, True))
     # Every call the webhook makes.
     for verb in ("get", "list", "watch"):
         calls.append(("webhook", verb, "presets.prow-operator.dev", jobs, True))
         calls.append(("webhook", verb, "jobdefinitions.prow-operator.dev", jobs, True))
+        calls.append(("webhook", verb, "buildclusters.prow-operator.dev", rel, True))
     calls.append(("webhook", "create", "pods", pods, True))
     calls.append(("webhook", "create", "secrets", rel, True))
     for verb in ("get", "update"):
@@ -348,7 +354,9 @@ def rbac_matrix():
         ]
     calls += [
         ("operator", "list", "secrets", jobs, False),
-        ("operator", "get", "secrets", rel, False),
+        ("operator", "list", "secrets", rel, False),
+        ("operator", "update", "secrets", rel, False),
+        ("webhook", "get", "secrets", pods, False),
         ("webhook", "get", "secrets/another-secret", rel, False),
         ("webhook", "list", "secrets", rel, False),
         ("webhook", "delete", "pods", pods, False),

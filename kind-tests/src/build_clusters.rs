@@ -119,6 +119,13 @@ pub async fn account_token(
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": account}}))?;
     accounts.create(&PostParams::default(), &sa).await?;
+    token_of(client, namespace, account).await
+}
+
+/// A token of the existing ServiceAccount `account` of `namespace`, valid for an hour, from the
+/// TokenRequest API (a plane without a controller manager fills no token Secrets).
+pub async fn token_of(client: &Client, namespace: &str, account: &str) -> anyhow::Result<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request: TokenRequest = serde_json::from_value(json!({
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
         "spec": {"audiences": [], "expirationSeconds": 3600},

@@ -385,8 +385,31 @@ async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_clust
             .map(|c| c.status.as_str()),
         Some("True")
     );
-    // Rotated to a kubeconfig with the rights: taken up without a restart.
-    put_kubeconfig(&env, "b2", &b2_admin).await.expect("rotate");
+    // Rotated to a kubeconfig of the ServiceAccount the chart's manifest grants: taken up
+    // without a restart, and the manifest's rights are enough.
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../charts/prow-operator/files/build-cluster-access.yaml"),
+    )
+    .expect("the chart's manifest")
+    .replace("namespace: test-pods", &format!("namespace: {ns}"));
+    let file = std::env::temp_dir().join(format!("{ns}-access.yaml"));
+    std::fs::write(&file, manifest).expect("write");
+    let mut kubectl = Command::new("kubectl");
+    kubectl
+        .arg("--kubeconfig")
+        .arg(b2.kubeconfig())
+        .arg("apply")
+        .arg("-f")
+        .arg(&file);
+    kind_tests::process::stdout_of(kubectl, "kubectl apply the access manifest in b2")
+        .expect("applied");
+    let _ = std::fs::remove_file(&file);
+    let granted = kind_tests::build_clusters::token_of(&b2_client, &ns, "prow-operator")
+        .await
+        .expect("token");
+    let granted = kubeconfig_text(&b2.kubeconfig(), Some(&granted)).expect("kubeconfig");
+    put_kubeconfig(&env, "b2", &granted).await.expect("rotate");
     wait_for_condition(&env, "b2", PERMISSIONS_OK, "True", SHOWS)
         .await
         .expect("the rotated kubeconfig is used");
