@@ -7,6 +7,7 @@
 //! that finds the run already there (another replica, or this one before a crash between the
 //! create and the status write) means the run was started: it is never started twice.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub struct Context {
     pub client: Client,
     /// The ProwJob cache (the runs).
     pub jobs: Store<ProwJob>,
+    /// Each definition's runs in that cache, by its label.
+    pub runs: RunIndex,
     /// Whether the ProwJob cache has its first list.
     pub jobs_synced: Synced,
     /// Events on definitions.
@@ -56,17 +59,97 @@ pub struct Context {
 /// The sender the ProwJob watch tells about changed runs; see [`notice_runs`].
 pub type RunEvents = mpsc::UnboundedSender<ObjectRef<JobDefinition>>;
 
-/// Passes ProwJob events on, telling `runs` about each event of a definition's run, so a run
-/// that ends wakes its definition.
-pub fn notice_runs<S>(runs: RunEvents, events: S) -> impl Stream<Item = S::Item> + Send
+/// Each definition's runs, by the definition label, kept from the ProwJob watch's events (see
+/// [`notice_runs`]): a definition's reconcile reads its own runs, not every job.
+#[derive(Clone, Default)]
+pub struct RunIndex(Arc<std::sync::RwLock<Runs>>);
+
+#[derive(Default)]
+struct Runs {
+    by_definition: HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<ProwJob>>>,
+    /// The runs of a relist under way, swapped in at its end.
+    relist: Option<HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<ProwJob>>>>,
+}
+
+/// The definition `job` is a run of, if any.
+fn definition_of(job: &ProwJob) -> Option<ObjectRef<JobDefinition>> {
+    let def = job.labels().get(DEFINITION_LABEL)?;
+    Some(ObjectRef::new(def).within(&job.namespace().unwrap_or_default()))
+}
+
+impl RunIndex {
+    /// The runs of `def` in `jobs`.
+    pub fn of(&self, def: &JobDefinition, jobs: &Store<ProwJob>) -> Vec<Arc<ProwJob>> {
+        let key = ObjectRef::from_obj(def);
+        let runs = self.0.read().expect("runs lock");
+        runs.by_definition
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|job| jobs.get(job))
+            .filter(|job| is_run_of(job, def))
+            .collect()
+    }
+
+    /// Takes in one ProwJob watch event.
+    pub fn observe(&self, event: &watcher::Event<ProwJob>) {
+        let mut runs = self.0.write().expect("runs lock");
+        match event {
+            watcher::Event::Init => runs.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(job) => {
+                if let (Some(def), Some(relist)) = (definition_of(job), runs.relist.as_mut()) {
+                    relist
+                        .entry(def)
+                        .or_default()
+                        .insert(ObjectRef::from_obj(job));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relist) = runs.relist.take() {
+                    runs.by_definition = relist;
+                }
+            }
+            watcher::Event::Apply(job) => {
+                if let Some(def) = definition_of(job) {
+                    runs.by_definition
+                        .entry(def)
+                        .or_default()
+                        .insert(ObjectRef::from_obj(job));
+                }
+            }
+            watcher::Event::Delete(job) => {
+                if let Some(def) = definition_of(job) {
+                    let key = ObjectRef::from_obj(job);
+                    if let Some(set) = runs.by_definition.get_mut(&def) {
+                        set.remove(&key);
+                        if set.is_empty() {
+                            runs.by_definition.remove(&def);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Passes ProwJob events on, keeping `index` and telling `runs` about each event of a
+/// definition's run, so a run that ends wakes its definition.
+pub fn notice_runs<S>(
+    runs: RunEvents,
+    index: RunIndex,
+    events: S,
+) -> impl Stream<Item = S::Item> + Send
 where
     S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
 {
     events.inspect(move |event| {
-        if let Ok(watcher::Event::Apply(job) | watcher::Event::Delete(job)) = event {
-            if let Some(def) = job.labels().get(DEFINITION_LABEL) {
-                let namespace = job.namespace().unwrap_or_default();
-                let _ = runs.send(ObjectRef::new(def).within(&namespace));
+        let Ok(event) = event else {
+            return;
+        };
+        index.observe(event);
+        if let watcher::Event::Apply(job) | watcher::Event::Delete(job) = event {
+            if let Some(def) = definition_of(job) {
+                let _ = runs.send(def);
             }
         }
     })
@@ -133,12 +216,8 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
     let namespace = def.namespace().unwrap_or_default();
     let defs: Api<JobDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
     let jobs: Api<ProwJob> = Api::namespaced(ctx.client.clone(), &namespace);
-    let cached = ctx.jobs.state();
-    let runs: Vec<&ProwJob> = cached
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|j| is_run_of(j, def))
-        .collect();
+    let cached = ctx.runs.of(def, &ctx.jobs);
+    let runs: Vec<&ProwJob> = cached.iter().map(Arc::as_ref).collect();
     let now = Timestamp::now();
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
@@ -378,6 +457,7 @@ mod tests {
         let ctx = Context {
             client: client.clone(),
             jobs: reflector::store().0,
+            runs: RunIndex::default(),
             jobs_synced: Synced::already(),
             recorder: crate::events::recorder(client),
         };
@@ -393,6 +473,53 @@ mod tests {
             return def;
         }
         body.clone()
+    }
+
+    #[test]
+    fn the_index_gives_a_definition_its_own_runs_through_changes_and_relists() {
+        let run = |name: &str, def: Option<&str>, ns: &str| -> ProwJob {
+            let labels = def.map_or(json!({}), |d| json!({ DEFINITION_LABEL: d }));
+            serde_json::from_value(json!({
+                "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"job": "nightly"},
+            }))
+            .expect("job")
+        };
+        let (store, mut writer) = reflector::store();
+        let index = RunIndex::default();
+        let mut feed = |event: watcher::Event<ProwJob>| {
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        };
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(run("a", Some("nightly"), "prow")));
+        feed(watcher::Event::InitApply(run("b", Some("other"), "prow")));
+        feed(watcher::Event::InitApply(run(
+            "c",
+            Some("nightly"),
+            "elsewhere",
+        )));
+        feed(watcher::Event::InitApply(run("d", None, "prow")));
+        feed(watcher::Event::InitDone);
+        feed(watcher::Event::Apply(run("e", Some("nightly"), "prow")));
+        let def = definition(json!({}));
+        let names = |index: &RunIndex| {
+            let mut n: Vec<String> = index
+                .of(&def, &store)
+                .iter()
+                .map(|j| j.name_any())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&index), ["a", "e"], "its runs, in its namespace only");
+        feed(watcher::Event::Delete(run("a", Some("nightly"), "prow")));
+        assert_eq!(names(&index), ["e"]);
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(run("f", Some("nightly"), "prow")));
+        feed(watcher::Event::InitDone);
+        assert_eq!(names(&index), ["f"], "a relist replaces the index");
     }
 
     #[tokio::test]

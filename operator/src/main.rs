@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         ready.clone(),
     );
     let (definition_runs, runs_changed) = tokio::sync::mpsc::unbounded_channel();
+    let definition_index = definitions::RunIndex::default();
     let (caches, controller) = prowjob::run(
         client.clone(),
         fail_fast.clone(),
@@ -85,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         events.clone(),
         definition_runs,
+        definition_index.clone(),
         ready.clone(),
         stop.clone(),
     );
@@ -129,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         definitions::Context {
             client: client.clone(),
             jobs: caches.jobs.clone(),
+            runs: definition_index,
             jobs_synced: caches.jobs_synced.clone(),
             recorder: events.clone(),
         },

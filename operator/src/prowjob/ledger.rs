@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::Store;
 use prow_api::concurrency::{admit, next_build_id, Admission, Grant, InFlight, Limits};
 use prow_api::pod_view::PodView;
 use prow_api::ProwJob;
@@ -88,7 +87,7 @@ impl Starts {
     pub fn grant<'a>(
         &'a self,
         job: &ProwJob,
-        jobs: &Store<ProwJob>,
+        jobs: impl FnOnce() -> Vec<Arc<ProwJob>>,
         limits: &Limits,
         now_millis: u64,
         granted: &mut Option<Granted<'a>>,
@@ -108,7 +107,7 @@ impl Starts {
     pub fn try_start(
         &self,
         job: &ProwJob,
-        jobs: &Store<ProwJob>,
+        jobs: impl FnOnce() -> Vec<Arc<ProwJob>>,
         limits: &Limits,
         now_millis: u64,
     ) -> Grant {
@@ -116,7 +115,7 @@ impl Starts {
             return Grant::Refuse("The job has no uid.".into());
         };
         let mut inner = lock(&self.inner);
-        let snapshot = jobs.state();
+        let snapshot = jobs();
         let verdict = admit(
             job,
             snapshot.iter().map(|j| j.as_ref()),
@@ -250,7 +249,7 @@ mod tests {
         .expect("job")
     }
 
-    fn store_of(jobs: Vec<ProwJob>) -> Store<ProwJob> {
+    fn store_of(jobs: Vec<ProwJob>) -> kube::runtime::reflector::Store<ProwJob> {
         use kube::runtime::watcher::Event;
         let (store, mut writer) = kube::runtime::reflector::store();
         writer.apply_watcher_event(&Event::Init);
@@ -274,14 +273,14 @@ mod tests {
         let ledger = Starts::default();
         let limits = Limits::default();
         let mut granted = None;
-        let grant = ledger.grant(&a, &jobs, &limits, 1, &mut granted);
+        let grant = ledger.grant(&a, || jobs.state(), &limits, 1, &mut granted);
         assert!(matches!(grant, Grant::Start(_)) && granted.is_some());
         assert!(ledger.is_started("ua"));
         drop(granted);
         assert!(!ledger.is_started("ua"), "no pod: the slot is free again");
 
         let mut kept = None;
-        ledger.grant(&b, &jobs, &limits, 2, &mut kept);
+        ledger.grant(&b, || jobs.state(), &limits, 2, &mut kept);
         kept.expect("granted").keep();
         assert!(
             ledger.is_started("ub"),
@@ -290,7 +289,7 @@ mod tests {
 
         // One slot is left, and `a` (created first) is still in line for it: `c` waits.
         let mut waiting = None;
-        let verdict = ledger.grant(&c, &jobs, &limits, 3, &mut waiting);
+        let verdict = ledger.grant(&c, || jobs.state(), &limits, 3, &mut waiting);
         assert!(matches!(verdict, Grant::Wait(_)), "{verdict:?}");
         assert!(waiting.is_none(), "no guard for a start not granted");
     }
@@ -309,25 +308,28 @@ mod tests {
         let ledger = Starts::default();
         let limits = Limits::default();
         // An earlier clock than the stored build ID: the ID still grows past it.
-        let Grant::Start(first) = ledger.try_start(&a, &jobs, &limits, 1_600_000_000_000) else {
+        let Grant::Start(first) = ledger.try_start(&a, || jobs.state(), &limits, 1_600_000_000_000)
+        else {
             panic!("a starts: one of two slots is taken");
         };
         assert!(first.parse::<u64>().unwrap() > 1_700_000_000_000, "{first}");
         assert!(ledger.is_started("ua"));
         // The cache still says `a` is triggered; the ledger knows it started: the limit is full.
         assert!(matches!(
-            ledger.try_start(&b, &jobs, &limits, 1_600_000_000_000),
+            ledger.try_start(&b, || jobs.state(), &limits, 1_600_000_000_000),
             Grant::Wait(_)
         ));
         // `a` finishing frees its slot for `b`, first in line; the next build ID is larger.
         ledger.forget_start("ua");
         ledger.finished("ua");
-        let Grant::Start(second) = ledger.try_start(&b, &jobs, &limits, 1_600_000_000_000) else {
+        let Grant::Start(second) =
+            ledger.try_start(&b, || jobs.state(), &limits, 1_600_000_000_000)
+        else {
             panic!("b starts once a slot is free");
         };
         assert!(second.parse::<u64>().unwrap() > first.parse::<u64>().unwrap());
         assert!(matches!(
-            ledger.try_start(&c, &jobs, &limits, 1_600_000_000_000),
+            ledger.try_start(&c, || jobs.state(), &limits, 1_600_000_000_000),
             Grant::Wait(_)
         ));
 
@@ -335,13 +337,13 @@ mod tests {
         queued.spec.max_concurrency = 0;
         queued.spec.job_queue_name = "nowhere".into();
         assert_eq!(
-            ledger.try_start(&queued, &jobs, &limits, 0),
+            ledger.try_start(&queued, || jobs.state(), &limits, 0),
             Grant::Refuse("Job queue \"nowhere\" is not configured.".into())
         );
         let mut anonymous = job("n", "", "triggered", "");
         anonymous.metadata.uid = None;
         assert!(matches!(
-            ledger.try_start(&anonymous, &jobs, &limits, 0),
+            ledger.try_start(&anonymous, || jobs.state(), &limits, 0),
             Grant::Refuse(_)
         ));
     }

@@ -3,6 +3,7 @@
 pub mod evictions;
 mod lease;
 pub mod ledger;
+pub mod open;
 mod reconcile;
 pub mod stored;
 mod uploads;
@@ -72,6 +73,8 @@ pub struct Context {
     pub client: Client,
     /// The ProwJobs, finished ones stripped.
     pub jobs: Store<ProwJob>,
+    /// The unfinished ones among them.
+    pub open: open::OpenJobs,
     /// The build clusters, each with its job pods (stripped), its evictions and budgets.
     pub builds: Arc<BuildClusters>,
     /// Configuration.
@@ -126,6 +129,7 @@ pub fn run(
     metrics: Arc<Metrics>,
     events: crate::events::Events,
     definition_runs: crate::definitions::RunEvents,
+    definition_index: crate::definitions::RunIndex,
     ready: Readiness,
     shutdown: CancellationToken,
 ) -> (
@@ -153,8 +157,10 @@ pub fn run(
     )
     .map_ok(stored::unwrap_job_event)
     .reflect(jobs_writer);
+    let open = open::OpenJobs::new(jobs.clone());
+    let job_events = open.follow(job_events);
     let job_events = notice_gone_holders(clusters.clone(), job_events);
-    let job_events = crate::definitions::notice_runs(definition_runs, job_events);
+    let job_events = crate::definitions::notice_runs(definition_runs, definition_index, job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
 
     let pods_api: Api<PodView> = match settings.pod_watch_namespace() {
@@ -186,6 +192,7 @@ pub fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         jobs: jobs.clone(),
+        open,
         builds: builds.clone(),
         settings,
         ledger: ledger::Ledger::default(),

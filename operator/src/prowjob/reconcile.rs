@@ -149,7 +149,8 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         pool_policy: &pool_policy,
         default_pod_namespace: &ctx.settings.pod_namespace,
     };
-    let mut peers = Peers::new(|| ctx.jobs.state());
+    // Only unfinished jobs can be superseded, hold a slot or wait for one.
+    let mut peers = Peers::new(|| ctx.open.state());
     // A start the plan grants is recorded at once (so no other pass overshoots a limit) and
     // forgotten again unless its pod gets created.
     let mut granted = None;
@@ -174,7 +175,7 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         _ => plan(&facts, peers, &ctx.settings.policy, limits, || {
             let now_millis = now.as_millisecond().max(0) as u64;
             let starts = &ctx.ledger.starts;
-            starts.grant(job, &ctx.jobs, limits, now_millis, &mut granted)
+            starts.grant(job, || ctx.open.state(), limits, now_millis, &mut granted)
         }),
     }
     });

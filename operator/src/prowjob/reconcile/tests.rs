@@ -30,6 +30,7 @@ fn context() -> (Context, Server) {
         crate::buildclusters::BuildClusters::new(Arc::new(local), jobs.clone(), wake.clone());
     let ctx = Context {
         client: client.clone(),
+        open: crate::prowjob::open::OpenJobs::new(jobs.clone()),
         jobs,
         builds: Arc::new(builds),
         settings: Settings {

@@ -1,0 +1,304 @@
+//! Benchmark of the operator with 100,000 finished jobs whose pods are spread over three
+//! clusters (prints figures; asserts nothing). Usage:
+//! `bench-build-clusters CONTROL_KUBECONFIG B1_KUBECONFIG B2_KUBECONFIG OPERATOR_BINARY`;
+//! kind-tests/scripts/bench-build-clusters.sh starts the three planes and a release build.
+//!
+//! 1. 100,000 finished (decorated, upstream-sized) jobs stored in the control plane, a third
+//!    for each of `default`, `b1` and `b2`, each with its pod in its cluster.
+//! 2. The operator started with the two BuildClusters: start -> ready, and its RSS.
+//! 3. In the same run, with the 100,000 stored: plain pods created at 50/s in the control
+//!    plane (the baseline), then jobs created at 50/s for the three clusters: create -> pod
+//!    seen in its cluster, and the ratios to the baseline. Then RSS again, and its peak.
+//!
+//! `BENCH_FILLED=NAMESPACE` reuses jobs stored by an earlier run (the planes kept up).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kind_tests::bench::{percentiles, print_row, rss_mb, sorted, CpuWindow, Latencies};
+use kind_tests::build_clusters::{add_build_cluster, kubeconfig_text, namespace_in};
+use kind_tests::fixtures::decorated_job;
+use kind_tests::process::Running;
+use kind_tests::TestEnv;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use prow_api::ProwJob;
+use serde_json::json;
+
+const STORED: usize = 100_000;
+const IN_FLIGHT: usize = 64;
+const PROBES: usize = 600;
+const RATE_PER_SEC: u64 = 50;
+const ALIASES: [&str; 3] = ["default", "b1", "b2"];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let usage = "usage: bench-build-clusters CONTROL B1 B2 OPERATOR_BINARY";
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    anyhow::ensure!(args.len() == 4, "{usage}");
+    let (control, operator) = (&args[0], &args[3]);
+    std::env::set_var(kind_tests::env::KUBECONFIG_VAR, control);
+    prow_runtime::process::install_crypto_provider();
+    let env = TestEnv::new("bench-100k").await?;
+    let mut clients = vec![env.client.clone()];
+    for kubeconfig in &args[1..3] {
+        clients.push(prow_runtime::client::client(Some(kubeconfig)).await?);
+    }
+    let ns = match std::env::var("BENCH_FILLED") {
+        Ok(ns) => ns,
+        Err(_) => {
+            for client in &clients[1..] {
+                namespace_in(client, &env.namespace, false).await?;
+            }
+            fill(&env, &clients).await?;
+            env.namespace.clone()
+        }
+    };
+    println!("stored jobs are in namespace {ns}");
+    let env = TestEnv {
+        namespace: ns.clone(),
+        ..env
+    };
+    for (alias, kubeconfig) in ["b1", "b2"].iter().zip(&args[1..3]) {
+        let text = kubeconfig_text(kubeconfig, None)?;
+        // A second run on the same namespace finds them there.
+        let _ = add_build_cluster(&env, alias, &text).await;
+    }
+
+    println!("== 2. the operator starts with {STORED} finished jobs and their pods stored");
+    let started = Instant::now();
+    let running = start_operator(operator, &env)?;
+    println!(
+        "operator start -> ready: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "operator RSS 5 s after ready: {:.1} MB",
+        rss_mb(running.pid())
+    );
+
+    println!("== 3. jobs started while the {STORED} are stored, {PROBES} at {RATE_PER_SEC}/s");
+    let cpu = CpuWindow::start();
+    let baseline_env = TestEnv::new("bench-100k-baseline").await?;
+    let baseline = plain_pods(&baseline_env).await?;
+    print_row("baseline: pod create -> pod seen", &baseline);
+    let by_cluster = start_jobs(&env, &clients).await?;
+    println!("({})", cpu.report());
+    let mut all = Vec::new();
+    for (alias, samples) in ALIASES.iter().zip(&by_cluster) {
+        print_row(&format!("job for {alias}: create -> pod seen"), samples);
+        all.extend(samples.iter().copied());
+    }
+    let all = sorted(all);
+    print_row("job, any cluster: create -> pod seen", &all);
+    let (b, o) = (percentiles(&baseline), percentiles(&all));
+    println!(
+        "ratio job create -> pod seen / baseline: p50 {:.2}x  p95 {:.2}x  p99 {:.2}x",
+        o[0] / b[0],
+        o[1] / b[1],
+        o[2] / b[2]
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.pid()))?;
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
+    println!(
+        "operator RSS after the run: {:.1} MB (peak {peak:.1} MB)",
+        rss_mb(running.pid())
+    );
+    Ok(())
+}
+
+/// The release operator for `env`'s namespace, its BuildClusters there, without leader
+/// election; waits until it is ready.
+fn start_operator(operator: &Path, env: &TestEnv) -> anyhow::Result<Running> {
+    let ns = &env.namespace;
+    let args = [
+        format!("--watch-namespace={ns}"),
+        format!("--pod-namespace={ns}"),
+        format!("--build-cluster-namespace={ns}"),
+        "--leader-election=false".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Running::start_binary(operator, &env.kubeconfig, &args)
+}
+
+fn job(name: &str, alias: &str) -> ProwJob {
+    let labels = json!({"created-by-prow": "true", "prow.k8s.io/type": "periodic"});
+    let cluster = if alias == "default" { "" } else { alias };
+    let spec =
+        json!({"type": "periodic", "job": format!("ci-{}", name.len() % 7), "cluster": cluster});
+    serde_json::from_value(decorated_job(name, labels, spec)).expect("job")
+}
+
+/// Stores STORED finished jobs, a third per cluster, each with its pod in its cluster.
+async fn fill(env: &TestEnv, clients: &[Client]) -> anyhow::Result<()> {
+    println!("== 1. storing {STORED} finished jobs and their pods over three clusters");
+    let ns = env.namespace.clone();
+    let jobs: Api<ProwJob> = env.api();
+    let started = Instant::now();
+    let done = futures::stream::iter(0..STORED)
+        .map(|i| {
+            let jobs = jobs.clone();
+            let pods: Api<Pod> = Api::namespaced(clients[i % 3].clone(), &ns);
+            let ns = ns.clone();
+            async move {
+                let name = format!("done-{i:06}");
+                let created = jobs
+                    .create(&PostParams::default(), &job(&name, ALIASES[i % 3]))
+                    .await?;
+                let ago = |minutes: i64| {
+                    let at = k8s_openapi::jiff::Timestamp::now()
+                        - k8s_openapi::jiff::SignedDuration::from_mins(minutes);
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at)
+                };
+                let status = json!({"status": {"state": "success", "startTime": ago(120),
+                    "pendingTime": ago(119), "completionTime": ago(110),
+                    "pod_name": name, "build_id": format!("{}", 1_700_000_000_000u64 + i as u64),
+                    "description": "Job succeeded.", "url": format!("https://prow.example/view/{name}")}});
+                jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                    .await?;
+                let mut pod = prow_api::pod::pod_for(&created, "1", &ns)?;
+                pod.status = None;
+                pods.create(&PostParams::default(), &pod).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    let mut done = std::pin::pin!(done);
+    let mut n = 0usize;
+    while let Some(r) = done.next().await {
+        r?;
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            eprintln!(
+                "  {n} stored ({:.0}/s)",
+                n as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "stored {STORED} jobs and their pods in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Records when a watch of `pods` first sees each pod.
+fn watch_pods(pods: Api<Pod>) -> (Seen, tokio::task::JoinHandle<()>) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let config = watcher::Config::default().labels("bench-probe=true");
+        let mut events = watcher(pods, config).applied_objects().boxed();
+        while let Some(Ok(pod)) = events.next().await {
+            record
+                .lock()
+                .expect("lock")
+                .entry(pod.name_any())
+                .or_insert_with(Instant::now);
+        }
+    });
+    (seen, task)
+}
+
+/// PROBES plain pods at RATE_PER_SEC: create -> seen.
+async fn plain_pods(env: &TestEnv) -> anyhow::Result<Latencies> {
+    let pods: Api<Pod> = env.api();
+    let (seen, watch) = watch_pods(pods.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let template = job("baseline", "default");
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    let mut started = HashMap::new();
+    let mut tasks = Vec::new();
+    for i in 0..PROBES {
+        tick.tick().await;
+        let mut pod = prow_api::pod::pod_for(&template, "1", &env.namespace)?;
+        let name = format!("pod-{i:04}");
+        pod.metadata.name = Some(name.clone());
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("bench-probe".into(), "true".into());
+        started.insert(name, Instant::now());
+        let pods = pods.clone();
+        tasks.push(tokio::spawn(async move {
+            pods.create(&PostParams::default(), &pod).await.map(drop)
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    wait_for(&seen, PROBES).await;
+    watch.abort();
+    let seen = seen.lock().expect("lock").clone();
+    Ok(latencies(&started, &seen))
+}
+
+/// PROBES jobs at RATE_PER_SEC, round-robin over the three clusters: create -> pod seen in its
+/// cluster, by cluster.
+async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Vec<Latencies>> {
+    let jobs: Api<ProwJob> = env.api();
+    let watches: Vec<_> = clients
+        .iter()
+        .map(|c| watch_pods(Api::namespaced(c.clone(), &env.namespace)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
+    let mut started: [HashMap<String, Instant>; 3] = Default::default();
+    let mut tasks = Vec::new();
+    for i in 0..PROBES {
+        tick.tick().await;
+        let name = format!("probe-{i:04}");
+        let mut j = job(&name, ALIASES[i % 3]);
+        // The pod carries the job's labels: the probes' watches select on this one.
+        j.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("bench-probe".into(), "true".into());
+        started[i % 3].insert(name, Instant::now());
+        let jobs = jobs.clone();
+        tasks.push(tokio::spawn(async move {
+            jobs.create(&PostParams::default(), &j).await.map(drop)
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut by_cluster = Vec::new();
+    for ((seen, watch), started) in watches.into_iter().zip(&started) {
+        wait_for(&seen, started.len()).await;
+        watch.abort();
+        let seen = seen.lock().expect("lock").clone();
+        by_cluster.push(latencies(started, &seen));
+    }
+    Ok(by_cluster)
+}
+
+async fn wait_for(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
+    sorted(
+        started
+            .iter()
+            .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
+            .collect(),
+    )
+}
