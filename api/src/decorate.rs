@@ -200,7 +200,8 @@ pub fn decorate(
     let refs: Vec<crate::Refs> = job
         .spec
         .refs
-        .iter()
+        .as_deref()
+        .into_iter()
         .chain(job.spec.extra_refs.iter())
         .cloned()
         .collect();

@@ -354,7 +354,7 @@ pub fn prowjob_for(def: &JobDefinition, req: &RunRequest) -> Result<ProwJob, Can
         cluster: s.cluster.clone(),
         namespace: s.namespace.clone().unwrap_or_default(),
         job: name.clone(),
-        refs,
+        refs: refs.map(Box::new),
         extra_refs: s.extra_refs.clone(),
         report: !s.skip_report,
         context,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::duration::LONGEST_TIMEOUT;
-use crate::labels;
 use crate::pod_view::PodView;
 use crate::{ProwJob, ProwJobAgent, ProwJobState};
 
@@ -113,11 +112,7 @@ fn finish(state: ProwJobState, description: impl Into<String>, delete_pod: bool)
 
 /// The pod's UID annotation for its job, if any.
 fn pod_job_uid(pod: &PodView) -> Option<&str> {
-    pod.metadata
-        .annotations
-        .as_ref()?
-        .get(labels::JOB_UID)
-        .map(String::as_str)
+    pod.job_uid()
 }
 
 /// Decides the next step for `job` whose pod (same name, in the job's pod namespace) is `pod`.

@@ -23,7 +23,7 @@ use crate::pool::{
     assign, awaits_first_check, holder_of, leasable, lease_of, line, pool_of, waiting_description,
     LeasedCluster, Pool,
 };
-use crate::{labels, ProwJob, ProwJobState, ProwJobType, TestCluster};
+use crate::{ProwJob, ProwJobState, ProwJobType, TestCluster};
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
 /// the same name or queue wakes it sooner.
@@ -312,7 +312,7 @@ pub fn plan<J: Borrow<ProwJob>>(
         Step::Adopt => {
             let build_id = facts
                 .pod
-                .and_then(|p| p.metadata.labels.as_ref()?.get(labels::BUILD_ID).cloned())
+                .and_then(|p| p.build_id().map(str::to_string))
                 .unwrap_or_default();
             let mut plan = started(job, build_id, facts.now, held(facts));
             plan.pod = PodChange::Keep;

@@ -244,9 +244,9 @@ pub fn job_spec(job: &ProwJob, build_id: &str) -> JobSpec {
         job: job.spec.job.clone(),
         buildid: build_id.to_string(),
         prowjobid: job.metadata.name.clone().unwrap_or_default(),
-        refs: job.spec.refs.clone(),
+        refs: job.spec.refs.as_deref().cloned(),
         extra_refs: job.spec.extra_refs.clone(),
-        decoration_config: job.spec.decoration_config.clone(),
+        decoration_config: job.spec.decoration_config.as_deref().cloned(),
     }
 }
 

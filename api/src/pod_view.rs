@@ -29,6 +29,22 @@ pub struct PodView {
     /// Phase, reason, start time, container states.
     #[serde(default)]
     pub status: ViewStatus,
+    /// The job annotations and the build-ID label, taken out of the metadata's maps by
+    /// [`PodView::strip`]: a map holds a 544-byte node for even one entry, twice per pod, which
+    /// was half of a kept pod's memory.
+    #[serde(skip)]
+    pub kept: Kept,
+}
+
+/// What a stripped pod keeps of its labels and annotations.
+#[derive(Clone, Debug, Default)]
+pub struct Kept {
+    /// The UID of the pod's job (annotation `prow.k8s.io/job-uid`... see [`labels::JOB_UID`]).
+    pub job_uid: Option<Box<str>>,
+    /// The namespace of the pod's job ([`labels::JOB_NAMESPACE`]).
+    pub job_namespace: Option<Box<str>>,
+    /// The build ID ([`labels::BUILD_ID`]).
+    pub build_id: Option<Box<str>>,
 }
 
 /// The part of a pod spec the operator reads.
@@ -153,18 +169,57 @@ impl kube::Resource for PodView {
 }
 
 impl PodView {
-    /// Drops every label and annotation the operator does not read, and managed fields.
+    /// Keeps of the labels and annotations only what the operator reads ([`Kept`]), and drops
+    /// managed fields.
     pub fn strip(&mut self) {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         meta.owner_references = None;
         meta.finalizers = None;
-        if let Some(l) = meta.labels.as_mut() {
-            l.retain(|k, _| k == labels::BUILD_ID);
-        }
-        if let Some(a) = meta.annotations.as_mut() {
-            a.retain(|k, _| k == labels::JOB_UID || k == labels::JOB_NAMESPACE);
-        }
+        let mut labels = meta.labels.take().unwrap_or_default();
+        let mut annotations = meta.annotations.take().unwrap_or_default();
+        let boxed = |v: Option<String>| v.map(String::into_boxed_str);
+        self.kept = Kept {
+            job_uid: boxed(annotations.remove(labels::JOB_UID)).or(self.kept.job_uid.take()),
+            job_namespace: boxed(annotations.remove(labels::JOB_NAMESPACE))
+                .or(self.kept.job_namespace.take()),
+            build_id: boxed(labels.remove(labels::BUILD_ID)).or(self.kept.build_id.take()),
+        };
+    }
+
+    /// The UID of the pod's job, from its annotation.
+    pub fn job_uid(&self) -> Option<&str> {
+        self.kept
+            .job_uid
+            .as_deref()
+            .or_else(|| self.annotation(labels::JOB_UID))
+    }
+
+    /// The namespace of the pod's job, from its annotation.
+    pub fn job_namespace(&self) -> Option<&str> {
+        self.kept
+            .job_namespace
+            .as_deref()
+            .or_else(|| self.annotation(labels::JOB_NAMESPACE))
+    }
+
+    /// The pod's build ID, from its label.
+    pub fn build_id(&self) -> Option<&str> {
+        self.kept.build_id.as_deref().or_else(|| {
+            self.metadata
+                .labels
+                .as_ref()?
+                .get(labels::BUILD_ID)
+                .map(String::as_str)
+        })
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
     }
 
     /// The view of a full pod (one the operator just created).
@@ -215,6 +270,7 @@ impl PodView {
                     .find(|c| c.type_ == DISRUPTION_TARGET && c.status == "True")
                     .map(|c| c.reason.clone().unwrap_or_default()),
             },
+            kept: Kept::default(),
         };
         view.strip();
         view

@@ -60,7 +60,7 @@ pub struct ProwJobSpec {
     pub job: String,
     /// Repository and pull requests the job tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refs: Option<Refs>,
+    pub refs: Option<Box<Refs>>,
     /// Whether the result is reported back to the code host.
     #[serde(default, skip_serializing_if = "is_false")]
     pub report: bool,
@@ -326,7 +326,7 @@ impl ProwJob {
 
     /// The refs labels and env describe: the main refs, or the first extra refs.
     pub fn main_refs(&self) -> Option<&Refs> {
-        self.spec.refs.as_ref().or(self.spec.extra_refs.first())
+        self.spec.refs.as_deref().or(self.spec.extra_refs.first())
     }
 
     /// Whether the job is finished: upstream's rule is that `completionTime` is set.

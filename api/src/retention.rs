@@ -7,7 +7,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::{labels, ProwJob, ProwJobType};
+use crate::pod_view::PodView;
+use crate::{ProwJob, ProwJobType};
 
 /// How long things are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +72,8 @@ fn doomed(meta: &ObjectMeta, reason: &'static str) -> Doomed {
 }
 
 /// Plans one sweep over every job and every Prow pod the operator knows.
-/// A pod is known by its metadata alone: name, UID, creation time and the job annotations.
-pub fn sweep(jobs: &[&ProwJob], pods: &[&ObjectMeta], now: Timestamp, keep: &Retention) -> Sweep {
+/// A pod is known by its name, UID, creation time and job annotations.
+pub fn sweep(jobs: &[&ProwJob], pods: &[&PodView], now: Timestamp, keep: &Retention) -> Sweep {
     let start = |j: &ProwJob| {
         j.status
             .as_ref()
@@ -113,16 +114,16 @@ pub fn sweep(jobs: &[&ProwJob], pods: &[&ObjectMeta], now: Timestamp, keep: &Ret
             (key, *j)
         })
         .collect();
-    for pod in pods {
-        let annotations = pod.annotations.as_ref();
-        let Some(job_ns) = annotations.and_then(|a| a.get(labels::JOB_NAMESPACE)) else {
+    for view in pods {
+        let Some(job_ns) = view.job_namespace() else {
             continue; // not a pod of this operator's
         };
-        let job_uid = annotations.and_then(|a| a.get(labels::JOB_UID));
+        let job_uid = view.job_uid();
+        let pod = &view.metadata;
         let name = pod.name.as_deref().unwrap_or_default();
         let created = pod.creation_timestamp.as_ref().map(|t| t.0);
-        match by_name.get(&(job_ns.as_str(), name)) {
-            Some(job) if job.metadata.uid.as_ref() == job_uid => {
+        match by_name.get(&(job_ns, name)) {
+            Some(job) if job.metadata.uid.as_deref() == job_uid => {
                 if !job.is_complete() {
                     continue;
                 }

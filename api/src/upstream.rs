@@ -2,7 +2,9 @@
 //! types, serde rules and schema in both kinds, declared once here. They are declared by a
 //! macro rather than a `#[serde(flatten)]`ed struct because flatten makes serde buffer every
 //! job through an intermediate map, on the admission and watch paths that read thousands of
-//! jobs; the macro costs nothing at run time. Fields whose types differ between the two
+//! jobs; the macro costs nothing at run time. The large optional parts are boxed: a finished
+//! job kept in the operator's cache has none of them, and each costs 8 bytes there instead of
+//! its whole struct. Fields whose types differ between the two
 //! upstream shapes (the agent, the pod's namespace, the pod spec's key) stay with their kind.
 
 /// Declares `struct $name { $own fields..., the shared upstream job fields }`.
@@ -33,35 +35,35 @@ macro_rules! with_upstream_job_fields {
             /// Jenkins settings, for upstream's Jenkins agent (kept, not run here).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub jenkins_spec: Option<serde_json::Value>,
+            pub jenkins_spec: Option<Box<serde_json::Value>>,
             /// Tekton pipeline run spec, for upstream's Tekton agent (kept, not run here).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub pipeline_run_spec: Option<serde_json::Value>,
+            pub pipeline_run_spec: Option<Box<serde_json::Value>>,
             /// Tekton pipeline run specs by version, for upstream's Tekton agent (kept, not run
             /// here).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub tekton_pipeline_run_spec: Option<serde_json::Value>,
+            pub tekton_pipeline_run_spec: Option<Box<serde_json::Value>>,
             /// Pod utilities' settings, including the pod timeouts of each run.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub decoration_config: Option<$crate::prowjob::DecorationConfig>,
+            pub decoration_config: Option<Box<$crate::prowjob::DecorationConfig>>,
             /// How reporters (Slack, ...) report the job.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub reporter_config: Option<serde_json::Value>,
+            pub reporter_config: Option<Box<serde_json::Value>>,
             /// Who may rerun the job.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub rerun_auth_config: Option<serde_json::Value>,
+            pub rerun_auth_config: Option<Box<serde_json::Value>>,
             /// Whether the job is hidden from the public dashboard.
             #[serde(default, skip_serializing_if = "crate::prowjob::is_false")]
             pub hidden: bool,
             /// Defaults upstream tooling applies to the job's runs (tenant ID and the like).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(schema_with = "crate::schema::preserved_object")]
-            pub prowjob_defaults: Option<serde_json::Value>,
+            pub prowjob_defaults: Option<Box<serde_json::Value>>,
             /// Named queue whose capacity limits how many runs of it go at once.
             #[serde(default, skip_serializing_if = "String::is_empty")]
             pub job_queue_name: String,

@@ -360,7 +360,8 @@ fn refs_by_type(job: &ProwJob, r: &mut Report) {
     let mut seen = HashSet::new();
     let all = spec
         .refs
-        .iter()
+        .as_deref()
+        .into_iter()
         .map(|r| ("spec.refs".to_string(), r))
         .chain(
             spec.extra_refs

@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for WireJob {
                 job_type: spec.job_type,
                 namespace: spec.namespace,
                 job: spec.job,
-                refs: spec.refs,
+                refs: spec.refs.map(Box::new),
                 ..Default::default()
             },
             status,

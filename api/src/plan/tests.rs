@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::labels;
 use crate::pod_view::PodView;
 
 const NOW: &str = "2024-05-01T12:00:00Z";

@@ -97,10 +97,9 @@ fn pods_go_after_the_ttl_or_max_age_and_never_while_their_job_runs() {
         pod("b", "uid-b", "2024-01-09T20:00:00Z"),
         pod("c", "uid-c", "2024-01-01T00:00:00Z"),
     ];
-    let (jobs, pods): (Vec<&ProwJob>, Vec<_>) = (
-        jobs.iter().collect(),
-        pods.iter().map(|p| &p.metadata).collect(),
-    );
+    let views: Vec<PodView> = pods.iter().map(PodView::of).collect();
+    let (jobs, pods): (Vec<&ProwJob>, Vec<&PodView>) =
+        (jobs.iter().collect(), views.iter().collect());
     let plan = sweep(&jobs, &pods, now(), &Retention::default());
     assert_eq!(
         names(&plan.pods),
@@ -127,10 +126,9 @@ fn pods_without_their_job_are_orphans_after_the_grace() {
         pod("young", "uid-young", "2024-01-09T23:59:50Z"),
         pod("recreated", "uid-an-older-job", "2024-01-09T23:00:00Z"),
     ];
-    let (jobs, pods): (Vec<&ProwJob>, Vec<_>) = (
-        jobs.iter().collect(),
-        pods.iter().map(|p| &p.metadata).collect(),
-    );
+    let views: Vec<PodView> = pods.iter().map(PodView::of).collect();
+    let (jobs, pods): (Vec<&ProwJob>, Vec<&PodView>) =
+        (jobs.iter().collect(), views.iter().collect());
     let plan = sweep(&jobs, &pods, now(), &Retention::default());
     assert_eq!(names(&plan.orphans), ["gone", "recreated"]);
     assert!(plan.pods.is_empty());

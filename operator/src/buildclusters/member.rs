@@ -299,7 +299,7 @@ fn answered(error: &watcher::Error) -> bool {
 
 /// Asks for the job of `pod` to be reconciled, when it needs it.
 fn wake_job_of(pod: &PodView, wiring: &Wiring) {
-    let Some(namespace) = pod.annotations().get(labels::JOB_NAMESPACE) else {
+    let Some(namespace) = pod.job_namespace() else {
         return;
     };
     let job = ObjectRef::new(&pod.name_any()).within(namespace);

@@ -215,6 +215,7 @@ pub fn run(
         async move {
             let started = std::time::Instant::now();
             if caches.synced().await {
+                prow_runtime::process::trim_heap();
                 tracing::info!(
                     jobs = caches.jobs.len(),
                     pods = caches.pods.len(),
@@ -287,6 +288,6 @@ pub fn run(
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.
 fn job_of_pod(pod: PodView) -> Option<ObjectRef<ProwJob>> {
-    let namespace = pod.annotations().get(labels::JOB_NAMESPACE)?.clone();
+    let namespace = pod.job_namespace()?.to_string();
     Some(ObjectRef::new(&pod.name_any()).within(&namespace))
 }
