@@ -88,10 +88,15 @@ async fn main() -> anyhow::Result<()> {
     let baseline_env = TestEnv::new("bench-100k-baseline").await?;
     let baseline = plain_pods(&baseline_env).await?;
     print_row("baseline: pod create -> pod seen", &baseline);
-    let by_cluster = start_jobs(&env, &clients).await?;
+    let probes = start_jobs(&env, &clients).await?;
     println!("({})", cpu.report());
+    print_row("job create -> job seen (API server)", &probes.job_seen);
+    print_row(
+        "job seen -> pod seen (operator, pod create)",
+        &probes.operator_leg,
+    );
     let mut all = Vec::new();
-    for (alias, samples) in ALIASES.iter().zip(&by_cluster) {
+    for (alias, samples) in ALIASES.iter().zip(&probes.by_cluster) {
         print_row(&format!("job for {alias}: create -> pod seen"), samples);
         all.extend(samples.iter().copied());
     }
@@ -129,7 +134,13 @@ fn start_operator(operator: &Path, env: &TestEnv) -> anyhow::Result<Running> {
         format!("--build-cluster-namespace={ns}"),
         "--leader-election=false".into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // BENCH_OPERATOR_ARGS adds flags (comparing settings on the same stored jobs).
+    let extra = std::env::var("BENCH_OPERATOR_ARGS").unwrap_or_default();
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(extra.split_whitespace())
+        .collect();
     Running::start_binary(operator, &env.kubeconfig, &args)
 }
 
@@ -196,18 +207,42 @@ async fn fill(env: &TestEnv, clients: &[Client]) -> anyhow::Result<()> {
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Records when a watch of `pods` first sees each pod.
-fn watch_pods(pods: Api<Pod>) -> (Seen, tokio::task::JoinHandle<()>) {
+/// The label value of this run's probes: a second run on the same stored jobs counts only its
+/// own.
+fn run_id() -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{}", secs % 1_000_000)
+    })
+    .clone()
+}
+
+/// Records when a watch of `api` (pods or jobs) first sees each of this run's probes.
+fn watch_pods<K>(api: Api<K>) -> (Seen, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let task = tokio::spawn(async move {
-        let config = watcher::Config::default().labels("bench-probe=true");
-        let mut events = watcher(pods, config).applied_objects().boxed();
-        while let Some(Ok(pod)) = events.next().await {
+        // From the watch cache in one response: a paged list would make the API server read
+        // every stored object from etcd first, seconds in which the first probes go unseen.
+        let config = watcher::Config {
+            page_size: None,
+            ..watcher::Config::default()
+                .labels(&format!("bench-probe={}", run_id()))
+                .any_semantic()
+        };
+        let mut events = watcher(api, config).applied_objects().boxed();
+        while let Some(Ok(object)) = events.next().await {
             record
                 .lock()
                 .expect("lock")
-                .entry(pod.name_any())
+                .entry(object.name_any())
                 .or_insert_with(Instant::now);
         }
     });
@@ -219,19 +254,21 @@ async fn plain_pods(env: &TestEnv) -> anyhow::Result<Latencies> {
     let pods: Api<Pod> = env.api();
     let (seen, watch) = watch_pods(pods.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let template = job("baseline", "default");
+    let mut template = job("baseline", "default");
+    template.spec.decoration_config = None;
+    template.metadata.uid = Some("baseline".into());
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
     let mut started = HashMap::new();
     let mut tasks = Vec::new();
     for i in 0..PROBES {
         tick.tick().await;
         let mut pod = prow_api::pod::pod_for(&template, "1", &env.namespace)?;
-        let name = format!("pod-{i:04}");
+        let name = format!("pod-{}-{i:04}", run_id());
         pod.metadata.name = Some(name.clone());
         pod.metadata
             .labels
             .get_or_insert_with(Default::default)
-            .insert("bench-probe".into(), "true".into());
+            .insert("bench-probe".into(), run_id());
         started.insert(name, Instant::now());
         let pods = pods.clone();
         tasks.push(tokio::spawn(async move {
@@ -247,27 +284,39 @@ async fn plain_pods(env: &TestEnv) -> anyhow::Result<Latencies> {
     Ok(latencies(&started, &seen))
 }
 
-/// PROBES jobs at RATE_PER_SEC, round-robin over the three clusters: create -> pod seen in its
-/// cluster, by cluster.
-async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Vec<Latencies>> {
+/// What the probe jobs measured.
+struct Probes {
+    /// Create -> pod seen in its cluster, by cluster.
+    by_cluster: Vec<Latencies>,
+    /// Create -> the job seen by a watch (the API server's part).
+    job_seen: Latencies,
+    /// Job seen -> pod seen (the operator's part, with the pod's create).
+    operator_leg: Latencies,
+}
+
+/// PROBES jobs at RATE_PER_SEC, round-robin over the three clusters.
+async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Probes> {
     let jobs: Api<ProwJob> = env.api();
+    let (jobs_seen, jobs_watch) = watch_pods(jobs.clone());
     let watches: Vec<_> = clients
         .iter()
-        .map(|c| watch_pods(Api::namespaced(c.clone(), &env.namespace)))
+        .map(|c| watch_pods(Api::<Pod>::namespaced(c.clone(), &env.namespace)))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SEC));
     let mut started: [HashMap<String, Instant>; 3] = Default::default();
     let mut tasks = Vec::new();
     for i in 0..PROBES {
         tick.tick().await;
-        let name = format!("probe-{i:04}");
+        let name = format!("probe-{}-{i:04}", run_id());
         let mut j = job(&name, ALIASES[i % 3]);
+        // Plain pods: a decorated run would upload to its bucket when it ends.
+        j.spec.decoration_config = None;
         // The pod carries the job's labels: the probes' watches select on this one.
         j.metadata
             .labels
             .get_or_insert_with(Default::default)
-            .insert("bench-probe".into(), "true".into());
+            .insert("bench-probe".into(), run_id());
         started[i % 3].insert(name, Instant::now());
         let jobs = jobs.clone();
         tasks.push(tokio::spawn(async move {
@@ -278,13 +327,22 @@ async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Vec<Lat
         t.await??;
     }
     let mut by_cluster = Vec::new();
+    let mut pods_seen = HashMap::new();
     for ((seen, watch), started) in watches.into_iter().zip(&started) {
         wait_for(&seen, started.len()).await;
         watch.abort();
         let seen = seen.lock().expect("lock").clone();
         by_cluster.push(latencies(started, &seen));
+        pods_seen.extend(seen);
     }
-    Ok(by_cluster)
+    jobs_watch.abort();
+    let jobs_seen = jobs_seen.lock().expect("lock").clone();
+    let all_started: HashMap<String, Instant> = started.into_iter().flatten().collect();
+    Ok(Probes {
+        by_cluster,
+        job_seen: latencies(&all_started, &jobs_seen),
+        operator_leg: latencies(&jobs_seen, &pods_seen),
+    })
 }
 
 async fn wait_for(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
