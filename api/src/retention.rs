@@ -47,21 +47,6 @@ pub struct Doomed {
     pub reason: &'static str,
 }
 
-/// What one sweep deletes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sweep {
-    /// Completed ProwJobs past their age.
-    pub jobs: Vec<Doomed>,
-    /// Pods of completed jobs past their TTL or age.
-    pub pods: Vec<Doomed>,
-    /// Pods whose job is not in the cache: deleted only if a fresh read agrees.
-    pub orphans: Vec<Doomed>,
-}
-
-fn older_than(t: Option<Timestamp>, age: Duration, now: Timestamp) -> bool {
-    t.is_some_and(|t| Duration::try_from(now.duration_since(t)).is_ok_and(|elapsed| elapsed >= age))
-}
-
 fn doomed(meta: &ObjectMeta, reason: &'static str) -> Doomed {
     Doomed {
         namespace: meta.namespace.clone().unwrap_or_default(),
@@ -71,86 +56,191 @@ fn doomed(meta: &ObjectMeta, reason: &'static str) -> Doomed {
     }
 }
 
-/// Plans one sweep over every job and every Prow pod the operator knows.
-/// A pod is known by its name, UID, creation time and job annotations.
-pub fn sweep(jobs: &[&ProwJob], pods: &[&PodView], now: Timestamp, keep: &Retention) -> Sweep {
-    let start = |j: &ProwJob| {
-        j.status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .or(j.metadata.creation_timestamp.as_ref())
-            .map(|t| t.0)
+/// When a job started: its `status.startTime`, else its creation.
+fn start(job: &ProwJob) -> Option<Timestamp> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .or(job.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0)
+}
+
+/// When a job completed, if it has.
+fn completed(job: &ProwJob) -> Option<Timestamp> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.completion_time.as_ref())
+        .map(|t| t.0)
+}
+
+fn plus(t: Timestamp, d: Duration) -> Option<Timestamp> {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+}
+
+/// What the rules say about one object now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delete it.
+    Delete(Doomed),
+    /// A pod whose job is not in the cache: deleted only if a fresh read agrees.
+    Orphan(Doomed),
+    /// Not yet: look again at this time.
+    At(Timestamp),
+    /// Not while it stays as it is (an unfinished job, a periodic's newest run): a change to
+    /// it or its job brings it back.
+    Keep,
+}
+
+/// What the rules say about a job now; `newest` when it is its periodic's newest completed run
+/// (kept whatever its age, so the next run's schedule has a last run to follow).
+pub fn judge_job(job: &ProwJob, newest: bool, now: Timestamp, keep: &Retention) -> Verdict {
+    if !job.is_complete() || newest {
+        return Verdict::Keep;
+    }
+    let Some(due) = start(job).and_then(|t| plus(t, keep.max_prowjob_age)) else {
+        return Verdict::Keep;
     };
-    let mut newest_periodic: HashMap<&str, (Option<Timestamp>, &str)> = HashMap::new();
-    for job in jobs
-        .iter()
-        .filter(|j| j.is_complete() && j.spec.job_type == Some(ProwJobType::Periodic))
-    {
+    if due <= now {
+        Verdict::Delete(doomed(&job.metadata, "job older than max_prowjob_age"))
+    } else {
+        Verdict::At(due)
+    }
+}
+
+/// What the rules say about a Prow pod now, given its job as the cache has it (`None`: not
+/// there, or another job of the same name).
+pub fn judge_pod(
+    pod: &PodView,
+    job: Option<&ProwJob>,
+    now: Timestamp,
+    keep: &Retention,
+) -> Verdict {
+    if pod.job_namespace().is_none() {
+        return Verdict::Keep; // not a pod of this operator's
+    }
+    let meta = &pod.metadata;
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    let job = job.filter(|j| j.metadata.uid.as_deref() == pod.job_uid());
+    let Some(job) = job else {
+        return match created.and_then(|t| plus(t, keep.orphan_grace)) {
+            Some(due) if due > now => Verdict::At(due),
+            Some(_) => Verdict::Orphan(doomed(meta, "pod whose job does not exist")),
+            None => Verdict::Keep,
+        };
+    };
+    if !job.is_complete() {
+        return Verdict::Keep;
+    }
+    let by_ttl = completed(job).and_then(|t| plus(t, keep.terminated_pod_ttl));
+    let by_age = created.and_then(|t| plus(t, keep.max_pod_age));
+    match (by_ttl, by_age) {
+        (Some(t), _) if t <= now => Verdict::Delete(doomed(
+            meta,
+            "job completed longer ago than terminated_pod_ttl",
+        )),
+        (_, Some(t)) if t <= now => Verdict::Delete(doomed(
+            meta,
+            "pod of a completed job older than max_pod_age",
+        )),
+        (a, b) => a
+            .into_iter()
+            .chain(b)
+            .min()
+            .map_or(Verdict::Keep, Verdict::At),
+    }
+}
+
+/// The earliest time a completed job's pod may be due, before the pod is read (its creation
+/// is not before the job's): when the schedule should first look at it.
+pub fn pod_look_at(job: &ProwJob, keep: &Retention) -> Option<Timestamp> {
+    if !job.is_complete() {
+        return None;
+    }
+    let by_ttl = completed(job).and_then(|t| plus(t, keep.terminated_pod_ttl));
+    let created = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let by_age = created.and_then(|t| plus(t, keep.max_pod_age));
+    by_ttl.into_iter().chain(by_age).min()
+}
+
+/// Each periodic's newest completed run, by `spec.job`: its start and name.
+pub fn newest_periodic_runs<'a>(
+    jobs: &[&'a ProwJob],
+) -> HashMap<&'a str, (Option<Timestamp>, &'a str)> {
+    let mut newest: HashMap<&str, (Option<Timestamp>, &str)> = HashMap::new();
+    for job in jobs.iter().filter(|j| is_periodic_run(j)) {
         let key = (start(job), job.metadata.name.as_deref().unwrap_or_default());
-        let entry = newest_periodic.entry(job.spec.job.as_str()).or_insert(key);
+        let entry = newest.entry(job.spec.job.as_str()).or_insert(key);
         if key > *entry {
             *entry = key;
         }
     }
+    newest
+}
 
-    let mut plan = Sweep::default();
-    for job in jobs.iter().filter(|j| j.is_complete()) {
-        let newest = job.spec.job_type == Some(ProwJobType::Periodic)
-            && newest_periodic.get(job.spec.job.as_str()).map(|n| n.1)
-                == job.metadata.name.as_deref();
-        if !newest && older_than(start(job), keep.max_prowjob_age, now) {
-            plan.jobs
-                .push(doomed(&job.metadata, "job older than max_prowjob_age"));
+/// Whether `job` is a completed periodic run (the kind whose newest run is kept).
+pub fn is_periodic_run(job: &ProwJob) -> bool {
+    job.is_complete() && job.spec.job_type == Some(ProwJobType::Periodic)
+}
+
+/// Whether periodic run `job` is newer than the run `than` (start, then name).
+pub fn newer_run(job: &ProwJob, than: &ProwJob) -> bool {
+    let key = |j: &ProwJob| (start(j), j.metadata.name.clone().unwrap_or_default());
+    key(job) > key(than)
+}
+
+/// Things to look at again at a time: the retention pass between full sweeps takes out only
+/// what is due, so its work follows what it deletes, not how many objects are stored.
+#[derive(Debug)]
+pub struct Due<T: Ord> {
+    queue: std::collections::BTreeSet<(Timestamp, T)>,
+}
+
+impl<T: Ord> Default for Due<T> {
+    fn default() -> Self {
+        Self {
+            queue: std::collections::BTreeSet::new(),
         }
     }
+}
 
-    let by_name: HashMap<(&str, &str), &ProwJob> = jobs
-        .iter()
-        .map(|j| {
-            let key = (
-                j.metadata.namespace.as_deref().unwrap_or_default(),
-                j.metadata.name.as_deref().unwrap_or_default(),
-            );
-            (key, *j)
-        })
-        .collect();
-    for view in pods {
-        let Some(job_ns) = view.job_namespace() else {
-            continue; // not a pod of this operator's
-        };
-        let job_uid = view.job_uid();
-        let pod = &view.metadata;
-        let name = pod.name.as_deref().unwrap_or_default();
-        let created = pod.creation_timestamp.as_ref().map(|t| t.0);
-        match by_name.get(&(job_ns, name)) {
-            Some(job) if job.metadata.uid.as_deref() == job_uid => {
-                if !job.is_complete() {
-                    continue;
-                }
-                let completed = job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.completion_time.as_ref())
-                    .map(|t| t.0);
-                if older_than(completed, keep.terminated_pod_ttl, now) {
-                    plan.pods.push(doomed(
-                        pod,
-                        "job completed longer ago than terminated_pod_ttl",
-                    ));
-                } else if older_than(created, keep.max_pod_age, now) {
-                    plan.pods
-                        .push(doomed(pod, "pod of a completed job older than max_pod_age"));
-                }
-            }
-            _ => {
-                if older_than(created, keep.orphan_grace, now) {
-                    plan.orphans
-                        .push(doomed(pod, "pod whose job does not exist"));
-                }
+impl<T: Ord> Due<T> {
+    /// Looks at `item` again at `at` (the same item at the same time is kept once).
+    pub fn push(&mut self, at: Timestamp, item: T) {
+        self.queue.insert((at, item));
+    }
+
+    /// Takes out everything due by `now`, earliest first.
+    pub fn take_due(&mut self, now: Timestamp) -> Vec<T> {
+        let mut taken = Vec::new();
+        while self.queue.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, item)) = self.queue.pop_first() {
+                taken.push(item);
             }
         }
+        taken
     }
-    plan
+
+    /// How many are queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Forgets everything (a full sweep queues afresh).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// When the next item falls due.
+    pub fn next(&self) -> Option<Timestamp> {
+        self.queue.first().map(|(at, _)| *at)
+    }
 }
 
 #[cfg(test)]

@@ -269,6 +269,7 @@ impl OperatorConfig {
             reconcile_concurrency: self.reconcile_concurrency,
             utility_image: self.utility_image.clone(),
             job_url_template: self.job_url_template.clone(),
+            retention: self.retention(),
         }
     }
 

@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         pod_namespace: pod_watch_namespace,
         list_page_size: cfg.list_page_size,
         shutdown: stop.clone(),
+        schedule: caches.schedule.clone(),
     };
     if let Some(dir) = &cfg.kubeconfig_dir {
         for (alias, kubeconfig) in buildclusters::from_kubeconfig_dir(dir)? {
@@ -201,14 +202,7 @@ async fn main() -> anyhow::Result<()> {
     );
     tasks.spawn(
         "retention",
-        retention::run(
-            client,
-            caches,
-            cfg.retention(),
-            cfg.sweep_interval,
-            cfg.watch_namespace.clone(),
-            stop.clone(),
-        ),
+        retention::run(client, caches, cfg.sweep_interval, stop.clone()),
     );
 
     let supervised = tasks.run();

@@ -39,6 +39,8 @@ pub struct Wiring {
     pub list_page_size: u32,
     /// Ends every member's tasks.
     pub shutdown: CancellationToken,
+    /// Retention's queue: a pod without its job is queued for the orphan check.
+    pub schedule: crate::retention::Schedule,
 }
 
 /// One build cluster.
@@ -258,6 +260,9 @@ fn follow_pod_event(
     let Some(member) = member.upgrade() else {
         return;
     };
+    if let Ok(event) = &event {
+        wiring.schedule.observe_pod(&member.alias, event);
+    }
     let pod = match event {
         Ok(watcher::Event::Init) => return,
         Ok(watcher::Event::InitDone) => {

@@ -53,6 +53,8 @@ pub struct Settings {
     pub utility_image: String,
     /// Go template of a run's `status.url` (upstream's `job_url_template`); empty: no link.
     pub job_url_template: String,
+    /// How long finished jobs and their pods are kept.
+    pub retention: prow_api::retention::Retention,
 }
 
 impl Settings {
@@ -100,6 +102,8 @@ pub struct Caches {
     pub pods: Store<PodView>,
     /// The build clusters, that one among them.
     pub builds: Arc<BuildClusters>,
+    /// When finished jobs and their pods fall due for deletion.
+    pub schedule: crate::retention::Schedule,
     /// Whether the jobs' store has its first list.
     pub jobs_synced: Synced,
     /// Whether the pods' store has its first list.
@@ -159,6 +163,13 @@ pub fn run(
     .reflect(jobs_writer);
     let open = open::OpenJobs::new(jobs.clone());
     let job_events = open.follow(job_events);
+    let schedule = crate::retention::Schedule::new(
+        jobs.clone(),
+        settings.retention,
+        settings.pod_namespace.clone(),
+        settings.watch_namespace.clone(),
+    );
+    let job_events = schedule.follow_jobs(job_events);
     let job_events = notice_gone_holders(clusters.clone(), job_events);
     let job_events = crate::definitions::notice_runs(definition_runs, definition_index, job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
@@ -176,7 +187,15 @@ pub fn run(
         ready.clone(),
     )
     .modify(PodView::strip)
-    .reflect(pods_writer);
+    .reflect(pods_writer)
+    .inspect({
+        let schedule = schedule.clone();
+        move |event| {
+            if let Ok(event) = event {
+                schedule.observe_pod(prow_api::buildcluster::DEFAULT_ALIAS, event);
+            }
+        }
+    });
     let (pod_events, pods_synced) = store::signal(pod_events);
     let pod_events = pod_events.touched_objects();
 
@@ -206,6 +225,7 @@ pub fn run(
         jobs: jobs.clone(),
         pods: pods.clone(),
         builds,
+        schedule,
         jobs_synced: jobs_synced.clone(),
         pods_synced,
         wake,
