@@ -13,5 +13,6 @@ trap 'for p in control b1 b2; do "$scripts/control-plane.sh" down "$state/$p"; d
 control=$("$scripts/control-plane.sh" up "$state/control")
 b1=$("$scripts/control-plane.sh" up "$state/b1")
 b2=$("$scripts/control-plane.sh" up "$state/b2")
-# The operator's own log lines only for warnings: the figures are what is printed.
-RUST_LOG=warn target/release/bench-build-clusters "$control" "$b1" "$b2" "$PWD/target/release/prow-operator"
+# The operator's own log lines only for warnings unless RUST_LOG says otherwise: the figures
+# are what is printed.
+RUST_LOG="${RUST_LOG:-warn}" target/release/bench-build-clusters "$control" "$b1" "$b2" "$PWD/target/release/prow-operator"

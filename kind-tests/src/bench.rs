@@ -3,6 +3,11 @@
 //! CPU time the hypervisor took away (steal), which is what moves tail latencies on a VM.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
 
 /// Latency samples in milliseconds, sorted ascending.
 pub type Latencies = Vec<f64>;
@@ -33,6 +38,47 @@ pub fn print_row(label: &str, sorted: &[f64]) {
         "{label:<44} n={:<5} p50 {p50:7.2} ms  p95 {p95:7.2} ms  p99 {p99:7.2} ms",
         sorted.len()
     );
+}
+
+/// Milliseconds from each name's start to when it was seen, sorted.
+pub fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
+    sorted(
+        started
+            .iter()
+            .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
+            .collect(),
+    )
+}
+
+/// Waits until `n` names are seen, two minutes at most (the figures then count the ones seen).
+pub async fn wait_all(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `work` `in_flight` at a time, printing the rate every 10,000 `what` to stderr; the
+/// first error ends it.
+pub async fn store_all<S, F>(work: S, in_flight: usize, what: &str) -> anyhow::Result<()>
+where
+    S: Stream<Item = F>,
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let mut done = std::pin::pin!(work.buffer_unordered(in_flight));
+    let mut n = 0usize;
+    while let Some(r) = done.next().await {
+        r?;
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            eprintln!(
+                "  {n} {what} stored ({:.0}/s)",
+                n as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Resident memory of process `pid` in MB (its VmRSS), 0 when it cannot be read.

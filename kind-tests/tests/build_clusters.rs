@@ -18,6 +18,7 @@ use kind_tests::control_plane::PrivateControlPlane;
 use kind_tests::fixtures::create_review;
 use kind_tests::https::post;
 use kind_tests::operator::{description, start_operator, wait_for_job};
+use kind_tests::process::Running;
 use kind_tests::webhook::start_webhook;
 use kind_tests::{PodDriver, TestEnv};
 use kube::api::{DeleteParams, PostParams};
@@ -88,10 +89,12 @@ async fn private_build_cluster(env: &TestEnv) -> (PrivateControlPlane, Client, S
     (plane, client, text)
 }
 
-fn operator_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
-    let mut args = vec![format!("--build-cluster-namespace={}", env.namespace)];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+/// The operator reading BuildClusters from the test's namespace, with `extra` flags.
+fn operator(env: &TestEnv, extra: &[&str]) -> Running {
+    let namespace = format!("--build-cluster-namespace={}", env.namespace);
+    let mut args = vec![namespace.as_str()];
+    args.extend_from_slice(extra);
+    start_operator(env, &args).expect("operator")
 }
 
 async fn ended(jobs: &Api<ProwJob>, name: &str, within: Duration) -> ProwJob {
@@ -124,9 +127,7 @@ async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
     let b1_text = kubeconfig_text(&node_kubeconfig, None).expect("kubeconfig");
     add_build_cluster(&env, "b1", &b1_text).await.expect("b1");
     add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
-    let args = operator_args(&env, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut operator = Some(start_operator(&env, &args).expect("operator"));
+    let mut first = Some(operator(&env, &[]));
 
     for alias in ["b1", "b2"] {
         let bc = wait_for_condition(&env, alias, REACHABLE, "True", SHOWS)
@@ -214,10 +215,10 @@ async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
     })
     .await
     .expect("b1's job started");
-    let pid = operator.as_ref().expect("running").pid();
+    let pid = first.as_ref().expect("running").pid();
     // SAFETY: a plain kill(2) of the child this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    drop(operator.take());
+    drop(first.take());
     let mut before = Vec::new();
     for (alias, pods) in &clusters {
         let uid = pods
@@ -227,7 +228,7 @@ async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
             .and_then(|p| p.uid());
         before.push(uid);
     }
-    let _operator = start_operator(&env, &args).expect("operator again");
+    let _operator = operator(&env, &[]);
     kind_tests::operator::finish_job(&driver, &jobs, "kill-default", 0, WAIT)
         .await
         .expect("default runs");
@@ -255,9 +256,7 @@ async fn an_unreachable_build_cluster_holds_up_only_its_own_jobs_until_their_tim
     let (b2, _b2_client, b2_text) = private_build_cluster(&env).await;
     let mut kubelet = FakeKubelet::start(&b2.kubeconfig());
     add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
-    let args = operator_args(&env, &["--pod-unscheduled-timeout=6s"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _operator = start_operator(&env, &args).expect("operator");
+    let _operator = operator(&env, &["--pod-unscheduled-timeout=6s"]);
     wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
         .await
         .expect("reachable");
@@ -363,9 +362,7 @@ async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_clust
     add_build_cluster(&env, "gone", &nowhere)
         .await
         .expect("gone");
-    let args = operator_args(&env, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _operator = start_operator(&env, &args).expect("operator");
+    let _operator = operator(&env, &[]);
 
     // Too few rights: named.
     let poor = wait_for_condition(&env, "b2", PERMISSIONS_OK, "False", SHOWS)
@@ -507,9 +504,7 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
     // A test cluster whose kubeconfig the job's pod gets: the copy goes where the pod is.
     kind_tests::fixtures::create_test_cluster(&env, "tc1", "e2e", None, "kubeconfig", "kc-text")
         .await;
-    let args = operator_args(&env, &["--max-concurrency=1"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _operator = start_operator(&env, &args).expect("operator");
+    let _operator = operator(&env, &["--max-concurrency=1"]);
     wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
         .await
         .expect("reachable");

@@ -542,6 +542,12 @@ mod tests {
         names
     }
 
+    #[test]
+    fn a_queued_item_is_32_bytes() {
+        // What docs/architecture.md says an entry costs, before the tree's nodes.
+        assert_eq!(std::mem::size_of::<(Timestamp, Item)>(), 32);
+    }
+
     #[tokio::test]
     async fn a_pass_looks_only_at_what_falls_due_not_at_every_stored_job() {
         let (client, _server) = crate::mock::client();

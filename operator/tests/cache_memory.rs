@@ -64,6 +64,26 @@ fn finished_pod(i: usize) -> serde_json::Value {
     pod
 }
 
+/// Live heap bytes per object of a reflector store holding `n` of them, made by `make`: the
+/// object, its key (name, namespace, resourceVersion and UID as strings) and its table slot.
+fn stored_bytes_each<K>(n: usize, make: impl Fn(usize) -> K) -> isize
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let objects: Vec<K> = (0..n).map(make).collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    let (store, mut writer) = kube::runtime::reflector::store::<K>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    for object in &objects {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitApply(object.clone()));
+    }
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    let after = LIVE.load(Ordering::Relaxed);
+    assert_eq!(store.len(), n);
+    drop((store, writer, objects));
+    (after - before) / n as isize
+}
+
 /// Live heap bytes per object after building `n` of them with `make` and keeping them.
 fn bytes_each<T>(n: usize, make: impl Fn(usize) -> T) -> isize {
     let before = LIVE.load(Ordering::Relaxed);
@@ -93,4 +113,23 @@ fn a_finished_job_and_its_pod_stay_small_in_the_caches() {
     // label and annotation maps gave way to three fields; 100,000 of each then needed 460 MB.
     assert!(job < 1_200, "a finished job keeps {job} bytes");
     assert!(pod < 1_200, "a pod keeps {pod} bytes");
+
+    // In the test's one thread, so that no other allocation is counted.
+    let stored_job = stored_bytes_each(texts.len(), |i| {
+        let mut job: ProwJob = serde_json::from_str(&texts[i].0).expect("job");
+        strip_job(&mut job);
+        job
+    });
+    let stored_pod = stored_bytes_each(texts.len(), |i| {
+        let mut pod: PodView = serde_json::from_str(&texts[i].1).expect("pod");
+        pod.strip();
+        pod
+    });
+    println!("heap per finished job in a store: {stored_job} B, per pod: {stored_pod} B");
+    // The object as the store clones it, plus kube's key of four strings and the table's slot.
+    assert!(
+        stored_job < 1_600,
+        "a stored finished job keeps {stored_job} bytes"
+    );
+    assert!(stored_pod < 1_600, "a stored pod keeps {stored_pod} bytes");
 }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kind_tests::bench::{percentiles, print_row, rss_mb, sorted, CpuWindow, Latencies};
+use kind_tests::bench::{
+    latencies, percentiles, print_row, rss_mb, sorted, wait_all, CpuWindow, Latencies,
+};
 use kind_tests::build_clusters::{add_build_cluster, kubeconfig_text, namespace_in};
 use kind_tests::fixtures::decorated_job;
 use kind_tests::process::Running;
@@ -158,7 +160,7 @@ async fn fill(env: &TestEnv, clients: &[Client]) -> anyhow::Result<()> {
     let ns = env.namespace.clone();
     let jobs: Api<ProwJob> = env.api();
     let started = Instant::now();
-    let done = futures::stream::iter(0..STORED)
+    let work = futures::stream::iter(0..STORED)
         .map(|i| {
             let jobs = jobs.clone();
             let pods: Api<Pod> = Api::namespaced(clients[i % 3].clone(), &ns);
@@ -184,20 +186,8 @@ async fn fill(env: &TestEnv, clients: &[Client]) -> anyhow::Result<()> {
                 pods.create(&PostParams::default(), &pod).await?;
                 anyhow::Ok(())
             }
-        })
-        .buffer_unordered(IN_FLIGHT);
-    let mut done = std::pin::pin!(done);
-    let mut n = 0usize;
-    while let Some(r) = done.next().await {
-        r?;
-        n += 1;
-        if n.is_multiple_of(10_000) {
-            eprintln!(
-                "  {n} stored ({:.0}/s)",
-                n as f64 / started.elapsed().as_secs_f64()
-            );
-        }
-    }
+        });
+    kind_tests::bench::store_all(work, IN_FLIGHT, "jobs and pods").await?;
     println!(
         "stored {STORED} jobs and their pods in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -278,7 +268,7 @@ async fn plain_pods(env: &TestEnv) -> anyhow::Result<Latencies> {
     for t in tasks {
         t.await??;
     }
-    wait_for(&seen, PROBES).await;
+    wait_all(&seen, PROBES).await;
     watch.abort();
     let seen = seen.lock().expect("lock").clone();
     Ok(latencies(&started, &seen))
@@ -329,7 +319,7 @@ async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Probes>
     let mut by_cluster = Vec::new();
     let mut pods_seen = HashMap::new();
     for ((seen, watch), started) in watches.into_iter().zip(&started) {
-        wait_for(&seen, started.len()).await;
+        wait_all(&seen, started.len()).await;
         watch.abort();
         let seen = seen.lock().expect("lock").clone();
         by_cluster.push(latencies(started, &seen));
@@ -343,20 +333,4 @@ async fn start_jobs(env: &TestEnv, clients: &[Client]) -> anyhow::Result<Probes>
         job_seen: latencies(&all_started, &jobs_seen),
         operator_leg: latencies(&jobs_seen, &pods_seen),
     })
-}
-
-async fn wait_for(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
-    sorted(
-        started
-            .iter()
-            .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
-            .collect(),
-    )
 }

@@ -63,41 +63,28 @@ fn status(i: usize) -> serde_json::Value {
 async fn store_jobs(env: &TestEnv) -> anyhow::Result<()> {
     let jobs = env.api::<ProwJob>();
     let started = Instant::now();
-    let done = futures::stream::iter(0..JOBS)
-        .map(|i| {
-            let jobs = jobs.clone();
-            async move {
-                let j = job(i);
-                let name = j.metadata.name.clone().unwrap_or_default();
-                for attempt in 0.. {
-                    match jobs.create(&PostParams::default(), &j).await {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(e)) if e.code == 409 => break,
-                        Err(e) if attempt < 5 => {
-                            tracing::debug!(error = %e, "create again");
-                            tokio::time::sleep(Duration::from_millis(200)).await
-                        }
-                        Err(e) => return Err(anyhow::Error::new(e)),
+    let work = futures::stream::iter(0..JOBS).map(|i| {
+        let jobs = jobs.clone();
+        async move {
+            let j = job(i);
+            let name = j.metadata.name.clone().unwrap_or_default();
+            for attempt in 0.. {
+                match jobs.create(&PostParams::default(), &j).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(e)) if e.code == 409 => break,
+                    Err(e) if attempt < 5 => {
+                        tracing::debug!(error = %e, "create again");
+                        tokio::time::sleep(Duration::from_millis(200)).await
                     }
+                    Err(e) => return Err(anyhow::Error::new(e)),
                 }
-                jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(status(i)))
-                    .await?;
-                anyhow::Ok(())
             }
-        })
-        .buffer_unordered(IN_FLIGHT);
-    let mut done = std::pin::pin!(done);
-    let mut n = 0usize;
-    while let Some(r) = done.next().await {
-        r?;
-        n += 1;
-        if n.is_multiple_of(10_000) {
-            eprintln!(
-                "  {n} jobs stored ({:.0}/s)",
-                n as f64 / started.elapsed().as_secs_f64()
-            );
+            jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(status(i)))
+                .await?;
+            anyhow::Ok(())
         }
-    }
+    });
+    kind_tests::bench::store_all(work, IN_FLIGHT, "jobs").await?;
     println!(
         "stored {JOBS} finished ProwJobs in {:.0} s",
         started.elapsed().as_secs_f64()

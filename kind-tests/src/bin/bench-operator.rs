@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kind_tests::bench::{percentiles, print_row, sorted, CpuWindow, Latencies};
+use kind_tests::bench::{latencies, percentiles, print_row, wait_all, CpuWindow, Latencies};
 use kind_tests::fixtures::decorated_job;
 use kind_tests::process::{http_status, Running};
 use kind_tests::TestEnv;
@@ -358,21 +358,4 @@ where
         started.insert(name, at);
     }
     Ok(started)
-}
-
-async fn wait_all(seen: &Mutex<HashMap<String, Instant>>, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Milliseconds from each name's start to when it was seen, sorted.
-fn latencies(started: &HashMap<String, Instant>, seen: &HashMap<String, Instant>) -> Latencies {
-    sorted(
-        started
-            .iter()
-            .filter_map(|(name, t0)| seen.get(name).map(|t1| (*t1 - *t0).as_secs_f64() * 1000.0))
-            .collect(),
-    )
 }
