@@ -17,7 +17,7 @@ use kind_tests::build_clusters::{
 use kind_tests::control_plane::PrivateControlPlane;
 use kind_tests::fixtures::create_review;
 use kind_tests::https::post;
-use kind_tests::operator::{description, start_operator, wait_for_job};
+use kind_tests::operator::{description, eventually, start_operator, wait_for_job};
 use kind_tests::process::Running;
 use kind_tests::webhook::start_webhook;
 use kind_tests::{PodDriver, TestEnv};
@@ -598,4 +598,63 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
         .expect("events");
     assert!(events.contains("in build cluster b2"), "{events}");
     drop(b2);
+}
+
+#[tokio::test]
+async fn retention_deletes_pods_in_the_build_cluster_they_are_in() {
+    let env = TestEnv::new("bc-sweep").await.expect("env");
+    let (b2, b2_client, b2_text) = private_build_cluster(&env).await;
+    let _kubelet = FakeKubelet::start(&b2.kubeconfig());
+    add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
+    let _operator = operator(
+        &env,
+        &[
+            "--sweep-interval=1s",
+            "--terminated-pod-ttl=4s",
+            "--orphan-pod-grace=1s",
+        ],
+    );
+    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
+        .await
+        .expect("reachable");
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &job("swept", "b2", "sleep 1"))
+        .await
+        .expect("job");
+    assert_eq!(
+        ended(&jobs, "swept", WAIT).await.state(),
+        ProwJobState::Success
+    );
+    let b2_pods: Api<Pod> = Api::namespaced(b2_client, &env.namespace);
+    assert!(
+        has_pod(&b2_pods, "swept").await,
+        "the finished job's pod is kept for its TTL"
+    );
+    // A pod in b2 whose job never existed: an orphan there.
+    let orphan: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "orphan", "labels": {"created-by-prow": "true"},
+                     "annotations": {"prow-operator.dev/job-namespace": env.namespace,
+                                     "prow-operator.dev/job-uid": "gone"}},
+        "spec": {"containers": [{"name": "test", "image": TOOLBOX, "command": ["sleep", "60"]}]},
+    }))
+    .expect("pod");
+    b2_pods
+        .create(&PostParams::default(), &orphan)
+        .await
+        .expect("orphan");
+
+    eventually("b2's pods swept", SHOWS, || async {
+        let left: Vec<String> = b2_pods
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        Ok(left.is_empty().then_some(()))
+    })
+    .await
+    .expect("the finished job's pod after its TTL and the orphan are deleted in b2");
+    let job = jobs.get("swept").await.expect("the job stays");
+    assert_eq!(job.state(), ProwJobState::Success);
 }
