@@ -156,6 +156,11 @@ impl Schedule {
         match event {
             watcher::Event::Init | watcher::Event::InitApply(_) => {}
             watcher::Event::InitDone => {
+                // The store now holds new copies: the queue lets go of the old ones at once
+                // (100,000 of them after a relist), and the next pass queues afresh.
+                inner.due.clear();
+                inner.newest.clear();
+                inner.stale.clear();
                 inner.full = true;
                 inner.listed = true;
             }
@@ -639,5 +644,22 @@ mod tests {
             queued,
             "the recent ones stay queued, untouched"
         );
+
+        // A relist: the queue lets go of the old copies at once, and the next pass sweeps all.
+        let listed: Vec<ProwJob> = schedule
+            .jobs
+            .state()
+            .iter()
+            .map(|j| (**j).clone())
+            .collect();
+        feed(watcher::Event::Init);
+        for job in listed {
+            feed(watcher::Event::InitApply(job));
+        }
+        feed(watcher::Event::InitDone);
+        assert!(schedule.is_empty(), "no old copy is held after a relist");
+        let plan = schedule.plan(&builds, false, Timestamp::now(), Timestamp::now());
+        assert!(plan.examined >= 1000, "a full sweep: {}", plan.examined);
+        assert_eq!(schedule.len(), queued);
     }
 }
