@@ -597,6 +597,16 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
         ])
         .expect("events");
     assert!(events.contains("in build cluster b2"), "{events}");
+    // Deleted while it holds the lease, the job leaves no credentials behind: the lease is
+    // reclaimed and its kubeconfig copy deleted in b2, where the job's pod was.
+    jobs.delete("second", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the copy in b2 deleted", SHOWS, || async {
+        Ok(secrets_b2.get_opt(&copy).await?.is_none().then_some(()))
+    })
+    .await
+    .expect("no copy left");
     drop(b2);
 }
 

@@ -192,6 +192,8 @@ async fn main() -> anyhow::Result<()> {
             cluster_events,
             testclusters::Shared {
                 jobs: caches.jobs.clone(),
+                open: caches.open.clone(),
+                builds: caches.builds.clone(),
                 jobs_synced: caches.jobs_synced.clone(),
                 wake_jobs: caches.wake.clone(),
                 definitions,

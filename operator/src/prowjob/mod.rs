@@ -98,6 +98,8 @@ pub struct Context {
 pub struct Caches {
     /// ProwJobs.
     pub jobs: Store<ProwJob>,
+    /// The unfinished ones among them.
+    pub open: open::OpenJobs,
     /// Prow's pods in the operator's own cluster.
     pub pods: Store<PodView>,
     /// The build clusters, that one among them.
@@ -211,7 +213,7 @@ pub fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         jobs: jobs.clone(),
-        open,
+        open: open.clone(),
         builds: builds.clone(),
         settings,
         ledger: ledger::Ledger::default(),
@@ -223,6 +225,7 @@ pub fn run(
 
     let caches = Caches {
         jobs: jobs.clone(),
+        open,
         pods: pods.clone(),
         builds,
         schedule,

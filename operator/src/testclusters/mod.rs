@@ -113,6 +113,10 @@ pub fn watch(
 pub struct Shared {
     /// The ProwJob reconciler's store of jobs.
     pub jobs: Store<ProwJob>,
+    /// The unfinished ones among them: what leases, lines and pool statuses read.
+    pub open: crate::prowjob::open::OpenJobs,
+    /// The build clusters, where jobs' kubeconfig copies are.
+    pub builds: Arc<crate::buildclusters::BuildClusters>,
     /// Whether that store has listed every job.
     pub jobs_synced: Synced,
     /// Wakes a job (one waiting in a pool's line).
@@ -148,6 +152,8 @@ pub fn run(
     );
     let Shared {
         jobs: job_store,
+        open,
+        builds,
         jobs_synced,
         wake_jobs,
         definitions,
@@ -159,6 +165,8 @@ pub fn run(
         definitions,
         clusters,
         jobs: job_store,
+        open,
+        builds,
         jobs_synced,
         recorder: events_out,
         wake_jobs,

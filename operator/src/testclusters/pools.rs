@@ -36,8 +36,13 @@ pub(super) async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToke
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let jobs = ctx.jobs.state();
-        for object in ctx.clusters.pools.state() {
+        let pools = ctx.clusters.pools.state();
+        if pools.is_empty() {
+            continue;
+        }
+        // Only unfinished jobs wait in a line or build a cluster.
+        let jobs = ctx.open.state();
+        for object in pools {
             let (Some(ns), Some(name)) = (object.namespace(), object.metadata.name.clone()) else {
                 continue;
             };

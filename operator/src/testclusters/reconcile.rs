@@ -24,9 +24,11 @@ use tokio::sync::mpsc;
 use super::cache::Clusters;
 use super::copies::delete_kubeconfig_copies;
 use super::readyz::readyz;
+use crate::buildclusters::BuildClusters;
 use crate::controller::Reconciler;
 use crate::error::Error;
 use crate::events::Events;
+use crate::prowjob::open::OpenJobs;
 use crate::queue::Action;
 use crate::MANAGER;
 
@@ -36,6 +38,9 @@ pub struct Ctx {
     pub(super) definitions: Store<JobDefinition>,
     pub(super) clusters: Arc<Clusters>,
     pub(super) jobs: Store<ProwJob>,
+    /// The unfinished jobs: only they hold leases or wait in a pool's line.
+    pub(super) open: OpenJobs,
+    pub(super) builds: Arc<BuildClusters>,
     pub(super) jobs_synced: Synced,
     pub(super) recorder: Events,
     pub(super) wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
@@ -105,10 +110,10 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, Error> {
     let policy = ctx.clusters.policy(&ns, &cluster.spec.pool);
     let holder_alive = match status.lease.as_ref().and_then(|l| l.holder_uid.as_deref()) {
         Some(uid) => ctx
-            .jobs
+            .open
             .state()
             .iter()
-            .any(|j| j.metadata.uid.as_deref() == Some(uid) && !j.is_complete()),
+            .any(|j| j.metadata.uid.as_deref() == Some(uid)),
         None => false,
     };
     let key = format!("{ns}/{name}");
@@ -210,10 +215,9 @@ async fn apply(
         }
     }
     if let Some(uid) = plan.delete_copies_of {
-        // The job is gone, and with it the namespace of its pod: the copies are wherever the
-        // operator may make them.
-        let namespace = ctx.clusters.cluster_namespace.as_deref();
-        delete_kubeconfig_copies(&ctx.client, namespace, &uid).await?;
+        // The job is gone, and with it the namespace of its pod and its build cluster: the
+        // copies are wherever the operator may make them, in every build cluster it reaches.
+        delete_copies_everywhere(ctx, &uid).await?;
     }
     if let Some(event) = event {
         ctx.tell(cluster, event);
@@ -254,6 +258,22 @@ async fn set_finalizer(cluster: &TestCluster, change: Finalizer, ctx: &Ctx) -> R
     Ok(())
 }
 
+/// Deletes the kubeconfig copies made for the job with `uid` in every build cluster that is
+/// reachable (a cluster that is not keeps its copy until the job's pod namespace there is
+/// cleaned; its error is returned after the others are done, so the reconcile retries).
+async fn delete_copies_everywhere(ctx: &Ctx, uid: &str) -> Result<(), Error> {
+    let namespace = ctx.clusters.cluster_namespace.as_deref();
+    let mut failed = None;
+    for member in ctx.builds.members() {
+        if let Err(e) = delete_kubeconfig_copies(&member.client, namespace, uid).await {
+            tracing::warn!(cluster = %member.alias, job_uid = uid, error = %e,
+                "deleting a kubeconfig copy");
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), |e| Err(e.into()))
+}
+
 /// Wakes as many of the first jobs waiting in the cluster's pool as it has leasable clusters.
 fn wake_pool(cluster: &TestCluster, ctx: &Ctx) {
     let namespace = cluster.namespace().unwrap_or_default();
@@ -261,7 +281,7 @@ fn wake_pool(cluster: &TestCluster, ctx: &Ctx) {
     let clusters = ctx.clusters.view(&namespace);
     let members: Vec<&TestCluster> = clusters.iter().map(|c| c.as_ref()).collect();
     let free = members.iter().filter(|c| leasable(c, pool)).count();
-    let jobs = ctx.jobs.state();
+    let jobs = ctx.open.state();
     let pool = Pool {
         namespace: &namespace,
         name: pool,

@@ -26,11 +26,21 @@ fn context(cluster: &TestCluster) -> (Arc<Ctx>, crate::mock::Server, Writer<Test
     let (store, mut writer) = reflector::store();
     writer.apply_watcher_event(&Event::Apply(cluster.clone()));
     let (wake_jobs, _) = mpsc::unbounded_channel();
+    let jobs = reflector::store().0;
+    let local = crate::buildclusters::Member::local(
+        client.clone(),
+        reflector::store().0,
+        Synced::already(),
+        crate::prowjob::evictions::Budgets::new(client.clone()),
+    );
+    let builds = BuildClusters::new(Arc::new(local), jobs.clone(), wake_jobs.clone());
     let ctx = Ctx {
         client: client.clone(),
         definitions: reflector::store().0,
         clusters: Clusters::from_store(store),
-        jobs: reflector::store().0,
+        open: OpenJobs::new(jobs.clone()),
+        builds: Arc::new(builds),
+        jobs,
         jobs_synced: Synced::already(),
         recorder: crate::events::recorder(client),
         wake_jobs,
