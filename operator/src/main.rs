@@ -15,6 +15,9 @@ use prow_operator::{
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::{client, health, process, shutdown, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: process::CompactHeap = process::CompactHeap;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     process::return_large_buffers_to_the_system();

@@ -8,13 +8,26 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Hands the heap's free pages back to the system (glibc keeps what a start-up's lists freed in
-/// its arenas otherwise): called once the first lists are parsed and stripped.
+/// The allocator of a process that keeps large caches, declared by its binary with
+/// `#[global_allocator]`: mimalloc. A cache of 100,000 jobs and pods is millions of small
+/// strings and structs; glibc adds a header to each and rounds every one up to at least 32
+/// bytes, mimalloc neither. Measured with 100,000 stored jobs, the operator's resident memory
+/// fell by about 40 MB (see docs/benchmarks.md).
+#[cfg(feature = "compact-heap")]
+pub use mimalloc::MiMalloc as CompactHeap;
+
+/// Hands the heap's free pages back to the system (the allocator keeps what a start-up's lists
+/// freed otherwise): called once the first lists are parsed and stripped.
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is safe at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+    #[cfg(feature = "compact-heap")]
+    // SAFETY: mi_collect only frees and purges memory no allocation holds.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
     }
 }
 
@@ -31,5 +44,50 @@ pub fn return_large_buffers_to_the_system() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    // mimalloc purges freed pages lazily, when the thread that freed them allocates again: a
+    // start-up's list buffers, freed by a watch that then idles, stayed resident. Purged at
+    // once, and with arenas committed as they are used rather than up front, they are gone when
+    // the caches are ready (about 25 MB less with 100,000 stored jobs).
+    #[cfg(feature = "compact-heap")]
+    // SAFETY: mi_option_set only sets allocator parameters, before the caches allocate.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+    }
+}
+
+/// mimalloc's (v3) `mi_option_purge_delay`, which its Rust binding does not name: the
+/// milliseconds between freeing a page and returning it to the system (1,000 by default).
+#[cfg(feature = "compact-heap")]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// mimalloc's (v3) `mi_option_arena_eager_commit`: whether an arena's memory is committed when
+/// it is reserved (2 by default: where the system overcommits, as Linux does).
+#[cfg(feature = "compact-heap")]
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+#[cfg(all(test, feature = "compact-heap"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_options_set_are_the_ones_named() {
+        // SAFETY: reading and setting allocator options.
+        unsafe {
+            // Their defaults tell them from their neighbours (use_numa_nodes 0,
+            // deprecated_eager_commit_delay 1; deprecated_eager_commit 1, purge_decommits 1).
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 1000);
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT),
+                2
+            );
+            return_large_buffers_to_the_system();
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT),
+                0
+            );
+        }
     }
 }
