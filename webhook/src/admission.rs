@@ -14,7 +14,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::DynamicObject;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use prow_api::buildcluster::BuildCluster;
+use prow_api::buildcluster::{alias_of, BuildCluster, DEFAULT_ALIAS};
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::testclusterpool::TestClusterPool;
@@ -119,6 +119,18 @@ pub struct BuildClusters {
 }
 
 impl BuildClusters {
+    /// Whether `alias` is the webhook's own cluster: `default`, unless a BuildCluster (or a
+    /// context of `--kubeconfig-dir`) named `default` says otherwise.
+    fn is_own(&self, alias: &str) -> bool {
+        alias == DEFAULT_ALIAS
+            && !self.fixed.contains(DEFAULT_ALIAS)
+            && self
+                .declared
+                .state()
+                .iter()
+                .all(|b| b.metadata.name.as_deref() != Some(DEFAULT_ALIAS))
+    }
+
     /// Every alias known now.
     fn aliases(&self) -> BTreeSet<String> {
         let mut all = self.fixed.clone();
@@ -242,7 +254,24 @@ impl Admitter {
     ) -> (AdmissionReview<DynamicObject>, Operation, Verdict) {
         let response = match (decided.answer, self.deep_check.as_ref()) {
             (Answer::Done(response), _) => response,
-            (Answer::DeepCheck(job, allowed), Some(deep)) => deep_check(deep, *job, allowed).await,
+            (Answer::DeepCheck(job, allowed), Some(deep)) => {
+                let alias = alias_of(&job);
+                let own = match &self.build_clusters {
+                    Some(clusters) => clusters.is_own(alias),
+                    None => alias == DEFAULT_ALIAS,
+                };
+                if own {
+                    deep_check(deep, *job, allowed).await
+                } else {
+                    // The dry run would ask the wrong API server: namespaces, quotas and pod
+                    // security differ between clusters, so it could refuse a good job.
+                    let mut response = allowed;
+                    response.warnings = Some(vec![format!(
+                        "the pod of this job was not checked by a dry run: it runs in build cluster {alias}, and the deep check asks only the cluster the webhook runs in"
+                    )]);
+                    response
+                }
+            }
             (Answer::DeepCheck(_, allowed), None) => allowed,
         };
         let verdict = match (response.allowed, response.patch.is_some()) {

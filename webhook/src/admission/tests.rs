@@ -296,6 +296,54 @@ async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
 }
 
 #[tokio::test]
+async fn the_deep_check_asks_only_the_webhooks_own_cluster() {
+    let (declared, mut writer) = reflector::store::<BuildCluster>();
+    let b2: BuildCluster = serde_json::from_value(json!({
+        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "BuildCluster",
+        "metadata": {"name": "b2", "namespace": "prow-system"},
+        "spec": {"kubeconfigSecretRef": {"name": "b2"}},
+    }))
+    .expect("a BuildCluster");
+    writer.apply_watcher_event(&watcher::Event::Apply(b2));
+    // An API server that is not there: a dry run that is tried fails, and says so.
+    let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+    let a = Admitter {
+        build_clusters: Some(BuildClusters {
+            declared,
+            fixed: Default::default(),
+        }),
+        deep_check: Some(DeepCheck {
+            client: kube::Client::try_from(nowhere).expect("client"),
+            pod_namespace: "pods".into(),
+            timeout: std::time::Duration::from_secs(5),
+        }),
+        ..admitter(vec![])
+    };
+    for (cluster, warning) in [
+        (
+            "b2",
+            "it runs in build cluster b2, and the deep check asks only",
+        ),
+        ("", "could not be checked by a dry run in namespace pods"),
+        (
+            "default",
+            "could not be checked by a dry run in namespace pods",
+        ),
+    ] {
+        let body = review(
+            PROWJOB,
+            "CREATE",
+            job(json!({}), json!({"cluster": cluster})),
+            Value::Null,
+        );
+        let (response, verdict) = run(&a, Endpoint::ValidateProwJobs, &body).await;
+        assert_eq!(verdict, Verdict::Allowed, "{cluster}: {response}");
+        let warnings = response["warnings"].to_string();
+        assert!(warnings.contains(warning), "{cluster}: {warnings}");
+    }
+}
+
+#[tokio::test]
 async fn presets_that_collide_with_an_existing_one_are_denied() {
     let a = admitter(vec![gcp_preset()]);
     let clash = json!({"apiVersion": "prow-operator.dev/v1alpha1", "kind": "Preset",
