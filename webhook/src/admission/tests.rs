@@ -241,21 +241,34 @@ async fn updates_may_not_change_the_spec() {
     assert_eq!(verdict, Verdict::Allowed);
 }
 
-#[tokio::test]
-async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
-    let (declared, mut writer) = reflector::store::<BuildCluster>();
-    let b1: BuildCluster = serde_json::from_value(json!({
+/// Validates the creation of a job for build cluster `cluster`.
+async fn create_for_cluster(a: &Admitter, cluster: &str) -> (Value, Verdict) {
+    let job = job(json!({}), json!({"cluster": cluster}));
+    let body = review(PROWJOB, "CREATE", job, Value::Null);
+    run(a, Endpoint::ValidateProwJobs, &body).await
+}
+
+/// The build clusters of a BuildCluster named `declared` and the `--kubeconfig-dir` contexts
+/// `fixed`.
+fn build_clusters(declared: &str, fixed: &[&str]) -> BuildClusters {
+    let (store, mut writer) = reflector::store::<BuildCluster>();
+    let cluster: BuildCluster = serde_json::from_value(json!({
         "apiVersion": "prow-operator.dev/v1alpha1", "kind": "BuildCluster",
-        "metadata": {"name": "b1", "namespace": "prow-system"},
-        "spec": {"kubeconfigSecretRef": {"name": "b1"}},
+        "metadata": {"name": declared, "namespace": "prow-system"},
+        "spec": {"kubeconfigSecretRef": {"name": declared}},
     }))
     .expect("a BuildCluster");
-    writer.apply_watcher_event(&watcher::Event::Apply(b1));
+    writer.apply_watcher_event(&watcher::Event::Apply(cluster));
+    BuildClusters {
+        declared: store,
+        fixed: fixed.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
     let a = Admitter {
-        build_clusters: Some(BuildClusters {
-            declared,
-            fixed: ["old".to_string()].into(),
-        }),
+        build_clusters: Some(build_clusters("b1", &["old"])),
         ..admitter(vec![])
     };
     for (cluster, allowed) in [
@@ -265,13 +278,7 @@ async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
         ("old", true),
         ("b9", false),
     ] {
-        let body = review(
-            PROWJOB,
-            "CREATE",
-            job(json!({}), json!({"cluster": cluster})),
-            Value::Null,
-        );
-        let (response, verdict) = run(&a, Endpoint::ValidateProwJobs, &body).await;
+        let (response, verdict) = create_for_cluster(&a, cluster).await;
         if allowed {
             assert_eq!(verdict, Verdict::Allowed, "{cluster}: {response}");
         } else {
@@ -297,21 +304,10 @@ async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
 
 #[tokio::test]
 async fn the_deep_check_asks_only_the_webhooks_own_cluster() {
-    let (declared, mut writer) = reflector::store::<BuildCluster>();
-    let b2: BuildCluster = serde_json::from_value(json!({
-        "apiVersion": "prow-operator.dev/v1alpha1", "kind": "BuildCluster",
-        "metadata": {"name": "b2", "namespace": "prow-system"},
-        "spec": {"kubeconfigSecretRef": {"name": "b2"}},
-    }))
-    .expect("a BuildCluster");
-    writer.apply_watcher_event(&watcher::Event::Apply(b2));
     // An API server that is not there: a dry run that is tried fails, and says so.
     let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
     let a = Admitter {
-        build_clusters: Some(BuildClusters {
-            declared,
-            fixed: Default::default(),
-        }),
+        build_clusters: Some(build_clusters("b2", &[])),
         deep_check: Some(DeepCheck {
             client: kube::Client::try_from(nowhere).expect("client"),
             pod_namespace: "pods".into(),
@@ -330,13 +326,7 @@ async fn the_deep_check_asks_only_the_webhooks_own_cluster() {
             "could not be checked by a dry run in namespace pods",
         ),
     ] {
-        let body = review(
-            PROWJOB,
-            "CREATE",
-            job(json!({}), json!({"cluster": cluster})),
-            Value::Null,
-        );
-        let (response, verdict) = run(&a, Endpoint::ValidateProwJobs, &body).await;
+        let (response, verdict) = create_for_cluster(&a, cluster).await;
         assert_eq!(verdict, Verdict::Allowed, "{cluster}: {response}");
         let warnings = response["warnings"].to_string();
         assert!(warnings.contains(warning), "{cluster}: {warnings}");
