@@ -259,8 +259,10 @@ async fn set_finalizer(cluster: &TestCluster, change: Finalizer, ctx: &Ctx) -> R
 }
 
 /// Deletes the kubeconfig copies made for the job with `uid` in every build cluster that is
-/// reachable (a cluster that is not keeps its copy until the job's pod namespace there is
-/// cleaned; its error is returned after the others are done, so the reconcile retries).
+/// reachable. A cluster that fails is passed over: the others are still cleaned, and its error
+/// is returned, so it shows on the TestCluster as a failed reconcile (a Warning Event). The
+/// lease is already reclaimed then, so no later pass retries it: that copy stays until its
+/// namespace is cleaned.
 async fn delete_copies_everywhere(ctx: &Ctx, uid: &str) -> Result<(), Error> {
     let namespace = ctx.clusters.cluster_namespace.as_deref();
     let mut failed = None;
