@@ -1,6 +1,7 @@
 //! What the benchmark binaries share: storing their objects, waiting for what they watch,
-//! percentiles of latency samples and the machine's CPU accounting over a run, so a figure is printed with how busy the machine was and how much
-//! CPU time the hypervisor took away (steal), which is what moves tail latencies on a VM.
+//! percentiles of latency samples and the machine's CPU accounting over a run, so a figure is
+//! printed with how busy the machine was and how much CPU time the hypervisor took away
+//! (steal), which is what moves tail latencies on a VM.
 
 use std::collections::HashMap;
 use std::future::Future;

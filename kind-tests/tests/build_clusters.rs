@@ -103,6 +103,24 @@ async fn ended(jobs: &Api<ProwJob>, name: &str, within: Duration) -> ProwJob {
         .expect("the job ends")
 }
 
+/// Waits until BuildCluster `b2` is Reachable, then runs a job `name` there to success.
+async fn succeeds_in_b2(env: &TestEnv, name: &str) {
+    wait_for_condition(env, "b2", REACHABLE, "True", SHOWS)
+        .await
+        .expect("b2 reachable");
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &job(name, "b2", "sleep 1"))
+        .await
+        .expect("job");
+    let end = ended(&jobs, name, WAIT).await;
+    assert_eq!(
+        end.state(),
+        ProwJobState::Success,
+        "{name}: {:?}",
+        end.status
+    );
+}
+
 /// Whether `pods` (of one cluster, in the test's namespace) has a pod `name`.
 async fn has_pod(pods: &Api<Pod>, name: &str) -> bool {
     pods.get_opt(name).await.expect("read pods").is_some()
@@ -257,17 +275,8 @@ async fn an_unreachable_build_cluster_holds_up_only_its_own_jobs_until_their_tim
     let mut kubelet = FakeKubelet::start(&b2.kubeconfig());
     add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
     let _operator = operator(&env, &["--pod-unscheduled-timeout=6s"]);
-    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
-        .await
-        .expect("reachable");
+    succeeds_in_b2(&env, "warm").await;
     let jobs = env.api::<ProwJob>();
-    jobs.create(&PostParams::default(), &job("warm", "b2", "sleep 1"))
-        .await
-        .expect("job");
-    assert_eq!(
-        ended(&jobs, "warm", WAIT).await.state(),
-        ProwJobState::Success
-    );
 
     b2.stop_apiserver().expect("outage");
     let down = wait_for_condition(&env, "b2", REACHABLE, "False", SHOWS)
@@ -312,14 +321,7 @@ async fn an_unreachable_build_cluster_holds_up_only_its_own_jobs_until_their_tim
     // operator's: a fresh one, so that the 6 s scheduling timeout measures the operator.
     drop(kubelet);
     kubelet = FakeKubelet::start(&b2.kubeconfig());
-    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
-        .await
-        .expect("reachable again");
-    jobs.create(&PostParams::default(), &job("again", "b2", "sleep 1"))
-        .await
-        .expect("job");
-    let again = ended(&jobs, "again", WAIT).await;
-    assert_eq!(again.state(), ProwJobState::Success, "{:?}", again.status);
+    succeeds_in_b2(&env, "again").await;
     drop(kubelet);
 }
 
@@ -624,17 +626,8 @@ async fn retention_deletes_pods_in_the_build_cluster_they_are_in() {
             "--orphan-pod-grace=1s",
         ],
     );
-    wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
-        .await
-        .expect("reachable");
+    succeeds_in_b2(&env, "swept").await;
     let jobs = env.api::<ProwJob>();
-    jobs.create(&PostParams::default(), &job("swept", "b2", "sleep 1"))
-        .await
-        .expect("job");
-    assert_eq!(
-        ended(&jobs, "swept", WAIT).await.state(),
-        ProwJobState::Success
-    );
     let b2_pods: Api<Pod> = Api::namespaced(b2_client, &env.namespace);
     assert!(
         has_pod(&b2_pods, "swept").await,
