@@ -144,6 +144,8 @@ struct WebhookConfig {
 
     /// After SIGTERM, keep serving this long, unready, before stopping (Go duration): the
     /// API server keeps calling a pod until its endpoint is removed, which takes a moment.
+    /// From SIGTERM on, each connection is closed once its requests are answered, so the API
+    /// server dials again instead of reusing a connection to this pod.
     #[arg(long, env = "PROW_WEBHOOK_SHUTDOWN_DELAY", default_value = "0s", value_parser = go_duration)]
     #[serde(skip)]
     shutdown_delay: Duration,
@@ -241,7 +243,8 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let ready = health::Readiness::default();
     {
-        let (stop, ready, delay) = (stop.clone(), ready.clone(), cfg.shutdown_delay);
+        let (signalled, stop, ready) = (signalled.clone(), stop.clone(), ready.clone());
+        let delay = cfg.shutdown_delay;
         tokio::spawn(async move {
             signalled.cancelled().await;
             if !delay.is_zero() {
@@ -368,9 +371,13 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
                 idle_timeout: cfg.idle_timeout,
             }
             .within_file_limit();
-            let (listen, stop) = (cfg.listen, stop.clone());
+            let shutdown = tls::Shutdown {
+                drain: signalled.clone(),
+                stop: stop.clone(),
+            };
+            let listen = cfg.listen;
             tasks.spawn("admission-server", async move {
-                if let Err(e) = tls::serve(listen, tls_config, routes, limits, stop).await {
+                if let Err(e) = tls::serve(listen, tls_config, routes, limits, shutdown).await {
                     tracing::error!(error = %e, "admission server");
                 }
             });

@@ -209,14 +209,32 @@ fn open_file_limit() -> Option<u64> {
     (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
-/// Serves `filter` over TLS on `listen` until `stop`, within `limits`; connections in flight
-/// finish on their own.
+/// How long the server waits, once stopped, for the requests its open connections still
+/// carry; well inside a pod's default 30 s grace period, and longer than the API server's
+/// longest webhook timeout that a ProwJob admission uses.
+const LAST_REQUESTS: Duration = Duration::from_secs(10);
+
+/// When the server lets its clients go.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    /// From this on, every connection is asked to close once the requests it carries are
+    /// answered (HTTP/2: GOAWAY; HTTP/1: `Connection: close` on the next response), new
+    /// connections included. Clients then dial again, and by then the Service sends them to
+    /// another pod. Cancelled at SIGTERM.
+    pub drain: CancellationToken,
+    /// From this on, nothing is accepted; the server returns once its connections are closed,
+    /// or after [`LAST_REQUESTS`]. Cancelled after the shutdown delay.
+    pub stop: CancellationToken,
+}
+
+/// Serves `filter` over TLS on `listen` within `limits` until `shutdown.stop`, letting its
+/// connections go as [`Shutdown`] says, so that a rollout cuts no request off.
 pub async fn serve<F>(
     listen: SocketAddr,
     config: rustls::ServerConfig,
     filter: F,
     limits: ConnectionLimits,
-    stop: CancellationToken,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()>
 where
     F: warp::Filter + Clone + Send + Sync + 'static,
@@ -225,16 +243,37 @@ where
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    serve_on(listener, config, filter, limits, shutdown).await
+}
+
+/// [`serve`] on a bound listener.
+async fn serve_on<F>(
+    listener: TcpListener,
+    config: rustls::ServerConfig,
+    filter: F,
+    limits: ConnectionLimits,
+    shutdown: Shutdown,
+) -> anyhow::Result<()>
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
     tracing::info!(address = %listener.local_addr()?, limits = ?limits, "webhook listening (HTTPS)");
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // One permit per open connection: holding them all again means every connection closed.
+    let capacity = limits
+        .max_connections
+        .min(Semaphore::MAX_PERMITS)
+        .clamp(1, u32::MAX as usize) as u32;
+    let slots = Arc::new(Semaphore::new(capacity as usize));
     let mut failures = AcceptFailures::default();
+    let stop = &shutdown.stop;
     loop {
         // A slot first: at the limit, new clients wait in the accept queue instead of costing
         // a file descriptor each.
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.context("connection slots closed")?,
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => break,
         };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -246,19 +285,34 @@ where
                     let pause = failures.failed(&e, Instant::now());
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => continue,
-                        _ = stop.cancelled() => return Ok(()),
+                        _ = stop.cancelled() => break,
                     }
                 }
             },
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, filter) = (acceptor.clone(), filter.clone());
+        let (acceptor, filter, drain) = (acceptor.clone(), filter.clone(), shutdown.drain.clone());
         tokio::spawn(async move {
-            serve_connection(tcp, peer, acceptor, filter, limits).await;
+            serve_connection(tcp, peer, acceptor, filter, limits, drain).await;
             drop(slot);
         });
     }
+    drop(listener);
+    // Stopping drains too, for a caller that stops without draining first.
+    shutdown.drain.cancel();
+    let open = capacity as usize - slots.available_permits();
+    if open > 0 {
+        tracing::info!(open, "waiting for the last requests of open connections");
+        let closed = tokio::time::timeout(LAST_REQUESTS, slots.acquire_many(capacity)).await;
+        if closed.is_err() {
+            tracing::warn!(
+                open = capacity as usize - slots.available_permits(),
+                "connections still open after {LAST_REQUESTS:?}; stopping anyway"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve_connection<F>(
@@ -267,6 +321,7 @@ async fn serve_connection<F>(
     acceptor: TlsAcceptor,
     filter: F,
     limits: ConnectionLimits,
+    drain: CancellationToken,
 ) where
     F: warp::Filter + Clone + Send + Sync + 'static,
     F::Extract: warp::Reply,
@@ -290,11 +345,16 @@ async fn serve_connection<F>(
         inner: tls,
         activity: activity.clone(),
     });
+    // A connection made while draining: HTTP/1 answers its first request with
+    // `Connection: close` (a graceful shutdown now would close it unanswered); HTTP/2 gets
+    // its GOAWAY below, after the streams the client opens at once.
+    let late_http1 = !h2 && drain.is_cancelled();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(!late_http1);
     builder.http2().timer(TokioTimer::new());
     let builder = if h2 {
         builder.http2_only()
@@ -305,6 +365,7 @@ async fn serve_connection<F>(
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(100));
+    let mut draining = late_http1;
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -312,6 +373,12 @@ async fn serve_connection<F>(
                     tracing::debug!(%peer, error = %e, "connection");
                 }
                 return;
+            }
+            _ = drain.cancelled(), if !draining => {
+                // Requests already sent are answered; the client takes the next elsewhere.
+                tracing::debug!(%peer, "asking the client to close the connection");
+                connection.as_mut().graceful_shutdown();
+                draining = true;
             }
             _ = tokio::time::sleep(check_every) => {
                 if activity.idle_for() < limits.idle_timeout {
@@ -455,6 +522,222 @@ impl AcceptFailures {
 
     fn succeeded(&mut self) {
         self.streak = 0;
+    }
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    //! How the server lets its connections go, seen by hyper's own HTTP/1 and HTTP/2 clients.
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::Request;
+    use tokio::task::JoinHandle;
+    use warp::Filter;
+
+    /// How long `/slow` takes to answer.
+    const SLOW: Duration = Duration::from_millis(600);
+
+    struct Server {
+        address: SocketAddr,
+        shutdown: Shutdown,
+        served: JoinHandle<anyhow::Result<()>>,
+        roots: rustls::RootCertStore,
+    }
+
+    async fn start() -> Server {
+        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key = certified_key_from_pem(&issued.cert.pem(), &issued.signing_key.serialize_pem())
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(issued.cert.der().clone()).unwrap();
+        let config = server_config(SharedCert::new(key)).unwrap();
+        let routes = warp::path("slow")
+            .then(|| async {
+                tokio::time::sleep(SLOW).await;
+                "slow"
+            })
+            .or(warp::any().map(|| "ok"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = Shutdown::default();
+        let served = tokio::spawn(serve_on(
+            listener,
+            config,
+            routes,
+            ConnectionLimits::default(),
+            shutdown.clone(),
+        ));
+        Server {
+            address,
+            shutdown,
+            served,
+            roots,
+        }
+    }
+
+    impl Server {
+        async fn tls(
+            &self,
+            alpn: &[u8],
+        ) -> TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(self.roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            let tcp = tokio::net::TcpStream::connect(self.address).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            TokioIo::new(tls)
+        }
+
+        /// An HTTP/2 connection, and the task that ends when the connection does.
+        async fn h2(
+            &self,
+        ) -> (
+            hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+            JoinHandle<()>,
+        ) {
+            let (send, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), self.tls(b"h2").await)
+                    .await
+                    .unwrap();
+            (
+                send,
+                tokio::spawn(async move {
+                    connection.await.ok();
+                }),
+            )
+        }
+
+        /// An HTTP/1.1 connection, and the task that ends when the connection does.
+        async fn h1(
+            &self,
+        ) -> (
+            hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+            JoinHandle<()>,
+        ) {
+            let (send, connection) =
+                hyper::client::conn::http1::handshake(self.tls(b"http/1.1").await)
+                    .await
+                    .unwrap();
+            (
+                send,
+                tokio::spawn(async move {
+                    connection.await.ok();
+                }),
+            )
+        }
+    }
+
+    fn get(path: &str) -> Request<Empty<Bytes>> {
+        Request::get(format!("https://localhost{path}"))
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    /// The body of a 200 answer, and whether it asked to close the connection.
+    async fn answered(response: hyper::Response<hyper::body::Incoming>) -> (String, bool) {
+        assert_eq!(response.status(), 200);
+        let closing = response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .is_some_and(|v| v == "close");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (String::from_utf8(body.to_vec()).unwrap(), closing)
+    }
+
+    async fn ends_within(connection: JoinHandle<()>, within: Duration) -> bool {
+        tokio::time::timeout(within, connection).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn draining_closes_http2_connections_after_their_streams_and_still_serves_new_ones() {
+        let server = start().await;
+        let (mut send, connection) = server.h2().await;
+        let (body, _) = answered(send.send_request(get("/")).await.unwrap()).await;
+        assert_eq!(body, "ok");
+        let slow = tokio::spawn(send.send_request(get("/slow")));
+        tokio::time::sleep(SLOW / 3).await;
+
+        server.shutdown.drain.cancel();
+        let (body, _) = answered(slow.await.unwrap().unwrap()).await;
+        assert_eq!(body, "slow", "a stream open at the drain is answered");
+        assert!(
+            ends_within(connection, Duration::from_secs(2)).await,
+            "the server sent GOAWAY and the connection ended, long before its idle timeout"
+        );
+
+        // Until it stops, the server still answers a client that reaches it.
+        let (mut send, connection) = server.h2().await;
+        let (body, _) = answered(send.send_request(get("/")).await.unwrap()).await;
+        assert_eq!(body, "ok");
+        assert!(ends_within(connection, Duration::from_secs(2)).await);
+        server.shutdown.stop.cancel();
+        server.served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn draining_answers_http1_requests_with_connection_close_and_closes_idle_ones() {
+        let server = start().await;
+        let (mut busy, busy_connection) = server.h1().await;
+        let (_, closing) = answered(busy.send_request(get("/")).await.unwrap()).await;
+        assert!(!closing, "kept alive before the drain");
+        let slow = tokio::spawn(busy.send_request(get("/slow")));
+        let (mut idle, idle_connection) = server.h1().await;
+        let (_, closing) = answered(idle.send_request(get("/")).await.unwrap()).await;
+        assert!(!closing);
+        tokio::time::sleep(SLOW / 3).await;
+
+        server.shutdown.drain.cancel();
+        // HTTP/1 has no way to tell an idle client to go but closing; a busy one is told so
+        // with its answer.
+        assert!(
+            ends_within(idle_connection, Duration::from_secs(2)).await,
+            "an idle connection is closed at the drain"
+        );
+        let (body, closing) = answered(slow.await.unwrap().unwrap()).await;
+        assert_eq!(body, "slow", "a request in flight at the drain is answered");
+        assert!(closing, "the answer after the drain says Connection: close");
+        assert!(ends_within(busy_connection, Duration::from_secs(2)).await);
+
+        let (mut send, connection) = server.h1().await;
+        let (_, closing) = answered(send.send_request(get("/")).await.unwrap()).await;
+        assert!(
+            closing,
+            "a connection made while draining serves one request"
+        );
+        assert!(ends_within(connection, Duration::from_secs(2)).await);
+        server.shutdown.stop.cancel();
+        server.served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_waits_for_the_requests_in_flight() {
+        let server = start().await;
+        let (mut send, _connection) = server.h1().await;
+        let slow = tokio::spawn(send.send_request(get("/slow")));
+        tokio::time::sleep(SLOW / 3).await;
+
+        server.shutdown.stop.cancel();
+        tokio::time::sleep(SLOW / 3).await;
+        assert!(
+            !server.served.is_finished(),
+            "the server does not return while a request is in flight"
+        );
+        let (body, _) = answered(slow.await.unwrap().unwrap()).await;
+        assert_eq!(body, "slow");
+        tokio::time::timeout(Duration::from_secs(2), server.served)
+            .await
+            .expect("the server returns once its connections closed")
+            .unwrap()
+            .unwrap();
     }
 }
 
