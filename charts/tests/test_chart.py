@@ -552,6 +552,27 @@ def test_the_dashboard_is_off_by_default_and_on_reads_only_its_two_namespaces():
     assert "port-forward" not in notes()
 
 
+def test_the_dashboard_reads_build_cluster_pods_through_their_kubeconfigs_unless_told_not_to():
+    objects = render(DASHBOARD)
+    _, c = container(objects, "dashboard")
+    assert f"--build-cluster-namespace={NAMESPACE}" in c["args"]
+    role = named(objects, "Role", "-dashboard-builds")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert {(g, r): set(rule["verbs"]) for rule in role["rules"]
+            for g in rule["apiGroups"] for r in rule["resources"]} == {
+        ("prow-operator.dev", "buildclusters"): {"get"}, ("", "secrets"): {"get"}}
+    binding = named(objects, "RoleBinding", "-dashboard-builds")
+    assert binding["subjects"][0]["name"] == "prow-prow-operator-dashboard"
+
+    objects = render({"dashboard": {"enabled": True, "readBuildClusters": False}})
+    _, c = container(objects, "dashboard")
+    assert not [a for a in c["args"] if a.startswith("--build-cluster-namespace")]
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-dashboard-builds")]
+    for role in of_kind(objects, "Role"):
+        if "dashboard" in role["metadata"]["name"]:
+            assert not [r for r in role["rules"] if "secrets" in r["resources"]], role
+
+
 def test_the_dashboard_reads_stored_logs_with_mounted_credentials_and_can_have_an_ingress():
     objects = render({"namespaces": {"jobs": "ci", "pods": "ci"},
                       "dashboard": {"enabled": True, "logCredentialsSecret": "s3-credentials",

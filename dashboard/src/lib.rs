@@ -4,6 +4,7 @@
 //! windows, colours, pictures) are pure, in `prow_api::dashboard`.
 
 pub mod cache;
+pub mod clusters;
 pub mod logs;
 pub mod metrics;
 pub mod pages;

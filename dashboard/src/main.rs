@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use prow_dashboard::cache;
+use prow_dashboard::clusters::BuildClients;
 use prow_dashboard::metrics::Metrics;
 use prow_dashboard::pages::{self, App};
 use prow_runtime::storage::Credentials;
@@ -54,6 +55,12 @@ struct DashboardFlags {
     /// Jobs per page of the watch's first list.
     #[arg(long, env = "PROW_DASHBOARD_LIST_PAGE_SIZE", default_value_t = 500)]
     list_page_size: u32,
+
+    /// Namespace of the BuildClusters (and their kubeconfig Secrets), to read the pod and live
+    /// log of a job that runs in a build cluster. Without it, only pods of the dashboard's own
+    /// cluster are read (and it needs no right on BuildClusters or Secrets).
+    #[arg(long, env = "PROW_DASHBOARD_BUILD_CLUSTER_NAMESPACE")]
+    build_cluster_namespace: Option<String>,
 
     /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "PROW_DASHBOARD_KUBECONFIG")]
@@ -112,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = Arc::new(App {
         caches: caches.clone(),
+        clusters: BuildClients::new(client.clone(), flags.build_cluster_namespace.clone()),
         client,
         credentials,
         pod_namespace: flags.pod_namespace.clone(),

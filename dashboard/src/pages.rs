@@ -37,8 +37,10 @@ use crate::metrics::Metrics;
 pub struct App {
     /// The watch caches.
     pub caches: Caches,
-    /// For the direct reads: a run's job, its pod, its pod's log.
+    /// For the direct reads of a run's job.
     pub client: kube::Client,
+    /// For a run's pod and its log, in the cluster the pod runs in.
+    pub clusters: crate::clusters::BuildClients,
     /// Credentials of the bucket runs upload to.
     pub credentials: Credentials,
     /// Where a job naming no pod namespace runs its pod (the operator's `--pod-namespace`).
@@ -470,8 +472,11 @@ fn pod_namespace_of(app: &App, job: &ProwJob) -> String {
     prow_api::pod::pod_namespace(job, &app.pod_namespace).to_owned()
 }
 
-async fn pod_of(app: &App, job: &ProwJob) -> (Api<Pod>, Option<Pod>) {
-    let pods: Api<Pod> = Api::namespaced(app.client.clone(), &pod_namespace_of(app, job));
+/// The pods of the namespace `job`'s pod runs in, in the cluster it runs in, and that pod when
+/// it is there; or why that cluster cannot be read.
+async fn pod_of(app: &App, job: &ProwJob) -> Result<(Api<Pod>, Option<Pod>), String> {
+    let client = app.clusters.for_job(job).await?;
+    let pods: Api<Pod> = Api::namespaced(client, &pod_namespace_of(app, job));
     let name = job
         .status
         .as_ref()
@@ -480,7 +485,7 @@ async fn pod_of(app: &App, job: &ProwJob) -> (Api<Pod>, Option<Pod>) {
         .or_else(|| job.metadata.name.clone())
         .unwrap_or_default();
     let pod = pods.get_opt(&name).await.ok().flatten();
-    (pods, pod)
+    Ok((pods, pod))
 }
 
 fn folder_of(app: &App, job: &ProwJob) -> Result<Option<RunFolder>, String> {
@@ -494,11 +499,14 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
         Err(page) => return page,
     };
     let pairs = pairs(&query);
-    let (pods, pod) = pod_of(&app, &job).await;
+    let (pods, pod, unreadable) = match pod_of(&app, &job).await {
+        Ok((pods, pod)) => (Some(pods), pod, None),
+        Err(why) => (None, None, Some(why)),
+    };
     let folder = folder_of(&app, &job);
     let complete = job.is_complete();
-    let pod_source = pod.as_ref().map(|p| Source::Pod {
-        pods: Box::new(pods.clone()),
+    let pod_source = pods.zip(pod.as_ref()).map(|(pods, p)| Source::Pod {
+        pods: Box::new(pods),
         name: p.metadata.name.clone().unwrap_or_default(),
         container: logs::log_container(p),
     });
@@ -569,12 +577,10 @@ async fn run_page(app: Arc<App>, ns: String, name: String, query: String) -> Rep
         pod: pod
             .as_ref()
             .and_then(|p| p.metadata.name.clone())
-            .unwrap_or_else(|| {
-                if status.pod_name.is_empty() {
-                    String::new()
-                } else {
-                    format!("{} (gone)", status.pod_name)
-                }
+            .unwrap_or_else(|| match (&unreadable, status.pod_name.is_empty()) {
+                (_, true) => String::new(),
+                (Some(why), false) => format!("{} (cannot be read: {why})", status.pod_name),
+                (None, false) => format!("{} (gone)", status.pod_name),
             }),
         pod_namespace: pod_namespace_of(&app, &job),
         pod_phase: pod
@@ -834,10 +840,14 @@ async fn follow(app: Arc<App>, ns: String, name: String, mut after: u64, mut tx:
                 break;
             }
         };
-        let (pods, pod) = pod_of(&app, &job).await;
+        // A cluster that cannot be read is tried again on the next turn, as a missing pod.
+        let (pods, pod) = match pod_of(&app, &job).await {
+            Ok((pods, pod)) => (Some(pods), pod),
+            Err(_) => (None, None),
+        };
         let container = pod.as_ref().and_then(logs::log_container);
-        let opened = match &pod {
-            Some(p) => {
+        let opened = match (&pods, &pod) {
+            (Some(pods), Some(p)) => {
                 let params = kube::api::LogParams {
                     container,
                     follow: !job.is_complete(),
@@ -847,7 +857,7 @@ async fn follow(app: Arc<App>, ns: String, name: String, mut after: u64, mut tx:
                     .await
                     .ok()
             }
-            None => None,
+            _ => None,
         };
         if let Some(reader) = opened {
             let mut chunks = std::pin::pin!(logs::chunks(reader));

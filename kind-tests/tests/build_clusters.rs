@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kind_tests::browser::Dashboard;
 use kind_tests::build_clusters::{
     account_token, add_build_cluster, condition_message, kubeconfig_text, namespace_in,
     put_kubeconfig, wait_for_condition,
@@ -18,7 +19,7 @@ use kind_tests::control_plane::PrivateControlPlane;
 use kind_tests::fixtures::create_review;
 use kind_tests::https::post;
 use kind_tests::operator::{description, eventually, start_operator, wait_for_job};
-use kind_tests::process::Running;
+use kind_tests::process::{http_get, Running};
 use kind_tests::webhook::start_webhook;
 use kind_tests::{PodDriver, TestEnv};
 use kube::api::{DeleteParams, PostParams};
@@ -121,6 +122,26 @@ async fn succeeds_in_b2(env: &TestEnv, name: &str) {
     );
 }
 
+/// The dashboard shows the pods of the runs `on-default`, `on-b1` and `on-b2` of the first
+/// test, each read in the cluster it ran in, and the log of b1's (the real node's) pod.
+fn the_dashboard_reads_each_pod_in_its_cluster(env: &TestEnv) {
+    let ns = &env.namespace;
+    let flag = format!("--build-cluster-namespace={ns}");
+    let dashboard = Dashboard::start(env, None, &[&flag]).expect("dashboard");
+    let address = &dashboard.process.health;
+    for alias in ["default", "b1", "b2"] {
+        let (code, page) = http_get(address, &format!("/jobs/{ns}/on-{alias}")).expect("page");
+        assert_eq!(code, 200, "{page}");
+        assert!(
+            page.contains(&format!("on-{alias} (Succeeded)")),
+            "the page of on-{alias} shows its pod where it ran: {page}"
+        );
+    }
+    let (code, log) = http_get(address, &format!("/jobs/{ns}/on-b1?raw")).expect("log");
+    assert_eq!(code, 200, "{log}");
+    assert!(log.contains("running in b1"), "b1's pod log: {log}");
+}
+
 /// Whether `pods` (of one cluster, in the test's namespace) has a pod `name`.
 async fn has_pod(pods: &Api<Pod>, name: &str) -> bool {
     pods.get_opt(name).await.expect("read pods").is_some()
@@ -217,6 +238,7 @@ async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
         on_node.spec.and_then(|s| s.node_name).is_some(),
         "b1's pod really ran on its node"
     );
+    the_dashboard_reads_each_pod_in_its_cluster(&env);
 
     // SIGKILL while jobs start in all three clusters: nothing lost, no second pod.
     for (alias, _) in &clusters {

@@ -223,13 +223,7 @@ impl OperatorConfig {
     /// The namespace of the BuildClusters: the flag, else the operator's own (`POD_NAMESPACE`),
     /// else the leader election's.
     pub fn build_cluster_namespace(&self) -> String {
-        self.build_cluster_namespace
-            .clone()
-            .or_else(|| {
-                std::env::var("POD_NAMESPACE")
-                    .ok()
-                    .filter(|n| !n.is_empty())
-            })
+        prow_runtime::process::flag_or_own_namespace(self.build_cluster_namespace.as_deref())
             .unwrap_or_else(|| self.leader_election_namespace.clone())
     }
 

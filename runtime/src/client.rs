@@ -67,3 +67,43 @@ async fn load(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
         None => kube::Config::infer().await?,
     })
 }
+
+/// The kubeconfig a BuildCluster names (the key of a Secret beside it), or, as the inner error,
+/// why there is none to use, in words for a person.
+pub async fn build_cluster_kubeconfig(
+    client: &kube::Client,
+    cluster: &prow_api::buildcluster::BuildCluster,
+) -> Result<Result<String, String>, kube::Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let source = &cluster.spec.kubeconfig_secret_ref;
+    let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
+    let secret = kube::Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get_opt(&source.name)
+        .await?;
+    let Some(secret) = secret else {
+        return Ok(Err(format!(
+            "Secret {:?} (spec.kubeconfigSecretRef) does not exist in namespace {namespace:?}.",
+            source.name
+        )));
+    };
+    let value = secret.data.as_ref().and_then(|d| d.get(&source.key));
+    Ok(match value.map(|v| String::from_utf8(v.0.clone())) {
+        Some(Ok(text)) => Ok(text),
+        Some(Err(_)) => Err(format!(
+            "Key {:?} of Secret {:?} is not text.",
+            source.key, source.name
+        )),
+        None => Err(format!(
+            "Secret {:?} has no key {:?} (spec.kubeconfigSecretRef.key).",
+            source.name, source.key
+        )),
+    })
+}
+
+/// A hash of a kubeconfig's text: clients made from a text with another hash are replaced.
+pub fn kubeconfig_fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}

@@ -92,3 +92,13 @@ mod tests {
         }
     }
 }
+
+/// `flag` when given, else the namespace the process runs in (`POD_NAMESPACE`, which the chart
+/// sets from the pod's own), else `None`.
+pub fn flag_or_own_namespace(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_owned).or_else(|| {
+        std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+    })
+}

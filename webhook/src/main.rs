@@ -274,11 +274,8 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
         &stop,
     );
 
-    let build_cluster_namespace = cfg.build_cluster_namespace.clone().or_else(|| {
-        std::env::var("POD_NAMESPACE")
-            .ok()
-            .filter(|n| !n.is_empty())
-    });
+    let build_cluster_namespace =
+        process::flag_or_own_namespace(cfg.build_cluster_namespace.as_deref());
     let fixed_aliases = match &cfg.kubeconfig_dir {
         Some(dir) => prow_runtime::kubeconfig_dir::from_kubeconfig_dir(dir)?
             .into_keys()

@@ -230,7 +230,10 @@ impl EchoReference {
                 config,
                 filter,
                 prow_webhook::tls::ConnectionLimits::default().within_file_limit(),
-                stopped,
+                prow_webhook::tls::Shutdown {
+                    stop: stopped,
+                    ..Default::default()
+                },
             )) {
                 eprintln!("echo reference: {e:#}");
             }

@@ -6,7 +6,6 @@
 //! event, and its waiting jobs end.
 
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use futures::StreamExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -125,7 +123,7 @@ impl Reconciler for Ctx {
 async fn reconcile(bc: &BuildCluster, ctx: &Ctx) -> Result<Action, Error> {
     let alias = bc.name_any();
     // Fetch: the kubeconfig, and the member built from it.
-    let member = match kubeconfig(bc, ctx).await? {
+    let member = match prow_runtime::client::build_cluster_kubeconfig(&ctx.client, bc).await? {
         Ok(text) => member_for(&alias, &text, ctx).await,
         Err(why) => Err(why),
     };
@@ -166,41 +164,10 @@ async fn reconcile(bc: &BuildCluster, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::requeue(STATUS_EVERY))
 }
 
-/// The kubeconfig the BuildCluster names, or why it cannot be had.
-async fn kubeconfig(bc: &BuildCluster, ctx: &Ctx) -> Result<Result<String, String>, Error> {
-    let source = &bc.spec.kubeconfig_secret_ref;
-    let namespace = bc.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&source.name)
-        .await?;
-    let Some(secret) = secret else {
-        return Ok(Err(format!(
-            "Secret {:?} (spec.kubeconfigSecretRef) does not exist in namespace {namespace:?}.",
-            source.name
-        )));
-    };
-    let value = secret.data.as_ref().and_then(|d| d.get(&source.key));
-    Ok(match value.map(|v| String::from_utf8(v.0.clone())) {
-        Some(Ok(text)) => Ok(text),
-        Some(Err(_)) => Err(format!(
-            "Key {:?} of Secret {:?} is not text.",
-            source.key, source.name
-        )),
-        None => Err(format!(
-            "Secret {:?} has no key {:?} (spec.kubeconfigSecretRef.key).",
-            source.name, source.key
-        )),
-    })
-}
-
 /// The member of `alias` for the kubeconfig `text`: the current one when the kubeconfig is the
 /// same, else a new one (replacing it), or why the kubeconfig is unusable.
 async fn member_for(alias: &str, text: &str, ctx: &Ctx) -> Result<Arc<Member>, String> {
-    let fingerprint = {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
-    };
+    let fingerprint = prow_runtime::client::kubeconfig_fingerprint(text);
     if let Some(current) = ctx.builds.declared(alias) {
         if current.fingerprint == fingerprint {
             return Ok(current);
