@@ -20,6 +20,25 @@ pub const KUBECONFIG_KEY: &str = "kubeconfig";
 /// The name of the volume that mounts it.
 pub const KUBECONFIG_VOLUME: &str = "test-cluster-kubeconfig";
 
+/// How old a kubeconfig copy must be before [`copy_is_left_over`] may call it left over: a
+/// margin for a copy whose job a new leader's cache may not have yet.
+pub const COPY_GRACE: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(30);
+
+/// Whether the kubeconfig copy made at `created` for the job with UID `holder` is left over: no
+/// unfinished job has that UID (it finished or is gone, and the delete that should have
+/// followed did not happen: the cluster was down then, or the operator stopped between the
+/// two), and the copy is older than [`COPY_GRACE`]. A copy with no creation time is kept.
+pub fn copy_is_left_over(
+    holder: &str,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    unfinished: &std::collections::HashSet<&str>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    let old = created.is_some_and(|c| now.duration_since(c) >= COPY_GRACE);
+    old && !unfinished.contains(holder)
+}
+
 /// What a job's pod learns of the cluster leased to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeasedCluster {

@@ -631,6 +631,51 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
     })
     .await
     .expect("no copy left");
+
+    // Deleted while b2 is down, a job's copy there outlives the reclaimed lease only until b2
+    // is back (and the copy is past its 30 s grace).
+    let mut third = second.clone();
+    third.metadata.name = Some("third".into());
+    jobs.create(&PostParams::default(), &third)
+        .await
+        .expect("job");
+    let copy = prow_api::pool::kubeconfig_copy_name("third");
+    eventually("the copy for third in b2", SHOWS, || async {
+        Ok(secrets_b2.get_opt(&copy).await?.map(|_| ()))
+    })
+    .await
+    .expect("copied");
+    b2.stop_apiserver().expect("outage");
+    wait_for_condition(&env, "b2", REACHABLE, "False", SHOWS)
+        .await
+        .expect("b2 down");
+    jobs.delete("third", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("third gone and tc1 free", SHOWS, || async {
+        let gone = jobs.get_opt("third").await?.is_none();
+        let tc1 = env.api::<prow_api::TestCluster>().get("tc1").await?;
+        let free = tc1.status.and_then(|s| s.lease).is_none();
+        Ok((gone && free).then_some(()))
+    })
+    .await
+    .expect("the lease is reclaimed while b2 is down");
+    b2.start_apiserver().expect("back");
+    let started = Instant::now();
+    eventually(
+        "the copy left in b2 deleted once b2 is back",
+        WAIT,
+        || async {
+            // Until b2 answers again, a failed read is "not yet".
+            Ok(matches!(secrets_b2.get_opt(&copy).await, Ok(None)).then_some(()))
+        },
+    )
+    .await
+    .expect("the left-over copy is deleted");
+    println!(
+        "left-over copy deleted {:?} after b2 came back",
+        started.elapsed()
+    );
     drop(b2);
 }
 

@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let wiring = buildclusters::Wiring {
         jobs: caches.jobs.clone(),
         wake: caches.wake.clone(),
-        pod_namespace: pod_watch_namespace,
+        pod_namespace: pod_watch_namespace.clone(),
         list_page_size: cfg.list_page_size,
         shutdown: stop.clone(),
         schedule: caches.schedule.clone(),
@@ -204,6 +204,10 @@ async fn main() -> anyhow::Result<()> {
             events.clone(),
             stop.clone(),
         ),
+    );
+    tasks.spawn(
+        "kubeconfig-copy-tidy",
+        testclusters::tidy(caches.clone(), pod_watch_namespace.clone(), stop.clone()),
     );
     tasks.spawn(
         "retention",

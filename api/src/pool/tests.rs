@@ -307,3 +307,26 @@ fn only_a_never_checked_cluster_of_a_checked_pool_awaits_its_first_check() {
     );
     assert!(awaits_first_check(&fresh, &PoolPolicy::default()).is_none());
 }
+
+#[test]
+fn a_kubeconfig_copy_is_left_over_once_no_unfinished_job_holds_it_and_it_is_not_new() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let now: Timestamp = "2024-01-01T00:10:00Z".parse().unwrap();
+    let ago = |s: i64| Some(now - SignedDuration::from_secs(s));
+    let unfinished: std::collections::HashSet<&str> = ["running-uid"].into();
+    let cases: [(&str, Option<Timestamp>, bool, &str); 6] = [
+        ("gone-uid", ago(600), true, "its job finished or is gone"),
+        ("gone-uid", ago(30), true, "exactly the grace old"),
+        ("gone-uid", ago(29), false, "younger than the grace"),
+        ("gone-uid", None, false, "no creation time: kept"),
+        ("running-uid", ago(600), false, "its job still runs"),
+        ("", ago(600), true, "an empty holder matches no job"),
+    ];
+    for (holder, created, left_over, why) in cases {
+        assert_eq!(
+            copy_is_left_over(holder, created, &unfinished, now),
+            left_over,
+            "{why}"
+        );
+    }
+}

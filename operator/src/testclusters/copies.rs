@@ -1,10 +1,19 @@
 //! The copies of a leased cluster's kubeconfig Secret made beside a job's pod, found by the
 //! UID of the job they were made for.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
+use prow_api::buildcluster::Reach;
 use prow_api::labels;
+use prow_api::pool::copy_is_left_over;
+use tokio_util::sync::CancellationToken;
+
+use crate::prowjob::Caches;
 
 /// On the copy of a leased cluster's kubeconfig Secret: the UID of the job it was copied for.
 pub const KUBECONFIG_HOLDER: &str = "prow-operator.dev/test-cluster-holder";
@@ -43,4 +52,121 @@ pub fn kubeconfig_copy_labels(uid: &str) -> std::collections::BTreeMap<String, S
     ]
     .into_iter()
     .collect()
+}
+
+/// How often [`tidy`] looks for clusters that became reachable.
+pub const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What [`delete_left_over_copies`] did.
+#[derive(Debug, Default)]
+pub struct Tidied {
+    /// Copies deleted.
+    pub deleted: usize,
+    /// Copies of no unfinished job that are still within their grace: to look at again.
+    pub young: usize,
+}
+
+/// Deletes, in `client`'s cluster (in `namespace`, or all), the kubeconfig copies that
+/// [`prow_api::pool::copy_is_left_over`] says are left over.
+pub async fn delete_left_over_copies(
+    client: &Client,
+    namespace: Option<&str>,
+    unfinished: &HashSet<&str>,
+    now: Timestamp,
+) -> Result<Tidied, kube::Error> {
+    let api: Api<Secret> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut tidied = Tidied::default();
+    for secret in api
+        .list(&ListParams::default().labels(KUBECONFIG_HOLDER))
+        .await?
+    {
+        let holder = secret
+            .labels()
+            .get(KUBECONFIG_HOLDER)
+            .map_or("", String::as_str);
+        let created = secret.creation_timestamp().map(|t| t.0);
+        if !copy_is_left_over(holder, created, unfinished, now) {
+            if !unfinished.contains(holder) {
+                tidied.young += 1;
+            }
+            continue;
+        }
+        let ns = secret.namespace().unwrap_or_default();
+        // The copy read, not a later one of the same name.
+        let params = DeleteParams {
+            preconditions: secret.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match Api::<Secret>::namespaced(client.clone(), &ns)
+            .delete(&secret.name_any(), &params)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = %ns, name = %secret.name_any(), job_uid = holder,
+                    "deleted a kubeconfig copy left over from a finished or deleted job");
+                tidied.deleted += 1;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(tidied)
+}
+
+/// Once the caches are synced, and then every [`TIDY_EVERY`]: in each cluster jobs run in that
+/// is reachable now and was not at the last look (every one, the first time), deletes the
+/// kubeconfig copies left over. A lease is reclaimed from a deleted job even while a build
+/// cluster is down (holding it would starve the pool), so the copy there is deleted here once
+/// the cluster is back; a stop between a reclaim and its delete is repaired the same way.
+pub async fn tidy(caches: Caches, namespace: Option<String>, shutdown: CancellationToken) {
+    tokio::select! {
+        ok = caches.synced() => if !ok { return },
+        _ = shutdown.cancelled() => return,
+    }
+    // The members tidied since they were last reached, by address.
+    let mut tidied: HashSet<usize> = HashSet::new();
+    loop {
+        let up: Vec<_> = caches
+            .builds
+            .members()
+            .into_iter()
+            .filter(|m| m.reach() == Reach::Up)
+            .collect();
+        tidied.retain(|addr| up.iter().any(|m| Arc::as_ptr(m) as usize == *addr));
+        let jobs = caches.open.state();
+        let unfinished: HashSet<&str> = jobs
+            .iter()
+            .filter_map(|j| j.metadata.uid.as_deref())
+            .collect();
+        for member in up {
+            let addr = Arc::as_ptr(&member) as usize;
+            if tidied.contains(&addr) {
+                continue;
+            }
+            let now = Timestamp::now();
+            match delete_left_over_copies(&member.client, namespace.as_deref(), &unfinished, now)
+                .await
+            {
+                // Done with this cluster until it is next unreachable, unless a copy has to
+                // be looked at again once its grace is over.
+                Ok(done) if done.young == 0 => {
+                    tidied.insert(addr);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cluster = %member.alias, error = %e,
+                    "looking for kubeconfig copies left over; trying again"),
+            }
+        }
+        drop(jobs);
+        tokio::select! {
+            _ = tokio::time::sleep(TIDY_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
