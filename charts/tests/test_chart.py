@@ -161,8 +161,11 @@ def test_build_clusters_are_read_beside_the_release_and_documented():
     assert resources["secrets"] == ["get"], "kubeconfigs are only read"
     webhook = named(objects, "Role", "-webhook-builds")
     assert webhook["rules"] == [
-        {"apiGroups": ["prow-operator.dev"], "resources": ["buildclusters"], "verbs": ["get", "list", "watch"]}
-    ]
+        {"apiGroups": ["prow-operator.dev"], "resources": ["buildclusters"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    ], "the deep check reads a BuildCluster's kubeconfig to dry-run a pod there"
+    shallow = named(render({"webhook": {"deepCheck": False}}), "Role", "-webhook-builds")
+    assert not [r for r in shallow["rules"] if "secrets" in r["resources"]], "no deep check, no Secrets"
     bindings = {b["metadata"]["name"]: b for b in of_kind(objects, "RoleBinding")}
     assert bindings["prow-prow-operator-operator-builds"]["subjects"][0]["name"] == "prow-prow-operator-operator"
     assert bindings["prow-prow-operator-webhook-builds"]["subjects"][0]["name"] == "prow-prow-operator-webhook"

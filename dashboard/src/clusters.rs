@@ -1,51 +1,35 @@
 //! Where a run's pod is read: the dashboard's own cluster, or the build cluster its job names
 //! (`spec.cluster`), reached with the kubeconfig of the BuildCluster of that name, as the
-//! operator reaches it. A client is made once per kubeconfig and reused; which kubeconfig a
-//! BuildCluster names is asked again after [`RECHECK`], so a rotated one is picked up.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! operator reaches it (`prow_runtime::kubeconfigs`).
 
 use kube::{Api, Client};
 use prow_api::buildcluster::{alias_of, BuildCluster, DEFAULT_ALIAS};
 use prow_api::ProwJob;
-use prow_runtime::client::{build_cluster_kubeconfig, clients_from_text, kubeconfig_fingerprint};
-
-/// How long what an alias resolved to is used before it is looked up again.
-pub const RECHECK: Duration = Duration::from_secs(30);
+use prow_runtime::kubeconfigs::KubeconfigClients;
 
 /// The clients of the clusters job pods run in.
 pub struct BuildClients {
     own: Client,
     /// Where the BuildClusters are; `None`: only the dashboard's own cluster is known.
     namespace: Option<String>,
-    resolved: Mutex<HashMap<String, Resolved>>,
-}
-
-#[derive(Clone)]
-struct Resolved {
-    /// The kubeconfig's hash; `None` for the dashboard's own cluster.
-    fingerprint: Option<u64>,
-    client: Client,
-    at: Instant,
+    kubeconfigs: KubeconfigClients,
 }
 
 impl BuildClients {
     /// `own` for the dashboard's cluster; BuildClusters read from `namespace`.
     pub fn new(own: Client, namespace: Option<String>) -> Self {
         Self {
+            kubeconfigs: KubeconfigClients::new(own.clone()),
             own,
             namespace,
-            resolved: Mutex::default(),
         }
     }
 
     /// The client for the cluster `job`'s pod runs in, or why it cannot be had (for the page).
     pub async fn for_job(&self, job: &ProwJob) -> Result<Client, String> {
         let alias = alias_of(job);
-        if let Some(known) = self.known(alias) {
-            return Ok(known.client);
+        if let Some(client) = self.kubeconfigs.recent(alias) {
+            return Ok(client);
         }
         let Some(namespace) = &self.namespace else {
             return match alias {
@@ -59,55 +43,13 @@ impl BuildClients {
             .get_opt(alias)
             .await
             .map_err(|e| format!("reading BuildCluster {alias:?}: {e}"))?;
-        let Some(declared) = declared else {
-            if alias == DEFAULT_ALIAS {
-                return Ok(self.remember(alias, None, self.own.clone()));
-            }
-            return Err(format!(
+        match declared {
+            Some(cluster) => self.kubeconfigs.of(&cluster).await,
+            None if alias == DEFAULT_ALIAS => Ok(self.own.clone()),
+            None => Err(format!(
                 "no BuildCluster {alias:?} in namespace {namespace:?}"
-            ));
-        };
-        let text = build_cluster_kubeconfig(&self.own, &declared)
-            .await
-            .map_err(|e| format!("build cluster {alias:?}: {e}"))?
-            .map_err(|why| format!("build cluster {alias:?}: {why}"))?;
-        let fingerprint = kubeconfig_fingerprint(&text);
-        let same = self
-            .entry(alias)
-            .filter(|r| r.fingerprint == Some(fingerprint));
-        let client = match same {
-            Some(r) => r.client,
-            None => {
-                clients_from_text(&text)
-                    .await
-                    .map_err(|e| format!("build cluster {alias:?}: its kubeconfig: {e:#}"))?
-                    .0
-            }
-        };
-        Ok(self.remember(alias, Some(fingerprint), client))
-    }
-
-    fn entry(&self, alias: &str) -> Option<Resolved> {
-        let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-        resolved.get(alias).cloned()
-    }
-
-    /// What `alias` resolved to, while that is recent.
-    fn known(&self, alias: &str) -> Option<Resolved> {
-        self.entry(alias).filter(|r| r.at.elapsed() < RECHECK)
-    }
-
-    fn remember(&self, alias: &str, fingerprint: Option<u64>, client: Client) -> Client {
-        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-        resolved.insert(
-            alias.to_owned(),
-            Resolved {
-                fingerprint,
-                client: client.clone(),
-                at: Instant::now(),
-            },
-        );
-        client
+            )),
+        }
     }
 }
 

@@ -507,6 +507,48 @@ async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_clust
             );
         }
     }
+    // The deep check dry-runs a job's pod in the cluster it runs in: a quota of no pods in
+    // b2 refuses b2's job (by b2's own message), not the same job for the operator's cluster.
+    // (The planes run no quota controller: the quota's status is written here.)
+    let quotas =
+        Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(b2_client.clone(), &ns);
+    let quota = serde_json::from_value(json!({
+        "metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}},
+    }))
+    .expect("quota");
+    quotas
+        .create(&PostParams::default(), &quota)
+        .await
+        .expect("quota in b2");
+    let status = json!({"status": {"hard": {"pods": "0"}, "used": {"pods": "0"}}});
+    quotas
+        .patch_status(
+            "no-pods",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .expect("quota status");
+    for (cluster, allowed) in [("b2", false), ("", true)] {
+        let object: Value = serde_json::to_value(job("checked", cluster, "true")).expect("json");
+        let review = serde_json::to_vec(&create_review(&ns, object)).expect("json");
+        let (_, body) = post(&mut stream, "/validate/prowjobs", &review)
+            .await
+            .expect("answer");
+        let answer: Value = serde_json::from_slice(&body).expect("review");
+        assert_eq!(
+            answer["response"]["allowed"], allowed,
+            "{cluster}: {answer}"
+        );
+        if !allowed {
+            let message = answer["response"]["status"]["message"].to_string();
+            assert!(
+                message.contains(&format!("in namespace {ns} of build cluster b2"))
+                    && message.contains("exceeded quota: no-pods"),
+                "{message}"
+            );
+        }
+    }
 }
 
 /// The `server:` of a kubeconfig's text.

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod health;
 pub mod kubeconfig_dir;
+pub mod kubeconfigs;
 pub mod leader;
 pub mod manifests;
 pub mod process;

@@ -21,6 +21,7 @@ use prow_api::testclusterpool::TestClusterPool;
 use prow_api::validate::{self, explain, Validate, Violation};
 use prow_api::wire::LeanJob;
 use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
+use prow_runtime::kubeconfigs::KubeconfigClients;
 use serde_json::json;
 
 /// The admission endpoints.
@@ -92,6 +93,9 @@ pub struct DeepCheck {
     pub pod_namespace: String,
     /// How long the dry run may take before the job is admitted with a warning.
     pub timeout: Duration,
+    /// Clients for the BuildClusters' kubeconfigs: the pod of a job for another build cluster
+    /// is dry-run there. `None`: such a job is admitted with a warning.
+    pub kubeconfigs: Option<Arc<KubeconfigClients>>,
 }
 
 /// Everything the handlers read.
@@ -261,15 +265,23 @@ impl Admitter {
                     None => alias == DEFAULT_ALIAS,
                 };
                 if own {
-                    deep_check(deep, *job, allowed).await
+                    deep_check(&deep.client, deep, "", *job, allowed).await
                 } else {
-                    // The dry run would ask the wrong API server: namespaces, quotas and pod
-                    // security differ between clusters, so it could refuse a good job.
-                    let mut response = allowed;
-                    response.warnings = Some(vec![format!(
-                        "the pod of this job was not checked by a dry run: it runs in build cluster {alias}, and the deep check asks only the cluster the webhook runs in"
-                    )]);
-                    response
+                    // Asked in the job's own cluster: namespaces, quotas and pod security
+                    // differ between clusters, so the webhook's could refuse a good job.
+                    match self.build_cluster_client(deep, alias).await {
+                        Ok(client) => {
+                            let place = format!(" of build cluster {alias}");
+                            deep_check(&client, deep, &place, *job, allowed).await
+                        }
+                        Err(why) => {
+                            let mut response = allowed;
+                            response.warnings = Some(vec![format!(
+                                "the pod of this job was not checked by a dry run in build cluster {alias}: {why}"
+                            )]);
+                            response
+                        }
+                    }
                 }
             }
             (Answer::DeepCheck(_, allowed), None) => allowed,
@@ -280,6 +292,29 @@ impl Admitter {
             (true, false) => Verdict::Allowed,
         };
         (response.into_review(), decided.operation, verdict)
+    }
+
+    /// The client for build cluster `alias` (a BuildCluster's kubeconfig), within the deep
+    /// check's timeout, or why there is none.
+    async fn build_cluster_client(&self, deep: &DeepCheck, alias: &str) -> Result<Client, String> {
+        let Some(kubeconfigs) = &deep.kubeconfigs else {
+            return Err("the webhook reads no BuildClusters".into());
+        };
+        let declared = self.build_clusters.as_ref().and_then(|b| {
+            b.declared
+                .state()
+                .into_iter()
+                .find(|c| c.metadata.name.as_deref() == Some(alias))
+        });
+        let Some(cluster) = declared else {
+            return Err(
+                "it is no BuildCluster (the webhook does not read --kubeconfig-dir's kubeconfigs)"
+                    .into(),
+            );
+        };
+        tokio::time::timeout(deep.timeout, kubeconfigs.of(&cluster))
+            .await
+            .map_err(|_| format!("its kubeconfig was not read within {:?}", deep.timeout))?
     }
 
     fn mutate_prowjob(&self, req: &AdmissionRequest<LeanJob>) -> AdmissionResponse {
@@ -551,7 +586,9 @@ fn answer(allowed: AdmissionResponse, violations: &[Violation]) -> AdmissionResp
 /// Dry-runs the job's pod on the API server. Refused -> the job is refused with the server's
 /// message; not possible (namespace missing, timeout, server error) -> admitted with a warning.
 async fn deep_check(
+    client: &Client,
     deep: &DeepCheck,
+    place: &str,
     mut probe: ProwJob,
     allowed: AdmissionResponse,
 ) -> AdmissionResponse {
@@ -565,7 +602,7 @@ async fn deep_check(
         return allowed;
     };
     let namespace = pod.namespace().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(deep.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let params = PostParams {
         dry_run: true,
         ..Default::default()
@@ -575,13 +612,13 @@ async fn deep_check(
         Ok(Ok(_)) => return allowed,
         Ok(Err(kube::Error::Api(s))) if matches!(s.code, 400 | 403 | 422) => {
             return allowed.deny(format!(
-                "spec.pod_spec: the API server would refuse this job's pod in namespace {namespace}: {}",
+                "spec.pod_spec: the API server would refuse this job's pod in namespace {namespace}{place}: {}",
                 s.message
             ));
         }
-        Ok(Err(e)) => format!("the pod of this job could not be checked by a dry run in namespace {namespace}: {e}"),
+        Ok(Err(e)) => format!("the pod of this job could not be checked by a dry run in namespace {namespace}{place}: {e}"),
         Err(_) => format!(
-            "the pod of this job could not be checked by a dry run in namespace {namespace}: no answer in {:?}",
+            "the pod of this job could not be checked by a dry run in namespace {namespace}{place}: no answer in {:?}",
             deep.timeout
         ),
     };

@@ -13,6 +13,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use prow_api::buildcluster::BuildCluster;
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::Preset;
+use prow_runtime::kubeconfigs::KubeconfigClients;
 use prow_runtime::settings::{go_duration, JobQueue, DEFAULT_POD_NAMESPACE};
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::telemetry::{self, LogFormat};
@@ -308,13 +309,16 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     let admitter = admission::Admitter {
         presets: store.clone(),
         definitions: definition_store,
-        build_clusters,
         job_queues: queue_names(&cfg.job_queues),
         deep_check: cfg.deep_check.then(|| admission::DeepCheck {
             client: client.clone(),
             pod_namespace: cfg.pod_namespace.clone(),
             timeout: Duration::from_millis(cfg.deep_check_timeout_ms),
+            kubeconfigs: build_clusters
+                .is_some()
+                .then(|| Arc::new(KubeconfigClients::new(client.clone()))),
         }),
+        build_clusters,
     };
     let metrics = Arc::new(metrics::Metrics::default());
     let routes = server::routes(admitter, ready.clone(), metrics.clone(), cfg.header_timeout);

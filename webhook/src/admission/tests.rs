@@ -3,6 +3,7 @@ use kube::runtime::watcher;
 use serde_json::{json, Value};
 
 use super::*;
+use prow_runtime::kubeconfigs::KubeconfigClients;
 
 fn admitter(presets: Vec<Value>) -> Admitter {
     let (store, mut writer) = reflector::store::<Preset>();
@@ -303,32 +304,61 @@ async fn a_new_job_for_an_unknown_build_cluster_is_denied_naming_the_field() {
 }
 
 #[tokio::test]
-async fn the_deep_check_asks_only_the_webhooks_own_cluster() {
+async fn the_deep_check_asks_the_cluster_each_job_runs_in() {
     // An API server that is not there: a dry run that is tried fails, and says so.
-    let nowhere = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-    let a = Admitter {
-        build_clusters: Some(build_clusters("b2", &[])),
-        deep_check: Some(DeepCheck {
-            client: kube::Client::try_from(nowhere).expect("client"),
-            pod_namespace: "pods".into(),
-            timeout: std::time::Duration::from_secs(5),
-        }),
+    let nowhere = || {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    };
+    let deep = |kubeconfigs: Option<KubeconfigClients>| DeepCheck {
+        client: nowhere(),
+        pod_namespace: "pods".into(),
+        timeout: std::time::Duration::from_secs(5),
+        kubeconfigs: kubeconfigs.map(std::sync::Arc::new),
+    };
+    let reading = Admitter {
+        build_clusters: Some(build_clusters("b2", &["old"])),
+        deep_check: Some(deep(Some(KubeconfigClients::new(nowhere())))),
         ..admitter(vec![])
     };
-    for (cluster, warning) in [
+    let not_reading = Admitter {
+        deep_check: Some(deep(None)),
+        ..reading.clone()
+    };
+    for (a, cluster, warning) in [
+        // b2's kubeconfig Secret is read (and here cannot be) to dry-run its pod there.
         (
+            &reading,
             "b2",
-            "it runs in build cluster b2, and the deep check asks only",
+            "not checked by a dry run in build cluster b2: build cluster \"b2\": ",
         ),
-        ("", "could not be checked by a dry run in namespace pods"),
         (
+            &reading,
+            "old",
+            "in build cluster old: it is no BuildCluster",
+        ),
+        (
+            &not_reading,
+            "b2",
+            "in build cluster b2: the webhook reads no BuildClusters",
+        ),
+        (
+            &reading,
+            "",
+            "could not be checked by a dry run in namespace pods: ",
+        ),
+        (
+            &reading,
             "default",
-            "could not be checked by a dry run in namespace pods",
+            "could not be checked by a dry run in namespace pods: ",
         ),
     ] {
-        let (response, verdict) = create_for_cluster(&a, cluster).await;
+        let (response, verdict) = create_for_cluster(a, cluster).await;
         assert_eq!(verdict, Verdict::Allowed, "{cluster}: {response}");
-        let warnings = response["warnings"].to_string();
+        let warnings = response["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(warnings.contains(warning), "{cluster}: {warnings}");
     }
 }
