@@ -2,6 +2,7 @@
 //! pods (feeding the ProwJob reconciler's requests), its eviction budget, and whether it is
 //! reached, from that watch and a probe every [`PROBE_EVERY`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -59,6 +60,10 @@ pub struct Member {
     pub budgets: Budgets,
     /// A hash of the kubeconfig it was built from; a different one replaces it.
     pub fingerprint: u64,
+    /// Counts the times kubeconfig copies may have been left there (a delete that failed; the
+    /// first count is the start, when nothing is known): `testclusters::tidy` looks there once
+    /// the count is past the one it last tidied.
+    copies_left: AtomicU64,
     /// How it reaches the operator's jobs; `None` for the operator's own cluster.
     wiring: Option<Wiring>,
     health: Mutex<Health>,
@@ -87,6 +92,7 @@ impl Member {
             evictions: Evictions::default(),
             budgets,
             fingerprint: 0,
+            copies_left: AtomicU64::new(1),
             wiring: None,
             health: Mutex::new(Health::new(None)),
             stop: CancellationToken::new(),
@@ -129,6 +135,7 @@ impl Member {
             evictions: Evictions::default(),
             budgets: Budgets::new(client.clone()),
             fingerprint,
+            copies_left: AtomicU64::new(1),
             wiring: Some(wiring.clone()),
             health: Mutex::new(Health::new(Some("its job pods are not listed yet".into()))),
             stop: stop.clone(),
@@ -222,6 +229,16 @@ impl Member {
                 health.down = Some((Timestamp::now(), reason));
             }
         }
+    }
+
+    /// Records that a kubeconfig copy there could not be deleted.
+    pub fn copies_may_be_left(&self) {
+        self.copies_left.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many times copies may have been left there so far.
+    pub fn copies_left_count(&self) -> u64 {
+        self.copies_left.load(Ordering::SeqCst)
     }
 
     /// Job pods running and pending there.

@@ -1,7 +1,7 @@
 //! The copies of a leased cluster's kubeconfig Secret made beside a job's pod, found by the
 //! UID of the job they were made for.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -54,7 +54,7 @@ pub fn kubeconfig_copy_labels(uid: &str) -> std::collections::BTreeMap<String, S
     .collect()
 }
 
-/// How often [`tidy`] looks for clusters that became reachable.
+/// How often [`tidy`] looks for clusters where copies may be left.
 pub const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What [`delete_left_over_copies`] did.
@@ -119,51 +119,52 @@ pub async fn delete_left_over_copies(
     Ok(tidied)
 }
 
-/// Once the caches are synced, and then every [`TIDY_EVERY`]: in each cluster jobs run in that
-/// is reachable now and was not at the last look (every one, the first time), deletes the
-/// kubeconfig copies left over. A lease is reclaimed from a deleted job even while a build
-/// cluster is down (holding it would starve the pool), so the copy there is deleted here once
-/// the cluster is back; a stop between a reclaim and its delete is repaired the same way.
+/// Once the caches are synced, and then every [`TIDY_EVERY`]: in each reachable cluster
+/// where copies may be left (every one at start, and one where a delete failed since its last
+/// tidy), deletes the kubeconfig copies left over. A lease is reclaimed from a deleted job
+/// even while a build cluster is down (holding it would starve the pool), so the copy there
+/// is deleted here once the cluster is back; a stop between a reclaim and its delete is
+/// repaired the same way, at the next start.
 pub async fn tidy(caches: Caches, namespace: Option<String>, shutdown: CancellationToken) {
     tokio::select! {
         ok = caches.synced() => if !ok { return },
         _ = shutdown.cancelled() => return,
     }
-    // The members tidied since they were last reached, by address.
-    let mut tidied: HashSet<usize> = HashSet::new();
+    // The count of each member (by address) that its last complete tidy answered.
+    let mut tidied: HashMap<usize, u64> = HashMap::new();
     loop {
-        let up: Vec<_> = caches
-            .builds
-            .members()
+        let members = caches.builds.members();
+        tidied.retain(|addr, _| members.iter().any(|m| Arc::as_ptr(m) as usize == *addr));
+        let due: Vec<_> = members
             .into_iter()
-            .filter(|m| m.reach() == Reach::Up)
+            .filter(|m| {
+                let addr = Arc::as_ptr(m) as usize;
+                tidied.get(&addr) != Some(&m.copies_left_count()) && m.reach() == Reach::Up
+            })
             .collect();
-        tidied.retain(|addr| up.iter().any(|m| Arc::as_ptr(m) as usize == *addr));
-        let jobs = caches.open.state();
-        let unfinished: HashSet<&str> = jobs
-            .iter()
-            .filter_map(|j| j.metadata.uid.as_deref())
-            .collect();
-        for member in up {
-            let addr = Arc::as_ptr(&member) as usize;
-            if tidied.contains(&addr) {
-                continue;
-            }
-            let now = Timestamp::now();
-            match delete_left_over_copies(&member.client, namespace.as_deref(), &unfinished, now)
-                .await
-            {
-                // Done with this cluster until it is next unreachable, unless a copy has to
-                // be looked at again once its grace is over.
-                Ok(done) if done.young == 0 => {
-                    tidied.insert(addr);
+        if !due.is_empty() {
+            let jobs = caches.open.state();
+            let unfinished: HashSet<&str> = jobs
+                .iter()
+                .filter_map(|j| j.metadata.uid.as_deref())
+                .collect();
+            for member in due {
+                // Read first: a failure counted during this tidy makes another one.
+                let count = member.copies_left_count();
+                let now = Timestamp::now();
+                let namespace = namespace.as_deref();
+                match delete_left_over_copies(&member.client, namespace, &unfinished, now).await {
+                    // Done with this cluster until a delete there fails again, unless a copy
+                    // has to be looked at again once its grace is over.
+                    Ok(done) if done.young == 0 => {
+                        tidied.insert(Arc::as_ptr(&member) as usize, count);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(cluster = %member.alias, error = %e,
+                        "looking for kubeconfig copies left over; trying again"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(cluster = %member.alias, error = %e,
-                    "looking for kubeconfig copies left over; trying again"),
             }
         }
-        drop(jobs);
         tokio::select! {
             _ = tokio::time::sleep(TIDY_EVERY) => {}
             _ = shutdown.cancelled() => return,

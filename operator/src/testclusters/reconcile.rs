@@ -261,8 +261,8 @@ async fn set_finalizer(cluster: &TestCluster, change: Finalizer, ctx: &Ctx) -> R
 /// Deletes the kubeconfig copies made for the job with `uid` in every build cluster that is
 /// reachable. A cluster that fails is passed over: the others are still cleaned, and its error
 /// is returned, so it shows on the TestCluster as a failed reconcile (a Warning Event). The
-/// lease is already reclaimed then, so no later pass here retries it: [`super::tidy`] deletes
-/// that copy once the cluster is reachable again.
+/// lease is already reclaimed then, so no later pass here retries it: the cluster is marked,
+/// and [`super::tidy`] deletes that copy once the cluster is reachable again.
 async fn delete_copies_everywhere(ctx: &Ctx, uid: &str) -> Result<(), Error> {
     let namespace = ctx.clusters.cluster_namespace.as_deref();
     let mut failed = None;
@@ -270,6 +270,7 @@ async fn delete_copies_everywhere(ctx: &Ctx, uid: &str) -> Result<(), Error> {
         if let Err(e) = delete_kubeconfig_copies(&member.client, namespace, uid).await {
             tracing::warn!(cluster = %member.alias, job_uid = uid, error = %e,
                 "deleting a kubeconfig copy");
+            member.copies_may_be_left();
             failed.get_or_insert(e);
         }
     }
