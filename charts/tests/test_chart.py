@@ -161,11 +161,20 @@ def test_build_clusters_are_read_beside_the_release_and_documented():
     assert resources["secrets"] == ["get"], "kubeconfigs are only read"
     webhook = named(objects, "Role", "-webhook-builds")
     assert webhook["rules"] == [
-        {"apiGroups": ["prow-operator.dev"], "resources": ["buildclusters"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-    ], "the deep check reads a BuildCluster's kubeconfig to dry-run a pod there"
-    shallow = named(render({"webhook": {"deepCheck": False}}), "Role", "-webhook-builds")
-    assert not [r for r in shallow["rules"] if "secrets" in r["resources"]], "no deep check, no Secrets"
+        {"apiGroups": ["prow-operator.dev"], "resources": ["buildclusters"], "verbs": ["get", "list", "watch"]}
+    ], "by default the webhook reads no Secret but its certificate's"
+    _, c = container(objects, "webhook")
+    assert "--deep-check-build-clusters=false" in c["args"]
+    # Opted in, the deep check reads a BuildCluster's kubeconfig to dry-run a pod there.
+    deep = render({"webhook": {"deepCheckBuildClusters": True}})
+    assert named(deep, "Role", "-webhook-builds")["rules"][1] == {
+        "apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    _, c = container(deep, "webhook")
+    assert "--deep-check-build-clusters=true" in c["args"]
+    shallow = render({"webhook": {"deepCheck": False, "deepCheckBuildClusters": True}})
+    assert not [r for r in named(shallow, "Role", "-webhook-builds")["rules"] if "secrets" in r["resources"]]
+    _, c = container(shallow, "webhook")
+    assert "--deep-check-build-clusters=false" in c["args"], "no deep check, no Secrets"
     bindings = {b["metadata"]["name"]: b for b in of_kind(objects, "RoleBinding")}
     assert bindings["prow-prow-operator-operator-builds"]["subjects"][0]["name"] == "prow-prow-operator-operator"
     assert bindings["prow-prow-operator-webhook-builds"]["subjects"][0]["name"] == "prow-prow-operator-webhook"
@@ -555,8 +564,8 @@ def test_the_dashboard_is_off_by_default_and_on_reads_only_its_two_namespaces():
     assert "port-forward" not in notes()
 
 
-def test_the_dashboard_reads_build_cluster_pods_through_their_kubeconfigs_unless_told_not_to():
-    objects = render(DASHBOARD)
+def test_the_dashboard_reads_build_cluster_pods_through_their_kubeconfigs_only_when_told_to():
+    objects = render({"dashboard": {"enabled": True, "readBuildClusters": True}})
     _, c = container(objects, "dashboard")
     assert f"--build-cluster-namespace={NAMESPACE}" in c["args"]
     role = named(objects, "Role", "-dashboard-builds")
@@ -567,7 +576,7 @@ def test_the_dashboard_reads_build_cluster_pods_through_their_kubeconfigs_unless
     binding = named(objects, "RoleBinding", "-dashboard-builds")
     assert binding["subjects"][0]["name"] == "prow-prow-operator-dashboard"
 
-    objects = render({"dashboard": {"enabled": True, "readBuildClusters": False}})
+    objects = render(DASHBOARD)
     _, c = container(objects, "dashboard")
     assert not [a for a in c["args"] if a.startswith("--build-cluster-namespace")]
     assert not [o for o in objects if o["metadata"]["name"].endswith("-dashboard-builds")]

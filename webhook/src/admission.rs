@@ -94,7 +94,8 @@ pub struct DeepCheck {
     /// How long the dry run may take before the job is admitted with a warning.
     pub timeout: Duration,
     /// Clients for the BuildClusters' kubeconfigs: the pod of a job for another build cluster
-    /// is dry-run there. `None`: such a job is admitted with a warning.
+    /// is dry-run there. `None` (`--deep-check-build-clusters=false`, or no BuildClusters
+    /// read): such a job is admitted with a warning.
     pub kubeconfigs: Option<Arc<KubeconfigClients>>,
 }
 
@@ -298,7 +299,10 @@ impl Admitter {
     /// check's timeout, or why there is none.
     async fn build_cluster_client(&self, deep: &DeepCheck, alias: &str) -> Result<Client, String> {
         let Some(kubeconfigs) = &deep.kubeconfigs else {
-            return Err("the webhook reads no BuildClusters".into());
+            return Err(
+                "the webhook reads no BuildCluster kubeconfigs (--deep-check-build-clusters)"
+                    .into(),
+            );
         };
         let declared = self.build_clusters.as_ref().and_then(|b| {
             b.declared

@@ -95,6 +95,12 @@ struct WebhookConfig {
     #[arg(long, env = "PROW_WEBHOOK_DEEP_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
     deep_check: bool,
 
+    /// Dry-run the pod of a job for another build cluster in that cluster, with the kubeconfig
+    /// its BuildCluster names (needs `get` on those Secrets); false admits such a job with a
+    /// warning that its pod was not dry-run.
+    #[arg(long, env = "PROW_WEBHOOK_DEEP_CHECK_BUILD_CLUSTERS", default_value_t = true, action = clap::ArgAction::Set)]
+    deep_check_build_clusters: bool,
+
     /// How long the deep check may take before the job is admitted with a warning.
     #[arg(
         long,
@@ -314,8 +320,7 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
             client: client.clone(),
             pod_namespace: cfg.pod_namespace.clone(),
             timeout: Duration::from_millis(cfg.deep_check_timeout_ms),
-            kubeconfigs: build_clusters
-                .is_some()
+            kubeconfigs: (cfg.deep_check_build_clusters && build_clusters.is_some())
                 .then(|| Arc::new(KubeconfigClients::new(client.clone()))),
         }),
         build_clusters,

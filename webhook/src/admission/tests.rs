@@ -340,7 +340,7 @@ async fn the_deep_check_asks_the_cluster_each_job_runs_in() {
         (
             &not_reading,
             "b2",
-            "in build cluster b2: the webhook reads no BuildClusters",
+            "in build cluster b2: the webhook reads no BuildCluster kubeconfigs",
         ),
         (
             &reading,
