@@ -381,9 +381,11 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
                 drain: signalled.clone(),
                 stop: stop.clone(),
             };
-            let listen = cfg.listen;
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .with_context(|| format!("binding {}", cfg.listen))?;
             tasks.spawn("admission-server", async move {
-                if let Err(e) = tls::serve(listen, tls_config, routes, limits, shutdown).await {
+                if let Err(e) = tls::serve(listener, tls_config, routes, limits, shutdown).await {
                     tracing::error!(error = %e, "admission server");
                 }
             });

@@ -227,27 +227,9 @@ pub struct Shutdown {
     pub stop: CancellationToken,
 }
 
-/// Serves `filter` over TLS on `listen` within `limits` until `shutdown.stop`, letting its
+/// Serves `filter` over TLS on `listener` within `limits` until `shutdown.stop`, letting its
 /// connections go as [`Shutdown`] says, so that a rollout cuts no request off.
 pub async fn serve<F>(
-    listen: SocketAddr,
-    config: rustls::ServerConfig,
-    filter: F,
-    limits: ConnectionLimits,
-    shutdown: Shutdown,
-) -> anyhow::Result<()>
-where
-    F: warp::Filter + Clone + Send + Sync + 'static,
-    F::Extract: warp::Reply,
-{
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    serve_on(listener, config, filter, limits, shutdown).await
-}
-
-/// [`serve`] on a bound listener.
-async fn serve_on<F>(
     listener: TcpListener,
     config: rustls::ServerConfig,
     filter: F,
@@ -561,7 +543,7 @@ mod shutdown_tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let shutdown = Shutdown::default();
-        let served = tokio::spawn(serve_on(
+        let served = tokio::spawn(serve(
             listener,
             config,
             routes,
@@ -636,6 +618,27 @@ mod shutdown_tests {
         }
     }
 
+    impl Server {
+        /// While draining, until it stops, the server still answers a client that reaches it
+        /// (over HTTP/2 or HTTP/1), once: then the connection ends. Then it stops.
+        async fn serves_a_late_client_once_then_stops(self, h2: bool) {
+            let (response, connection) = if h2 {
+                let (mut send, connection) = self.h2().await;
+                (send.send_request(get("/")).await, connection)
+            } else {
+                let (mut send, connection) = self.h1().await;
+                (send.send_request(get("/")).await, connection)
+            };
+            let (body, closing) = answered(response.unwrap()).await;
+            assert_eq!(body, "ok");
+            // HTTP/1 says so in its answer; HTTP/2 with GOAWAY.
+            assert!(h2 || closing, "an HTTP/1 answer says Connection: close");
+            assert!(ends_within(connection, Duration::from_secs(2)).await);
+            self.shutdown.stop.cancel();
+            self.served.await.unwrap().unwrap();
+        }
+    }
+
     fn get(path: &str) -> Request<Empty<Bytes>> {
         Request::get(format!("https://localhost{path}"))
             .body(Empty::new())
@@ -674,13 +677,7 @@ mod shutdown_tests {
             "the server sent GOAWAY and the connection ended, long before its idle timeout"
         );
 
-        // Until it stops, the server still answers a client that reaches it.
-        let (mut send, connection) = server.h2().await;
-        let (body, _) = answered(send.send_request(get("/")).await.unwrap()).await;
-        assert_eq!(body, "ok");
-        assert!(ends_within(connection, Duration::from_secs(2)).await);
-        server.shutdown.stop.cancel();
-        server.served.await.unwrap().unwrap();
+        server.serves_a_late_client_once_then_stops(true).await;
     }
 
     #[tokio::test]
@@ -707,15 +704,7 @@ mod shutdown_tests {
         assert!(closing, "the answer after the drain says Connection: close");
         assert!(ends_within(busy_connection, Duration::from_secs(2)).await);
 
-        let (mut send, connection) = server.h1().await;
-        let (_, closing) = answered(send.send_request(get("/")).await.unwrap()).await;
-        assert!(
-            closing,
-            "a connection made while draining serves one request"
-        );
-        assert!(ends_within(connection, Duration::from_secs(2)).await);
-        server.shutdown.stop.cancel();
-        server.served.await.unwrap().unwrap();
+        server.serves_a_late_client_once_then_stops(false).await;
     }
 
     #[tokio::test]

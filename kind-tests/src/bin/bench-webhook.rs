@@ -205,7 +205,7 @@ impl EchoReference {
         let cert = prow_webhook::tls::ReloadingCert::load(&certs.cert, &certs.key)?;
         let config = prow_webhook::tls::server_config(cert)?;
         let port = free_port()?;
-        let listen = ([127, 0, 0, 1], port).into();
+        let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let stop = CancellationToken::new();
         let filter = warp::post()
             .and(warp::path("echo"))
@@ -225,16 +225,21 @@ impl EchoReference {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            if let Err(e) = runtime.block_on(prow_webhook::tls::serve(
-                listen,
-                config,
-                filter,
-                prow_webhook::tls::ConnectionLimits::default().within_file_limit(),
-                prow_webhook::tls::Shutdown {
-                    stop: stopped,
-                    ..Default::default()
-                },
-            )) {
+            let served = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                prow_webhook::tls::serve(
+                    listener,
+                    config,
+                    filter,
+                    prow_webhook::tls::ConnectionLimits::default().within_file_limit(),
+                    prow_webhook::tls::Shutdown {
+                        stop: stopped,
+                        ..Default::default()
+                    },
+                )
+                .await
+            });
+            if let Err(e) = served {
                 eprintln!("echo reference: {e:#}");
             }
         });
