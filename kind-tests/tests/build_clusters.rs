@@ -570,6 +570,24 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
     // A test cluster whose kubeconfig the job's pod gets: the copy goes where the pod is.
     kind_tests::fixtures::create_test_cluster(&env, "tc1", "e2e", None, "kubeconfig", "kc-text")
         .await;
+    // Copies of jobs that no longer exist: one of this operator's jobs' namespace, one of
+    // another operator's that shares the pod namespace. Only the first is this one's to tidy.
+    let secrets_b2: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(b2_client.clone(), &ns);
+    for (name, jobs_namespace) in [("stray-ours", ns.as_str()), ("stray-theirs", "elsewhere")] {
+        let stray = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {
+                "created-by-prow": "true",
+                "prow-operator.dev/test-cluster-holder": "no-such-job-uid",
+                "prow-operator.dev/test-cluster-holder-namespace": jobs_namespace}},
+            "data": {"kubeconfig": "a2M="},
+        }))
+        .expect("secret");
+        secrets_b2
+            .create(&PostParams::default(), &stray)
+            .await
+            .expect("stray copy");
+    }
     let _operator = operator(&env, &["--max-concurrency=1"]);
     wait_for_condition(&env, "b2", REACHABLE, "True", SHOWS)
         .await
@@ -630,8 +648,6 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
     let pod = pods_b2.get("second").await.expect("the pod is in b2");
     // The kubeconfig copy the pod mounts is beside it in b2, not in the operator's cluster.
     let copy = prow_api::pool::kubeconfig_copy_name("second");
-    let secrets_b2: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(b2_client.clone(), &ns);
     assert!(secrets_b2.get_opt(&copy).await.expect("read").is_some());
     assert!(env
         .api::<k8s_openapi::api::core::v1::Secret>()
@@ -717,6 +733,15 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
     println!(
         "left-over copy deleted {:?} after b2 came back",
         started.elapsed()
+    );
+    eventually("the stray copy of this operator's namespace deleted", WAIT, || async {
+        Ok(matches!(secrets_b2.get_opt("stray-ours").await, Ok(None)).then_some(()))
+    })
+    .await
+    .expect("tidied");
+    assert!(
+        secrets_b2.get_opt("stray-theirs").await.expect("read").is_some(),
+        "another operator's copy is not this one's to delete"
     );
     drop(b2);
 }

@@ -207,7 +207,14 @@ async fn main() -> anyhow::Result<()> {
     );
     tasks.spawn(
         "kubeconfig-copy-tidy",
-        testclusters::tidy(caches.clone(), pod_watch_namespace.clone(), stop.clone()),
+        testclusters::tidy(
+            caches.clone(),
+            testclusters::TidyScope {
+                namespace: pod_watch_namespace.clone(),
+                jobs_namespace: cfg.watch_namespace.clone(),
+            },
+            stop.clone(),
+        ),
     );
     tasks.spawn(
         "retention",

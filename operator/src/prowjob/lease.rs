@@ -84,6 +84,7 @@ pub(super) async fn copy_kubeconfig(
             namespace: Some(pod_ns.to_string()),
             labels: Some(crate::testclusters::kubeconfig_copy_labels(
                 job.metadata.uid.as_deref().unwrap_or_default(),
+                job.metadata.namespace.as_deref().unwrap_or_default(),
             )),
             ..Default::default()
         },

@@ -18,6 +18,10 @@ use crate::prowjob::Caches;
 /// On the copy of a leased cluster's kubeconfig Secret: the UID of the job it was copied for.
 pub const KUBECONFIG_HOLDER: &str = "prow-operator.dev/test-cluster-holder";
 
+/// On the copy: the namespace of the job it was copied for, so that an operator that watches
+/// one namespace tidies only its own jobs' copies in a pod namespace it may share.
+pub const KUBECONFIG_HOLDER_NAMESPACE: &str = "prow-operator.dev/test-cluster-holder-namespace";
+
 /// Deletes the copies of a cluster's kubeconfig made for the job with `uid`, in `namespace`
 /// or, when the job is gone and its pod namespace unknown, wherever they are.
 pub async fn delete_kubeconfig_copies(
@@ -44,11 +48,15 @@ pub async fn delete_kubeconfig_copies(
     Ok(())
 }
 
-/// The label selector of the kubeconfig copies made for a job.
-pub fn kubeconfig_copy_labels(uid: &str) -> std::collections::BTreeMap<String, String> {
+/// The labels of the kubeconfig copies made for the job with `uid` in `namespace`.
+pub fn kubeconfig_copy_labels(
+    uid: &str,
+    namespace: &str,
+) -> std::collections::BTreeMap<String, String> {
     [
         (labels::CREATED_BY_PROW.to_string(), "true".to_string()),
         (KUBECONFIG_HOLDER.to_string(), uid.to_string()),
+        (KUBECONFIG_HOLDER_NAMESPACE.to_string(), namespace.to_string()),
     ]
     .into_iter()
     .collect()
@@ -66,23 +74,34 @@ pub struct Tidied {
     pub young: usize,
 }
 
-/// Deletes, in `client`'s cluster (in `namespace`, or all), the kubeconfig copies that
+/// Which copies a tidy looks at.
+#[derive(Clone, Debug, Default)]
+pub struct TidyScope {
+    /// The namespace the copies are in (the pods'), or all.
+    pub namespace: Option<String>,
+    /// The one namespace whose jobs this operator runs (`--watch-namespace`): only copies
+    /// labelled with it are looked at. `None`: every job is this operator's.
+    pub jobs_namespace: Option<String>,
+}
+
+/// Deletes, in `client`'s cluster, the kubeconfig copies within `scope` that
 /// [`prow_api::pool::copy_is_left_over`] says are left over.
 pub async fn delete_left_over_copies(
     client: &Client,
-    namespace: Option<&str>,
+    scope: &TidyScope,
     unfinished: &HashSet<&str>,
     now: Timestamp,
 ) -> Result<Tidied, kube::Error> {
-    let api: Api<Secret> = match namespace {
+    let api: Api<Secret> = match &scope.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let selector = match &scope.jobs_namespace {
+        Some(ns) => format!("{KUBECONFIG_HOLDER},{KUBECONFIG_HOLDER_NAMESPACE}={ns}"),
+        None => KUBECONFIG_HOLDER.to_string(),
+    };
     let mut tidied = Tidied::default();
-    for secret in api
-        .list(&ListParams::default().labels(KUBECONFIG_HOLDER))
-        .await?
-    {
+    for secret in api.list(&ListParams::default().labels(&selector)).await? {
         let holder = secret
             .labels()
             .get(KUBECONFIG_HOLDER)
@@ -125,7 +144,7 @@ pub async fn delete_left_over_copies(
 /// even while a build cluster is down (holding it would starve the pool), so the copy there
 /// is deleted here once the cluster is back; a stop between a reclaim and its delete is
 /// repaired the same way, at the next start.
-pub async fn tidy(caches: Caches, namespace: Option<String>, shutdown: CancellationToken) {
+pub async fn tidy(caches: Caches, scope: TidyScope, shutdown: CancellationToken) {
     tokio::select! {
         ok = caches.synced() => if !ok { return },
         _ = shutdown.cancelled() => return,
@@ -152,8 +171,7 @@ pub async fn tidy(caches: Caches, namespace: Option<String>, shutdown: Cancellat
                 // Read first: a failure counted during this tidy makes another one.
                 let count = member.copies_left_count();
                 let now = Timestamp::now();
-                let namespace = namespace.as_deref();
-                match delete_left_over_copies(&member.client, namespace, &unfinished, now).await {
+                match delete_left_over_copies(&member.client, &scope, &unfinished, now).await {
                     // Done with this cluster until a delete there fails again, unless a copy
                     // has to be looked at again once its grace is over.
                     Ok(done) if done.young == 0 => {

@@ -39,7 +39,9 @@ mod readyz;
 mod reconcile;
 
 pub use cache::Clusters;
-pub use copies::{delete_kubeconfig_copies, kubeconfig_copy_labels, tidy, KUBECONFIG_HOLDER};
+pub use copies::{
+    delete_kubeconfig_copies, kubeconfig_copy_labels, tidy, TidyScope, KUBECONFIG_HOLDER,
+};
 pub use lease::{Changed, Claim, NotWritten, Turn};
 pub use pools::create_cluster_job_of;
 pub use prow_api::cluster_plan::FINALIZER;
