@@ -734,13 +734,19 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
         "left-over copy deleted {:?} after b2 came back",
         started.elapsed()
     );
-    eventually("the stray copy of this operator's namespace deleted", WAIT, || async {
-        Ok(matches!(secrets_b2.get_opt("stray-ours").await, Ok(None)).then_some(()))
-    })
+    eventually(
+        "the stray copy of this operator's namespace deleted",
+        WAIT,
+        || async { Ok(matches!(secrets_b2.get_opt("stray-ours").await, Ok(None)).then_some(())) },
+    )
     .await
     .expect("tidied");
     assert!(
-        secrets_b2.get_opt("stray-theirs").await.expect("read").is_some(),
+        secrets_b2
+            .get_opt("stray-theirs")
+            .await
+            .expect("read")
+            .is_some(),
         "another operator's copy is not this one's to delete"
     );
     drop(b2);

@@ -145,7 +145,9 @@ struct WebhookConfig {
     header_timeout: Duration,
 
     /// A connection with no traffic this long is closed (Go duration).
-    #[arg(long, env = "PROW_WEBHOOK_IDLE_TIMEOUT", default_value = "60s", value_parser = go_duration)]
+    /// Longer than the API server's own 90 s, so that it is the client that closes an idle
+    /// connection: closed by the server, one the client is sending on fails with EOF.
+    #[arg(long, env = "PROW_WEBHOOK_IDLE_TIMEOUT", default_value = "120s", value_parser = go_duration)]
     #[serde(skip)]
     idle_timeout: Duration,
 

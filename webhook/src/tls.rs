@@ -174,7 +174,7 @@ impl Default for ConnectionLimits {
             max_connections: 1000,
             handshake_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -222,8 +222,9 @@ pub struct Shutdown {
     /// connections included. Clients then dial again, and by then the Service sends them to
     /// another pod. Cancelled at SIGTERM.
     pub drain: CancellationToken,
-    /// From this on, nothing is accepted; the server returns once its connections are closed,
-    /// or after [`LAST_REQUESTS`]. Cancelled after the shutdown delay.
+    /// From this on, nothing is accepted and idle HTTP/1 connections are closed; the server
+    /// returns once its connections are closed, or after [`LAST_REQUESTS`]. Cancelled after
+    /// the shutdown delay.
     pub stop: CancellationToken,
 }
 
@@ -274,9 +275,9 @@ where
             _ = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, filter, drain) = (acceptor.clone(), filter.clone(), shutdown.drain.clone());
+        let (acceptor, filter, shutdown) = (acceptor.clone(), filter.clone(), shutdown.clone());
         tokio::spawn(async move {
-            serve_connection(tcp, peer, acceptor, filter, limits, drain).await;
+            serve_connection(tcp, peer, acceptor, filter, limits, shutdown).await;
             drop(slot);
         });
     }
@@ -303,11 +304,12 @@ async fn serve_connection<F>(
     acceptor: TlsAcceptor,
     filter: F,
     limits: ConnectionLimits,
-    drain: CancellationToken,
+    shutdown: Shutdown,
 ) where
     F: warp::Filter + Clone + Send + Sync + 'static,
     F::Extract: warp::Reply,
 {
+    let Shutdown { drain, stop } = shutdown;
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -327,28 +329,38 @@ async fn serve_connection<F>(
         inner: tls,
         activity: activity.clone(),
     });
-    // A connection made while draining: HTTP/1 answers its first request with
-    // `Connection: close` (a graceful shutdown now would close it unanswered); HTTP/2 gets
-    // its GOAWAY below, after the streams the client opens at once.
-    let late_http1 = !h2 && drain.is_cancelled();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(!late_http1);
+        .header_read_timeout(limits.header_timeout);
     builder.http2().timer(TokioTimer::new());
     let builder = if h2 {
         builder.http2_only()
     } else {
         builder.http1_only()
     };
-    let service = TowerToHyperService::new(warp::service(filter));
+    let service = CloseWhenDraining {
+        inner: TowerToHyperService::new(warp::service(filter)),
+        drain: (!h2).then(|| drain.clone()),
+    };
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let check_every = (limits.idle_timeout / 4).max(Duration::from_millis(100));
-    let mut draining = late_http1;
+    // HTTP/2 is let go at the drain (GOAWAY: streams already open are answered, the client
+    // opens the next on a new connection); HTTP/1 by its answers (`Connection: close`), and
+    // at the stop, when one still idle is closed. Closing an idle HTTP/1 connection races a
+    // client that is sending on it: the API server (which calls webhooks over HTTP/1.1 only)
+    // does not retry a POST, so it would fail with EOF.
+    let mut let_go = false;
     loop {
+        let now_is_the_time = async {
+            if h2 {
+                drain.cancelled().await
+            } else {
+                stop.cancelled().await
+            }
+        };
         tokio::select! {
             served = connection.as_mut() => {
                 if let Err(e) = served {
@@ -356,11 +368,10 @@ async fn serve_connection<F>(
                 }
                 return;
             }
-            _ = drain.cancelled(), if !draining => {
-                // Requests already sent are answered; the client takes the next elsewhere.
-                tracing::debug!(%peer, "asking the client to close the connection");
+            _ = now_is_the_time, if !let_go => {
+                tracing::debug!(%peer, h2, "letting the connection go");
                 connection.as_mut().graceful_shutdown();
-                draining = true;
+                let_go = true;
             }
             _ = tokio::time::sleep(check_every) => {
                 if activity.idle_for() < limits.idle_timeout {
@@ -372,6 +383,41 @@ async fn serve_connection<F>(
                 return;
             }
         }
+    }
+}
+
+/// The service of one connection. On HTTP/1 (`drain` set), every answer once the server
+/// drains says `Connection: close`, so hyper closes the connection after it and the client's
+/// next request opens a new one, which the Service by then sends to a pod that stays.
+#[derive(Clone)]
+struct CloseWhenDraining<S> {
+    inner: S,
+    drain: Option<CancellationToken>,
+}
+
+impl<S, R, B> hyper::service::Service<R> for CloseWhenDraining<S>
+where
+    S: hyper::service::Service<R, Response = hyper::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = hyper::Response<B>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<hyper::Response<B>, S::Error>> + Send>>;
+
+    fn call(&self, request: R) -> Self::Future {
+        let answer = self.inner.call(request);
+        let drain = self.drain.clone();
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if drain.is_some_and(|d| d.is_cancelled()) {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(response)
+        })
     }
 }
 
@@ -618,27 +664,6 @@ mod shutdown_tests {
         }
     }
 
-    impl Server {
-        /// While draining, until it stops, the server still answers a client that reaches it
-        /// (over HTTP/2 or HTTP/1), once: then the connection ends. Then it stops.
-        async fn serves_a_late_client_once_then_stops(self, h2: bool) {
-            let (response, connection) = if h2 {
-                let (mut send, connection) = self.h2().await;
-                (send.send_request(get("/")).await, connection)
-            } else {
-                let (mut send, connection) = self.h1().await;
-                (send.send_request(get("/")).await, connection)
-            };
-            let (body, closing) = answered(response.unwrap()).await;
-            assert_eq!(body, "ok");
-            // HTTP/1 says so in its answer; HTTP/2 with GOAWAY.
-            assert!(h2 || closing, "an HTTP/1 answer says Connection: close");
-            assert!(ends_within(connection, Duration::from_secs(2)).await);
-            self.shutdown.stop.cancel();
-            self.served.await.unwrap().unwrap();
-        }
-    }
-
     fn get(path: &str) -> Request<Empty<Bytes>> {
         Request::get(format!("https://localhost{path}"))
             .body(Empty::new())
@@ -677,11 +702,18 @@ mod shutdown_tests {
             "the server sent GOAWAY and the connection ended, long before its idle timeout"
         );
 
-        server.serves_a_late_client_once_then_stops(true).await;
+        // Until it stops, the server still answers a client that reaches it, once.
+        let (mut send, connection) = server.h2().await;
+        let (body, _) = answered(send.send_request(get("/")).await.unwrap()).await;
+        assert_eq!(body, "ok");
+        assert!(ends_within(connection, Duration::from_secs(2)).await);
+        server.shutdown.stop.cancel();
+        server.served.await.unwrap().unwrap();
     }
 
     #[tokio::test]
-    async fn draining_answers_http1_requests_with_connection_close_and_closes_idle_ones() {
+    async fn draining_answers_http1_requests_with_connection_close_and_closes_idle_ones_at_the_stop(
+    ) {
         let server = start().await;
         let (mut busy, busy_connection) = server.h1().await;
         let (_, closing) = answered(busy.send_request(get("/")).await.unwrap()).await;
@@ -690,21 +722,45 @@ mod shutdown_tests {
         let (mut idle, idle_connection) = server.h1().await;
         let (_, closing) = answered(idle.send_request(get("/")).await.unwrap()).await;
         assert!(!closing);
+        let (mut unused, unused_connection) = server.h1().await;
+        answered(unused.send_request(get("/")).await.unwrap()).await;
         tokio::time::sleep(SLOW / 3).await;
 
         server.shutdown.drain.cancel();
-        // HTTP/1 has no way to tell an idle client to go but closing; a busy one is told so
-        // with its answer.
-        assert!(
-            ends_within(idle_connection, Duration::from_secs(2)).await,
-            "an idle connection is closed at the drain"
-        );
+        // An idle HTTP/1 connection is not closed under a client that may be sending on it
+        // (the API server does not retry a POST): it is told with its next answer.
         let (body, closing) = answered(slow.await.unwrap().unwrap()).await;
         assert_eq!(body, "slow", "a request in flight at the drain is answered");
         assert!(closing, "the answer after the drain says Connection: close");
         assert!(ends_within(busy_connection, Duration::from_secs(2)).await);
+        assert!(
+            !idle_connection.is_finished(),
+            "an idle connection is still open after the drain"
+        );
+        let (body, closing) = answered(idle.send_request(get("/")).await.unwrap()).await;
+        assert_eq!(body, "ok", "and still answers");
+        assert!(closing, "saying Connection: close");
+        assert!(ends_within(idle_connection, Duration::from_secs(2)).await);
 
-        server.serves_a_late_client_once_then_stops(false).await;
+        // One never used again is closed at the stop.
+        let (mut late, late_connection) = server.h1().await;
+        let (_, closing) = answered(late.send_request(get("/")).await.unwrap()).await;
+        assert!(
+            closing,
+            "a connection made while draining serves one request"
+        );
+        assert!(ends_within(late_connection, Duration::from_secs(2)).await);
+        assert!(!unused_connection.is_finished());
+        server.shutdown.stop.cancel();
+        assert!(
+            ends_within(unused_connection, Duration::from_secs(2)).await,
+            "an idle connection is closed at the stop"
+        );
+        tokio::time::timeout(Duration::from_secs(2), server.served)
+            .await
+            .expect("the server returns once its connections closed")
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

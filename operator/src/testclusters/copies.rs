@@ -56,7 +56,10 @@ pub fn kubeconfig_copy_labels(
     [
         (labels::CREATED_BY_PROW.to_string(), "true".to_string()),
         (KUBECONFIG_HOLDER.to_string(), uid.to_string()),
-        (KUBECONFIG_HOLDER_NAMESPACE.to_string(), namespace.to_string()),
+        (
+            KUBECONFIG_HOLDER_NAMESPACE.to_string(),
+            namespace.to_string(),
+        ),
     ]
     .into_iter()
     .collect()
