@@ -461,9 +461,9 @@ pub async fn run(client: Client, caches: Caches, interval: Duration, shutdown: C
     }
 }
 
-/// Deletes one object if it is still the one planned for (UID precondition); a failure is
-/// logged and the sweep goes on.
-async fn delete<K>(client: &Client, doomed: &Doomed) -> bool
+/// Deletes one object if it is still the one planned for (its UID as the precondition), not a
+/// later one of the same name.
+pub(crate) async fn delete_planned<K>(client: &Client, doomed: &Doomed) -> Result<(), kube::Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -479,7 +479,19 @@ where
         }),
         ..Default::default()
     };
-    match api.delete(&doomed.name, &params).await {
+    api.delete(&doomed.name, &params).await.map(drop)
+}
+
+/// [`delete_planned`], for the sweep: a failure is logged and the sweep goes on.
+async fn delete<K>(client: &Client, doomed: &Doomed) -> bool
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match delete_planned::<K>(client, doomed).await {
         Ok(_) => {
             tracing::debug!(namespace = %doomed.namespace, name = %doomed.name, reason = doomed.reason, "deleted");
             true

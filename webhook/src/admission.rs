@@ -129,11 +129,15 @@ impl BuildClusters {
     fn is_own(&self, alias: &str) -> bool {
         alias == DEFAULT_ALIAS
             && !self.fixed.contains(DEFAULT_ALIAS)
-            && self
-                .declared
-                .state()
-                .iter()
-                .all(|b| b.metadata.name.as_deref() != Some(DEFAULT_ALIAS))
+            && self.declared_as(DEFAULT_ALIAS).is_none()
+    }
+
+    /// The BuildCluster named `alias`, if one is declared.
+    fn declared_as(&self, alias: &str) -> Option<Arc<BuildCluster>> {
+        self.declared
+            .state()
+            .into_iter()
+            .find(|b| b.metadata.name.as_deref() == Some(alias))
     }
 
     /// Every alias known now.
@@ -304,12 +308,10 @@ impl Admitter {
                     .into(),
             );
         };
-        let declared = self.build_clusters.as_ref().and_then(|b| {
-            b.declared
-                .state()
-                .into_iter()
-                .find(|c| c.metadata.name.as_deref() == Some(alias))
-        });
+        let declared = self
+            .build_clusters
+            .as_ref()
+            .and_then(|b| b.declared_as(alias));
         let Some(cluster) = declared else {
             return Err(
                 "it is no BuildCluster (the webhook does not read --kubeconfig-dir's kubeconfigs)"

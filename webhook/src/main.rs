@@ -153,8 +153,9 @@ struct WebhookConfig {
 
     /// After SIGTERM, keep serving this long, unready, before stopping (Go duration): the
     /// API server keeps calling a pod until its endpoint is removed, which takes a moment.
-    /// From SIGTERM on, each connection is closed once its requests are answered, so the API
-    /// server dials again instead of reusing a connection to this pod.
+    /// From SIGTERM on, each connection is let go once its requests are answered (an idle
+    /// HTTP/1 one at the end of the delay), so the API server dials again instead of reusing
+    /// a connection to this pod.
     #[arg(long, env = "PROW_WEBHOOK_SHUTDOWN_DELAY", default_value = "0s", value_parser = go_duration)]
     #[serde(skip)]
     shutdown_delay: Duration,

@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Preconditions};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use prow_api::buildcluster::Reach;
 use prow_api::labels;
 use prow_api::pool::copy_is_left_over;
+use prow_api::retention::Doomed;
 use tokio_util::sync::CancellationToken;
 
 use crate::prowjob::Caches;
+use crate::retention::delete_planned;
 
 /// On the copy of a leased cluster's kubeconfig Secret: the UID of the job it was copied for.
 pub const KUBECONFIG_HOLDER: &str = "prow-operator.dev/test-cluster-holder";
@@ -116,21 +118,15 @@ pub async fn delete_left_over_copies(
             }
             continue;
         }
-        let ns = secret.namespace().unwrap_or_default();
-        // The copy read, not a later one of the same name.
-        let params = DeleteParams {
-            preconditions: secret.uid().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
+        let doomed = Doomed {
+            namespace: secret.namespace().unwrap_or_default(),
+            name: secret.name_any(),
+            uid: secret.uid(),
+            reason: "a kubeconfig copy left over",
         };
-        match Api::<Secret>::namespaced(client.clone(), &ns)
-            .delete(&secret.name_any(), &params)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(namespace = %ns, name = %secret.name_any(), job_uid = holder,
+        match delete_planned::<Secret>(client, &doomed).await {
+            Ok(()) => {
+                tracing::info!(namespace = %doomed.namespace, name = %doomed.name, job_uid = holder,
                     "deleted a kubeconfig copy left over from a finished or deleted job");
                 tidied.deleted += 1;
             }
