@@ -426,20 +426,29 @@ pub async fn run(client: Client, caches: Caches, interval: Duration, shutdown: C
             if shutdown.is_cancelled() {
                 return;
             }
-            jobs_deleted += usize::from(delete::<ProwJob>(&client, doomed).await);
+            jobs_deleted += usize::from(deleted(
+                doomed,
+                delete_planned::<ProwJob>(&client, doomed).await,
+            ));
         }
         for (member, doomed) in &plan.pods {
             if shutdown.is_cancelled() {
                 return;
             }
-            pods_deleted += usize::from(delete::<Pod>(&member.client, doomed).await);
+            pods_deleted += usize::from(deleted(
+                doomed,
+                delete_planned::<Pod>(&member.client, doomed).await,
+            ));
         }
         for (member, doomed) in &plan.orphans {
             if shutdown.is_cancelled() {
                 return;
             }
             if still_orphaned(&member.client, &client, doomed).await {
-                pods_deleted += usize::from(delete::<Pod>(&member.client, doomed).await);
+                pods_deleted += usize::from(deleted(
+                    doomed,
+                    delete_planned::<Pod>(&member.client, doomed).await,
+                ));
             }
         }
         let queued = caches.schedule.len();
@@ -482,16 +491,10 @@ where
     api.delete(&doomed.name, &params).await.map(drop)
 }
 
-/// [`delete_planned`], for the sweep: a failure is logged and the sweep goes on.
-async fn delete<K>(client: &Client, doomed: &Doomed) -> bool
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    match delete_planned::<K>(client, doomed).await {
+/// Whether the sweep's [`delete_planned`] of `doomed` deleted it; a failure is logged and the
+/// sweep goes on.
+fn deleted(doomed: &Doomed, outcome: Result<(), kube::Error>) -> bool {
+    match outcome {
         Ok(_) => {
             tracing::debug!(namespace = %doomed.namespace, name = %doomed.name, reason = doomed.reason, "deleted");
             true
