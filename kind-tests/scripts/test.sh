@@ -118,4 +118,12 @@ grep -E "^Done [0-9]+ runs|^stat::number_of_executed_units" "$state/fuzz.log" ||
 awk '/^test result:/ || /^[0-9]+ (passed|failed)/ || /^=+ [0-9]+ (passed|failed)/ {
        for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log" "$chart_log"
+# Only the end of a failed run may be kept where it is read, so the failed tests' names and the
+# first lines of what each printed come last.
+if [ "$status" != 0 ]; then
+  echo "== what failed"
+  grep -E "^test .* FAILED$|^[A-Za-z_/.]+::[A-Za-z_:]+ FAILED|^FAILED " "$log" "$chart_log" | sort -u | head -20 || true
+  awk '/^---- .* stdout ----$/ { n = 0; on = 1 } on && n < 25 { print; n++ } /^failures:$/ && on { on = 0 }' \
+    "$log" | grep -v -E "^(W|I)[0-9]{4} " | head -120 || true
+fi
 exit "$status"
