@@ -483,6 +483,15 @@ def test_the_hook_is_off_by_default_and_on_with_least_privilege():
     assert volumes["github"]["secret"]["secretName"] == "github-token"
 
 
+def test_a_hook_rollout_drains_what_each_replica_took_in():
+    deployment, c = container(render(HOOK), "hook")
+    assert "--shutdown-delay=5s" in c["args"] and "--grace-period=60s" in c["args"], c["args"]
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 75
+    deployment, c = container(render({"hook": {**HOOK["hook"], "gracePeriodSeconds": 120}}), "hook")
+    assert "--grace-period=120s" in c["args"]
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 135
+
+
 def test_the_hooks_triggers_ingress_and_github_reach_it():
     objects = render({"hook": {
         "enabled": True,

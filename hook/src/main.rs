@@ -146,6 +146,18 @@ struct HookFlags {
     )]
     leader_election_name: String,
 
+    /// After SIGTERM, keep taking deliveries this long, unready, before the listener closes
+    /// (Go duration): the Service sends to a pod until its endpoint is removed, which takes a
+    /// moment. From SIGTERM on, every answer asks its connection to close.
+    #[arg(long, env = "PROW_HOOK_SHUTDOWN_DELAY", default_value = "0s", value_parser = go_duration)]
+    shutdown_delay: Duration,
+
+    /// On shutdown, keep handling the deliveries taken in (answered 200, not handled yet) for
+    /// at most this long after the listener closes (upstream hook's flag). Any still waiting
+    /// then are logged by delivery ID, to be redelivered from GitHub.
+    #[arg(long, env = "PROW_HOOK_GRACE_PERIOD", default_value = "60s", value_parser = go_duration)]
+    grace_period: Duration,
+
     /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "PROW_HOOK_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -189,9 +201,16 @@ async fn main() -> anyhow::Result<()> {
         timeout: Duration::from_secs(30),
     })?);
 
-    let stop = shutdown::on_signal();
-    let (client, fail_fast) = client::clients(flags.kubeconfig.as_deref()).await?;
     let ready = health::Readiness::default();
+    let drained = CancellationToken::new();
+    let stages = shutdown::Stages::on_signal(
+        &ready,
+        flags.shutdown_delay,
+        flags.grace_period,
+        Some(drained.clone()),
+    );
+    let stop = stages.stop.clone();
+    let (client, fail_fast) = client::clients(flags.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(Metrics::default());
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
 
@@ -221,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let (deliveries, received) = mpsc::channel(flags.queue.max(1));
+    // Cancelled once the listener closed and every request was answered: nothing more is
+    // taken in.
+    let served = CancellationToken::new();
     let intake = Arc::new(Intake::new(
         secrets.clone(),
         flags.max_body_bytes,
@@ -238,7 +260,16 @@ async fn main() -> anyhow::Result<()> {
         "trigger",
         logged(
             "trigger",
-            handle_deliveries(trigger, received, flags.workers, stop.clone()),
+            handle_deliveries(
+                trigger,
+                received,
+                flags.workers,
+                Draining {
+                    served: served.clone(),
+                    drained,
+                    stop: stop.clone(),
+                },
+            ),
         ),
     );
     tasks.spawn(
@@ -304,15 +335,32 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(move || metrics.render())
     };
     let routes = intake::route(intake).or(health::routes(ready.clone(), render));
+    // From SIGTERM on, each answer lets its connection go, so that a proxy in front sends the
+    // next delivery on a new connection, to a pod that stays (it does not retry a POST on a
+    // kept-alive connection closed under it).
+    let routes = routes.map({
+        let signalled = stages.signalled.clone();
+        move |reply| -> Box<dyn warp::Reply> {
+            if signalled.is_cancelled() {
+                Box::new(warp::reply::with_header(reply, "connection", "close"))
+            } else {
+                Box::new(reply)
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(flags.listen)
         .await
         .with_context(|| format!("binding {}", flags.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving /hook");
-    let server = warp::serve(routes).incoming(listener).graceful({
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(stages.clone().listener_closes());
+    tasks.spawn("server", async move {
+        server.run().await;
+        served.cancel();
+        // A supervised task lives until the stop.
+        stages.stop.cancelled().await;
     });
-    tasks.spawn("server", server.run());
     tasks.run().await
 }
 
@@ -368,19 +416,52 @@ where
     }
 }
 
+/// What ends the trigger's intake at shutdown.
+struct Draining {
+    /// Cancelled once nothing more can be taken in.
+    served: CancellationToken,
+    /// Cancelled here once every delivery taken in was handled.
+    drained: CancellationToken,
+    /// The grace period ran out (or a task died): what waits is left, and logged.
+    stop: CancellationToken,
+}
+
+/// Hands each delivery taken in to one of `workers`. Once nothing more is taken in, it goes on
+/// until every delivery queued and in hand was handled, then says so (`drained`); at the stop,
+/// the deliveries still queued are logged one by one, to be redelivered.
 async fn handle_deliveries(
     trigger: Arc<Trigger>,
     mut received: mpsc::Receiver<Delivery>,
     workers: usize,
-    stop: CancellationToken,
+    draining: Draining,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(workers.max(1)));
+    let workers = workers.max(1);
+    let slots = Arc::new(Semaphore::new(workers));
+    let mut closed = false;
     loop {
         let delivery = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            d = received.recv() => match d { Some(d) => d, None => return Ok(()) },
+            biased;
+            _ = draining.stop.cancelled() => {
+                left_unhandled(&mut received);
+                return Ok(());
+            }
+            _ = draining.served.cancelled(), if !closed => {
+                // What is queued is still received; then recv() says the queue is empty.
+                received.close();
+                closed = true;
+                tracing::info!(queued = received.len(), "no more deliveries come in; handling those taken");
+                continue;
+            }
+            d = received.recv() => match d { Some(d) => d, None => break },
         };
-        let permit = slots.clone().acquire_owned().await?;
+        let permit = tokio::select! {
+            _ = draining.stop.cancelled() => {
+                left_unhandled_one(&delivery);
+                left_unhandled(&mut received);
+                return Ok(());
+            }
+            permit = slots.clone().acquire_owned() => permit?,
+        };
         let trigger = trigger.clone();
         tokio::spawn(async move {
             if let Err(e) = trigger.handle(&delivery).await {
@@ -389,6 +470,26 @@ async fn handle_deliveries(
             drop(permit);
         });
     }
+    tokio::select! {
+        _ = draining.stop.cancelled() => {}
+        all = slots.acquire_many(workers as u32) => {
+            all?.forget();
+            tracing::info!("every delivery taken in was handled");
+            draining.drained.cancel();
+            draining.stop.cancelled().await;
+        }
+    }
+    Ok(())
+}
+
+fn left_unhandled(received: &mut mpsc::Receiver<Delivery>) {
+    while let Ok(delivery) = received.try_recv() {
+        left_unhandled_one(&delivery);
+    }
+}
+
+fn left_unhandled_one(delivery: &Delivery) {
+    tracing::warn!(delivery = %delivery.guid, event = %delivery.kind, "stopping with this delivery unhandled: redeliver it from the repository's webhook settings");
 }
 
 struct ReportSettings {

@@ -296,9 +296,20 @@ impl Hook {
         guid: &str,
         payload: &Value,
     ) -> anyhow::Result<(u16, String)> {
+        let answer = self.send(event, guid, payload).await?;
+        Ok((answer.status().as_u16(), answer.text().await?))
+    }
+
+    /// Sends `payload` as event `event` with delivery ID `guid`, signed; the whole answer.
+    pub async fn send(
+        &self,
+        event: &str,
+        guid: &str,
+        payload: &Value,
+    ) -> anyhow::Result<reqwest::Response> {
         let body = serde_json::to_vec(payload)?;
         let signature = prow_hook::intake::sign(&self.secret, &body);
-        let answer = self
+        Ok(self
             .http
             .post(self.url())
             .header("content-type", "application/json")
@@ -307,8 +318,7 @@ impl Hook {
             .header("x-hub-signature-256", signature)
             .body(body)
             .send()
-            .await?;
-        Ok((answer.status().as_u16(), answer.text().await?))
+            .await?)
     }
 
     /// Sends `payload` as `event` with a new delivery ID; fails unless answered 200.

@@ -183,17 +183,34 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
-    pub fn terminate(mut self) -> anyhow::Result<bool> {
+    pub fn terminate(self) -> anyhow::Result<bool> {
+        self.signal_term()?;
+        self.exited_within(Duration::from_secs(10))
+    }
+
+    /// Sends SIGTERM, and returns at once.
+    pub fn signal_term(&self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        anyhow::ensure!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()?
+                .success(),
+            "kill -TERM {pid} failed"
+        );
+        Ok(())
+    }
+
+    /// Waits at most `within` for the process to exit; returns whether it exited cleanly.
+    pub fn exited_within(mut self, within: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status.success());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        anyhow::bail!("did not exit within 10 s of SIGTERM")
+        anyhow::bail!("did not exit within {within:?}")
     }
 }
 

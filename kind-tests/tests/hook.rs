@@ -545,6 +545,101 @@ async fn a_push_to_main_starts_its_postsubmit_and_a_deleted_branch_nothing() {
     assert_eq!(made[0].labels()["prow.k8s.io/type"], "postsubmit");
 }
 
+/// `PUSHES` pushes to main, each with its own commit `p<i>`, delivered at once.
+async fn push_many(hook: &Hook, examples: &Examples) {
+    let pushes: Vec<Value> = (0..PUSHES)
+        .map(|i| {
+            let sha = format!("p{i}");
+            push_event(examples, ORG, REPO, "refs/heads/main", &sha, &["x"])
+        })
+        .collect();
+    let answers =
+        futures::future::join_all(pushes.iter().map(|push| hook.deliver("push", push))).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+}
+
+const PUSHES: usize = 40;
+
+/// The commits the runs of `env` were made for.
+async fn commits_run(env: &TestEnv) -> BTreeSet<String> {
+    runs(env)
+        .await
+        .iter()
+        .filter_map(|j| j.spec.refs.as_ref().map(|r| r.base_sha.clone()))
+        .collect()
+}
+
+/// A rollout loses no delivery: what a stopping hook took in (answered 200 and queued) it
+/// handles before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_hook_handles_every_delivery_it_took_in_before_it_exits() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-drain").await.expect("env");
+    define_jobs(&env).await;
+    // One worker and no delay, so that most pushes still wait in the queue at the signal.
+    let hook = Hook::start(&env, "", &["--workers=1", "--grace-period=60s"])
+        .await
+        .expect("prow-hook");
+    push_many(&hook, &examples).await;
+    hook.process.signal_term().expect("SIGTERM");
+    let at_signal = runs(&env).await.len();
+    let exited =
+        tokio::task::block_in_place(|| hook.process.exited_within(Duration::from_secs(60)));
+    assert!(exited.expect("exited"), "a clean exit");
+    // It exited: every run it was going to make is made.
+    let commits = commits_run(&env).await;
+    assert_eq!(
+        commits.len(),
+        PUSHES,
+        "{at_signal} runs at SIGTERM; after the exit, runs of {commits:?}"
+    );
+    eprintln!("{at_signal} of {PUSHES} runs were made at SIGTERM; the rest after it");
+}
+
+/// Through its shutdown delay a stopping hook is unready, still takes deliveries, and asks
+/// each connection to close after its answer (a proxy then dials a replica that stays).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_hook_takes_deliveries_through_its_delay_unready_closing_connections() {
+    let Some(examples) = setup() else { return };
+    let env = TestEnv::new("hook-delay").await.expect("env");
+    define_jobs(&env).await;
+    let hook = Hook::start(&env, "", &["--shutdown-delay=4s"])
+        .await
+        .expect("prow-hook");
+    hook.process.signal_term().expect("SIGTERM");
+    let why = eventually("unready", Duration::from_secs(2), || async {
+        let (status, why) = kind_tests::process::http_get(&hook.process.health, "/readyz")?;
+        Ok((status == 503).then_some(why))
+    })
+    .await
+    .expect("/readyz 503 during the delay");
+    assert!(why.contains("shutting down"), "{why}");
+    let late = hook
+        .send(
+            "push",
+            &kind_tests::hook::guid(),
+            &push_event(&examples, ORG, REPO, "refs/heads/main", "late", &["x"]),
+        )
+        .await
+        .expect("a delivery during the delay");
+    assert_eq!(late.status().as_u16(), 200);
+    assert_eq!(
+        late.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "{:?}",
+        late.headers()
+    );
+    let exited =
+        tokio::task::block_in_place(|| hook.process.exited_within(Duration::from_secs(30)));
+    assert!(exited.expect("exited"), "a clean exit");
+    assert_eq!(
+        commits_run(&env).await,
+        BTreeSet::from(["late".to_string()])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_state_is_reported_once_also_across_a_restart_and_the_failure_comment_follows() {
     let Some(examples) = setup() else { return };

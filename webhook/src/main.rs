@@ -249,21 +249,10 @@ async fn serve(cfg: WebhookConfig) -> anyhow::Result<()> {
     let printed = serde_json::to_string(&cfg).unwrap_or_default();
     tracing::info!(config = %printed, "prow-webhook starting");
 
-    let signalled = shutdown::on_signal();
-    let stop = tokio_util::sync::CancellationToken::new();
     let ready = health::Readiness::default();
-    {
-        let (signalled, stop, ready) = (signalled.clone(), stop.clone(), ready.clone());
-        let delay = cfg.shutdown_delay;
-        tokio::spawn(async move {
-            signalled.cancelled().await;
-            if !delay.is_zero() {
-                ready.waiting_for("shutdown", format!("shutting down in {delay:?}"));
-                tokio::time::sleep(delay).await;
-            }
-            stop.cancel();
-        });
-    }
+    // Nothing is taken in to be done later: the stop follows the delay.
+    let stages = shutdown::Stages::on_signal(&ready, cfg.shutdown_delay, Duration::ZERO, None);
+    let (signalled, stop) = (stages.signalled.clone(), stages.stop.clone());
     let (client, fail_fast) = client::clients(cfg.kubeconfig.as_deref()).await?;
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
     let namespace = cfg.watch_namespace.as_deref();
