@@ -2,10 +2,13 @@
 //! (`spec.cluster`), reached with the kubeconfig of the BuildCluster of that name, as the
 //! operator reaches it (`prow_runtime::kubeconfigs`).
 
+use std::sync::Mutex;
+use std::time::Instant;
+
 use kube::{Api, Client};
 use prow_api::buildcluster::{alias_of, BuildCluster, DEFAULT_ALIAS};
 use prow_api::ProwJob;
-use prow_runtime::kubeconfigs::KubeconfigClients;
+use prow_runtime::kubeconfigs::{KubeconfigClients, RECHECK};
 
 /// The clients of the clusters job pods run in.
 pub struct BuildClients {
@@ -13,6 +16,9 @@ pub struct BuildClients {
     /// Where the BuildClusters are; `None`: only the dashboard's own cluster is known.
     namespace: Option<String>,
     kubeconfigs: KubeconfigClients,
+    /// When the API server last said there is no BuildCluster `default` (so `default` is the
+    /// dashboard's own cluster): asked again only after [`RECHECK`], not at every page.
+    own_is_default: Mutex<Option<Instant>>,
 }
 
 impl BuildClients {
@@ -22,6 +28,7 @@ impl BuildClients {
             kubeconfigs: KubeconfigClients::new(own.clone()),
             own,
             namespace,
+            own_is_default: Mutex::new(None),
         }
     }
 
@@ -30,6 +37,9 @@ impl BuildClients {
         let alias = alias_of(job);
         if let Some(client) = self.kubeconfigs.recent(alias) {
             return Ok(client);
+        }
+        if alias == DEFAULT_ALIAS && self.own_is_default_recently() {
+            return Ok(self.own.clone());
         }
         let Some(namespace) = &self.namespace else {
             return match alias {
@@ -45,11 +55,18 @@ impl BuildClients {
             .map_err(|e| format!("reading BuildCluster {alias:?}: {e}"))?;
         match declared {
             Some(cluster) => self.kubeconfigs.of(&cluster).await,
-            None if alias == DEFAULT_ALIAS => Ok(self.own.clone()),
+            None if alias == DEFAULT_ALIAS => {
+                *prow_runtime::lock(&self.own_is_default) = Some(Instant::now());
+                Ok(self.own.clone())
+            }
             None => Err(format!(
                 "no BuildCluster {alias:?} in namespace {namespace:?}"
             )),
         }
+    }
+
+    fn own_is_default_recently(&self) -> bool {
+        prow_runtime::lock(&self.own_is_default).is_some_and(|at| at.elapsed() < RECHECK)
     }
 }
 
@@ -77,6 +94,46 @@ mod tests {
             why.contains("\"b1\"") && why.contains("--build-cluster-namespace"),
             "{why}"
         );
+    }
+
+    /// An API server that has no BuildCluster at all, counting what it is asked.
+    async fn without_build_clusters() -> (Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use warp::Filter;
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = asked.clone();
+        let routes = warp::any().map(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            warp::reply::with_status(
+                warp::reply::json(&serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "code": 404, "message": "not found",
+                })),
+                warp::http::StatusCode::NOT_FOUND,
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        (Client::try_from(config).unwrap(), asked)
+    }
+
+    #[tokio::test]
+    async fn the_own_cluster_as_default_is_asked_once_per_recheck_not_per_page() {
+        use std::sync::atomic::Ordering;
+        let (client, asked) = without_build_clusters().await;
+        let clients = BuildClients::new(client, Some("prow".into()));
+        for _ in 0..5 {
+            assert!(clients.for_job(&job("")).await.is_ok());
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one read for five pages");
+        // An alias that does not exist is asked every time: it may be declared any moment.
+        for _ in 0..2 {
+            let why = clients.for_job(&job("b1")).await.err().unwrap();
+            assert!(why.contains("no BuildCluster \"b1\""), "{why}");
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
