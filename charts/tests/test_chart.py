@@ -573,6 +573,11 @@ def test_the_dashboard_is_off_by_default_and_on_reads_only_its_two_namespaces():
     assert "port-forward" not in notes()
 
 
+def test_a_dashboard_rollout_keeps_serving_until_its_endpoint_is_gone():
+    _, c = container(render(DASHBOARD), "dashboard")
+    assert "--shutdown-delay=5s" in c["args"], c["args"]
+
+
 def test_the_dashboard_reads_build_cluster_pods_through_their_kubeconfigs_only_when_told_to():
     objects = render({"dashboard": {"enabled": True, "readBuildClusters": True}})
     _, c = container(objects, "dashboard")

@@ -12,6 +12,7 @@ use prow_dashboard::cache;
 use prow_dashboard::clusters::BuildClients;
 use prow_dashboard::metrics::Metrics;
 use prow_dashboard::pages::{self, App};
+use prow_runtime::settings::go_duration;
 use prow_runtime::storage::Credentials;
 use prow_runtime::supervise::Supervisor;
 use prow_runtime::telemetry::{self, LogFormat};
@@ -62,6 +63,12 @@ struct DashboardFlags {
     #[arg(long, env = "PROW_DASHBOARD_BUILD_CLUSTER_NAMESPACE")]
     build_cluster_namespace: Option<String>,
 
+    /// After SIGTERM, keep serving this long, unready, before the listener closes (Go
+    /// duration): the Service sends to a pod until its endpoint is removed, which takes a
+    /// moment, and a page asked for meanwhile would find nothing listening.
+    #[arg(long, env = "PROW_DASHBOARD_SHUTDOWN_DELAY", default_value = "0s", value_parser = go_duration)]
+    shutdown_delay: std::time::Duration,
+
     /// Kubeconfig file; empty means the usual rules (KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long, env = "PROW_DASHBOARD_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -81,9 +88,16 @@ async fn main() -> anyhow::Result<()> {
 
     let credentials =
         Credentials::from_files(&flags.s3_credentials_file, &flags.gcs_credentials_file)?;
-    let stop = shutdown::on_signal();
-    let (client, fail_fast) = client::clients(flags.kubeconfig.as_deref()).await?;
     let ready = health::Readiness::default();
+    // A page is answered at once: nothing is left to do after the listener closes.
+    let stages = shutdown::Stages::on_signal(
+        &ready,
+        flags.shutdown_delay,
+        std::time::Duration::ZERO,
+        None,
+    );
+    let stop = stages.stop.clone();
+    let (client, fail_fast) = client::clients(flags.kubeconfig.as_deref()).await?;
     let metrics = Arc::new(Metrics::default());
     let mut tasks = Supervisor::new(stop.clone(), ready.clone());
 
@@ -140,10 +154,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", flags.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving the dashboard");
-    let server = warp::serve(routes).incoming(listener).graceful({
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    });
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(stages.listener_closes());
     tasks.spawn("server", server.run());
     tasks.run().await
 }
