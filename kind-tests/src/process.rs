@@ -221,6 +221,22 @@ impl Drop for Running {
     }
 }
 
+/// Waits up to 2 s for the process serving `address` to say on `/readyz` that it is shutting
+/// down (503): how a process shows it saw SIGTERM while it still serves through its delay.
+pub fn shutting_down(address: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let (status, why) = http_get(address, "/readyz")?;
+        if status == 503 && why.contains("shutting down") {
+            return Ok(());
+        }
+        last = Some((status, why));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("/readyz did not say it is shutting down within 2 s: {last:?}")
+}
+
 /// Runs `command` to its end; its stdout, or an error with its stderr naming it as `what`.
 pub fn stdout_of(mut command: Command, what: &str) -> anyhow::Result<String> {
     let out = command

@@ -231,19 +231,24 @@ async fn filters_narrow_the_jobs_list_and_paging_keeps_them() {
     browser.screenshot("jobs-phone").await.expect("shot");
 }
 
+/// A finished run `name` of the periodic `nightly`.
+async fn put_nightly(env: &TestEnv, name: &str) -> ProwJob {
+    put_job(
+        env,
+        name,
+        json!({}),
+        json!({"type": "periodic", "job": "nightly"}),
+        ended("success", 100, 10),
+    )
+    .await
+}
+
 /// Through its shutdown delay a stopping dashboard is unready (the Service stops sending to it)
 /// and still serves the pages asked for meanwhile; then it exits cleanly.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopping_dashboard_serves_pages_through_its_delay_unready() {
     let env = TestEnv::new("dash-stop").await.expect("env");
-    put_job(
-        &env,
-        "mine",
-        json!({}),
-        json!({"type": "periodic", "job": "nightly"}),
-        ended("success", 100, 10),
-    )
-    .await;
+    put_nightly(&env, "mine").await;
     let dashboard =
         tokio::task::block_in_place(|| Dashboard::start(&env, None, &["--shutdown-delay=4s"]))
             .expect("dashboard");
@@ -255,13 +260,7 @@ async fn a_stopping_dashboard_serves_pages_through_its_delay_unready() {
     .await
     .expect("the page");
     dashboard.process.signal_term().expect("SIGTERM");
-    let why = eventually("unready", Duration::from_secs(2), || async {
-        let (status, why) = http_get(&address, "/readyz")?;
-        Ok((status == 503).then_some(why))
-    })
-    .await
-    .expect("/readyz 503 during the delay");
-    assert!(why.contains("shutting down"), "{why}");
+    kind_tests::process::shutting_down(&address).expect("/readyz during the delay");
     let (status, body) = http_get(&address, &page).expect("a page during the delay");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("nightly"), "{body}");
@@ -274,14 +273,7 @@ async fn a_stopping_dashboard_serves_pages_through_its_delay_unready() {
 async fn unknown_names_are_404_pages_and_hostile_queries_are_refused_by_name() {
     let env = TestEnv::new("dash-bad").await.expect("env");
     let other = TestEnv::new("dash-other").await.expect("other");
-    put_job(
-        &env,
-        "mine",
-        json!({}),
-        json!({"type": "periodic", "job": "nightly"}),
-        ended("success", 100, 10),
-    )
-    .await;
+    put_nightly(&env, "mine").await;
     put_job(
         &other,
         "theirs",

@@ -607,13 +607,7 @@ async fn a_stopping_hook_takes_deliveries_through_its_delay_unready_closing_conn
         .await
         .expect("prow-hook");
     hook.process.signal_term().expect("SIGTERM");
-    let why = eventually("unready", Duration::from_secs(2), || async {
-        let (status, why) = kind_tests::process::http_get(&hook.process.health, "/readyz")?;
-        Ok((status == 503).then_some(why))
-    })
-    .await
-    .expect("/readyz 503 during the delay");
-    assert!(why.contains("shutting down"), "{why}");
+    kind_tests::process::shutting_down(&hook.process.health).expect("/readyz during the delay");
     let late = hook
         .send(
             "push",
