@@ -135,8 +135,6 @@ impl BuildClusters {
     /// The BuildCluster named `alias`, if one is declared.
     fn declared_as(&self, alias: &str) -> Option<Arc<BuildCluster>> {
         self.declared
-            .state()
-            .into_iter()
             .find(|b| b.metadata.name.as_deref() == Some(alias))
     }
 
