@@ -16,11 +16,49 @@ use crate::labels;
 /// evicted pod without a word, which reads as "Pod got deleted unexpectedly", as upstream.
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
 
-/// A pod as the job state machine reads it and the operator keeps it: identity, the labels and
-/// annotations it reads, container names and how far each container got.
+/// A pod as the job state machine reads it and the operator keeps it: identity, the three
+/// labels and annotations it reads, container names and how far each container got.
+///
+/// Read off the wire as a [`WirePod`] and converted at once (also when parsed straight into a
+/// `PodView`): the operator keeps 100,000 of these, and kube's `ObjectMeta` alone is 360 bytes
+/// of struct before any of its strings, where [`PodMeta`] is what is read.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(from = "WirePod")]
 pub struct PodView {
-    /// Name, namespace, UID, times, the build-ID label and the job annotations.
+    /// Name, namespace, UID, times, the build ID and the job annotations.
+    pub metadata: PodMeta,
+    /// Container names.
+    pub spec: ViewSpec,
+    /// Phase, reason, start time, container states.
+    pub status: ViewStatus,
+}
+
+/// What a pod view keeps of a pod's metadata (the names match `ObjectMeta`'s).
+#[derive(Clone, Debug, Default)]
+pub struct PodMeta {
+    /// The pod's name.
+    pub name: Option<String>,
+    /// The pod's namespace.
+    pub namespace: Option<String>,
+    /// The pod's UID.
+    pub uid: Option<String>,
+    /// When it was created.
+    pub creation_timestamp: Option<Time>,
+    /// Set once it is being deleted.
+    pub deletion_timestamp: Option<Time>,
+    /// The UID of the pod's job (annotation [`labels::JOB_UID`]).
+    pub job_uid: Option<Box<str>>,
+    /// The namespace of the pod's job ([`labels::JOB_NAMESPACE`]).
+    pub job_namespace: Option<Box<str>>,
+    /// The build ID ([`labels::BUILD_ID`]).
+    pub build_id: Option<Box<str>>,
+}
+
+/// A pod as the watch and direct reads parse it: full metadata (without managed fields) and
+/// the parts of spec and status a [`PodView`] keeps, which it becomes through `From`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct WirePod {
+    /// The pod's metadata.
     #[serde(default, deserialize_with = "crate::wire::meta_without_managed_fields")]
     pub metadata: ObjectMeta,
     /// Container names.
@@ -29,22 +67,29 @@ pub struct PodView {
     /// Phase, reason, start time, container states.
     #[serde(default)]
     pub status: ViewStatus,
-    /// The job annotations and the build-ID label, taken out of the metadata's maps by
-    /// [`PodView::strip`]: a map holds a 544-byte node for even one entry, twice per pod, which
-    /// was half of a kept pod's memory.
-    #[serde(skip)]
-    pub kept: Kept,
 }
 
-/// What a stripped pod keeps of its labels and annotations.
-#[derive(Clone, Debug, Default)]
-pub struct Kept {
-    /// The UID of the pod's job (annotation `prow.k8s.io/job-uid`... see [`labels::JOB_UID`]).
-    pub job_uid: Option<Box<str>>,
-    /// The namespace of the pod's job ([`labels::JOB_NAMESPACE`]).
-    pub job_namespace: Option<Box<str>>,
-    /// The build ID ([`labels::BUILD_ID`]).
-    pub build_id: Option<Box<str>>,
+impl From<WirePod> for PodView {
+    fn from(pod: WirePod) -> Self {
+        let meta = pod.metadata;
+        let mut labels = meta.labels.unwrap_or_default();
+        let mut annotations = meta.annotations.unwrap_or_default();
+        let boxed = |v: Option<String>| v.map(String::into_boxed_str);
+        Self {
+            metadata: PodMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                uid: meta.uid,
+                creation_timestamp: meta.creation_timestamp,
+                deletion_timestamp: meta.deletion_timestamp,
+                job_uid: boxed(annotations.remove(labels::JOB_UID)),
+                job_namespace: boxed(annotations.remove(labels::JOB_NAMESPACE)),
+                build_id: boxed(labels.remove(labels::BUILD_ID)),
+            },
+            spec: pod.spec,
+            status: pod.status,
+        }
+    }
 }
 
 /// The part of a pod spec the operator reads.
@@ -144,7 +189,7 @@ fn reason_is_oom<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 const OOM_KILLED: &str = "OOMKilled";
 
-impl kube::Resource for PodView {
+impl kube::Resource for WirePod {
     type DynamicType = ();
     type Scope = k8s_openapi::NamespaceResourceScope;
 
@@ -169,57 +214,34 @@ impl kube::Resource for PodView {
 }
 
 impl PodView {
-    /// Keeps of the labels and annotations only what the operator reads ([`Kept`]), and drops
-    /// managed fields.
-    pub fn strip(&mut self) {
-        let meta = &mut self.metadata;
-        meta.managed_fields = None;
-        meta.owner_references = None;
-        meta.finalizers = None;
-        let mut labels = meta.labels.take().unwrap_or_default();
-        let mut annotations = meta.annotations.take().unwrap_or_default();
-        let boxed = |v: Option<String>| v.map(String::into_boxed_str);
-        self.kept = Kept {
-            job_uid: boxed(annotations.remove(labels::JOB_UID)).or(self.kept.job_uid.take()),
-            job_namespace: boxed(annotations.remove(labels::JOB_NAMESPACE))
-                .or(self.kept.job_namespace.take()),
-            build_id: boxed(labels.remove(labels::BUILD_ID)).or(self.kept.build_id.take()),
-        };
+    /// The pod's name ("" if it has none).
+    pub fn name_any(&self) -> String {
+        self.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> Option<String> {
+        self.metadata.namespace.clone()
+    }
+
+    /// The pod's UID.
+    pub fn uid(&self) -> Option<String> {
+        self.metadata.uid.clone()
     }
 
     /// The UID of the pod's job, from its annotation.
     pub fn job_uid(&self) -> Option<&str> {
-        self.kept
-            .job_uid
-            .as_deref()
-            .or_else(|| self.annotation(labels::JOB_UID))
+        self.metadata.job_uid.as_deref()
     }
 
     /// The namespace of the pod's job, from its annotation.
     pub fn job_namespace(&self) -> Option<&str> {
-        self.kept
-            .job_namespace
-            .as_deref()
-            .or_else(|| self.annotation(labels::JOB_NAMESPACE))
+        self.metadata.job_namespace.as_deref()
     }
 
     /// The pod's build ID, from its label.
     pub fn build_id(&self) -> Option<&str> {
-        self.kept.build_id.as_deref().or_else(|| {
-            self.metadata
-                .labels
-                .as_ref()?
-                .get(labels::BUILD_ID)
-                .map(String::as_str)
-        })
-    }
-
-    fn annotation(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .annotations
-            .as_ref()?
-            .get(key)
-            .map(String::as_str)
+        self.metadata.build_id.as_deref()
     }
 
     /// The view of a full pod (one the operator just created).
@@ -243,7 +265,7 @@ impl PodView {
                     })
                     .collect()
             };
-        let mut view = Self {
+        Self::from(WirePod {
             metadata: pod.metadata.clone(),
             spec: ViewSpec {
                 containers: pod
@@ -270,9 +292,38 @@ impl PodView {
                     .find(|c| c.type_ == DISRUPTION_TARGET && c.status == "True")
                     .map(|c| c.reason.clone().unwrap_or_default()),
             },
-            kept: Kept::default(),
-        };
-        view.strip();
-        view
+        })
+    }
+}
+
+/// The key of a pod in a reflector store: its name and namespace only. kube's own key (for a
+/// `Resource`) adds the resourceVersion and the UID, two more strings for every stored pod.
+#[cfg(feature = "store")]
+impl kube::runtime::reflector::Lookup for PodView {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Pod")
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("pods")
+    }
+    fn name(&self) -> Option<Cow<'_, str>> {
+        self.metadata.name.as_deref().map(Cow::Borrowed)
+    }
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.metadata.namespace.as_deref().map(Cow::Borrowed)
+    }
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
     }
 }

@@ -47,13 +47,21 @@ pub struct Doomed {
     pub reason: &'static str,
 }
 
-fn doomed(meta: &ObjectMeta, reason: &'static str) -> Doomed {
+/// The pod or job (its namespace, name and UID) to delete, and why.
+fn doomed(
+    (namespace, name, uid): (&Option<String>, &Option<String>, &Option<String>),
+    reason: &'static str,
+) -> Doomed {
     Doomed {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
-        uid: meta.uid.clone(),
+        namespace: namespace.clone().unwrap_or_default(),
+        name: name.clone().unwrap_or_default(),
+        uid: uid.clone(),
         reason,
     }
+}
+
+fn ids(meta: &ObjectMeta) -> (&Option<String>, &Option<String>, &Option<String>) {
+    (&meta.namespace, &meta.name, &meta.uid)
 }
 
 /// When a job started: its `status.startTime`, else its creation.
@@ -103,7 +111,7 @@ pub fn judge_job(job: &ProwJob, newest: bool, now: Timestamp, keep: &Retention) 
         return Verdict::Keep;
     };
     if due <= now {
-        Verdict::Delete(doomed(&job.metadata, "job older than max_prowjob_age"))
+        Verdict::Delete(doomed(ids(&job.metadata), "job older than max_prowjob_age"))
     } else {
         Verdict::At(due)
     }
@@ -121,12 +129,13 @@ pub fn judge_pod(
         return Verdict::Keep; // not a pod of this operator's
     }
     let meta = &pod.metadata;
+    let pod_ids = (&meta.namespace, &meta.name, &meta.uid);
     let created = meta.creation_timestamp.as_ref().map(|t| t.0);
     let job = job.filter(|j| j.metadata.uid.as_deref() == pod.job_uid());
     let Some(job) = job else {
         return match created.and_then(|t| plus(t, keep.orphan_grace)) {
             Some(due) if due > now => Verdict::At(due),
-            Some(_) => Verdict::Orphan(doomed(meta, "pod whose job does not exist")),
+            Some(_) => Verdict::Orphan(doomed(pod_ids, "pod whose job does not exist")),
             None => Verdict::Keep,
         };
     };
@@ -137,11 +146,11 @@ pub fn judge_pod(
     let by_age = created.and_then(|t| plus(t, keep.max_pod_age));
     match (by_ttl, by_age) {
         (Some(t), _) if t <= now => Verdict::Delete(doomed(
-            meta,
+            pod_ids,
             "job completed longer ago than terminated_pod_ttl",
         )),
         (_, Some(t)) if t <= now => Verdict::Delete(doomed(
-            meta,
+            pod_ids,
             "pod of a completed job older than max_pod_age",
         )),
         (a, b) => a

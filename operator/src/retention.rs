@@ -639,8 +639,7 @@ mod tests {
                                          "prow-operator.dev/job-uid": "uid-lost"}},
         }))
         .expect("pod");
-        let mut orphan = PodView::of(&orphan);
-        orphan.strip();
+        let orphan = PodView::of(&orphan);
         let orphan = watcher::Event::Apply(orphan);
         pods_writer.apply_watcher_event(&orphan);
         schedule.observe_pod(prow_api::buildcluster::DEFAULT_ALIAS, &orphan);

@@ -19,6 +19,26 @@ use serde::de::DeserializeOwned;
 use crate::health::Readiness;
 use crate::store::Synced;
 
+/// The same watch events with each object made into `T`, a lighter form to keep in a store
+/// (`kube::runtime::reflector::reflector`): parsed and converted one by one, so the first
+/// list never holds both forms of every object.
+pub fn converted<K, T, S>(events: S) -> impl Stream<Item = watcher::Result<watcher::Event<T>>>
+where
+    S: Stream<Item = watcher::Result<watcher::Event<K>>>,
+    T: From<K>,
+{
+    use watcher::Event;
+    events.map(|event| {
+        event.map(|event| match event {
+            Event::Apply(k) => Event::Apply(T::from(k)),
+            Event::Delete(k) => Event::Delete(T::from(k)),
+            Event::InitApply(k) => Event::InitApply(T::from(k)),
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+        })
+    })
+}
+
 /// First retry of a failed watch request.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait between retries: a recovered API server is seen within this (plus jitter).

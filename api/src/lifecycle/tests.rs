@@ -1,7 +1,6 @@
 use serde_json::{json, Value};
 
 use super::*;
-use crate::labels;
 use crate::pod_view::PodView;
 
 const NOW: &str = "2024-05-01T12:00:00Z";
@@ -68,7 +67,7 @@ fn state_machine_table() {
     let policy = Policy::default();
     let stale_pod = {
         let mut p = pod(json!({"phase": "Running"}));
-        p.metadata.annotations = Some([(labels::JOB_UID.to_string(), "old".to_string())].into());
+        p.metadata.job_uid = Some("old".into());
         p
     };
     let cases: Vec<(&str, ProwJob, Option<PodView>, Step)> = vec![
@@ -501,24 +500,14 @@ fn a_view_read_off_the_wire_decides_like_the_view_of_the_full_pod() {
     for status in cases {
         let full: k8s_openapi::api::core::v1::Pod =
             serde_json::from_value(pod(status.clone())).expect("pod");
-        let mut wire: PodView = serde_json::from_value(pod(status.clone())).expect("view");
-        wire.strip();
+        let wire: PodView = serde_json::from_value(pod(status.clone())).expect("view");
         assert_eq!(
             decide(&job, Some(&wire), now, &policy),
             decide(&job, Some(&PodView::of(&full)), now, &policy),
             "{status}"
         );
     }
-    let mut slim: PodView = serde_json::from_value(pod(json!({}))).expect("view");
-    slim.strip();
-    assert!(slim.metadata.labels.is_none(), "no label map is kept");
-    assert!(slim.metadata.annotations.is_none(), "nor an annotation map");
+    let slim: PodView = serde_json::from_value(pod(json!({}))).expect("view");
     assert!(slim.build_id().is_some(), "the build id is kept");
     assert!(slim.job_uid().is_some(), "and the job's UID");
-    let again = {
-        let mut twice = slim.clone();
-        twice.strip();
-        twice
-    };
-    assert_eq!(again.job_uid(), slim.job_uid(), "a second strip keeps them");
 }

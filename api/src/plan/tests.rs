@@ -321,15 +321,7 @@ fn a_superseded_presubmit_aborts_and_a_new_one_wakes_the_old() {
 fn a_stale_pod_is_deleted_and_looked_at_again() {
     let j = triggered("a");
     let mut stale = pod("a", json!({"phase": "Running"}));
-    stale
-        .metadata
-        .annotations
-        .as_mut()
-        .expect("annotations")
-        .insert(
-            "prow-operator.dev/job-uid".into(),
-            "uid-someone-else".into(),
-        );
+    stale.metadata.job_uid = Some("uid-someone-else".into());
     let plan = plan_of(&j, Some(&stale), &[], unused());
     assert_eq!(plan.pod, PodChange::Delete);
     assert_eq!(plan.status, None);

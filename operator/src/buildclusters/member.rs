@@ -10,10 +10,10 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use prow_api::buildcluster::{Reach, Right};
 use prow_api::lifecycle::needs_reconcile;
-use prow_api::pod_view::PodView;
+use prow_api::pod_view::{PodView, WirePod};
 use prow_api::{labels, ProwJob};
 use prow_runtime::store::{self, Synced};
 use tokio::sync::mpsc;
@@ -108,7 +108,7 @@ impl Member {
         wiring: &Wiring,
     ) -> Arc<Self> {
         let stop = wiring.shutdown.child_token();
-        let api: Api<PodView> = match &wiring.pod_namespace {
+        let api: Api<WirePod> = match &wiring.pod_namespace {
             Some(ns) => Api::namespaced(fail_fast.clone(), ns),
             None => Api::all(fail_fast.clone()),
         };
@@ -122,10 +122,10 @@ impl Member {
             n => config.page_size(n),
         };
         let (pods, writer) = reflector::store();
-        let events = watcher(api, config)
-            .backoff(prow_runtime::watch::backoff())
-            .modify(PodView::strip)
-            .reflect(writer);
+        let events = prow_runtime::watch::converted::<_, PodView, _>(
+            watcher(api, config).backoff(prow_runtime::watch::backoff()),
+        );
+        let events = reflector::reflector(writer, events);
         let (events, synced) = store::signal(events);
         let member = Arc::new(Self {
             alias: alias.to_string(),

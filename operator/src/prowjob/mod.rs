@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use prow_api::concurrency::Limits;
 use prow_api::lifecycle::Policy;
 use prow_api::{labels, ProwJob};
@@ -25,7 +25,7 @@ use crate::buildclusters::{BuildClusters, Member};
 use crate::metrics::Metrics;
 use crate::testclusters::{notice_gone_holders, Clusters};
 use prow_api::lifecycle::needs_reconcile;
-use prow_api::pod_view::PodView;
+use prow_api::pod_view::{PodView, WirePod};
 use prow_runtime::health::Readiness;
 use stored::WireJob;
 
@@ -176,21 +176,19 @@ pub fn run(
     let job_events = crate::definitions::notice_runs(definition_runs, definition_index, job_events);
     let (job_events, jobs_synced) = store::signal(job_events);
 
-    let pods_api: Api<PodView> = match settings.pod_watch_namespace() {
+    let pods_api: Api<WirePod> = match settings.pod_watch_namespace() {
         Some(ns) => Api::namespaced(fail_fast, ns),
         None => Api::all(fail_fast),
     };
     let pod_selector = format!("{}=true", labels::CREATED_BY_PROW);
     let (pods, pods_writer) = reflector::store();
-    let pod_events = prow_runtime::watch::watch(
+    let pod_events = prow_runtime::watch::converted::<_, PodView, _>(prow_runtime::watch::watch(
         pods_api,
         list(watcher::Config::default().labels(&pod_selector)),
         "pods",
         ready.clone(),
-    )
-    .modify(PodView::strip)
-    .reflect(pods_writer)
-    .inspect({
+    ));
+    let pod_events = reflector::reflector(pods_writer, pod_events).inspect({
         let schedule = schedule.clone();
         move |event| {
             if let Ok(event) = event {

@@ -15,7 +15,7 @@ use prow_api::plan::{
     PodChange,
 };
 use prow_api::pod::{decorated_pod_for, pod_namespace, with_test_cluster};
-use prow_api::pod_view::PodView;
+use prow_api::pod_view::{PodView, WirePod};
 use prow_api::pool::{pool_of, LeasedCluster};
 use prow_api::{ProwJob, ProwJobState, TestCluster};
 use serde_json::{json, Value};
@@ -111,13 +111,10 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
     let reads = reads(job, ctx.ledger.starts.is_started(&uid));
     if let (None, true, Some(member)) = (&pod, reads.pod_if_uncached, &member) {
         // Rare, so no hot-path cost.
-        pod = Api::<PodView>::namespaced(member.client.clone(), &pod_ns)
+        pod = Api::<WirePod>::namespaced(member.client.clone(), &pod_ns)
             .get_opt(&name)
             .await?
-            .map(|mut p| {
-                p.strip();
-                Arc::new(p)
-            });
+            .map(|p| Arc::new(PodView::from(p)));
     }
     if reads.clusters && !ctx.clusters.synced.wait_at_most(SYNC_WAIT).await {
         return Ok(Action::retry());
