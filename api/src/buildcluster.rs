@@ -239,8 +239,8 @@ impl std::fmt::Display for Right {
 /// The rights the operator needs in a build cluster's pod namespace, by what it does there:
 /// runs and follows job pods, reads the credentials Secrets a decorated job names and copies a
 /// leased TestCluster's kubeconfig beside the pod (server-side apply), and keeps its eviction
-/// budget (and watches it for evictions). The chart's `files/build-cluster-access.yaml` grants
-/// exactly these.
+/// budget (and watches it for evictions), and records its jobs' Events on their pods there.
+/// The chart's `files/build-cluster-access.yaml` grants exactly these.
 pub fn required_rights() -> Vec<Right> {
     let mut rights = Vec::new();
     let mut add = |group, resource, verbs: &[&'static str]| {
@@ -257,6 +257,7 @@ pub fn required_rights() -> Vec<Right> {
         "poddisruptionbudgets",
         &["create", "get", "list", "watch"],
     );
+    add("events.k8s.io", "events", &["create", "patch"]);
     rights
 }
 

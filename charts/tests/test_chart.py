@@ -190,6 +190,7 @@ def test_build_clusters_are_read_beside_the_release_and_documented():
     # Exactly what the operator checks with its access reviews (api/src/buildcluster.rs).
     assert ("", "pods", "create") in granted and ("policy", "poddisruptionbudgets", "watch") in granted
     assert ("", "secrets", "patch") in granted
+    assert ("events.k8s.io", "events", "create") in granted
     assert all(v not in {"*", "escalate", "bind"} for _, _, v in granted)
 
 

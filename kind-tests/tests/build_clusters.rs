@@ -679,6 +679,24 @@ async fn limits_count_every_cluster_and_a_jobs_secrets_and_budget_go_to_its_clus
         ])
         .expect("events");
     assert!(events.contains("in build cluster b2"), "{events}");
+    // The job's Events follow it to b2: recorded on its pod there too, naming the job.
+    let wanted = format!("ProwJob {ns}/second: Pod second created for build");
+    let on_pod = eventually("the job's Event on its pod in b2", SHOWS, || async {
+        let mut kubectl = Command::new("kubectl");
+        kubectl.arg("--kubeconfig").arg(b2.kubeconfig()).args([
+            "--namespace",
+            &ns,
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Pod,involvedObject.name=second",
+        ]);
+        let events = kind_tests::process::stdout_of(kubectl, "kubectl get events in b2")?;
+        Ok(events.contains(&wanted).then_some(events))
+    })
+    .await
+    .expect("the Event is on the pod in b2");
+    assert!(on_pod.contains("Pending"), "{on_pod}");
     // Deleted while it holds the lease, the job leaves no credentials behind: the lease is
     // reclaimed and its kubeconfig copy deleted in b2, where the job's pod was.
     jobs.delete("second", &DeleteParams::default())

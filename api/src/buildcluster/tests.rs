@@ -144,6 +144,10 @@ fn rights_read_as_kubectl_names_them() {
         rights.contains(&"create poddisruptionbudgets.policy".to_string()),
         "{rights:?}"
     );
+    assert!(
+        rights.contains(&"create events.events.k8s.io".to_string()),
+        "{rights:?}"
+    );
 }
 
 fn condition<'a>(status: &'a BuildClusterStatus, kind: &str) -> &'a Condition {

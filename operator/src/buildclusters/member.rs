@@ -66,6 +66,9 @@ pub struct Member {
     copies_left: AtomicU64,
     /// How it reaches the operator's jobs; `None` for the operator's own cluster.
     wiring: Option<Wiring>,
+    /// Writes the Events of its jobs' pods there; `None` for the operator's own cluster, where
+    /// the jobs themselves carry them.
+    pod_events: Option<crate::events::Events>,
     health: Mutex<Health>,
     stop: CancellationToken,
 }
@@ -94,6 +97,7 @@ impl Member {
             fingerprint: 0,
             copies_left: AtomicU64::new(1),
             wiring: None,
+            pod_events: None,
             health: Mutex::new(Health::new(None)),
             stop: CancellationToken::new(),
         }
@@ -137,6 +141,7 @@ impl Member {
             fingerprint,
             copies_left: AtomicU64::new(1),
             wiring: Some(wiring.clone()),
+            pod_events: Some(crate::events::recorder(client.clone())),
             health: Mutex::new(Health::new(Some("its job pods are not listed yet".into()))),
             stop: stop.clone(),
         });
@@ -157,6 +162,41 @@ impl Member {
         tokio::spawn(probe(weak.clone(), fail_fast, stop.clone()));
         tokio::spawn(follow_evictions(weak, stop));
         member
+    }
+
+    /// Publishes a job's Event there too, on the job's pod (`pod`: its name, namespace and,
+    /// once known, UID), so that a person who works in the build cluster sees in
+    /// `kubectl describe pod` what the operator did and why; the note names the job, which is
+    /// in the operator's cluster. Nothing for the operator's own cluster.
+    pub fn publish_on_pod(
+        &self,
+        (name, namespace, uid): (&str, &str, Option<String>),
+        job: &prow_api::ProwJob,
+        warning: bool,
+        reason: &str,
+        note: &str,
+    ) {
+        let Some(events) = &self.pod_events else {
+            return;
+        };
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            uid,
+            ..Default::default()
+        };
+        let job_name = job.metadata.name.as_deref().unwrap_or_default();
+        let job_namespace = job.metadata.namespace.as_deref().unwrap_or_default();
+        crate::events::publish(
+            events,
+            reference,
+            warning,
+            reason,
+            format!("ProwJob {job_namespace}/{job_name}: {note}"),
+            "Reconcile",
+        );
     }
 
     /// Stops its watches and probe.

@@ -251,6 +251,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     let pod_ns = target.namespace;
     let uid = job.metadata.uid.as_deref().unwrap_or_default();
     let mut taken = None;
+    let mut created_pod = None;
     // Through the claim: the pool's view shows the write (or, if it failed, the cluster as it
     // was) once it is done.
     let written = match plan.lease.as_ref().filter(|l| l.take) {
@@ -280,6 +281,7 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
                     granted.keep();
                 }
                 ctx.ledger.pods.created(uid, &pod);
+                created_pod = pod.metadata.uid.clone();
                 if let (true, Some(created)) = (starting, job.metadata.creation_timestamp.as_ref())
                 {
                     // An observation, not a decision: measured when the pod exists.
@@ -357,6 +359,22 @@ async fn apply<J: std::borrow::Borrow<ProwJob>>(
     }
     if let Some(event) = &plan.event {
         publish(ctx, job, event);
+        if let Some(member) = target.member {
+            let pod_uid = created_pod.or_else(|| facts.pod.and_then(|p| p.uid()));
+            let pod_name = job
+                .status
+                .as_ref()
+                .map(|s| s.pod_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| job.name_any());
+            member.publish_on_pod(
+                (&pod_name, pod_ns, pod_uid),
+                job,
+                event.warning,
+                event.reason,
+                &event.note,
+            );
+        }
     }
     Ok(match plan.requeue {
         Some(after) => Action::requeue(after),
