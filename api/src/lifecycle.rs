@@ -348,7 +348,7 @@ fn is_unfinished(pod: &PodView) -> bool {
 /// Whether every container and init container of the pod has a terminated state.
 fn every_container_terminated(pod: &PodView) -> bool {
     let status = &pod.status;
-    let declared = pod.spec.containers.len();
+    let declared = pod.spec.containers as usize;
     let terminated = |cs: &crate::pod_view::ViewContainerStatus| cs.state.terminated.is_some();
     status.container_statuses.len() >= declared
         && status.container_statuses.iter().all(terminated)

@@ -92,20 +92,33 @@ impl From<WirePod> for PodView {
     }
 }
 
-/// The part of a pod spec the operator reads.
+/// The part of a pod spec the operator reads: how many containers it declares (whether every
+/// one of them has ended is the only question the rules ask of the spec).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ViewSpec {
-    /// The containers, by name.
-    #[serde(default)]
-    pub containers: Vec<Named>,
+    /// The number of containers.
+    #[serde(default, deserialize_with = "count")]
+    pub containers: u32,
 }
 
-/// Something with a name.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Named {
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let items: Option<Vec<serde::de::IgnoredAny>> = Option::deserialize(d)?;
+    Ok(items.map_or(0, |v| u32::try_from(v.len()).unwrap_or(u32::MAX)))
+}
+
+/// The phases a pod goes through, kept as one static string each instead of one copy per pod.
+const PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+
+fn phase<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'static, str>>, D::Error> {
+    let phase: Option<Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(phase.map(known_phase))
+}
+
+fn known_phase(phase: impl AsRef<str> + Into<String>) -> Cow<'static, str> {
+    match PHASES.iter().find(|p| **p == phase.as_ref()) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(phase.into()),
+    }
 }
 
 /// The part of a pod status the operator reads.
@@ -113,7 +126,8 @@ pub struct Named {
 #[serde(rename_all = "camelCase")]
 pub struct ViewStatus {
     /// Pending, Running, Succeeded, Failed or Unknown.
-    pub phase: Option<String>,
+    #[serde(default, deserialize_with = "phase")]
+    pub phase: Option<Cow<'static, str>>,
     /// Evicted, NodeLost, ...
     pub reason: Option<String>,
     /// When the kubelet accepted the pod.
@@ -270,15 +284,11 @@ impl PodView {
             spec: ViewSpec {
                 containers: pod
                     .spec
-                    .iter()
-                    .flat_map(|s| &s.containers)
-                    .map(|c| Named {
-                        name: c.name.clone(),
-                    })
-                    .collect(),
+                    .as_ref()
+                    .map_or(0, |s| u32::try_from(s.containers.len()).unwrap_or(u32::MAX)),
             },
             status: ViewStatus {
-                phase: status.and_then(|s| s.phase.clone()),
+                phase: status.and_then(|s| s.phase.as_deref()).map(known_phase),
                 reason: status.and_then(|s| s.reason.clone()),
                 start_time: status.and_then(|s| s.start_time.clone()),
                 container_statuses: containers(status.and_then(|s| s.container_statuses.as_ref())),
@@ -325,5 +335,36 @@ impl kube::runtime::reflector::Lookup for PodView {
     }
     fn uid(&self) -> Option<Cow<'_, str>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_view_keeps_a_container_count_and_a_shared_phase() {
+        let view: PodView = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "p", "uid": "u",
+                         "labels": {"prow.k8s.io/build-id": "7", "other": "x"},
+                         "annotations": {"prow-operator.dev/job-uid": "j",
+                                         "prow-operator.dev/job-namespace": "ci"}},
+            "spec": {"containers": [{"name": "test", "image": "i"}, {"name": "side", "image": "i"}]},
+            "status": {"phase": "Running"},
+        }))
+        .expect("view");
+        assert_eq!(view.spec.containers, 2);
+        assert!(matches!(view.status.phase, Some(Cow::Borrowed("Running"))));
+        assert_eq!(
+            (view.job_uid(), view.job_namespace(), view.build_id()),
+            (Some("j"), Some("ci"), Some("7"))
+        );
+        assert_eq!(view.metadata.uid.as_deref(), Some("u"));
+        let odd: PodView =
+            serde_json::from_value(json!({"status": {"phase": "Hibernating"}})).expect("view");
+        assert_eq!(odd.status.phase.as_deref(), Some("Hibernating"));
+        assert_eq!(odd.spec.containers, 0);
     }
 }
