@@ -6,7 +6,6 @@
 //! leaves a state the next plan repairs: a lease taken for a pod never created is used by the
 //! next pass, one left by a finished or deleted job is reclaimed.
 
-use std::borrow::Borrow;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -23,6 +22,7 @@ use crate::pool::{
     assign, awaits_first_check, holder_of, leasable, lease_of, line, pool_of, waiting_description,
     LeasedCluster, Pool,
 };
+use crate::prowjob::JobRef;
 use crate::{ProwJob, ProwJobState, ProwJobType, TestCluster};
 
 /// How long a waiting job waits before it checks its limits again by itself; a finished job of
@@ -69,7 +69,7 @@ pub struct Peers<J, F> {
     jobs: Vec<J>,
 }
 
-impl<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>> Peers<J, F> {
+impl<J: JobRef, F: FnOnce() -> Vec<J>> Peers<J, F> {
     /// Peers that `load` reads when first needed.
     pub fn new(load: F) -> Self {
         Self {
@@ -82,7 +82,7 @@ impl<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>> Peers<J, F> {
         if let Some(load) = self.load.take() {
             self.jobs = load();
         }
-        self.jobs.iter().map(|j| j.borrow())
+        self.jobs.iter().map(|j| j.job())
     }
 }
 
@@ -261,7 +261,7 @@ fn start_time_if_unset(job: &ProwJob, now: Timestamp) -> Option<Time> {
 
 /// The plan for a job. `grant` is asked only when the job would start, and decides whether it
 /// may: it is where the operator counts its own starts under a lock.
-pub fn plan<J: Borrow<ProwJob>>(
+pub fn plan<J: JobRef>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     policy: &Policy,
@@ -427,7 +427,7 @@ pub fn reads(job: &ProwJob, started_here: bool) -> Reads<'_> {
 
 /// The plan for a job whose pod the API server refused (or that cannot be built): it ends in
 /// error with the reason.
-pub fn refused_pod<J: Borrow<ProwJob>>(
+pub fn refused_pod<J: JobRef>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     limits: &Limits,
@@ -446,7 +446,7 @@ pub fn refused_pod<J: Borrow<ProwJob>>(
 /// The plan for a job as its build cluster allows (`prow_api::buildcluster::gate`): ended in
 /// error with the reason, waiting with the reason in its description (written when it
 /// changes), or `go`'s plan, with the description a wait left put back.
-pub fn in_build_cluster<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>>(
+pub fn in_build_cluster<J: JobRef, F: FnOnce() -> Vec<J>>(
     gate: Gate,
     facts: &Facts,
     peers: &mut Peers<J, F>,
@@ -490,7 +490,7 @@ pub fn in_build_cluster<J: Borrow<ProwJob>, F: FnOnce() -> Vec<J>>(
 /// The second plan of a pass whose pod the API server refused after the first plan took a lease
 /// for it (`taken`, as written): the job ends in error with the reason, and that lease ends with
 /// it.
-pub fn after_refused_pod<J: Borrow<ProwJob>>(
+pub fn after_refused_pod<J: JobRef>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     limits: &Limits,
@@ -525,7 +525,7 @@ fn pod_delete_if(delete: bool) -> PodChange {
 /// A triggered job that may start: one without a pool asks for its grant; one with a pool
 /// asks only when it holds a cluster, or is first in the pool's line with a cluster free,
 /// and takes that lease with its start. The others wait, saying where they are in line.
-fn start<J: Borrow<ProwJob>>(
+fn start<J: JobRef>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     limits: &Limits,
@@ -667,7 +667,7 @@ fn waiting(job: &ProwJob, why: String, now: Timestamp) -> Plan {
 
 /// End the job and its lease; its slot wakes the first waiting job of each name that shared a
 /// limit with it, and its cluster the first job waiting in its pool.
-fn finished<J: Borrow<ProwJob>>(
+fn finished<J: JobRef>(
     facts: &Facts,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     limits: &Limits,

@@ -315,6 +315,31 @@ pub struct ProwJobStatus {
     pub prev_report_states: BTreeMap<String, ProwJobState>,
 }
 
+/// A ProwJob, or something that holds one (a reference, an `Arc`, a cache's wrapper): what the
+/// rules that look at many jobs take, so a cache's jobs are read where they are.
+pub trait JobRef {
+    /// The job.
+    fn job(&self) -> &ProwJob;
+}
+
+impl JobRef for ProwJob {
+    fn job(&self) -> &ProwJob {
+        self
+    }
+}
+
+impl<T: JobRef + ?Sized> JobRef for &T {
+    fn job(&self) -> &ProwJob {
+        (**self).job()
+    }
+}
+
+impl<T: JobRef + ?Sized> JobRef for std::sync::Arc<T> {
+    fn job(&self) -> &ProwJob {
+        (**self).job()
+    }
+}
+
 impl ProwJob {
     /// The job's state; a job with no state yet counts as triggered, as upstream treats it.
     pub fn state(&self) -> ProwJobState {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
@@ -35,7 +36,7 @@ pub const FAILED: &str = "ReconcileError";
 /// One kind's reconciler.
 pub trait Reconciler: Send + Sync + 'static {
     /// The kind it reconciles.
-    type Kind: Resource<DynamicType = ()> + Lookup + Clone + Send + Sync + 'static;
+    type Kind: Object;
 
     /// The kind's name in logs.
     const KIND: &'static str;
@@ -55,6 +56,23 @@ pub trait Reconciler: Send + Sync + 'static {
     /// Puts a failure on the object's status too, for kinds with conditions (see
     /// [`mark_failed`]); the Event is published either way.
     fn put_failure(&self, _object: &Self::Kind, _error: &Error) {}
+}
+
+/// What a reconciler reconciles: a kind's object as its store keeps it, with a reference for
+/// its Events. Every `Resource` is one; so is the ProwJob store's wrapper
+/// (`prowjob::stored::Job`), whose store key is lighter.
+pub trait Object: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
+    /// The object, for its Events.
+    fn reference(&self) -> ObjectReference;
+}
+
+impl<K> Object for K
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    fn reference(&self) -> ObjectReference {
+        self.object_ref(&())
+    }
 }
 
 /// Sets the object's [`prow_api::conditions::RECONCILED`] condition "False" with `error`
@@ -101,15 +119,15 @@ pub fn error_policy<R: Reconciler>(reconciler: &R, object: &R::Kind, error: &Err
     }
     tracing::warn!(
         kind = R::KIND,
-        object = %object.name_any(),
-        namespace = ResourceExt::namespace(object).unwrap_or_default(),
+        object = %Lookup::name(object).unwrap_or_default(),
+        namespace = %Lookup::namespace(object).unwrap_or_default(),
         category = error.category(),
         error = %error,
         "reconcile failed"
     );
     events::publish(
         reconciler.events(),
-        object.object_ref(&()),
+        object.reference(),
         true,
         FAILED,
         error.to_string(),

@@ -7,6 +7,7 @@
 //! that finds the run already there (another replica, or this one before a crash between the
 //! create and the status write) means the run was started: it is never started twice.
 
+use crate::prowjob::stored::Job;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ pub struct Context {
     /// Writes.
     pub client: Client,
     /// The ProwJob cache (the runs).
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// Each definition's runs in that cache, by its label.
     pub runs: RunIndex,
     /// Whether the ProwJob cache has its first list.
@@ -66,9 +67,9 @@ pub struct RunIndex(Arc<std::sync::RwLock<Runs>>);
 
 #[derive(Default)]
 struct Runs {
-    by_definition: HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<ProwJob>>>,
+    by_definition: HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<Job>>>,
     /// The runs of a relist under way, swapped in at its end.
-    relist: Option<HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<ProwJob>>>>,
+    relist: Option<HashMap<ObjectRef<JobDefinition>, HashSet<ObjectRef<Job>>>>,
 }
 
 /// The definition `job` is a run of, if any.
@@ -79,7 +80,7 @@ fn definition_of(job: &ProwJob) -> Option<ObjectRef<JobDefinition>> {
 
 impl RunIndex {
     /// The runs of `def` in `jobs`.
-    pub fn of(&self, def: &JobDefinition, jobs: &Store<ProwJob>) -> Vec<Arc<ProwJob>> {
+    pub fn of(&self, def: &JobDefinition, jobs: &Store<Job>) -> Vec<Arc<Job>> {
         let key = ObjectRef::from_obj(def);
         let runs = self.0.read().expect("runs lock");
         runs.by_definition
@@ -92,7 +93,7 @@ impl RunIndex {
     }
 
     /// Takes in one ProwJob watch event.
-    pub fn observe(&self, event: &watcher::Event<ProwJob>) {
+    pub fn observe(&self, event: &watcher::Event<Job>) {
         let mut runs = self.0.write().expect("runs lock");
         match event {
             watcher::Event::Init => runs.relist = Some(HashMap::new()),
@@ -140,7 +141,7 @@ pub fn notice_runs<S>(
     events: S,
 ) -> impl Stream<Item = S::Item> + Send
 where
-    S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+    S: Stream<Item = watcher::Result<watcher::Event<Job>>> + Send,
 {
     events.inspect(move |event| {
         let Ok(event) = event else {
@@ -217,7 +218,7 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
     let defs: Api<JobDefinition> = Api::namespaced(ctx.client.clone(), &namespace);
     let jobs: Api<ProwJob> = Api::namespaced(ctx.client.clone(), &namespace);
     let cached = ctx.runs.of(def, &ctx.jobs);
-    let runs: Vec<&ProwJob> = cached.iter().map(Arc::as_ref).collect();
+    let runs: Vec<&ProwJob> = cached.iter().map(|j| &j.0).collect();
     let now = Timestamp::now();
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
@@ -477,18 +478,18 @@ mod tests {
 
     #[test]
     fn the_index_gives_a_definition_its_own_runs_through_changes_and_relists() {
-        let run = |name: &str, def: Option<&str>, ns: &str| -> ProwJob {
+        let run = |name: &str, def: Option<&str>, ns: &str| -> Job {
             let labels = def.map_or(json!({}), |d| json!({ DEFINITION_LABEL: d }));
-            serde_json::from_value(json!({
+            Job(serde_json::from_value(json!({
                 "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
                 "metadata": {"name": name, "namespace": ns, "labels": labels},
                 "spec": {"job": "nightly"},
             }))
-            .expect("job")
+            .expect("job"))
         };
         let (store, mut writer) = reflector::store();
         let index = RunIndex::default();
-        let mut feed = |event: watcher::Event<ProwJob>| {
+        let mut feed = |event: watcher::Event<Job>| {
             writer.apply_watcher_event(&event);
             index.observe(&event);
         };

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the reconcilers, in the OpenMetrics text format.
 
+use crate::prowjob::stored::Job;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use prow_api::pod::type_name;
 use prow_api::pool::{line, Pool};
-use prow_api::{ClusterPhase, ProwJob, TestCluster};
+use prow_api::{ClusterPhase, TestCluster};
 
 use crate::testclusters::Clusters;
 
@@ -195,7 +196,7 @@ impl Metrics {
     }
 
     /// Renders every metric, counting jobs by state and type from the cache at scrape time.
-    pub fn render(&self, jobs: &Store<ProwJob>) -> String {
+    pub fn render(&self, jobs: &Store<Job>) -> String {
         self.count_jobs(jobs);
         self.encode()
     }
@@ -204,7 +205,7 @@ impl Metrics {
     /// caches at scrape time.
     pub fn render_with_pools(
         &self,
-        jobs: &Store<ProwJob>,
+        jobs: &Store<Job>,
         clusters: &Clusters,
         default_pod_namespace: &str,
     ) -> String {
@@ -239,7 +240,7 @@ impl Metrics {
                 name,
                 default_pod_namespace,
             };
-            let waiting = line(&pool, jobs.iter().map(|j| j.as_ref()), members).len();
+            let waiting = line(&pool, jobs.iter().map(|j| &j.0), members).len();
             self.waiting
                 .get_or_create(&PoolLabels {
                     namespace: namespace.clone(),
@@ -250,7 +251,7 @@ impl Metrics {
         self.encode()
     }
 
-    fn count_jobs(&self, jobs: &Store<ProwJob>) {
+    fn count_jobs(&self, jobs: &Store<Job>) {
         self.jobs.clear();
         for job in jobs.state() {
             let state = serde_json::to_value(job.state())
@@ -279,7 +280,7 @@ impl Metrics {
 /// The caches the metrics count from, once the process leads.
 pub struct Sources {
     /// The jobs.
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// The TestClusters.
     pub clusters: Arc<Clusters>,
     /// The namespace of a job's pod when its `spec.namespace` is empty.
@@ -298,7 +299,7 @@ pub fn renderer(
     })
 }
 
-fn empty_store() -> Store<ProwJob> {
+fn empty_store() -> Store<Job> {
     kube::runtime::reflector::store().0
 }
 

@@ -7,6 +7,7 @@
 //! watches keep the queue: a job that completes is queued at its deadlines, a deleted job's pod
 //! and a pod without its job are queued for the orphan check.
 
+use crate::prowjob::stored::Job;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +34,7 @@ use crate::prowjob::Caches;
 /// A job as the store holds it, ordered by address: the queue holds the store's own `Arc`
 /// (no copy), and an entry whose `Arc` the store has replaced is stale (the new one is queued).
 #[derive(Clone, Debug)]
-struct Held(Arc<ProwJob>);
+struct Held(Arc<Job>);
 
 impl Held {
     fn addr(&self) -> usize {
@@ -83,7 +84,7 @@ enum Item {
 /// The retention queue, kept from the watches.
 #[derive(Clone)]
 pub struct Schedule {
-    jobs: Store<ProwJob>,
+    jobs: Store<Job>,
     keep: Retention,
     pod_namespace: String,
     watch_namespace: Option<String>,
@@ -94,7 +95,7 @@ pub struct Schedule {
 struct Inner {
     due: Due<Item>,
     /// Each periodic's newest completed run, by `spec.job`: kept whatever its age.
-    newest: HashMap<String, Arc<ProwJob>>,
+    newest: HashMap<String, Arc<Job>>,
     /// Periodics whose newest run was deleted by hand: found again by a walk before use.
     stale: HashSet<String>,
     /// A full sweep is wanted (the job list came in, again).
@@ -121,7 +122,7 @@ impl Schedule {
     /// `spec.namespace` is empty; with `watch_namespace`, only pods of jobs in that namespace
     /// are this operator's.
     pub fn new(
-        jobs: Store<ProwJob>,
+        jobs: Store<Job>,
         keep: Retention,
         pod_namespace: String,
         watch_namespace: Option<String>,
@@ -150,7 +151,7 @@ impl Schedule {
     }
 
     /// Takes in one job watch event (after the store did).
-    pub fn observe_job(&self, event: &watcher::Event<ProwJob>) {
+    pub fn observe_job(&self, event: &watcher::Event<Job>) {
         let now = Timestamp::now();
         let mut inner = self.lock();
         match event {
@@ -199,7 +200,7 @@ impl Schedule {
     /// Passes `events` on, keeping the queue.
     pub fn follow_jobs<S>(&self, events: S) -> impl Stream<Item = S::Item> + Send
     where
-        S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+        S: Stream<Item = watcher::Result<watcher::Event<Job>>> + Send,
     {
         let schedule = self.clone();
         events.inspect(move |event| {
@@ -217,7 +218,7 @@ impl Schedule {
                 .is_none_or(|ns| pod.job_namespace() == Some(ns))
     }
 
-    fn job_of(&self, pod: &PodView) -> Option<Arc<ProwJob>> {
+    fn job_of(&self, pod: &PodView) -> Option<Arc<Job>> {
         let ns = pod.job_namespace()?;
         let name = pod.metadata.name.as_deref()?;
         self.jobs
@@ -243,7 +244,7 @@ impl Schedule {
     }
 
     /// Queues a completed job at its deadlines, and notes it if it is its periodic's newest run.
-    fn queue_job(&self, inner: &mut Inner, job: Arc<ProwJob>, now: Timestamp) {
+    fn queue_job(&self, inner: &mut Inner, job: Arc<Job>, now: Timestamp) {
         if !job.is_complete() {
             return;
         }
@@ -286,7 +287,7 @@ impl Schedule {
 
     /// Whether `job` is its periodic's newest completed run (finding the newest again by a walk
     /// of the periodic's runs when the newest was deleted by hand).
-    fn is_newest(&self, inner: &mut Inner, job: &Arc<ProwJob>) -> bool {
+    fn is_newest(&self, inner: &mut Inner, job: &Arc<Job>) -> bool {
         if !is_periodic_run(job) {
             return false;
         }
@@ -368,7 +369,7 @@ impl Schedule {
                 continue;
             };
             let job = self.job_of(&pod);
-            match judge_pod(&pod, job.as_deref(), now, &self.keep) {
+            match judge_pod(&pod, job.as_ref().map(|j| &j.0), now, &self.keep) {
                 Verdict::Delete(d) => plan.pods.push((member, d)),
                 Verdict::Orphan(d) => plan.orphans.push((member, d)),
                 Verdict::At(t) => match job {
@@ -383,7 +384,7 @@ impl Schedule {
 
     /// The job `held` is, if the store still holds that version (a newer one is queued by
     /// itself).
-    fn current(&self, held: &Held) -> Option<Arc<ProwJob>> {
+    fn current(&self, held: &Held) -> Option<Arc<Job>> {
         self.jobs
             .get(&ObjectRef::from_obj(held.0.as_ref()))
             .filter(|j| Arc::ptr_eq(j, &held.0))
@@ -582,7 +583,7 @@ mod tests {
         let (wake, _) = mpsc::unbounded_channel();
         let builds = BuildClusters::new(Arc::new(local), jobs.clone(), wake);
         let schedule = Schedule::new(jobs, Retention::default(), "test-pods".into(), None);
-        let mut feed = |event: watcher::Event<ProwJob>| {
+        let mut feed = |event: watcher::Event<Job>| {
             jobs_writer.apply_watcher_event(&event);
             schedule.observe_job(&event);
         };
@@ -590,11 +591,11 @@ mod tests {
         // 1,000 recent finished jobs, two old ones, and two old runs of one periodic.
         feed(watcher::Event::Init);
         for i in 0..1000 {
-            feed(watcher::Event::InitApply(job(
+            feed(watcher::Event::InitApply(Job(job(
                 &format!("recent-{i}"),
                 "presubmit",
                 &ago(0),
-            )));
+            ))));
         }
         for (name, kind, days) in [
             ("old-1", "presubmit", 9),
@@ -602,7 +603,7 @@ mod tests {
             ("run-1", "periodic", 10),
             ("run-2", "periodic", 9),
         ] {
-            feed(watcher::Event::InitApply(job(name, kind, &ago(days))));
+            feed(watcher::Event::InitApply(Job(job(name, kind, &ago(days)))));
         }
         feed(watcher::Event::InitDone);
 
@@ -629,8 +630,16 @@ mod tests {
         assert!(plan.jobs.is_empty());
 
         // One more job finishes, backdated; one old job is deleted (by the last pass).
-        feed(watcher::Event::Apply(job("late", "presubmit", &ago(8))));
-        feed(watcher::Event::Delete(job("old-1", "presubmit", &ago(9))));
+        feed(watcher::Event::Apply(Job(job(
+            "late",
+            "presubmit",
+            &ago(8),
+        ))));
+        feed(watcher::Event::Delete(Job(job(
+            "old-1",
+            "presubmit",
+            &ago(9),
+        ))));
         // A pod whose job does not exist turns up in the cluster.
         let orphan: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
             "metadata": {"name": "lost", "namespace": "test-pods", "uid": "pod-lost",
@@ -660,7 +669,7 @@ mod tests {
         );
 
         // A relist: the queue lets go of the old copies at once, and the next pass sweeps all.
-        let listed: Vec<ProwJob> = schedule
+        let listed: Vec<Job> = schedule
             .jobs
             .state()
             .iter()

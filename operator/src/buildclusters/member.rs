@@ -2,6 +2,7 @@
 //! pods (feeding the ProwJob reconciler's requests), its eviction budget, and whether it is
 //! reached, from that watch and a probe every [`PROBE_EVERY`].
 
+use crate::prowjob::stored::Job;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -12,9 +13,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prow_api::buildcluster::{Reach, Right};
+use prow_api::labels;
 use prow_api::lifecycle::needs_reconcile;
 use prow_api::pod_view::{PodView, WirePod};
-use prow_api::{labels, ProwJob};
 use prow_runtime::store::{self, Synced};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,9 +32,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Wiring {
     /// The ProwJobs, to find a pod's job.
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// Asks for a job to be reconciled.
-    pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    pub wake: mpsc::UnboundedSender<ObjectRef<Job>>,
     /// The one namespace job pods are in, when the operator works in one.
     pub pod_namespace: Option<String>,
     /// Page size of the pod list; 0 lists from the watch cache.

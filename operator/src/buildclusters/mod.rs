@@ -8,6 +8,7 @@
 //! own jobs, and a BuildCluster added, changed (its kubeconfig rotated) or deleted takes effect
 //! at its next reconcile, without a restart.
 
+use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -18,7 +19,6 @@ use prow_runtime::store::Synced;
 use kube::runtime::reflector::{ObjectRef, Store};
 use prow_api::buildcluster::{alias_of, Reach, DEFAULT_ALIAS};
 use prow_api::lifecycle::needs_reconcile;
-use prow_api::ProwJob;
 use tokio::sync::mpsc;
 
 mod member;
@@ -46,8 +46,8 @@ pub struct BuildClusters {
     members: RwLock<HashMap<String, Entry>>,
     /// The aliases of `--kubeconfig-dir`, which no BuildCluster replaces or removes.
     fixed: RwLock<HashMap<String, Arc<Member>>>,
-    jobs: Store<ProwJob>,
-    wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    jobs: Store<Job>,
+    wake: mpsc::UnboundedSender<ObjectRef<Job>>,
     /// The BuildClusters as listed, once their watch runs, and their namespace.
     declared: OnceLock<(Store<BuildCluster>, Synced, String)>,
     /// When this process began: a cluster it has not connected to yet is down since then.
@@ -65,8 +65,8 @@ impl BuildClusters {
     /// through `wake`, found in `jobs`.
     pub fn new(
         local: Arc<Member>,
-        jobs: Store<ProwJob>,
-        wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+        jobs: Store<Job>,
+        wake: mpsc::UnboundedSender<ObjectRef<Job>>,
     ) -> Self {
         Self {
             local,
@@ -227,8 +227,8 @@ impl BuildClusters {
 
 /// Asks for every job of `alias` that needs a reconcile to be reconciled.
 pub(crate) fn wake_jobs_of(
-    jobs: &Store<ProwJob>,
-    wake: &mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    jobs: &Store<Job>,
+    wake: &mpsc::UnboundedSender<ObjectRef<Job>>,
     alias: &str,
 ) {
     for job in jobs.state() {

@@ -95,7 +95,7 @@ impl Compat {
             .clusters
             .lease(&self.client, pool.namespace, pool.name, ATTEMPTS, |view| {
                 // Decided in the pool's turn, as a job's lease is, by the same share rule.
-                let cluster = caller_share(&pool, jobs.iter().map(|j| j.as_ref()), view, &policy)
+                let cluster = caller_share(&pool, jobs.iter().map(|j| &j.0), view, &policy)
                     .map_err(|why| Answer::with(StatusCode::SERVICE_UNAVAILABLE, why))?;
                 let status = cluster.status.clone().unwrap_or_default();
                 let request = Request::Lease(holder.clone());

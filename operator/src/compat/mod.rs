@@ -7,6 +7,7 @@
 //! SubjectAccessReview on `testclusters` in the namespace; without one only when
 //! `--compat-allow-anonymous` says so.
 
+use crate::prowjob::stored::Job;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,6 @@ use kube::Client;
 use prow_api::compat::{parse, BadCall};
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::lease::Refused;
-use prow_api::ProwJob;
 use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::Filter;
@@ -50,7 +50,7 @@ pub struct Settings {
 pub struct Compat {
     client: Client,
     clusters: Arc<Clusters>,
-    jobs: Store<ProwJob>,
+    jobs: Store<Job>,
     definitions: Store<JobDefinition>,
     settings: Settings,
     recorder: crate::events::Events,
@@ -105,7 +105,7 @@ impl From<kube::Error> for Answer {
 pub async fn serve(
     client: Client,
     clusters: Arc<Clusters>,
-    jobs: Store<ProwJob>,
+    jobs: Store<Job>,
     definitions: Store<JobDefinition>,
     settings: Settings,
     shutdown: CancellationToken,

@@ -3,6 +3,7 @@
 //! Everything here can be rebuilt from the API server: a started job's pod and pending status
 //! are stored, and build IDs are time-based.
 
+use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,7 +88,7 @@ impl Starts {
     pub fn grant<'a>(
         &'a self,
         job: &ProwJob,
-        jobs: impl FnOnce() -> Vec<Arc<ProwJob>>,
+        jobs: impl FnOnce() -> Vec<Arc<Job>>,
         limits: &Limits,
         now_millis: u64,
         granted: &mut Option<Granted<'a>>,
@@ -107,7 +108,7 @@ impl Starts {
     pub fn try_start(
         &self,
         job: &ProwJob,
-        jobs: impl FnOnce() -> Vec<Arc<ProwJob>>,
+        jobs: impl FnOnce() -> Vec<Arc<Job>>,
         limits: &Limits,
         now_millis: u64,
     ) -> Grant {
@@ -116,12 +117,7 @@ impl Starts {
         };
         let mut inner = lock(&self.inner);
         let snapshot = jobs();
-        let verdict = admit(
-            job,
-            snapshot.iter().map(|j| j.as_ref()),
-            &inner.in_flight,
-            limits,
-        );
+        let verdict = admit(job, snapshot.iter().map(|j| &j.0), &inner.in_flight, limits);
         match verdict {
             Admission::Start => {}
             Admission::Wait(why) => return Grant::Wait(why),
@@ -249,12 +245,12 @@ mod tests {
         .expect("job")
     }
 
-    fn store_of(jobs: Vec<ProwJob>) -> kube::runtime::reflector::Store<ProwJob> {
+    fn store_of(jobs: Vec<ProwJob>) -> kube::runtime::reflector::Store<Job> {
         use kube::runtime::watcher::Event;
         let (store, mut writer) = kube::runtime::reflector::store();
         writer.apply_watcher_event(&Event::Init);
         for j in jobs {
-            writer.apply_watcher_event(&Event::InitApply(j));
+            writer.apply_watcher_event(&Event::InitApply(Job(j)));
         }
         writer.apply_watcher_event(&Event::InitDone);
         store

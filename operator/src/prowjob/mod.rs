@@ -9,15 +9,16 @@ pub mod stored;
 mod uploads;
 
 use std::sync::Arc;
+use stored::Job;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prow_api::concurrency::Limits;
+use prow_api::labels;
 use prow_api::lifecycle::Policy;
-use prow_api::{labels, ProwJob};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +75,7 @@ pub struct Context {
     /// Client for writes and the rare direct read.
     pub client: Client,
     /// The ProwJobs, finished ones stripped.
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// The unfinished ones among them.
     pub open: open::OpenJobs,
     /// The build clusters, each with its job pods (stripped), its evictions and budgets.
@@ -88,7 +89,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Asks for jobs to be reconciled again (waiting jobs when a slot frees).
-    pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    pub wake: mpsc::UnboundedSender<ObjectRef<Job>>,
     /// The TestClusters jobs lease.
     pub clusters: Arc<Clusters>,
 }
@@ -97,7 +98,7 @@ pub struct Context {
 #[derive(Clone)]
 pub struct Caches {
     /// ProwJobs.
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// The unfinished ones among them.
     pub open: open::OpenJobs,
     /// Prow's pods in the operator's own cluster.
@@ -111,7 +112,7 @@ pub struct Caches {
     /// Whether the pods' store has its first list.
     pub pods_synced: Synced,
     /// Asks for a job to be reconciled (the first jobs of a pool, when a cluster frees).
-    pub wake: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    pub wake: mpsc::UnboundedSender<ObjectRef<Job>>,
 }
 
 impl Caches {
@@ -155,14 +156,13 @@ pub fn run(
         n => c.page_size(n),
     };
     let (jobs, jobs_writer) = reflector::store();
-    let job_events = prow_runtime::watch::watch(
+    let job_events = prow_runtime::watch::converted::<_, Job, _>(prow_runtime::watch::watch(
         jobs_api,
         list(watcher::Config::default()),
         "prowjobs",
         ready.clone(),
-    )
-    .map_ok(stored::unwrap_job_event)
-    .reflect(jobs_writer);
+    ));
+    let job_events = reflector::reflector(jobs_writer, job_events);
     let open = open::OpenJobs::new(jobs.clone());
     let job_events = open.follow(job_events);
     let schedule = crate::retention::Schedule::new(
@@ -255,7 +255,7 @@ pub fn run(
     // Finished jobs need no reconcile, except to delete a pod an abort or timeout left running
     // when the operator stopped between its two writes. Watch errors are logged by the
     // readiness gate.
-    let job_requests = crate::queue::requests_of(job_events, needs_reconcile);
+    let job_requests = crate::queue::requests_of(job_events, |job: &Job| needs_reconcile(job));
     let pod_requests = pod_events.filter_map({
         let jobs = jobs.clone();
         move |event| {
@@ -308,7 +308,7 @@ pub fn run(
 }
 
 /// The ProwJob a pod runs: same name, in the namespace its annotation records.
-fn job_of_pod(pod: PodView) -> Option<ObjectRef<ProwJob>> {
+fn job_of_pod(pod: PodView) -> Option<ObjectRef<Job>> {
     let namespace = pod.job_namespace()?.to_string();
     Some(ObjectRef::new(&pod.name_any()).within(&namespace))
 }

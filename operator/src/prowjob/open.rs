@@ -3,31 +3,31 @@
 //! jobs that are not complete), so none of them walks the finished jobs the store also holds
 //! (100,000 of them in a large installation).
 
+use crate::prowjob::stored::Job;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use prow_api::ProwJob;
 
 /// The unfinished jobs of a [`Store`].
 #[derive(Clone)]
 pub struct OpenJobs {
-    store: Store<ProwJob>,
+    store: Store<Job>,
     inner: Arc<RwLock<Inner>>,
 }
 
 #[derive(Default)]
 struct Inner {
-    open: HashSet<ObjectRef<ProwJob>>,
+    open: HashSet<ObjectRef<Job>>,
     /// The unfinished jobs of a relist under way, swapped in at its end.
-    relist: Option<HashSet<ObjectRef<ProwJob>>>,
+    relist: Option<HashSet<ObjectRef<Job>>>,
 }
 
 impl OpenJobs {
     /// The index of `store`'s unfinished jobs, kept by [`OpenJobs::follow`].
-    pub fn new(store: Store<ProwJob>) -> Self {
+    pub fn new(store: Store<Job>) -> Self {
         Self {
             store,
             inner: Arc::default(),
@@ -35,7 +35,7 @@ impl OpenJobs {
     }
 
     /// The unfinished jobs now, as the store has them.
-    pub fn state(&self) -> Vec<Arc<ProwJob>> {
+    pub fn state(&self) -> Vec<Arc<Job>> {
         let inner = self.inner.read().expect("open jobs lock");
         inner
             .open
@@ -56,7 +56,7 @@ impl OpenJobs {
     }
 
     /// Takes in one watch event (after the store did).
-    pub fn observe(&self, event: &watcher::Event<ProwJob>) {
+    pub fn observe(&self, event: &watcher::Event<Job>) {
         let mut inner = self.inner.write().expect("open jobs lock");
         match event {
             watcher::Event::Init => inner.relist = Some(HashSet::new()),
@@ -89,7 +89,7 @@ impl OpenJobs {
     /// Passes `events` on, keeping the index.
     pub fn follow<S>(&self, events: S) -> impl Stream<Item = S::Item> + Send
     where
-        S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+        S: Stream<Item = watcher::Result<watcher::Event<Job>>> + Send,
     {
         let open = self.clone();
         events.inspect(move |event| {
@@ -107,18 +107,18 @@ mod tests {
 
     use super::*;
 
-    fn job(name: &str, complete: bool) -> ProwJob {
+    fn job(name: &str, complete: bool) -> Job {
         let status = if complete {
             json!({"state": "success", "completionTime": "2024-05-01T12:00:00Z"})
         } else {
             json!({"state": "pending"})
         };
-        serde_json::from_value(json!({
+        Job(serde_json::from_value(json!({
             "apiVersion": "prow.k8s.io/v1", "kind": "ProwJob",
             "metadata": {"name": name, "namespace": "ci"},
             "spec": {"job": "j"}, "status": status,
         }))
-        .expect("job")
+        .expect("job"))
     }
 
     fn names(open: &OpenJobs) -> Vec<String> {
@@ -135,7 +135,7 @@ mod tests {
     fn only_unfinished_jobs_are_kept_through_changes_and_relists() {
         let (store, mut writer) = reflector::store();
         let open = OpenJobs::new(store);
-        let mut feed = |event: watcher::Event<ProwJob>| {
+        let mut feed = |event: watcher::Event<Job>| {
             writer.apply_watcher_event(&event);
             open.observe(&event);
         };

@@ -1,6 +1,7 @@
 //! One ProwJob reconcile: fetch (from the caches) -> plan (`prow_api::plan`, pure) -> apply
 //! the plan through one small interpreter.
 
+use crate::prowjob::stored::Job;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,7 @@ const STALE_RECHECK: Duration = Duration::from_secs(2);
 const NAME_TAKEN_RECHECK: Duration = Duration::from_millis(200);
 
 /// Reconciles one ProwJob.
-pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let span = tracing::info_span!("reconcile", job = %job.name_any(), namespace = job.namespace().unwrap_or_default());
     let result = reconcile_job(&job, &ctx).instrument(span).await;
@@ -54,10 +55,10 @@ pub async fn reconcile(job: Arc<ProwJob>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 impl Reconciler for Context {
-    type Kind = ProwJob;
+    type Kind = Job;
     const KIND: &'static str = "ProwJob";
 
-    async fn reconcile(self: Arc<Self>, job: Arc<ProwJob>) -> Result<Action> {
+    async fn reconcile(self: Arc<Self>, job: Arc<Job>) -> Result<Action> {
         reconcile(job, self).await
     }
 
@@ -238,7 +239,7 @@ async fn evicted_since(
 /// resourceVersion the plan was made from), delete the pod, end the lease, wake other jobs
 /// (the next in line takes the cluster at once), remove the kubeconfig copy, then publish the
 /// Event.
-async fn apply<J: std::borrow::Borrow<ProwJob>>(
+async fn apply<J: prow_api::prowjob::JobRef>(
     facts: &Facts<'_>,
     peers: &mut Peers<J, impl FnOnce() -> Vec<J>>,
     mut plan: Plan,

@@ -10,6 +10,7 @@
 //! keeps a finalizer on every cluster so a delete that bypasses the webhook waits for the lease
 //! to end.
 
+use crate::prowjob::stored::Job;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +21,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 use prow_api::jobdefinition::JobDefinition;
 use prow_api::testclusterpool::TestClusterPool;
-use prow_api::{labels, ProwJob, TestCluster};
+use prow_api::{labels, TestCluster};
 use prow_runtime::health::Readiness;
 use prow_runtime::store::Synced;
 use tokio::sync::mpsc;
@@ -114,7 +115,7 @@ pub fn watch(
 /// What the controller reads from the other reconcilers, and how it wakes jobs.
 pub struct Shared {
     /// The ProwJob reconciler's store of jobs.
-    pub jobs: Store<ProwJob>,
+    pub jobs: Store<Job>,
     /// The unfinished ones among them: what leases, lines and pool statuses read.
     pub open: crate::prowjob::open::OpenJobs,
     /// The build clusters, where jobs' kubeconfig copies are.
@@ -122,7 +123,7 @@ pub struct Shared {
     /// Whether that store has listed every job.
     pub jobs_synced: Synced,
     /// Wakes a job (one waiting in a pool's line).
-    pub wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    pub wake_jobs: mpsc::UnboundedSender<ObjectRef<Job>>,
     /// The JobDefinitions, for pools that build clusters with a `createClusterDefinition`.
     pub definitions: Store<JobDefinition>,
 }
@@ -191,7 +192,7 @@ pub fn notice_gone_holders<S>(
     events: S,
 ) -> impl Stream<Item = S::Item> + Send
 where
-    S: Stream<Item = watcher::Result<watcher::Event<ProwJob>>> + Send,
+    S: Stream<Item = watcher::Result<watcher::Event<Job>>> + Send,
 {
     events.inspect(move |event| {
         match event {

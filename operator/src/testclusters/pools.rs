@@ -2,6 +2,7 @@
 //! every few seconds, and growth: the pool's create-cluster job when jobs wait and nothing is
 //! vacant.
 
+use crate::prowjob::stored::Job;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ pub(super) async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToke
                 name: &name,
                 default_pod_namespace: &ctx.default_pod_namespace,
             };
-            let mut status = pool_status(&pool, &members, jobs.iter().map(|j| j.as_ref()));
+            let mut status = pool_status(&pool, &members, jobs.iter().map(|j| &j.0));
             status.observed_generation = object.metadata.generation;
             grow(&object, &ns, &name, &status, &jobs, &ctx).await;
             if object.status.as_ref() == Some(&status) {
@@ -86,7 +87,7 @@ async fn grow(
     ns: &str,
     name: &str,
     status: &prow_api::testclusterpool::TestClusterPoolStatus,
-    jobs: &[Arc<ProwJob>],
+    jobs: &[Arc<Job>],
     ctx: &Ctx,
 ) {
     let jobs_ns = ctx

@@ -2,6 +2,7 @@
 //! holder, its clean-up job) -> `prow_api::cluster_plan::plan` -> apply (each write at the
 //! cluster's resourceVersion, so a lease taken meanwhile is never overwritten).
 
+use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,13 +38,13 @@ pub struct Ctx {
     pub(super) client: Client,
     pub(super) definitions: Store<JobDefinition>,
     pub(super) clusters: Arc<Clusters>,
-    pub(super) jobs: Store<ProwJob>,
+    pub(super) jobs: Store<Job>,
     /// The unfinished jobs: only they hold leases or wait in a pool's line.
     pub(super) open: OpenJobs,
     pub(super) builds: Arc<BuildClusters>,
     pub(super) jobs_synced: Synced,
     pub(super) recorder: Events,
-    pub(super) wake_jobs: mpsc::UnboundedSender<ObjectRef<ProwJob>>,
+    pub(super) wake_jobs: mpsc::UnboundedSender<ObjectRef<Job>>,
     pub(super) default_pod_namespace: String,
     /// Clean-up jobs made, by cluster (`namespace/name`), until their name is in the
     /// cluster's status.
@@ -135,7 +136,7 @@ async fn reconcile(cached: &TestCluster, ctx: &Ctx) -> Result<Action, Error> {
                 None => Api::<ProwJob>::namespaced(ctx.client.clone(), &jobs_ns)
                     .get_opt(job)
                     .await?
-                    .map(Arc::new),
+                    .map(|j| Arc::new(Job(j))),
             })
         }
         _ => None,
@@ -290,11 +291,11 @@ fn wake_pool(cluster: &TestCluster, ctx: &Ctx) {
         name: pool,
         default_pod_namespace: &ctx.default_pod_namespace,
     };
-    for job in line(&pool, jobs.iter().map(|j| j.as_ref()), &members)
+    for job in line(&pool, jobs.iter().map(|j| &j.0), &members)
         .into_iter()
         .take(free)
     {
-        let _ = ctx.wake_jobs.send(ObjectRef::from_obj(job));
+        let _ = ctx.wake_jobs.send(crate::prowjob::stored::key_of(job));
     }
 }
 
