@@ -4,6 +4,8 @@
 //! builds a full pod to decide, and tests write pods as the API server sends them.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -38,8 +40,8 @@ pub struct PodView {
 pub struct PodMeta {
     /// The pod's name.
     pub name: Option<String>,
-    /// The pod's namespace.
-    pub namespace: Option<String>,
+    /// The pod's namespace (one shared copy per namespace, [`shared`]).
+    pub namespace: Option<Arc<str>>,
     /// The pod's UID.
     pub uid: Option<String>,
     /// When it was created.
@@ -48,10 +50,23 @@ pub struct PodMeta {
     pub deletion_timestamp: Option<Time>,
     /// The UID of the pod's job (annotation [`labels::JOB_UID`]).
     pub job_uid: Option<Box<str>>,
-    /// The namespace of the pod's job ([`labels::JOB_NAMESPACE`]).
-    pub job_namespace: Option<Box<str>>,
+    /// The namespace of the pod's job ([`labels::JOB_NAMESPACE`]; shared like `namespace`).
+    pub job_namespace: Option<Arc<str>>,
     /// The build ID ([`labels::BUILD_ID`]).
     pub build_id: Option<Box<str>>,
+}
+
+/// The one shared copy of `name` (a namespace): 100,000 cached pods live in a few namespaces,
+/// and each kept its own two copies (its own and its job's) before.
+pub fn shared(name: String) -> Arc<str> {
+    static NAMES: Mutex<BTreeSet<Arc<str>>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name.as_str()) {
+        return known.clone();
+    }
+    let new: Arc<str> = name.into();
+    names.insert(new.clone());
+    new
 }
 
 /// A pod as the watch and direct reads parse it: full metadata (without managed fields) and
@@ -78,12 +93,12 @@ impl From<WirePod> for PodView {
         Self {
             metadata: PodMeta {
                 name: meta.name,
-                namespace: meta.namespace,
+                namespace: meta.namespace.map(shared),
                 uid: meta.uid,
                 creation_timestamp: meta.creation_timestamp,
                 deletion_timestamp: meta.deletion_timestamp,
                 job_uid: boxed(annotations.remove(labels::JOB_UID)),
-                job_namespace: boxed(annotations.remove(labels::JOB_NAMESPACE)),
+                job_namespace: annotations.remove(labels::JOB_NAMESPACE).map(shared),
                 build_id: boxed(labels.remove(labels::BUILD_ID)),
             },
             spec: pod.spec,
@@ -235,7 +250,7 @@ impl PodView {
 
     /// The pod's namespace.
     pub fn namespace(&self) -> Option<String> {
-        self.metadata.namespace.clone()
+        self.metadata.namespace.as_deref().map(str::to_string)
     }
 
     /// The pod's UID.
@@ -366,5 +381,26 @@ mod tests {
             serde_json::from_value(json!({"status": {"phase": "Hibernating"}})).expect("view");
         assert_eq!(odd.status.phase.as_deref(), Some("Hibernating"));
         assert_eq!(odd.spec.containers, 0);
+    }
+
+    #[test]
+    fn pods_of_one_namespace_share_its_name() {
+        let pod = |name: &str| -> PodView {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "test-pods-shared",
+                             "annotations": {"prow-operator.dev/job-namespace": "test-pods-shared"}},
+            }))
+            .expect("view")
+        };
+        let (a, b) = (pod("a"), pod("b"));
+        let (na, nb) = (
+            a.metadata.namespace.clone().expect("ns"),
+            b.metadata.namespace.clone().expect("ns"),
+        );
+        assert!(Arc::ptr_eq(&na, &nb), "one copy for both pods");
+        let job_ns = a.metadata.job_namespace.clone().expect("job ns");
+        assert!(Arc::ptr_eq(&na, &job_ns), "and for their jobs' namespace");
+        assert_eq!(&*na, "test-pods-shared");
+        assert_eq!(b.namespace().as_deref(), Some("test-pods-shared"));
     }
 }

@@ -49,19 +49,23 @@ pub struct Doomed {
 
 /// The pod or job (its namespace, name and UID) to delete, and why.
 fn doomed(
-    (namespace, name, uid): (&Option<String>, &Option<String>, &Option<String>),
+    (namespace, name, uid): (Option<&str>, Option<&str>, Option<&str>),
     reason: &'static str,
 ) -> Doomed {
     Doomed {
-        namespace: namespace.clone().unwrap_or_default(),
-        name: name.clone().unwrap_or_default(),
-        uid: uid.clone(),
+        namespace: namespace.unwrap_or_default().to_string(),
+        name: name.unwrap_or_default().to_string(),
+        uid: uid.map(str::to_string),
         reason,
     }
 }
 
-fn ids(meta: &ObjectMeta) -> (&Option<String>, &Option<String>, &Option<String>) {
-    (&meta.namespace, &meta.name, &meta.uid)
+fn ids(meta: &ObjectMeta) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+        meta.uid.as_deref(),
+    )
 }
 
 /// When a job started: its `status.startTime`, else its creation.
@@ -129,7 +133,11 @@ pub fn judge_pod(
         return Verdict::Keep; // not a pod of this operator's
     }
     let meta = &pod.metadata;
-    let pod_ids = (&meta.namespace, &meta.name, &meta.uid);
+    let pod_ids = (
+        meta.namespace.as_deref(),
+        meta.name.as_deref(),
+        meta.uid.as_deref(),
+    );
     let created = meta.creation_timestamp.as_ref().map(|t| t.0);
     let job = job.filter(|j| j.metadata.uid.as_deref() == pod.job_uid());
     let Some(job) = job else {

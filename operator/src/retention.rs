@@ -237,7 +237,7 @@ impl Schedule {
         };
         let key = PodAt {
             cluster: cluster.to_string(),
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            namespace: pod.namespace().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
         };
         inner.due.push(at, Item::Orphan(Box::new(key)));
