@@ -18,9 +18,16 @@ use prow_runtime::{client, health, process, shutdown, telemetry};
 #[global_allocator]
 static ALLOCATOR: process::CompactHeap = process::CompactHeap;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     process::return_large_buffers_to_the_system();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(process::collect_when_idle)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cfg = OperatorConfig::parse();
     telemetry::init(cfg.log_format);
     process::install_crypto_provider();

@@ -31,6 +31,37 @@ pub fn trim_heap() {
     }
 }
 
+/// For a runtime's `on_thread_park`: a worker thread with nothing to do hands back the pages
+/// its heap no longer uses, at most once every [`COLLECT_EVERY`]. mimalloc frees a block that
+/// another thread freed (a list parsed on one worker and dropped on another) only when the
+/// thread that owns it next allocates or collects; a worker that idles after the start-up's
+/// lists otherwise keeps their pages resident until work comes.
+pub fn collect_when_idle() {
+    #[cfg(feature = "compact-heap")]
+    {
+        use std::cell::Cell;
+        use std::time::Instant;
+        thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
+        let now = Instant::now();
+        let due = LAST.with(|last| {
+            let due = last
+                .get()
+                .is_none_or(|t| now.duration_since(t) >= COLLECT_EVERY);
+            if due {
+                last.set(Some(now));
+            }
+            due
+        });
+        if due {
+            // SAFETY: mi_collect only frees and purges memory no allocation holds.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
+    }
+}
+
+/// How often an idle worker thread collects at most ([`collect_when_idle`]).
+pub const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Makes the allocator hand large buffers (initial list bodies of tens of MB) back to the system
 /// when they are freed. glibc otherwise raises its mmap threshold after the first such free, so
 /// later list buffers come from the heap and the process keeps their pages after start-up.
