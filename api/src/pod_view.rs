@@ -327,17 +327,17 @@ impl PodView {
 impl kube::runtime::reflector::Lookup for PodView {
     type DynamicType = ();
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("Pod")
+    fn kind(dt: &()) -> Cow<'_, str> {
+        <WirePod as kube::Resource>::kind(dt)
     }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("")
+    fn group(dt: &()) -> Cow<'_, str> {
+        <WirePod as kube::Resource>::group(dt)
     }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("v1")
+    fn version(dt: &()) -> Cow<'_, str> {
+        <WirePod as kube::Resource>::version(dt)
     }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("pods")
+    fn plural(dt: &()) -> Cow<'_, str> {
+        <WirePod as kube::Resource>::plural(dt)
     }
     fn name(&self) -> Option<Cow<'_, str>> {
         self.metadata.name.as_deref().map(Cow::Borrowed)

@@ -7,7 +7,6 @@
 //! that finds the run already there (another replica, or this one before a crash between the
 //! create and the status write) means the run was started: it is never started twice.
 
-use crate::prowjob::stored::Job;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::Reconciler;
 use crate::error::Error;
 use crate::events::Events;
+use crate::prowjob::stored::Job;
 use crate::queue::{self, Action};
 use crate::MANAGER;
 

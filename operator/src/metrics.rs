@@ -1,6 +1,5 @@
 //! Prometheus metrics of the reconcilers, in the OpenMetrics text format.
 
-use crate::prowjob::stored::Job;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use prow_api::pod::type_name;
 use prow_api::pool::{line, Pool};
 use prow_api::{ClusterPhase, TestCluster};
 
+use crate::prowjob::stored::Job;
 use crate::testclusters::Clusters;
 
 /// Labels of the clusters-by-pool-and-phase gauge.

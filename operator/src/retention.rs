@@ -7,7 +7,6 @@
 //! watches keep the queue: a job that completes is queued at its deadlines, a deleted job's pod
 //! and a pod without its job are queued for the orphan check.
 
-use crate::prowjob::stored::Job;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +28,7 @@ use prow_api::{labels, ProwJob};
 use tokio_util::sync::CancellationToken;
 
 use crate::buildclusters::{BuildClusters, Lookup, Member};
+use crate::prowjob::stored::Job;
 use crate::prowjob::Caches;
 
 /// A job as the store holds it, ordered by address: the queue holds the store's own `Arc`

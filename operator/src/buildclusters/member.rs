@@ -2,7 +2,6 @@
 //! pods (feeding the ProwJob reconciler's requests), its eviction budget, and whether it is
 //! reached, from that watch and a probe every [`PROBE_EVERY`].
 
-use crate::prowjob::stored::Job;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::prowjob::evictions::{self, Budgets, Evictions};
+use crate::prowjob::stored::Job;
 
 /// How often a build cluster's API server is asked for its version.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);

@@ -8,7 +8,6 @@
 //! own jobs, and a BuildCluster added, changed (its kubeconfig rotated) or deleted takes effect
 //! at its next reconcile, without a restart.
 
-use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -20,6 +19,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use prow_api::buildcluster::{alias_of, Reach, DEFAULT_ALIAS};
 use prow_api::lifecycle::needs_reconcile;
 use tokio::sync::mpsc;
+
+use crate::prowjob::stored::Job;
 
 mod member;
 mod reconcile;

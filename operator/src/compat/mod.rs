@@ -7,7 +7,6 @@
 //! SubjectAccessReview on `testclusters` in the namespace; without one only when
 //! `--compat-allow-anonymous` says so.
 
-use crate::prowjob::stored::Job;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 use warp::Filter;
 
+use crate::prowjob::stored::Job;
 use crate::testclusters::Clusters;
 
 /// How long a `getvacant` caller is told to wait before asking again when nothing is vacant.

@@ -3,7 +3,6 @@
 //! Everything here can be rebuilt from the API server: a started job's pod and pending status
 //! are stored, and build IDs are time-based.
 
-use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +12,8 @@ use prow_api::concurrency::{admit, next_build_id, Admission, Grant, InFlight, Li
 use prow_api::pod_view::PodView;
 use prow_api::ProwJob;
 use prow_runtime::lock;
+
+use crate::prowjob::stored::Job;
 
 /// How many remembered status writes make an insert sweep out the expired ones.
 const WRITTEN_SWEEP_AT: usize = 1024;

@@ -9,7 +9,6 @@ pub mod stored;
 mod uploads;
 
 use std::sync::Arc;
-use stored::Job;
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -28,7 +27,7 @@ use crate::testclusters::{notice_gone_holders, Clusters};
 use prow_api::lifecycle::needs_reconcile;
 use prow_api::pod_view::{PodView, WirePod};
 use prow_runtime::health::Readiness;
-use stored::WireJob;
+use stored::{Job, WireJob};
 
 use prow_runtime::store::{self, Synced};
 pub use reconcile::reconcile;

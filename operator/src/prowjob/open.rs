@@ -3,13 +3,14 @@
 //! jobs that are not complete), so none of them walks the finished jobs the store also holds
 //! (100,000 of them in a large installation).
 
-use crate::prowjob::stored::Job;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+
+use crate::prowjob::stored::Job;
 
 /// The unfinished jobs of a [`Store`].
 #[derive(Clone)]

@@ -1,7 +1,6 @@
 //! One ProwJob reconcile: fetch (from the caches) -> plan (`prow_api::plan`, pure) -> apply
 //! the plan through one small interpreter.
 
-use crate::prowjob::stored::Job;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use super::Context;
 use crate::buildclusters::Member;
 use crate::controller::{lost_race, Reconciler};
 use crate::error::{api_code, is_request_error, Error, Result};
+use crate::prowjob::stored::Job;
 use crate::queue::Action;
 use crate::testclusters::Claim;
 use crate::MANAGER;

@@ -10,7 +10,6 @@
 //! keeps a finalizer on every cluster so a delete that bypasses the webhook waits for the lease
 //! to end.
 
-use crate::prowjob::stored::Job;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
+use crate::prowjob::stored::Job;
 use crate::queue;
 use reconcile::Ctx;
 

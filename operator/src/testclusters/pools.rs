@@ -2,7 +2,6 @@
 //! every few seconds, and growth: the pool's create-cluster job when jobs wait and nothing is
 //! vacant.
 
-use crate::prowjob::stored::Job;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use prow_runtime::lock;
 use tokio_util::sync::CancellationToken;
 
 use super::reconcile::Ctx;
+use crate::prowjob::stored::Job;
 use crate::MANAGER;
 
 /// How often each TestClusterPool's status (counts by phase, jobs waiting) is brought up to

@@ -2,7 +2,6 @@
 //! holder, its clean-up job) -> `prow_api::cluster_plan::plan` -> apply (each write at the
 //! cluster's resourceVersion, so a lease taken meanwhile is never overwritten).
 
-use crate::prowjob::stored::Job;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +29,7 @@ use crate::controller::Reconciler;
 use crate::error::Error;
 use crate::events::Events;
 use crate::prowjob::open::OpenJobs;
+use crate::prowjob::stored::Job;
 use crate::queue::Action;
 use crate::MANAGER;
 
