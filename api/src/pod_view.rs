@@ -19,7 +19,7 @@ use crate::labels;
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
 
 /// A pod as the job state machine reads it and the operator keeps it: identity, the three
-/// labels and annotations it reads, container names and how far each container got.
+/// labels and annotations it reads, how many containers it has and how far each one got.
 ///
 /// Read off the wire as a [`WirePod`] and converted at once (also when parsed straight into a
 /// `PodView`): the operator keeps 100,000 of these, and kube's `ObjectMeta` alone is 360 bytes
@@ -29,7 +29,7 @@ pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
 pub struct PodView {
     /// Name, namespace, UID, times, the build ID and the job annotations.
     pub metadata: PodMeta,
-    /// Container names.
+    /// The number of containers.
     pub spec: ViewSpec,
     /// Phase, reason, start time, container states.
     pub status: ViewStatus,
@@ -76,7 +76,7 @@ pub struct WirePod {
     /// The pod's metadata.
     #[serde(default, deserialize_with = "crate::wire::meta_without_managed_fields")]
     pub metadata: ObjectMeta,
-    /// Container names.
+    /// The number of containers.
     #[serde(default)]
     pub spec: ViewSpec,
     /// Phase, reason, start time, container states.

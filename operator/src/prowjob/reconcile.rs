@@ -361,15 +361,10 @@ async fn apply<J: prow_api::prowjob::JobRef>(
     if let Some(event) = &plan.event {
         publish(ctx, job, event);
         if let Some(member) = target.member {
+            // The pod is named after its job, as the fetch above finds it.
             let pod_uid = created_pod.or_else(|| facts.pod.and_then(|p| p.uid()));
-            let pod_name = job
-                .status
-                .as_ref()
-                .map(|s| s.pod_name.clone())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| job.name_any());
             member.publish_on_pod(
-                (&pod_name, pod_ns, pod_uid),
+                (&job.name_any(), pod_ns, pod_uid),
                 job,
                 event.warning,
                 event.reason,

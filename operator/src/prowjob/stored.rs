@@ -37,8 +37,8 @@ impl From<WireJob> for Job {
 
 /// A ProwJob as the operator's store keeps it (`Store<Job>`), read as a ProwJob through
 /// `Deref`. Its store key is its name and namespace: kube's key for a `Resource` adds its
-/// resourceVersion and UID, two more strings (and 48 bytes of table slot) for each of 100,000
-/// stored jobs.
+/// resourceVersion and UID, two more strings for each of 100,000 stored jobs (the key's slot
+/// in the table is the same size either way).
 #[derive(Clone, Debug)]
 pub struct Job(pub ProwJob);
 
