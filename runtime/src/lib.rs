@@ -9,6 +9,7 @@ pub mod health;
 pub mod kubeconfig_dir;
 pub mod kubeconfigs;
 pub mod leader;
+pub mod list_items;
 pub mod manifests;
 pub mod process;
 pub mod queue;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod supervise;
 pub mod telemetry;
 pub mod watch;
+pub mod watcher;
 
 /// Locks `mutex`, going on with its data if a holder panicked: every lock here guards
 /// bookkeeping that stays consistent between statements, and a panic in one reconcile must

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
-use kube::runtime::watcher::{self, watcher, ExponentialBackoff};
+use kube::runtime::watcher::{self, ExponentialBackoff};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
 use serde::de::DeserializeOwned;
@@ -72,7 +72,7 @@ where
     K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
 {
-    watcher(api, config)
+    crate::watcher::watcher(api, config)
         .backoff(backoff())
         .inspect(move |event| match event {
             Ok(watcher::Event::Init) => {}

@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, PostParams};
 use kube::discovery::{self, Scope};
-use kube::runtime::watcher::{self, watcher};
+use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use prow_api::labels;
@@ -296,7 +296,7 @@ pub fn watch_evictions(
         None => Api::all_with(client, &resource),
     };
     let config = watcher::Config::default().labels(&format!("{BUDGET_LABEL}={MANAGER}"));
-    watcher(api, config)
+    prow_runtime::watcher::watcher(api, config)
         .backoff(prow_runtime::watch::backoff())
         .applied_objects()
         .filter_map(|event| {
