@@ -137,11 +137,19 @@ pub enum Reach {
     Missing,
     /// Reached, and its pods are listed.
     Up,
-    /// Not reached (or its pods not listed yet) since `since`, for `reason`.
+    /// Not reached since `since`, for `reason`.
     Down {
-        /// When it was last seen working, or when the operator began to use it.
+        /// When it was last seen working.
         since: Timestamp,
         /// Why, for people.
+        reason: String,
+    },
+    /// Not usable yet, with nothing known to be wrong: the operator has just started, or the
+    /// BuildCluster is new, and its pods are being listed (`reason` says which step).
+    Starting {
+        /// When the operator began to use it.
+        since: Timestamp,
+        /// The step it is at, for people.
         reason: String,
     },
 }
@@ -155,10 +163,11 @@ pub enum Gate {
         /// The description to write back, if any.
         restore: Option<String>,
     },
-    /// Wait, saying why, and look again after `recheck`.
+    /// Wait, saying why (unless the cluster is only starting), and look again after
+    /// `recheck`.
     Wait {
-        /// The job's description while it waits.
-        description: String,
+        /// The job's description while it waits; `None` leaves the job's as it is.
+        description: Option<String>,
         /// When to look again: the deadline, or sooner.
         recheck: Duration,
     },
@@ -194,7 +203,8 @@ pub fn gate(job: &ProwJob, reach: &Reach, now: Timestamp, timeouts: Timeouts) ->
                 .then(|| "Job triggered.".to_string());
             Gate::Go { restore }
         }
-        Reach::Down { since, reason } => {
+        Reach::Down { since, reason } | Reach::Starting { since, reason } => {
+            let down = matches!(reach, Reach::Down { .. });
             let created = job
                 .metadata
                 .creation_timestamp
@@ -204,12 +214,15 @@ pub fn gate(job: &ProwJob, reach: &Reach, now: Timestamp, timeouts: Timeouts) ->
             let limit = timeouts.for_job(job).unscheduled;
             let waited = now.duration_since(from).unsigned_abs();
             if waited >= limit {
+                let was = if down { "unreachable" } else { "not ready" };
                 return Gate::End(format!(
-                    "Build cluster {alias:?} was unreachable for {limit:?}, the job's pod_unscheduled_timeout: {reason}"
+                    "Build cluster {alias:?} was {was} for {limit:?}, the job's pod_unscheduled_timeout: {reason}"
                 ));
             }
             Gate::Wait {
-                description: format!("{WAITING_PREFIX} {alias:?}: {reason}"),
+                // A cluster being listed is no news: its jobs wait without a status write each
+                // (the first list's end wakes them).
+                description: down.then(|| format!("{WAITING_PREFIX} {alias:?}: {reason}")),
                 recheck: (limit - waited).min(DOWN_RECHECK),
             }
         }

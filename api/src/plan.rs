@@ -468,10 +468,12 @@ pub fn in_build_cluster<J: JobRef, F: FnOnce() -> Vec<J>>(
         } => {
             let said = facts.job.status.as_ref().map(|s| s.description.as_str());
             Plan {
-                status: (said != Some(description.as_str())).then(|| StatusChange {
-                    description: Some(description),
-                    ..StatusChange::default()
-                }),
+                status: description
+                    .filter(|d| said != Some(d.as_str()))
+                    .map(|d| StatusChange {
+                        description: Some(d),
+                        ..StatusChange::default()
+                    }),
                 requeue: Some(recheck),
                 ..Plan::default()
             }

@@ -28,6 +28,13 @@ fn down(since: &str) -> Reach {
     }
 }
 
+fn starting(since: &str) -> Reach {
+    Reach::Starting {
+        since: at(since),
+        reason: "its job pods are not listed yet".into(),
+    }
+}
+
 #[test]
 fn a_job_without_a_cluster_runs_in_default() {
     assert_eq!(alias_of(&job("", json!({}), json!({}))), "default");
@@ -42,12 +49,13 @@ fn what_a_job_does_about_its_cluster() {
     };
     let triggered = json!({"state": "triggered"});
     let pending = json!({"state": "pending", "pod_name": "j"});
+    let pending_again = pending.clone();
     let waited_pending = json!({"state": "pending", "pod_name": "j",
         "description": "Waiting for build cluster \"b2\": connection refused"});
     let done = json!({"state": "success", "completionTime": "2024-05-01T12:00:30Z"});
     let job_timeout = json!({"decoration_config": {"pod_unscheduled_timeout": "10s"}});
     let wait = |recheck| Gate::Wait {
-        description: "Waiting for build cluster \"b2\": connection refused".into(),
+        description: Some("Waiting for build cluster \"b2\": connection refused".into()),
         recheck: Duration::from_secs(recheck),
     };
     let ended = "Build cluster \"b2\" was unreachable for 60s, the job's pod_unscheduled_timeout: connection refused";
@@ -128,6 +136,20 @@ fn what_a_job_does_about_its_cluster() {
             down("2024-05-01T12:00:00Z"),
             "2024-05-01T12:00:10Z",
             Gate::End("Build cluster \"b2\" was unreachable for 10s, the job's pod_unscheduled_timeout: connection refused".into()),
+        ),
+        (
+            "a cluster being listed makes the job wait without a word",
+            job("b2", pending_again.clone(), json!({})),
+            starting("2024-05-01T12:10:00Z"),
+            "2024-05-01T12:10:02Z",
+            Gate::Wait { description: None, recheck: Duration::from_secs(5) },
+        ),
+        (
+            "but not for longer than the unscheduled timeout",
+            job("b2", pending_again, json!({})),
+            starting("2024-05-01T12:10:00Z"),
+            "2024-05-01T12:11:00Z",
+            Gate::End("Build cluster \"b2\" was not ready for 60s, the job's pod_unscheduled_timeout: its job pods are not listed yet".into()),
         ),
     ];
     for (name, job, reach, now, want) in cases {

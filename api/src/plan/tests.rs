@@ -844,7 +844,7 @@ fn build_cluster_gates_as_plans() {
     assert!(!ran.get());
 
     let wait = || Gate::Wait {
-        description: "Waiting for build cluster \"b2\": down".into(),
+        description: Some("Waiting for build cluster \"b2\": down".into()),
         recheck: Duration::from_secs(3),
     };
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
@@ -866,6 +866,17 @@ fn build_cluster_gates_as_plans() {
     let mut peers = Peers::new(Vec::<&ProwJob>::new);
     let plan = in_build_cluster(wait(), &facts, &mut peers, &Limits::default(), go);
     assert_eq!(plan.status, None, "said once");
+    assert!(!ran.get());
+
+    // A cluster that is only being listed: the job waits, and its description stays.
+    let mut peers = Peers::new(Vec::<&ProwJob>::new);
+    let listing = Gate::Wait {
+        description: None,
+        recheck: Duration::from_secs(5),
+    };
+    let plan = in_build_cluster(listing, &facts, &mut peers, &Limits::default(), go);
+    assert_eq!(plan.status, None, "nothing written");
+    assert_eq!(plan.requeue, Some(Duration::from_secs(5)));
     assert!(!ran.get());
 
     let mut peers = Peers::new(Vec::<&ProwJob>::new);

@@ -43,6 +43,10 @@ pub struct Wiring {
     pub shutdown: CancellationToken,
     /// Retention's queue: a pod without its job is queued for the orphan check.
     pub schedule: crate::retention::Schedule,
+    /// The operator's own caches (its jobs, its cluster's pods): a member lists its pods once
+    /// they are in, so that the lists readiness waits for do not share the machine with the
+    /// build clusters' (every job needs the first; only a build cluster's jobs need its own).
+    pub first: [Synced; 2],
 }
 
 /// One build cluster.
@@ -99,7 +103,7 @@ impl Member {
             copies_left: AtomicU64::new(1),
             wiring: None,
             pod_events: None,
-            health: Mutex::new(Health::new(None)),
+            health: Mutex::new(Health::new()),
             stop: CancellationToken::new(),
         }
     }
@@ -128,7 +132,7 @@ impl Member {
         };
         let (pods, writer) = reflector::store();
         let events = prow_runtime::watch::converted::<_, PodView, _>(
-            watcher(api, config).backoff(prow_runtime::watch::backoff()),
+            prow_runtime::watcher::watcher(api, config).backoff(prow_runtime::watch::backoff()),
         );
         let events = reflector::reflector(writer, events);
         let (events, synced) = store::signal(events);
@@ -143,7 +147,7 @@ impl Member {
             copies_left: AtomicU64::new(1),
             wiring: Some(wiring.clone()),
             pod_events: Some(crate::events::recorder(client.clone())),
-            health: Mutex::new(Health::new(Some("its job pods are not listed yet".into()))),
+            health: Mutex::new(Health::new()),
             stop: stop.clone(),
         });
         tracing::info!(alias, "build cluster started");
@@ -151,6 +155,12 @@ impl Member {
         let wiring = wiring.clone();
         let (w, s) = (weak.clone(), stop.clone());
         tokio::spawn(async move {
+            for first in &wiring.first {
+                tokio::select! {
+                    ok = first.wait() => if !ok { return },
+                    _ = s.cancelled() => return,
+                }
+            }
             let follow = events.for_each(|event| {
                 follow_pod_event(&w, &wiring, event);
                 std::future::ready(())
@@ -206,7 +216,7 @@ impl Member {
     }
 
     /// How it stands for its jobs: the operator's own cluster is always up (when it is not,
-    /// nothing works); another is up once reached and its pods are listed.
+    /// nothing works); another is starting until its pods are listed, then up while reached.
     pub fn reach(&self) -> Reach {
         if self.wiring.is_none() {
             return Reach::Up;
@@ -217,7 +227,7 @@ impl Member {
                 since: *since,
                 reason: reason.clone(),
             },
-            None if !self.synced.is_synced() => Reach::Down {
+            None if !self.synced.is_synced() => Reach::Starting {
                 since: health.started,
                 reason: "its job pods are not listed yet".into(),
             },
@@ -297,11 +307,10 @@ impl Member {
 }
 
 impl Health {
-    fn new(down: Option<String>) -> Self {
-        let started = Timestamp::now();
+    fn new() -> Self {
         Self {
-            down: down.map(|d| (started, d)),
-            started,
+            down: None,
+            started: Timestamp::now(),
             version: None,
             rights: None,
         }

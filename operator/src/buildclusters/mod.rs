@@ -103,7 +103,7 @@ impl BuildClusters {
             return Lookup::Member(m.clone());
         }
         let waiting = |reason: &str| {
-            Lookup::Broken(Reach::Down {
+            Lookup::Broken(Reach::Starting {
                 since: self.started,
                 reason: reason.to_string(),
             })
