@@ -77,8 +77,8 @@ pub struct OperatorConfig {
     pub pod_deletion_grace_seconds: Option<i64>,
 
     /// Page size of the initial lists of jobs and pods; 0 reads each from the API server's watch
-    /// cache in one response. Pages come from etcd instead: a lower peak while listing, a slower
-    /// start (10,000 stored jobs: 1.3 s unpaged, 3.9 s in pages of 500).
+    /// cache in one response. Pages come from etcd instead, for a slower start (10,000 stored
+    /// jobs: 1.3 s unpaged, 3.9 s in pages of 500). Either way each list is read as it arrives.
     #[arg(long, env = "PROW_OPERATOR_LIST_PAGE_SIZE", default_value_t = 0)]
     pub list_page_size: u32,
 
