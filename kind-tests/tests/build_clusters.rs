@@ -291,6 +291,62 @@ async fn jobs_run_in_the_build_cluster_they_name_and_a_sigkill_loses_nothing() {
 }
 
 #[tokio::test]
+async fn a_restarted_operator_lists_a_build_cluster_without_rewriting_its_running_jobs() {
+    let env = TestEnv::new("bc-restart").await.expect("env");
+    let (b2, _b2_client, b2_text) = private_build_cluster(&env).await;
+    let _kubelet = FakeKubelet::start(&b2.kubeconfig());
+    add_build_cluster(&env, "b2", &b2_text).await.expect("b2");
+    let alone = ["--leader-election=false"];
+    let first = operator(&env, &alone);
+    let jobs = env.api::<ProwJob>();
+    jobs.create(&PostParams::default(), &job("long", "b2", "sleep 12"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "long", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("its pod runs in b2");
+
+    // Every description the job has from here on.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = said.clone();
+    let config = kube::runtime::watcher::Config::default().fields("metadata.name=long");
+    let watched = jobs.clone();
+    let watch = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut events = kube::runtime::watcher(watched, config).boxed();
+        while let Some(event) = events.next().await {
+            if let Ok(
+                kube::runtime::watcher::Event::Apply(j)
+                | kube::runtime::watcher::Event::InitApply(j),
+            ) = event
+            {
+                record.lock().expect("lock").push(description(&j));
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The new operator lists b2's pods only after its own caches: meanwhile the job waits for
+    // that list without a status write ("Waiting for build cluster ..." is for outages).
+    drop(first);
+    let _second = operator(&env, &alone);
+    let done = ended(&jobs, "long", WAIT).await;
+    watch.abort();
+    assert_eq!(done.state(), ProwJobState::Success, "{:?}", done.status);
+    assert_eq!(
+        done.status.as_ref().map_or(0, |s| s.pod_revival_count),
+        0,
+        "the pod from before the restart"
+    );
+    let said = said.lock().expect("lock").clone();
+    assert!(!said.is_empty(), "the watch saw the job");
+    assert!(
+        said.iter()
+            .all(|d| !d.starts_with("Waiting for build cluster")),
+        "no waiting written across the restart: {said:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_build_cluster_holds_up_only_its_own_jobs_until_their_timeout() {
     let env = TestEnv::new("bc-down").await.expect("env");
     let (b2, _b2_client, b2_text) = private_build_cluster(&env).await;
