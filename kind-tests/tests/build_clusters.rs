@@ -442,6 +442,14 @@ async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_clust
     add_build_cluster(&env, "gone", &nowhere)
         .await
         .expect("gone");
+    // A ServiceAccount there with no rights at all: the pods' list is refused.
+    let nobody = account_token(&b2_client, &ns, "nobody")
+        .await
+        .expect("token");
+    let blind = kubeconfig_text(&b2.kubeconfig(), Some(&nobody)).expect("kubeconfig");
+    add_build_cluster(&env, "blind", &blind)
+        .await
+        .expect("blind");
     let _operator = operator(&env, &[]);
 
     // Too few rights: named.
@@ -505,6 +513,21 @@ async fn missing_clusters_and_too_few_rights_show_on_the_job_and_the_build_clust
         description(&lost)
     );
     println!("an unknown alias ended its job in {:?}", started.elapsed());
+
+    // A job of a cluster that refuses the operator its pods' list waits, saying the answer.
+    jobs.create(&PostParams::default(), &job("unlisted", "blind", "true"))
+        .await
+        .expect("job");
+    let unlisted = wait_for_job(&jobs, "unlisted", SHOWS, |j| {
+        description(j).starts_with("Waiting for build cluster \"blind\": listing its job pods:")
+    })
+    .await
+    .expect("the job says the list was refused");
+    assert!(
+        description(&unlisted).contains("forbidden"),
+        "{}",
+        description(&unlisted)
+    );
 
     // A job of the unreachable cluster waits, saying so; its BuildCluster deleted, it ends.
     jobs.create(&PostParams::default(), &job("orphan", "gone", "true"))

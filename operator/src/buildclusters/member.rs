@@ -87,6 +87,8 @@ struct Health {
     version: Option<String>,
     /// The rights last found missing (`None`: not asked yet), and when they were asked.
     rights: Option<(std::time::Instant, Vec<Right>)>,
+    /// Why the API server refused the first list of its pods (403, say), while it does.
+    list_refused: Option<String>,
 }
 
 impl Member {
@@ -227,9 +229,16 @@ impl Member {
                 since: *since,
                 reason: reason.clone(),
             },
-            None if !self.synced.is_synced() => Reach::Starting {
-                since: health.started,
-                reason: "its job pods are not listed yet".into(),
+            // Answered but refused: nothing will change by itself, so the jobs say why.
+            None if !self.synced.is_synced() => match &health.list_refused {
+                Some(why) => Reach::Down {
+                    since: health.started,
+                    reason: format!("listing its job pods: {why}"),
+                },
+                None => Reach::Starting {
+                    since: health.started,
+                    reason: "its job pods are not listed yet".into(),
+                },
             },
             None => Reach::Up,
         }
@@ -313,6 +322,7 @@ impl Health {
             started: Timestamp::now(),
             version: None,
             rights: None,
+            list_refused: None,
         }
     }
 }
@@ -334,6 +344,7 @@ fn follow_pod_event(
         Ok(watcher::Event::Init) => return,
         Ok(watcher::Event::InitDone) => {
             // The first list is in: jobs that waited for it go on.
+            member.health.lock().expect("health lock").list_refused = None;
             member.reached(None);
             member.wake_own_jobs();
             return;
@@ -343,6 +354,12 @@ fn follow_pod_event(
         Err(e) if answered(&e) => {
             // The API server answered (a watch too old to resume, say): the watch relists.
             tracing::debug!(alias = %member.alias, error = %e, "watching pods");
+            if let (watcher::Error::InitialListFailed(kube::Error::Api(status)), false) =
+                (&e, member.synced.is_synced())
+            {
+                member.health.lock().expect("health lock").list_refused =
+                    Some(status.message.clone());
+            }
             return;
         }
         Err(e) => {
