@@ -69,27 +69,43 @@ impl Splitter {
         mut item: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut start = self.in_element.then_some(0);
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
             if self.in_string {
+                // Most of a list's bytes are in strings: jump to the next quote or backslash.
+                let from = i;
                 if self.escaped {
                     self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+                    i += 1;
+                } else {
+                    match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                        None => i = chunk.len(),
+                        Some(at) => {
+                            i += at;
+                            if chunk[i] == b'"' {
+                                self.in_string = false;
+                            } else {
+                                self.escaped = true;
+                            }
+                            i += 1;
+                        }
+                    }
                 }
                 if !self.in_element {
-                    self.envelope.push(b);
+                    self.envelope.extend_from_slice(&chunk[from..i]);
                 }
                 continue;
             }
+            let at = i;
+            i += 1;
             if self.in_items && self.depth == 2 {
                 // Between two elements of the items: each must be an object.
                 match b {
                     b'{' => {
                         self.in_element = true;
                         self.depth += 1;
-                        start = Some(i);
+                        start = Some(at);
                     }
                     b']' => {
                         self.in_items = false;
@@ -97,7 +113,7 @@ impl Splitter {
                         self.envelope.push(b);
                     }
                     b',' | b' ' | b'\n' | b'\r' | b'\t' => {}
-                    _ => return Err(self.unexpected(i, b).into()),
+                    _ => return Err(self.unexpected(at, b).into()),
                 }
                 continue;
             }
@@ -106,7 +122,7 @@ impl Splitter {
                 b'{' | b'[' => {
                     if self.depth == 1 && b == b'[' {
                         if self.items_seen {
-                            return Err(self.unexpected(i, b).into());
+                            return Err(self.unexpected(at, b).into());
                         }
                         self.items_seen = true;
                         self.in_items = true;
@@ -115,16 +131,16 @@ impl Splitter {
                 }
                 b'}' | b']' => {
                     if self.depth == 0 {
-                        return Err(self.unexpected(i, b).into());
+                        return Err(self.unexpected(at, b).into());
                     }
                     self.depth -= 1;
                     if self.in_element && self.depth == 2 {
                         self.in_element = false;
                         let from = start.take().unwrap_or(0);
                         if self.carried.is_empty() {
-                            item(&chunk[from..=i])?;
+                            item(&chunk[from..=at])?;
                         } else {
-                            self.carried.extend_from_slice(&chunk[from..=i]);
+                            self.carried.extend_from_slice(&chunk[from..=at]);
                             item(&self.carried)?;
                             self.carried.clear();
                         }
