@@ -39,6 +39,19 @@ where
     })
 }
 
+/// `config` with its first list as `page_size` asks: 0 reads it from the API server's watch
+/// cache in one response (a limit would make the API server page it from etcd, several times
+/// slower), N pages it from etcd N objects at a time.
+pub fn first_list(config: watcher::Config, page_size: u32) -> watcher::Config {
+    match page_size {
+        0 => watcher::Config {
+            page_size: None,
+            ..config.any_semantic()
+        },
+        n => config.page_size(n),
+    }
+}
+
 /// First retry of a failed watch request.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait between retries: a recovered API server is seen within this (plus jitter).
@@ -154,5 +167,26 @@ mod tests {
         // Jitter adds up to one more delay's worth.
         assert!(delays.iter().all(|d| *d <= LONGEST_RETRY * 2), "{delays:?}");
         assert!(delays[10] >= LONGEST_RETRY, "{delays:?}");
+    }
+
+    #[test]
+    fn the_first_list_is_one_response_from_the_watch_cache_unless_paged() {
+        let selected = || watcher::Config::default().labels("a=b");
+        let whole = first_list(selected(), 0);
+        assert_eq!(whole.page_size, None, "no limit");
+        assert_eq!(
+            whole.list_semantic,
+            watcher::ListSemantic::Any,
+            "resourceVersion=0"
+        );
+        assert_eq!(whole.label_selector.as_deref(), Some("a=b"));
+        let paged = first_list(selected(), 500);
+        assert_eq!(paged.page_size, Some(500));
+        assert_eq!(
+            paged.list_semantic,
+            watcher::ListSemantic::MostRecent,
+            "from etcd"
+        );
+        assert_eq!(paged.label_selector.as_deref(), Some("a=b"));
     }
 }

@@ -123,15 +123,10 @@ impl Member {
             Some(ns) => Api::namespaced(fail_fast.clone(), ns),
             None => Api::all(fail_fast.clone()),
         };
-        let mut config =
-            watcher::Config::default().labels(&format!("{}=true", labels::CREATED_BY_PROW));
-        config = match wiring.list_page_size {
-            0 => watcher::Config {
-                page_size: None,
-                ..config.any_semantic()
-            },
-            n => config.page_size(n),
-        };
+        let config = prow_runtime::watch::first_list(
+            watcher::Config::default().labels(&format!("{}=true", labels::CREATED_BY_PROW)),
+            wiring.list_page_size,
+        );
         let (pods, writer) = reflector::store();
         let events = prow_runtime::watch::converted::<_, PodView, _>(
             prow_runtime::watcher::watcher(api, config).backoff(prow_runtime::watch::backoff()),

@@ -146,14 +146,7 @@ pub fn run(
         Some(ns) => Api::namespaced(fail_fast.clone(), ns),
         None => Api::all(fail_fast.clone()),
     };
-    let list = |c: watcher::Config| match settings.list_page_size {
-        // One response from the watch cache: a limit would make the API server page from etcd.
-        0 => watcher::Config {
-            page_size: None,
-            ..c.any_semantic()
-        },
-        n => c.page_size(n),
-    };
+    let list = |c| prow_runtime::watch::first_list(c, settings.list_page_size);
     let (jobs, jobs_writer) = reflector::store();
     let job_events = prow_runtime::watch::converted::<_, Job, _>(prow_runtime::watch::watch(
         jobs_api,
