@@ -37,6 +37,13 @@ pub const CLEANS: &str = "prow-operator.dev/cleans";
 /// On a pool's create-cluster ProwJob: the pool it builds a cluster for.
 pub const CREATES_CLUSTER_FOR: &str = "prow-operator.dev/create-cluster-for";
 
+/// On a ProwJob: `"true"` once it is finished and the operator has nothing left to do for it
+/// (written after its last status write, pod deletion and lease end). The operator lists the
+/// jobs without it first, so it is ready with the unfinished jobs while the finished ones (a
+/// large installation's history) are still arriving. Only a hint: a job carrying it is still
+/// read, with the rest, before anything that needs every job acts.
+pub const COMPLETED: &str = "prow-operator.dev/completed";
+
 /// Longest label value Kubernetes accepts.
 pub const LABEL_VALUE_MAX: usize = 63;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::duration::LONGEST_TIMEOUT;
+use crate::labels;
 use crate::pod_view::PodView;
 use crate::{ProwJob, ProwJobAgent, ProwJobState};
 
@@ -243,10 +244,23 @@ fn follow_pod(job: &ProwJob, pod: &PodView, now: Timestamp, policy: &Policy) -> 
     }
 }
 
-/// Whether a job from the watch needs a reconcile: every unfinished job, and finished jobs that
-/// were aborted or errored (their pod may still run). Succeeded and failed jobs are done.
-pub fn needs_reconcile(job: &ProwJob) -> bool {
-    !job.is_complete() || matches!(job.state(), ProwJobState::Aborted | ProwJobState::Error)
+/// Whether a job from the watch needs a reconcile: every unfinished job, finished jobs that
+/// were aborted or errored (their pod may still run), and finished jobs not yet `marked`
+/// [`labels::COMPLETED`] (a store may keep the mark beside a stripped job rather than in its
+/// labels). Marked succeeded and failed jobs are done.
+pub fn needs_reconcile(job: &ProwJob, marked: bool) -> bool {
+    !job.is_complete()
+        || matches!(job.state(), ProwJobState::Aborted | ProwJobState::Error)
+        || !marked
+}
+
+/// Whether the job carries [`labels::COMPLETED`].
+pub fn is_marked_completed(job: &ProwJob) -> bool {
+    job.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::COMPLETED))
+        .is_some_and(|v| v == "true")
 }
 
 /// The step for a pending job whose pod was lost (`why`: "evicted" or "lost"): revived, up to

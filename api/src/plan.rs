@@ -105,6 +105,22 @@ pub struct Plan {
     pub lease: Option<LeaseWrite>,
 }
 
+impl Plan {
+    /// Whether this pass, after its other writes, marks `job` [`crate::labels::COMPLETED`]:
+    /// the job was already finished when the plan was made, is not `marked` yet, and the plan
+    /// writes no status, changes no pod, ends no lease and looks again at no set time. So the
+    /// mark follows the last of what the operator does for the job, and a crash before it
+    /// leaves the job to be marked at its next reconcile.
+    pub fn marks_completed(&self, job: &ProwJob, marked: bool) -> bool {
+        job.is_complete()
+            && !marked
+            && self.status.is_none()
+            && self.pod == PodChange::Keep
+            && self.lease.is_none()
+            && self.requeue.is_none()
+    }
+}
+
 /// A TestCluster status write: the cluster as read, with its new status, to be written at the
 /// resourceVersion it was read at (a lease taken meanwhile makes it a conflict, never a second
 /// holder).

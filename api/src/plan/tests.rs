@@ -890,3 +890,104 @@ fn build_cluster_gates_as_plans() {
         Some("Job triggered.")
     );
 }
+
+#[test]
+fn a_finished_job_is_marked_completed_once_nothing_is_left_to_do() {
+    let done = |state: &str| {
+        job(
+            "a",
+            json!({"state": state, "completionTime": "2024-05-01T11:30:00Z",
+                   "pod_name": "a", "build_id": "7"}),
+            json!({}),
+        )
+    };
+    let marked = |mut j: ProwJob| {
+        j.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(labels::COMPLETED.into(), "true".into());
+        j
+    };
+    let idle = Plan::default();
+    let deletes = Plan {
+        pod: PodChange::Delete,
+        ..Plan::default()
+    };
+    let writes = Plan {
+        status: plan_of(&pending("a"), None, &[], unused()).status,
+        ..Plan::default()
+    };
+    let looks_again = Plan {
+        requeue: Some(Duration::from_secs(1)),
+        ..Plan::default()
+    };
+    // (job, plan, marked by this pass, needs a reconcile)
+    let table: Vec<(&str, ProwJob, &Plan, bool, bool)> = vec![
+        ("succeeded, idle", done("success"), &idle, true, true),
+        ("failed, idle", done("failure"), &idle, true, true),
+        (
+            "aborted, its pod deleted first",
+            done("aborted"),
+            &deletes,
+            false,
+            true,
+        ),
+        ("aborted, pod gone", done("aborted"), &idle, true, true),
+        (
+            "error, looked at again later",
+            done("error"),
+            &looks_again,
+            false,
+            true,
+        ),
+        (
+            "finished by a status write this pass",
+            done("success"),
+            &writes,
+            false,
+            true,
+        ),
+        (
+            "succeeded, marked",
+            marked(done("success")),
+            &idle,
+            false,
+            false,
+        ),
+        (
+            "failed, marked",
+            marked(done("failure")),
+            &idle,
+            false,
+            false,
+        ),
+        // Its pod may still run (a stop between two writes): read at every start.
+        (
+            "aborted, marked",
+            marked(done("aborted")),
+            &idle,
+            false,
+            true,
+        ),
+        ("error, marked", marked(done("error")), &idle, false, true),
+        ("pending", pending("a"), &idle, false, true),
+        ("triggered", triggered("a"), &idle, false, true),
+        // A mark on an unfinished job (by hand) changes nothing: it is still reconciled.
+        (
+            "pending, marked by hand",
+            marked(pending("a")),
+            &idle,
+            false,
+            true,
+        ),
+    ];
+    for (case, job, plan, marks, needs) in table {
+        let marked = crate::lifecycle::is_marked_completed(&job);
+        assert_eq!(plan.marks_completed(&job, marked), marks, "{case}: marks");
+        assert_eq!(
+            crate::lifecycle::needs_reconcile(&job, marked),
+            needs,
+            "{case}: needs a reconcile"
+        );
+    }
+}
