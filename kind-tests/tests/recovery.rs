@@ -7,8 +7,11 @@ use kind_tests::fixtures::job;
 use kind_tests::operator::{start_operator, wait_for_job};
 use kind_tests::process::http_get;
 use kind_tests::{PodDriver, TestEnv};
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use prow_api::labels::COMPLETED;
 use prow_api::{ProwJob, ProwJobState};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -107,4 +110,85 @@ async fn the_operator_does_not_redo_its_own_writes_from_a_stale_cache() {
             .find(|l| l.starts_with("prow_operator_write_conflicts_total"))
             .unwrap_or(&body)
     );
+}
+
+fn marked(job: &ProwJob) -> bool {
+    job.labels().get(COMPLETED).is_some_and(|v| v == "true")
+}
+
+#[tokio::test]
+async fn finished_jobs_are_marked_completed_and_a_marked_unfinished_job_still_runs() {
+    let env = TestEnv::new("recover-marks").await.expect("env");
+    let jobs = env.api::<ProwJob>();
+    let driver = PodDriver::new(env.client.clone(), &env.namespace);
+    // Finished before this operator marked jobs (or before a crash ahead of the mark).
+    jobs.create(&PostParams::default(), &job("before", "periodic"))
+        .await
+        .expect("job");
+    let done = json!({"status": {"state": "success", "startTime": "2024-01-01T00:00:00Z",
+                                 "completionTime": "2024-01-01T00:01:00Z"}});
+    jobs.patch_status("before", &PatchParams::default(), &Patch::Merge(&done))
+        .await
+        .expect("finished");
+    // Unfinished, yet marked by hand: read with the finished jobs, and run all the same.
+    let mut hand = job("by-hand", "periodic");
+    hand.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(COMPLETED.into(), "true".into());
+    jobs.create(&PostParams::default(), &hand)
+        .await
+        .expect("job");
+
+    let operator = start_operator(&env, &[]).expect("operator");
+    wait_for_job(&jobs, "before", WAIT, marked)
+        .await
+        .expect("a finished job found unmarked is marked");
+    let by_hand = wait_for_job(&jobs, "by-hand", WAIT, |j| {
+        j.state() == ProwJobState::Pending
+    })
+    .await
+    .expect("a marked unfinished job gets its pod");
+    assert!(
+        marked(&by_hand),
+        "the operator leaves a hand-made mark alone"
+    );
+
+    jobs.create(&PostParams::default(), &job("runs", "periodic"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "runs", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("pending");
+    assert!(
+        !marked(&jobs.get("runs").await.expect("job")),
+        "an unfinished job is not marked"
+    );
+    driver.succeed("runs").await.expect("pod succeeded");
+    let runs = wait_for_job(&jobs, "runs", WAIT, |j| marked(j) && j.is_complete())
+        .await
+        .expect("marked once finished");
+    assert_eq!(runs.state(), ProwJobState::Success);
+
+    // A restart reads the marked jobs again and writes nothing to them.
+    drop(operator);
+    let _operator = start_operator(&env, &[]).expect("operator");
+    jobs.create(&PostParams::default(), &job("after", "periodic"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "after", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("the restarted operator runs jobs");
+    driver.succeed("by-hand").await.expect("pod succeeded");
+    wait_for_job(&jobs, "by-hand", WAIT, ProwJob::is_complete)
+        .await
+        .expect("the marked job, listed with the finished ones, is followed to its end");
+    let again = jobs.get("runs").await.expect("job");
+    assert_eq!(
+        again.resource_version(),
+        runs.resource_version(),
+        "a marked finished job is not written again"
+    );
+    let by_hand = jobs.get("by-hand").await.expect("job");
+    assert!(marked(&by_hand) && by_hand.state() == ProwJobState::Success);
 }

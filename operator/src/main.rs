@@ -113,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
         list_page_size: cfg.list_page_size,
         shutdown: stop.clone(),
         schedule: caches.schedule.clone(),
-        first: [caches.jobs_synced.clone(), caches.pods_synced.clone()],
+        first: [caches.open_synced.clone(), caches.pods_synced.clone()],
     };
     if let Some(dir) = &cfg.kubeconfig_dir {
         for (alias, kubeconfig) in buildclusters::from_kubeconfig_dir(dir)? {

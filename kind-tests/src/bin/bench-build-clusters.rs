@@ -4,7 +4,8 @@
 //! kind-tests/scripts/bench-build-clusters.sh starts the three planes and a release build.
 //!
 //! 1. 100,000 finished (decorated, upstream-sized) jobs stored in the control plane, a third
-//!    for each of `default`, `b1` and `b2`, each with its pod in its cluster.
+//!    for each of `default`, `b1` and `b2`, each with its pod in its cluster, each marked
+//!    `prow-operator.dev/completed` as the operator marks the jobs it has finished with.
 //! 2. The operator started with the two BuildClusters: start -> ready, and its RSS 5 s and
 //!    30 s after.
 //! 3. In the same run, with the 100,000 stored: plain pods created at 50/s in the control
@@ -192,9 +193,12 @@ async fn fill(env: &TestEnv, clients: &[Client]) -> anyhow::Result<()> {
             let ns = ns.clone();
             async move {
                 let name = format!("done-{i:06}");
-                let created = jobs
-                    .create(&PostParams::default(), &job(&name, ALIASES[i % 3]))
-                    .await?;
+                // Marked as the operator marks a job it has finished with.
+                let mut stored = job(&name, ALIASES[i % 3]);
+                stored
+                    .labels_mut()
+                    .insert(prow_api::labels::COMPLETED.into(), "true".into());
+                let created = jobs.create(&PostParams::default(), &stored).await?;
                 let ago = |minutes: i64| {
                     let at = k8s_openapi::jiff::Timestamp::now()
                         - k8s_openapi::jiff::SignedDuration::from_mins(minutes);

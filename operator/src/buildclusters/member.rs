@@ -13,7 +13,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prow_api::buildcluster::{Reach, Right};
 use prow_api::labels;
-use prow_api::lifecycle::needs_reconcile;
 use prow_api::pod_view::{PodView, WirePod};
 use prow_runtime::store::{self, Synced};
 use tokio::sync::mpsc;
@@ -43,9 +42,10 @@ pub struct Wiring {
     pub shutdown: CancellationToken,
     /// Retention's queue: a pod without its job is queued for the orphan check.
     pub schedule: crate::retention::Schedule,
-    /// The operator's own caches (its jobs, its cluster's pods): a member lists its pods once
-    /// they are in, so that the lists readiness waits for do not share the machine with the
-    /// build clusters' (every job needs the first; only a build cluster's jobs need its own).
+    /// The operator's own caches (its unfinished jobs, its cluster's pods): a member lists its
+    /// pods once they are in, so that the lists readiness waits for do not share the machine
+    /// with the build clusters' (every job needs the first; only a build cluster's jobs need
+    /// its own).
     pub first: [Synced; 2],
 }
 
@@ -387,7 +387,7 @@ fn wake_job_of(pod: &PodView, wiring: &Wiring) {
         return;
     };
     let job = ObjectRef::new(&pod.name_any()).within(namespace);
-    if wiring.jobs.get(&job).is_some_and(|j| needs_reconcile(&j)) {
+    if wiring.jobs.get(&job).is_some_and(|j| j.needs_reconcile()) {
         let _ = wiring.wake.send(job);
     }
 }

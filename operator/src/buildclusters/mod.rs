@@ -17,7 +17,6 @@ use prow_runtime::store::Synced;
 
 use kube::runtime::reflector::{ObjectRef, Store};
 use prow_api::buildcluster::{alias_of, Reach, DEFAULT_ALIAS};
-use prow_api::lifecycle::needs_reconcile;
 use tokio::sync::mpsc;
 
 use crate::prowjob::stored::Job;
@@ -233,7 +232,7 @@ pub(crate) fn wake_jobs_of(
     alias: &str,
 ) {
     for job in jobs.state() {
-        if alias_of(&job) == alias && needs_reconcile(&job) {
+        if alias_of(&job) == alias && job.needs_reconcile() {
             let _ = wake.send(ObjectRef::from_obj(job.as_ref()));
         }
     }

@@ -24,13 +24,16 @@ use tokio_util::sync::CancellationToken;
 use crate::buildclusters::{BuildClusters, Member};
 use crate::metrics::Metrics;
 use crate::testclusters::{notice_gone_holders, Clusters};
-use prow_api::lifecycle::needs_reconcile;
 use prow_api::pod_view::{PodView, WirePod};
 use prow_runtime::health::Readiness;
 use stored::{Job, WireJob};
 
 use prow_runtime::store::{self, Synced};
 pub use reconcile::reconcile;
+
+/// Longest the list of all jobs waits for the pods' first list (ahead of it, with the
+/// unfinished jobs, for readiness).
+const HISTORY_WAITS_FOR_PODS: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the reconciler is configured with.
 #[derive(Clone, Debug, Default)]
@@ -106,8 +109,11 @@ pub struct Caches {
     pub builds: Arc<BuildClusters>,
     /// When finished jobs and their pods fall due for deletion.
     pub schedule: crate::retention::Schedule,
-    /// Whether the jobs' store has its first list.
+    /// Whether the jobs' store has its first full list.
     pub jobs_synced: Synced,
+    /// Whether the jobs' store has the jobs not marked completed (at the latest with the full
+    /// list): enough to start, limit and follow jobs.
+    pub open_synced: Synced,
     /// Whether the pods' store has its first list.
     pub pods_synced: Synced,
     /// Asks for a job to be reconciled (the first jobs of a pool, when a cluster frees).
@@ -118,6 +124,11 @@ impl Caches {
     /// Waits until both caches have their first full list; false if a watch is gone.
     pub async fn synced(&self) -> bool {
         self.jobs_synced.wait().await && self.pods_synced.wait().await
+    }
+
+    /// Waits until the unfinished jobs and the pods are listed: enough to reconcile jobs.
+    pub async fn open_synced(&self) -> bool {
+        self.open_synced.wait().await && self.pods_synced.wait().await
     }
 }
 
@@ -146,14 +157,39 @@ pub fn run(
         Some(ns) => Api::namespaced(fail_fast.clone(), ns),
         None => Api::all(fail_fast.clone()),
     };
-    let list = |c| prow_runtime::watch::first_list(c, settings.list_page_size);
+    let page_size = settings.list_page_size;
+    let list = move |c| prow_runtime::watch::first_list(c, page_size);
     let (jobs, jobs_writer) = reflector::store();
-    let job_events = prow_runtime::watch::converted::<_, Job, _>(prow_runtime::watch::watch(
-        jobs_api,
-        list(watcher::Config::default()),
-        "prowjobs",
-        ready.clone(),
-    ));
+    let job_watch = {
+        let ready = ready.clone();
+        move |config| {
+            prow_runtime::watch::converted::<_, Job, _>(prow_runtime::watch::watch(
+                jobs_api.clone(),
+                list(config),
+                "prowjobs",
+                ready.clone(),
+            ))
+        }
+    };
+    // The jobs not marked completed are listed first: a short list, after which (with the
+    // pods) the operator is ready. The list of all jobs, a large installation's history, is
+    // asked for once the pods are listed too, so that it does not slow the lists readiness
+    // waits for on the same API server.
+    let (pods_listed, pods_listed_rx) = tokio::sync::oneshot::channel::<Synced>();
+    let all_jobs = {
+        let job_watch = job_watch.clone();
+        futures::stream::once(async move {
+            if let Ok(pods) = pods_listed_rx.await {
+                // Bounded: a pod list that keeps failing holds up no definition or retention.
+                pods.wait_at_most(HISTORY_WAITS_FOR_PODS).await;
+            }
+        })
+        .flat_map(move |()| job_watch(watcher::Config::default()))
+    };
+    let (job_events, open_synced) = store::part_first(
+        all_jobs,
+        job_watch(watcher::Config::default().labels(&format!("{}!=true", labels::COMPLETED))),
+    );
     let job_events = reflector::reflector(jobs_writer, job_events);
     let open = open::OpenJobs::new(jobs.clone());
     let job_events = open.follow(job_events);
@@ -189,6 +225,7 @@ pub fn run(
         }
     });
     let (pod_events, pods_synced) = store::signal(pod_events);
+    let _ = pods_listed.send(pods_synced.clone());
     let pod_events = pod_events.touched_objects();
 
     let settings_concurrency = settings.reconcile_concurrency;
@@ -220,6 +257,7 @@ pub fn run(
         builds,
         schedule,
         jobs_synced: jobs_synced.clone(),
+        open_synced: open_synced.clone(),
         pods_synced,
         wake,
     };
@@ -227,6 +265,15 @@ pub fn run(
         let caches = caches.clone();
         async move {
             let started = std::time::Instant::now();
+            if caches.open_synced().await {
+                tracing::info!(
+                    open_jobs = caches.open.len(),
+                    pods = caches.pods.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "unfinished jobs and pods listed"
+                );
+                ready.set_ready();
+            }
             if caches.synced().await {
                 prow_runtime::process::trim_heap();
                 tracing::info!(
@@ -235,7 +282,6 @@ pub fn run(
                     took_ms = started.elapsed().as_millis() as u64,
                     "caches synced"
                 );
-                ready.set_ready();
             }
         }
     };
@@ -247,13 +293,13 @@ pub fn run(
     // Finished jobs need no reconcile, except to delete a pod an abort or timeout left running
     // when the operator stopped between its two writes. Watch errors are logged by the
     // readiness gate.
-    let job_requests = crate::queue::requests_of(job_events, |job: &Job| needs_reconcile(job));
+    let job_requests = crate::queue::requests_of(job_events, Job::needs_reconcile);
     let pod_requests = pod_events.filter_map({
         let jobs = jobs.clone();
         move |event| {
             std::future::ready(match event {
                 Ok(pod) => {
-                    job_of_pod(pod).filter(|r| jobs.get(r).is_some_and(|j| needs_reconcile(&j)))
+                    job_of_pod(pod).filter(|r| jobs.get(r).is_some_and(|j| j.needs_reconcile()))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "watching pods");
@@ -291,7 +337,7 @@ pub fn run(
     let controller = crate::controller::run(
         ctx,
         jobs.clone(),
-        jobs_synced,
+        open_synced,
         requests,
         usize::from(settings_concurrency),
         shutdown,

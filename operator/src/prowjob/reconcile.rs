@@ -75,7 +75,7 @@ impl Reconciler for Context {
     }
 }
 
-async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
+async fn reconcile_job(job: &Job, ctx: &Context) -> Result<Action> {
     let uid = job.metadata.uid.clone().unwrap_or_default();
     if ctx.ledger.writes.is_superseded(
         &uid,
@@ -190,7 +190,11 @@ async fn reconcile_job(job: &ProwJob, ctx: &Context) -> Result<Action> {
         namespace: &pod_ns,
         member: member.as_deref(),
     };
+    let marks_completed = planned.marks_completed(job, job.marked());
     let action = apply(&facts, &mut peers, planned, claim, granted, target, ctx).await?;
+    if marks_completed {
+        mark_completed(ctx, job).await?;
+    }
     if let (Some(since), Some(m)) = (eviction, &member) {
         // Acted on: the same eviction does not revive the next pod.
         m.evictions.take(&pod_ns, &name, since);
@@ -376,6 +380,33 @@ async fn apply<J: prow_api::prowjob::JobRef>(
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Labels a finished job [`prow_api::labels::COMPLETED`], the last write the operator makes
+/// for it: its next start lists it after the unfinished jobs. A job deleted meanwhile is fine.
+async fn mark_completed(ctx: &Context, job: &ProwJob) -> Result<()> {
+    let api: Api<ProwJob> =
+        Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    let body = json!({"metadata": {"labels": {prow_api::labels::COMPLETED: "true"}}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch(&job.name_any(), &params, &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        // Refused (an admission rule the stored job breaks, say): the job stays unmarked and
+        // is listed with the unfinished ones, which costs only start-up time; retrying would
+        // be refused again.
+        Err(e) if is_request_error(&e) => {
+            tracing::warn!(error = %e, "a finished job could not be marked completed");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The run's link from the `--job-url-template`, evaluated on the job with the status about to

@@ -3,6 +3,7 @@
 //! are kept as `prow_api::pod_view::PodView`, the view the state machine reads.)
 
 use prow_api::jobdefinition::{ATTEMPT_ANNOTATION, DEFINITION_LABEL, TRIGGER_LABEL};
+use prow_api::lifecycle::is_marked_completed;
 use prow_api::wire::LeanJob;
 use prow_api::ProwJob;
 use serde::{Deserialize, Deserializer};
@@ -41,6 +42,28 @@ impl From<WireJob> for Job {
 /// in the table is the same size either way).
 #[derive(Clone, Debug)]
 pub struct Job(pub ProwJob);
+
+impl Job {
+    /// Whether the job is marked [`prow_api::labels::COMPLETED`]: by its label, or, stripped
+    /// and finished, by the empty label map [`strip_job`] leaves as the mark.
+    pub fn marked(&self) -> bool {
+        match &self.0.metadata.labels {
+            Some(labels) => {
+                labels
+                    .get(prow_api::labels::COMPLETED)
+                    .is_some_and(|v| v == "true")
+                    || (labels.is_empty() && self.0.is_complete())
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a watch event of this job asks for a reconcile
+    /// ([`prow_api::lifecycle::needs_reconcile`]).
+    pub fn needs_reconcile(&self) -> bool {
+        prow_api::lifecycle::needs_reconcile(&self.0, self.marked())
+    }
+}
 
 impl std::ops::Deref for Job {
     type Target = ProwJob;
@@ -116,7 +139,8 @@ fn keep(
 
 /// Drops from a job what no decision reads: managed fields and the last-applied annotation
 /// always; the pod spec, every agent or reporter setting, labels and annotations once the job
-/// is complete.
+/// is complete. A complete job marked [`prow_api::labels::COMPLETED`] keeps the mark: in its
+/// label map if it keeps other labels, else as an empty map ([`Job::marked`]).
 pub fn strip_job(job: &mut ProwJob) {
     job.metadata.managed_fields = None;
     if let Some(a) = job.metadata.annotations.as_mut() {
@@ -134,10 +158,20 @@ pub fn strip_job(job: &mut ProwJob) {
         spec.prowjob_defaults = None;
         spec.extra_refs.clear();
         spec.refs = None;
+        let marked = is_marked_completed(job);
         let meta = &mut job.metadata;
         // A clean-up job's end is read by its cluster's reconciler, which finds it by label; a
         // definition's run is found by its labels, and its attempt counts retries.
         meta.labels = keep(meta.labels.take(), &KEPT_LABELS);
+        if marked {
+            // The mark costs no map of its own: one entry allocates a whole B-tree node
+            // (about 600 bytes; 60 MB over 100,000 jobs, and even 8 bytes more on every stored
+            // job moved the operator's RSS up by 18 MB). An empty map allocates nothing.
+            let labels = meta.labels.get_or_insert_with(Default::default);
+            if !labels.is_empty() {
+                labels.insert(prow_api::labels::COMPLETED.into(), "true".into());
+            }
+        }
         meta.annotations = keep(meta.annotations.take(), &[ATTEMPT_ANNOTATION]);
         meta.owner_references = None;
         meta.finalizers = None;
@@ -152,6 +186,7 @@ pub fn strip_job(job: &mut ProwJob) {
 
 #[cfg(test)]
 mod tests {
+    use kube::ResourceExt;
     use serde_json::json;
 
     use super::*;
@@ -173,6 +208,35 @@ mod tests {
         assert_eq!(job.spec.job, "j");
         assert!(job.is_complete());
         assert_eq!(job.status.as_ref().map(|s| s.build_id.as_str()), Some("5"));
+        assert!(Job(job.clone()).needs_reconcile(), "not marked yet");
+        job.labels_mut()
+            .insert(prow_api::labels::COMPLETED.into(), "true".into());
+        assert!(!Job(job.clone()).needs_reconcile());
+        let wire: WireJob = serde_json::from_value(serde_json::to_value(&job).expect("json"))
+            .expect("read as a watch reads it");
+        let marked = Job::from(wire);
+        assert!(
+            !marked.needs_reconcile(),
+            "the mark is kept: a marked job is not reconciled (nor marked) again"
+        );
+        assert_eq!(
+            marked.metadata.labels,
+            Some(Default::default()),
+            "an empty map (no allocation), not a map of its own"
+        );
+        // With other labels kept, the mark is one of them.
+        job.labels_mut()
+            .insert(TRIGGER_LABEL.into(), "retry".into());
+        strip_job(&mut job);
+        let kept = Job(job);
+        assert!(kept.marked() && !kept.needs_reconcile());
+        assert_eq!(kept.labels().len(), 2);
+        // A finished job without the mark keeps no map at all.
+        let mut unmarked = kept.0.clone();
+        unmarked.labels_mut().clear();
+        strip_job(&mut unmarked);
+        assert_eq!(unmarked.metadata.labels, None);
+        assert!(!Job(unmarked).marked());
     }
 
     #[test]

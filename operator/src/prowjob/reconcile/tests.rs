@@ -88,7 +88,9 @@ async fn a_start_creates_the_pod_then_writes_pending_guarded_by_the_resource_ver
         }
         _ => job_answer(),
     });
-    let action = reconcile_job(&job, &ctx).await.expect("reconciled");
+    let action = reconcile_job(&Job(job.clone()), &ctx)
+        .await
+        .expect("reconciled");
     assert_eq!(action, Action::await_change());
     let seen = server.await.expect("server");
     let (create, patch) = (&seen[0], &seen[1]);
@@ -198,7 +200,9 @@ async fn a_refused_pod_ends_the_job_in_error_with_the_api_servers_reason() {
                                "reason": "Forbidden", "code": 403}),
         _ => job_answer(),
     });
-    reconcile_job(&job, &ctx).await.expect("reconciled");
+    reconcile_job(&Job(job.clone()), &ctx)
+        .await
+        .expect("reconciled");
     let seen = server.await.expect("server");
     assert_eq!(seen[1].0, Method::PATCH);
     let status = &seen[1].2["status"];
@@ -267,7 +271,9 @@ async fn a_lease_is_written_at_its_version_before_the_pod_and_given_back_if_the_
             _ => job_answer(),
         }
     });
-    reconcile_job(&job, &ctx).await.expect("reconciled");
+    reconcile_job(&Job(job.clone()), &ctx)
+        .await
+        .expect("reconciled");
     let slot_held = ctx.ledger.starts.is_started("uid-j");
     drop(ctx);
     let seen: Vec<_> = server
@@ -328,7 +334,9 @@ async fn a_lease_taken_meanwhile_is_a_conflict_that_creates_no_pod_and_holds_no_
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                "message": "the object has been modified", "reason": "Conflict", "code": 409})
     });
-    let error = reconcile_job(&job, &ctx).await.expect_err("a conflict");
+    let error = reconcile_job(&Job(job.clone()), &ctx)
+        .await
+        .expect_err("a conflict");
     assert!(matches!(error, Error::Conflict(_)), "{error}");
     let seen = server.await.expect("server");
     assert_eq!(seen[0].0, Method::PUT);
