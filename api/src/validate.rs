@@ -437,6 +437,14 @@ fn metadata(job: &ProwJob, r: &mut Report) {
             );
         }
     }
+    // The operator's mark of a finished job: an unfinished job carrying it would be left out
+    // of the short list a restarting operator reads first (its limits counted without it).
+    if job_labels.get(labels::COMPLETED).map(String::as_str) == Some("true") && !job.is_complete() {
+        r.add(
+            format!("metadata.labels[{}]", labels::COMPLETED),
+            "is set by the operator once the job is finished: drop it from an unfinished job",
+        );
+    }
     if let Some(label) = job_labels.get(labels::JOB) {
         if Some(label.as_str()) != labels::job_label_value(&job.spec.job).as_deref() {
             r.add(

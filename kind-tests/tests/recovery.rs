@@ -130,7 +130,8 @@ async fn finished_jobs_are_marked_completed_and_a_marked_unfinished_job_still_ru
     jobs.patch_status("before", &PatchParams::default(), &Patch::Merge(&done))
         .await
         .expect("finished");
-    // Unfinished, yet marked by hand: read with the finished jobs, and run all the same.
+    // Unfinished, yet marked by hand (no webhook here, which would take the mark off): read
+    // with the finished jobs, and run all the same.
     let mut hand = job("by-hand", "periodic");
     hand.metadata
         .labels

@@ -167,6 +167,47 @@ spec:
         refusal.to_string().contains("spec: is immutable"),
         "{refusal}"
     );
+
+    // The operator's mark of a finished job: taken off a new job, refused on an unfinished one,
+    // fine once the job's status says it finished.
+    let marked = "apiVersion: prow.k8s.io/v1
+kind: ProwJob
+metadata:
+  name: marked
+  labels: {prow-operator.dev/completed: \"true\", team: a}
+spec:
+  type: periodic
+  job: ci-unit
+  pod_spec:
+    containers: [{image: busybox, command: [make]}]
+";
+    apply(&env, marked).expect("created");
+    let jobs = env.api::<ProwJob>();
+    let stored = jobs.get("marked").await.expect("get");
+    assert_eq!(
+        stored.metadata.labels,
+        Some([("team".to_string(), "a".to_string())].into()),
+        "the mark is taken off at creation"
+    );
+    let mark = json!({"metadata": {"labels": {"prow-operator.dev/completed": "true"}}});
+    let refusal = jobs
+        .patch("marked", &PatchParams::default(), &Patch::Merge(&mark))
+        .await
+        .expect_err("refused on an unfinished job");
+    assert!(
+        refusal
+            .to_string()
+            .contains("metadata.labels[prow-operator.dev/completed]: is set by the operator"),
+        "{refusal}"
+    );
+    let done = json!({"status": {"state": "success", "startTime": "2024-01-01T00:00:00Z",
+                                 "completionTime": "2024-01-01T00:01:00Z"}});
+    jobs.patch_status("marked", &PatchParams::default(), &Patch::Merge(&done))
+        .await
+        .expect("finished");
+    jobs.patch("marked", &PatchParams::default(), &Patch::Merge(&mark))
+        .await
+        .expect("a finished job takes the mark");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -20,7 +20,7 @@ use prow_api::preset::{applied_annotation, inject, APPLIED_ANNOTATION};
 use prow_api::testclusterpool::TestClusterPool;
 use prow_api::validate::{self, explain, Validate, Violation};
 use prow_api::wire::LeanJob;
-use prow_api::{Preset, ProwJob, ProwJobAgent, TestCluster};
+use prow_api::{labels, Preset, ProwJob, ProwJobAgent, TestCluster};
 use prow_runtime::kubeconfigs::KubeconfigClients;
 use serde_json::json;
 
@@ -326,7 +326,11 @@ impl Admitter {
         let (Operation::Create, Some(LeanJob(job))) = (&req.operation, req.object.as_ref()) else {
             return allowed;
         };
-        match self.preset_patch(req, job) {
+        let patch = self.preset_patch(req, job).map(|mut ops| {
+            ops.extend(unmark_completed(job));
+            ops
+        });
+        match patch {
             Ok(ops) if ops.is_empty() => allowed,
             Ok(ops) => {
                 let denied = allowed.clone();
@@ -570,6 +574,19 @@ fn wrong_kind(endpoint: Endpoint, kind: &str) -> String {
         "this endpoint admits {} objects, not {kind}: fix the webhook configuration's rules",
         endpoint.kind()
     )
+}
+
+/// A new job never starts finished (the API server drops a created job's status), so the
+/// operator's mark of a finished job is taken off one that is created with it: a job restored
+/// from a backup is marked again once its status says it is finished, and no unfinished job
+/// hides from the short list a restarting operator reads first.
+fn unmark_completed(job: &ProwJob) -> Option<PatchOperation> {
+    let marks = job.metadata.labels.as_ref()?;
+    marks.contains_key(labels::COMPLETED).then(|| {
+        PatchOperation::Remove(RemoveOperation {
+            path: PointerBuf::from_tokens(["metadata", "labels", labels::COMPLETED]),
+        })
+    })
 }
 
 fn add(path: &[&str], value: serde_json::Value) -> PatchOperation {

@@ -329,6 +329,50 @@ fn the_spec_is_immutable() {
 }
 
 #[test]
+fn only_a_finished_job_carries_the_completed_mark() {
+    let marked = |value: &str, status: Value| {
+        job(
+            json!({"metadata": {"labels": {"prow-operator.dev/completed": value}},
+                   "status": status}),
+        )
+    };
+    let config = Config::default();
+    let field = ["metadata.labels[prow-operator.dev/completed]"];
+    let cases = [
+        // (value, status, refused)
+        ("true", json!(null), true),
+        (
+            "true",
+            json!({"state": "pending", "startTime": "2026-01-01T00:00:00Z"}),
+            true,
+        ),
+        (
+            "true",
+            json!({"state": "success", "startTime": "2026-01-01T00:00:00Z",
+                        "completionTime": "2026-01-01T00:01:00Z"}),
+            false,
+        ),
+        ("false", json!(null), false),
+    ];
+    for (value, status, refused) in cases {
+        let j = marked(value, status.clone());
+        let found = fields(&prowjob(&j, &config));
+        let want: &[&str] = if refused { &field } else { &[] };
+        assert_eq!(found, want, "{value} on {status}");
+        // The same through an update's whole check (label added to a stored job).
+        let old = job(json!({"status": status}));
+        assert_eq!(
+            fields(&j.check(&config, Some(&old), [])),
+            want,
+            "update: {value}"
+        );
+    }
+    let unmarked = job(json!({}));
+    let found = unmarked.check(&config, Some(&marked("true", json!(null))), []);
+    assert!(found.is_empty(), "taking the mark off: {found:?}");
+}
+
+#[test]
 fn presets_need_a_selector_and_valid_names_and_must_not_collide() {
     let p = |name: &str, spec: Value| -> Preset {
         serde_json::from_value(

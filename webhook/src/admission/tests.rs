@@ -242,6 +242,53 @@ async fn updates_may_not_change_the_spec() {
     assert_eq!(verdict, Verdict::Allowed);
 }
 
+#[tokio::test]
+async fn the_completed_mark_is_taken_off_a_new_job_and_refused_on_an_unfinished_one() {
+    let a = admitter(vec![]);
+    let marked = job(
+        json!({"team": "x", "prow-operator.dev/completed": "true"}),
+        json!({}),
+    );
+    let (response, verdict) = run(
+        &a,
+        Endpoint::MutateProwJobs,
+        &review(PROWJOB, "CREATE", marked.clone(), Value::Null),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Patched, "{response}");
+    let raw: Vec<u8> = serde_json::from_value(response["patch"].clone()).expect("patch bytes");
+    let patch: json_patch::Patch = serde_json::from_slice(&raw).expect("JSON patch");
+    let mut created = marked.clone();
+    json_patch::patch(&mut created, &patch).expect("applies");
+    assert_eq!(created["metadata"]["labels"], json!({"team": "x"}));
+
+    // Added to a stored job that has not finished: refused, naming the label.
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "UPDATE", marked.clone(), created.clone()),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Denied);
+    assert!(
+        message(&response).starts_with("metadata.labels[prow-operator.dev/completed]: "),
+        "{response}"
+    );
+    // On a finished job (the operator's own write) it is fine.
+    let finished = json!({"state": "success", "startTime": "2026-01-01T00:00:00Z",
+                          "completionTime": "2026-01-01T00:01:00Z"});
+    let (mut old, mut new) = (created, marked);
+    old["status"] = finished.clone();
+    new["status"] = finished;
+    let (response, verdict) = run(
+        &a,
+        Endpoint::ValidateProwJobs,
+        &review(PROWJOB, "UPDATE", new, old),
+    )
+    .await;
+    assert_eq!(verdict, Verdict::Allowed, "{response}");
+}
+
 /// Validates the creation of a job for build cluster `cluster`.
 async fn create_for_cluster(a: &Admitter, cluster: &str) -> (Value, Verdict) {
     let job = job(json!({}), json!({"cluster": cluster}));
