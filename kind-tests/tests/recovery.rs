@@ -116,6 +116,65 @@ fn marked(job: &ProwJob) -> bool {
     job.labels().get(COMPLETED).is_some_and(|v| v == "true")
 }
 
+/// The first start on an installation's history (upstream's jobs, or jobs from before the
+/// mark): every finished job is to be marked, and a job created meanwhile is started ahead of
+/// that backlog, not behind it.
+#[tokio::test]
+async fn a_backlog_of_finished_jobs_to_mark_does_not_hold_up_a_new_job() {
+    use futures::{StreamExt, TryStreamExt};
+    const HISTORY: usize = 1000;
+    let env = TestEnv::new("recover-backlog").await.expect("env");
+    let jobs = env.api::<ProwJob>();
+    let done = json!({"status": {"state": "success", "startTime": "2024-01-01T00:00:00Z",
+                                 "completionTime": "2024-01-01T00:01:00Z"}});
+    futures::stream::iter(0..HISTORY)
+        .map(|i| {
+            let (jobs, done) = (jobs.clone(), done.clone());
+            async move {
+                let name = format!("old-{i:04}");
+                jobs.create(&PostParams::default(), &job(&name, "periodic"))
+                    .await?;
+                jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&done))
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("history stored");
+    let unmarked = kube::api::ListParams::default().labels(&format!("!{COMPLETED}"));
+
+    // Two reconciles at once: one for the backlog, one for everything else.
+    let _operator = start_operator(&env, &["--reconcile-concurrency=2"]).expect("operator");
+    jobs.create(&PostParams::default(), &job("new", "periodic"))
+        .await
+        .expect("job");
+    wait_for_job(&jobs, "new", WAIT, |j| j.state() == ProwJobState::Pending)
+        .await
+        .expect("the new job started");
+    let left = jobs
+        .list_metadata(&unmarked)
+        .await
+        .expect("list")
+        .items
+        .len()
+        - 1;
+    assert!(
+        left > HISTORY / 4,
+        "the new job waited for the backlog: {left} of {HISTORY} finished jobs left unmarked"
+    );
+    kind_tests::operator::eventually("the backlog marked", Duration::from_secs(60), || {
+        let (jobs, unmarked) = (jobs.clone(), unmarked.clone());
+        async move {
+            let left = jobs.list_metadata(&unmarked).await?.items;
+            Ok((left.len() == 1).then_some(()))
+        }
+    })
+    .await
+    .expect("every finished job marked");
+}
+
 #[tokio::test]
 async fn finished_jobs_are_marked_completed_and_a_marked_unfinished_job_still_runs() {
     let env = TestEnv::new("recover-marks").await.expect("env");

@@ -56,6 +56,12 @@ pub trait Reconciler: Send + Sync + 'static {
     /// Puts a failure on the object's status too, for kinds with conditions (see
     /// [`mark_failed`]); the Event is published either way.
     fn put_failure(&self, _object: &Self::Kind, _error: &Error) {}
+
+    /// Whether the object's reconcile is catch-up work nothing waits on, run only while no
+    /// other object is in line ([`queue::run_in_lanes`]).
+    fn later(&self, _object: &Self::Kind) -> bool {
+        false
+    }
 }
 
 /// What a reconciler reconciles: a kind's object as its store keeps it, with a reference for
@@ -162,12 +168,14 @@ where
     <R::Kind as Lookup>::DynamicType: Eq + Hash + Clone + Send + Sync,
     S: Stream<Item = ObjectRef<R::Kind>> + Send + 'static,
 {
-    queue::run(
+    let lanes = reconciler.clone();
+    queue::run_in_lanes(
         store,
         synced,
         requests,
         concurrency,
         shutdown,
+        move |object: &R::Kind| lanes.later(object),
         move |object: Arc<R::Kind>| {
             let reconciler = reconciler.clone();
             async move {

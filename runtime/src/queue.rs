@@ -85,6 +85,8 @@ pub const LONGEST_REQUEUE: Duration = Duration::from_secs(3600);
 enum State {
     /// In line for a free reconcile slot.
     Ready,
+    /// In the later lane: runs when nothing else waits ([`run_in_lanes`]).
+    Later,
     /// Being reconciled; `again` when it was asked for meanwhile.
     Running { again: bool },
     /// Waiting out a requeue delay.
@@ -110,42 +112,78 @@ pub async fn run<K, R, F, Fut>(
     F: Fn(Arc<K>) -> Fut,
     Fut: Future<Output = Action> + Send + 'static,
 {
+    let never = |_: &K| false;
+    run_in_lanes(
+        store,
+        synced,
+        requests,
+        concurrency,
+        shutdown,
+        never,
+        reconcile,
+    )
+    .await
+}
+
+/// [`run`] with a second lane for the objects `later` picks when their turn comes: catch-up
+/// work nothing waits on (a finished job's bookkeeping, say). They run only while no other
+/// object is in line, and in at most half the slots, so that a backlog of them (100,000 at
+/// a first start) never holds up the others: a request for one of them made while it waits
+/// moves it to the first lane if `later` no longer picks it.
+pub async fn run_in_lanes<K, R, L, F, Fut>(
+    store: Store<K>,
+    synced: Synced,
+    requests: R,
+    concurrency: usize,
+    shutdown: CancellationToken,
+    later: L,
+    reconcile: F,
+) where
+    K: Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+    R: Stream<Item = ObjectRef<K>> + Send,
+    L: Fn(&K) -> bool,
+    F: Fn(Arc<K>) -> Fut,
+    Fut: Future<Output = Action> + Send + 'static,
+{
     let mut queue = Queue {
         states: HashMap::new(),
         failures: HashMap::new(),
         ready: VecDeque::new(),
+        later: VecDeque::new(),
         delayed: DelayQueue::new(),
     };
-    let mut running: JoinSet<(ObjectRef<K>, Action)> = JoinSet::new();
+    let mut running: JoinSet<(ObjectRef<K>, Action, Lane)> = JoinSet::new();
     let limit = if concurrency == 0 {
         usize::MAX
     } else {
         concurrency
     };
+    let later_limit = (limit / 2).max(1);
+    let mut running_later = 0;
     let mut requests = std::pin::pin!(requests.fuse());
     // Requests made while the store is still filling wait: the object may not be in it yet.
     let mut store_ready = false;
     let mut filled = std::pin::pin!(synced.wait());
     loop {
         while store_ready && running.len() < limit {
-            let Some(key) = queue.ready.pop_front() else {
+            let Some((key, object, lane)) = queue.next(&store, &later, running_later < later_limit)
+            else {
                 break;
             };
-            let Some(object) = store.get(&key) else {
-                queue.states.remove(&key);
-                queue.failures.remove(&key);
-                continue;
-            };
+            if lane == Lane::Later {
+                running_later += 1;
+            }
             queue
                 .states
                 .insert(key.clone(), State::Running { again: false });
             let attempt = AssertUnwindSafe(reconcile(object)).catch_unwind();
             running.spawn(async move {
                 match attempt.await {
-                    Ok(action) => (key, action),
+                    Ok(action) => (key, action, lane),
                     Err(_panic) => {
                         tracing::error!(object = %key, "reconcile panicked");
-                        (key, Action::retry())
+                        (key, Action::retry(), lane)
                     }
                 }
             });
@@ -155,7 +193,10 @@ pub async fn run<K, R, F, Fut>(
             _ = shutdown.cancelled() => break,
             _ = &mut filled, if !store_ready => store_ready = true,
             Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((key, action)) = done {
+                if let Ok((key, action, lane)) = done {
+                    if lane == Lane::Later {
+                        running_later -= 1;
+                    }
                     queue.finished(key, action);
                 }
             }
@@ -229,13 +270,66 @@ where
     /// Failures in a row, by object; gone at its first success.
     failures: HashMap<ObjectRef<K>, u32>,
     ready: VecDeque<ObjectRef<K>>,
+    /// The later lane; an entry whose state is no longer [`State::Later`] is skipped.
+    later: VecDeque<ObjectRef<K>>,
     delayed: DelayQueue<ObjectRef<K>>,
+}
+
+/// The lane a reconcile was started from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    First,
+    Later,
 }
 
 impl<K: Lookup> Queue<K>
 where
     K::DynamicType: Eq + Hash + Clone,
 {
+    /// The next object to reconcile and its lane: the first lane's, moving the objects
+    /// `later` picks to the later lane on the way; else, when `later_may_start`, the later
+    /// lane's. Objects gone from the store are forgotten.
+    fn next(
+        &mut self,
+        store: &Store<K>,
+        later: &impl Fn(&K) -> bool,
+        later_may_start: bool,
+    ) -> Option<(ObjectRef<K>, Arc<K>, Lane)>
+    where
+        K: Clone,
+    {
+        while let Some(key) = self.ready.pop_front() {
+            let Some(object) = store.get(&key) else {
+                self.forget(&key);
+                continue;
+            };
+            if later(&object) {
+                self.later.push_back(key.clone());
+                self.states.insert(key, State::Later);
+                continue;
+            }
+            return Some((key, object, Lane::First));
+        }
+        if !later_may_start {
+            return None;
+        }
+        loop {
+            let key = self.later.pop_front()?;
+            if !matches!(self.states.get(&key), Some(State::Later)) {
+                continue;
+            }
+            match store.get(&key) {
+                Some(object) => return Some((key, object, Lane::Later)),
+                None => self.forget(&key),
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &ObjectRef<K>) {
+        self.states.remove(key);
+        self.failures.remove(key);
+    }
+
     /// Someone asks for `key` to be reconciled.
     fn request(&mut self, key: ObjectRef<K>) {
         match self.states.entry(key) {
@@ -245,6 +339,12 @@ where
             }
             Entry::Occupied(mut slot) => match slot.get_mut() {
                 State::Ready => {}
+                // Back to the first lane, where it is picked for the later one again if it
+                // still is later work.
+                State::Later => {
+                    self.ready.push_back(slot.key().clone());
+                    slot.insert(State::Ready);
+                }
                 State::Running { again } => *again = true,
                 State::Delayed(timer) => {
                     self.delayed.remove(timer);

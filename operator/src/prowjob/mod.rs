@@ -290,9 +290,9 @@ pub fn run(
     // Three things ask for a job to be reconciled: its own events, its pod's events (only
     // while the job needs a reconcile: most pods at start-up belong to finished jobs), and
     // wake-ups of waiting jobs when a slot frees.
-    // Finished jobs need no reconcile, except to delete a pod an abort or timeout left running
-    // when the operator stopped between its two writes. Watch errors are logged by the
-    // readiness gate.
+    // Finished jobs need no reconcile once marked completed; before, one may have a pod an abort
+    // or timeout left running when the operator stopped between its two writes, and the mark
+    // itself (both in the queue's later lane). Watch errors are logged by the readiness gate.
     let job_requests = crate::queue::requests_of(job_events, Job::needs_reconcile);
     let pod_requests = pod_events.filter_map({
         let jobs = jobs.clone();

@@ -49,14 +49,30 @@ impl Harness {
         F: Fn(Arc<ConfigMap>) -> Fut + Send + 'static,
         Fut: Future<Output = Action> + Send + 'static,
     {
+        Self::start_in_lanes(store, synced, concurrency, |_| false, reconcile)
+    }
+
+    fn start_in_lanes<L, F, Fut>(
+        store: Store<ConfigMap>,
+        synced: Synced,
+        concurrency: usize,
+        later: L,
+        reconcile: F,
+    ) -> Self
+    where
+        L: Fn(&ConfigMap) -> bool + Send + 'static,
+        F: Fn(Arc<ConfigMap>) -> Fut + Send + 'static,
+        Fut: Future<Output = Action> + Send + 'static,
+    {
         let (requests, rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(
+        let task = tokio::spawn(run_in_lanes(
             store,
             synced,
             requests_from(rx),
             concurrency,
             shutdown.clone(),
+            later,
             reconcile,
         ));
         Self {
@@ -160,6 +176,108 @@ async fn never_more_than_the_limit_at_once_and_in_request_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(peak.load(Ordering::SeqCst), 3);
     assert_eq!(*order.lock().unwrap(), names);
+    queue.stop().await;
+}
+
+/// Whether an object is later work: named `later-...`, or labelled `lane=later`.
+fn is_later(o: &ConfigMap) -> bool {
+    o.metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("later-")
+        || o.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("lane"))
+            .map(String::as_str)
+            == Some("later")
+}
+
+#[tokio::test]
+async fn later_work_waits_for_the_rest_and_takes_at_most_half_the_slots() {
+    let later: Vec<String> = (0..10).map(|i| format!("later-{i}")).collect();
+    let first: Vec<String> = (0..4).map(|i| format!("first-{i}")).collect();
+    let all: Vec<&str> = later.iter().chain(&first).map(String::as_str).collect();
+    let (store, _writer) = store_with(&all);
+    let live_later = Arc::new(AtomicUsize::new(0));
+    let peak_later = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (l, p, o) = (live_later.clone(), peak_later.clone(), order.clone());
+    let queue = Harness::start_in_lanes(store, Synced::already(), 4, is_later, move |obj| {
+        let (live, peak, order) = (l.clone(), p.clone(), o.clone());
+        async move {
+            let name = obj.metadata.name.clone().unwrap();
+            let is_later = name.starts_with("later-");
+            if is_later {
+                let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+            }
+            order.lock().unwrap().push(name);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if is_later {
+                live.fetch_sub(1, Ordering::SeqCst);
+            }
+            Action::await_change()
+        }
+    });
+    // The later work is asked for first, as a first start's backlog is.
+    for name in &all {
+        queue.ask(name);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), all.len(), "everything ran once: {order:?}");
+    // Two later ones took the free slots (half of four) before the rest was asked for; then
+    // every first-lane object started before the remaining later ones.
+    assert_eq!(order[..2], ["later-0", "later-1"]);
+    assert_eq!(order[2..6], first[..]);
+    assert_eq!(order[6..], later[2..]);
+    assert_eq!(peak_later.load(Ordering::SeqCst), 2);
+    queue.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_for_waiting_later_work_that_no_longer_is_moves_it_ahead() {
+    let (store, mut writer) = store_with(&["later-slow", "x"]);
+    let mut x = object("x");
+    x.metadata.labels = Some([("lane".to_string(), "later".to_string())].into());
+    writer.apply_watcher_event(&Event::Apply(x.clone()));
+    let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let record = ran.clone();
+    // Two slots: one for later work, held by later-slow until the gate opens.
+    let queue = Harness::start_in_lanes(store, Synced::already(), 2, is_later, move |obj| {
+        let (ran, mut gate) = (record.clone(), gate_rx.clone());
+        async move {
+            let name = obj.metadata.name.clone().unwrap();
+            ran.lock().unwrap().push(name.clone());
+            if name == "later-slow" {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Action::await_change()
+        }
+    });
+    queue.ask("later-slow");
+    queue.ask("x");
+    settle().await;
+    assert_eq!(
+        *ran.lock().unwrap(),
+        ["later-slow"],
+        "x waits in the later lane"
+    );
+    x.metadata.labels = None;
+    writer.apply_watcher_event(&Event::Apply(x));
+    queue.ask("x");
+    settle().await;
+    assert_eq!(
+        *ran.lock().unwrap(),
+        ["later-slow", "x"],
+        "x runs in the free slot"
+    );
+    gate_tx.send(true).expect("gate");
+    settle().await;
+    assert_eq!(ran.lock().unwrap().len(), 2, "x ran once");
     queue.stop().await;
 }
 
