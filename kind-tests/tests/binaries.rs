@@ -14,11 +14,15 @@ async fn operator_and_webhook_become_ready_and_stop_cleanly_on_sigterm() {
             200,
             "{binary}"
         );
-        assert_eq!(
-            http_status(&process.health, "/readyz").expect("readyz"),
-            200,
-            "{binary}"
-        );
+        // Ready: the operator may have answered while a standby (ready, to take over) and be
+        // syncing as the new leader a moment after; it is ready again once synced.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut status = http_status(&process.health, "/readyz").expect("readyz");
+        while status != 200 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            status = http_status(&process.health, "/readyz").expect("readyz");
+        }
+        assert_eq!(status, 200, "{binary}");
         assert_eq!(
             http_status(&process.health, "/nope").expect("404"),
             404,
