@@ -106,18 +106,24 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether this pass, after its other writes, marks `job` [`crate::labels::COMPLETED`]:
-    /// the job was already finished when the plan was made, is not `marked` yet, and the plan
-    /// writes no status, changes no pod, ends no lease and looks again at no set time. So the
-    /// mark follows the last of what the operator does for the job, and a crash before it
-    /// leaves the job to be marked at its next reconcile.
-    pub fn marks_completed(&self, job: &ProwJob, marked: bool) -> bool {
-        job.is_complete()
-            && !marked
+    /// What this pass, after its other writes, does with `job`'s [`crate::labels::COMPLETED`]
+    /// mark: `Some(true)` marks it (the job was already finished when the plan was made, is
+    /// not `marked` yet, and the plan writes no status, changes no pod, ends no lease and looks
+    /// again at no set time: the mark follows the last of what the operator does for the job,
+    /// and a crash before it leaves the job to be marked at its next reconcile); `Some(false)`
+    /// takes it off an unfinished job (a mark set by hand, or before admission refused it),
+    /// which a restart would otherwise list with the finished jobs, after it is ready; `None`
+    /// leaves it.
+    pub fn mark(&self, job: &ProwJob, marked: bool) -> Option<bool> {
+        if !job.is_complete() {
+            return marked.then_some(false);
+        }
+        (!marked
             && self.status.is_none()
             && self.pod == PodChange::Keep
             && self.lease.is_none()
-            && self.requeue.is_none()
+            && self.requeue.is_none())
+        .then_some(true)
     }
 }
 

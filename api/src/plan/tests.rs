@@ -892,7 +892,7 @@ fn build_cluster_gates_as_plans() {
 }
 
 #[test]
-fn a_finished_job_is_marked_completed_once_nothing_is_left_to_do() {
+fn a_finished_job_is_marked_completed_once_nothing_is_left_to_do_and_an_unfinished_one_never() {
     let done = |state: &str| {
         job(
             "a",
@@ -921,44 +921,50 @@ fn a_finished_job_is_marked_completed_once_nothing_is_left_to_do() {
         requeue: Some(Duration::from_secs(1)),
         ..Plan::default()
     };
-    // (job, plan, marked by this pass, needs a reconcile)
-    let table: Vec<(&str, ProwJob, &Plan, bool, bool)> = vec![
-        ("succeeded, idle", done("success"), &idle, true, true),
-        ("failed, idle", done("failure"), &idle, true, true),
+    // (job, plan, the mark this pass writes, needs a reconcile)
+    let table: Vec<(&str, ProwJob, &Plan, Option<bool>, bool)> = vec![
+        ("succeeded, idle", done("success"), &idle, Some(true), true),
+        ("failed, idle", done("failure"), &idle, Some(true), true),
         (
             "aborted, its pod deleted first",
             done("aborted"),
             &deletes,
-            false,
+            None,
             true,
         ),
-        ("aborted, pod gone", done("aborted"), &idle, true, true),
+        (
+            "aborted, pod gone",
+            done("aborted"),
+            &idle,
+            Some(true),
+            true,
+        ),
         (
             "error, looked at again later",
             done("error"),
             &looks_again,
-            false,
+            None,
             true,
         ),
         (
             "finished by a status write this pass",
             done("success"),
             &writes,
-            false,
+            None,
             true,
         ),
         (
             "succeeded, marked",
             marked(done("success")),
             &idle,
-            false,
+            None,
             false,
         ),
         (
             "failed, marked",
             marked(done("failure")),
             &idle,
-            false,
+            None,
             false,
         ),
         // Its pod may still run (a stop between two writes): read at every start.
@@ -966,24 +972,32 @@ fn a_finished_job_is_marked_completed_once_nothing_is_left_to_do() {
             "aborted, marked",
             marked(done("aborted")),
             &idle,
-            false,
+            None,
             true,
         ),
-        ("error, marked", marked(done("error")), &idle, false, true),
-        ("pending", pending("a"), &idle, false, true),
-        ("triggered", triggered("a"), &idle, false, true),
-        // A mark on an unfinished job (by hand) changes nothing: it is still reconciled.
+        ("error, marked", marked(done("error")), &idle, None, true),
+        ("pending", pending("a"), &idle, None, true),
+        ("triggered", triggered("a"), &idle, None, true),
+        // A mark on an unfinished job (by hand) is taken off, whatever the pass does; the job is
+        // reconciled as any unfinished one.
+        (
+            "triggered, marked by hand, its pod created this pass",
+            marked(triggered("a")),
+            &writes,
+            Some(false),
+            true,
+        ),
         (
             "pending, marked by hand",
             marked(pending("a")),
             &idle,
-            false,
+            Some(false),
             true,
         ),
     ];
     for (case, job, plan, marks, needs) in table {
         let marked = crate::lifecycle::is_marked_completed(&job);
-        assert_eq!(plan.marks_completed(&job, marked), marks, "{case}: marks");
+        assert_eq!(plan.mark(&job, marked), marks, "{case}: the mark");
         assert_eq!(
             crate::lifecycle::needs_reconcile(&job, marked),
             needs,

@@ -197,10 +197,10 @@ async fn reconcile_job(job: &Job, ctx: &Context) -> Result<Action> {
         namespace: &pod_ns,
         member: member.as_deref(),
     };
-    let marks_completed = planned.marks_completed(job, job.marked());
+    let mark = planned.mark(job, job.marked());
     let action = apply(&facts, &mut peers, planned, claim, granted, target, ctx).await?;
-    if marks_completed {
-        mark_completed(ctx, job).await?;
+    if let Some(mark) = mark {
+        write_mark(ctx, job, mark).await?;
     }
     if let (Some(since), Some(m)) = (eviction, &member) {
         // Acted on: the same eviction does not revive the next pod.
@@ -389,12 +389,14 @@ async fn apply<J: prow_api::prowjob::JobRef>(
     })
 }
 
-/// Labels a finished job [`prow_api::labels::COMPLETED`], the last write the operator makes
-/// for it: its next start lists it after the unfinished jobs. A job deleted meanwhile is fine.
-async fn mark_completed(ctx: &Context, job: &ProwJob) -> Result<()> {
+/// Labels a finished job [`prow_api::labels::COMPLETED`] (`mark`), the last write the operator
+/// makes for it: its next start lists it after the unfinished jobs; or takes the label off an
+/// unfinished job, which a start must list first. A job deleted meanwhile is fine.
+async fn write_mark(ctx: &Context, job: &ProwJob, mark: bool) -> Result<()> {
     let api: Api<ProwJob> =
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let body = json!({"metadata": {"labels": {prow_api::labels::COMPLETED: "true"}}});
+    let value = if mark { json!("true") } else { Value::Null };
+    let body = json!({"metadata": {"labels": {prow_api::labels::COMPLETED: value}}});
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -405,11 +407,12 @@ async fn mark_completed(ctx: &Context, job: &ProwJob) -> Result<()> {
     {
         Ok(_) => Ok(()),
         Err(e) if api_code(&e) == Some(404) => Ok(()),
-        // Refused (an admission rule the stored job breaks, say): the job stays unmarked and
-        // is listed with the unfinished ones, which costs only start-up time; retrying would
-        // be refused again.
+        // Refused (an admission rule the stored job breaks, say): retrying would be refused
+        // again. A finished job left unmarked is listed with the unfinished ones, which costs
+        // only start-up time; an unfinished one left marked is listed after them, and run
+        // once that list is in.
         Err(e) if is_request_error(&e) => {
-            tracing::warn!(error = %e, "a finished job could not be marked completed");
+            tracing::warn!(error = %e, mark, "a job's completed mark could not be written");
             Ok(())
         }
         Err(e) => Err(e.into()),
