@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::conditions::with_failure;
@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::events::{self, Events};
 use crate::queue::{self, Action};
-use crate::MANAGER;
 
 /// How soon a reconcile that lost a write race (409 Conflict) decides again.
 pub const AFTER_CONFLICT: Duration = Duration::from_millis(100);
@@ -101,10 +100,7 @@ where
     );
     let name = object.name_any();
     tokio::spawn(async move {
-        let params = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..PatchParams::default()
-        };
+        let params = crate::patch_params();
         let patch = serde_json::json!({"status": {"conditions": wanted}});
         if let Err(e) = api
             .patch_status(&name, &params, &Patch::Merge(&patch))

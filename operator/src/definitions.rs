@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -37,7 +37,6 @@ use crate::error::Error;
 use crate::events::Events;
 use crate::prowjob::stored::Job;
 use crate::queue::{self, Action};
-use crate::MANAGER;
 
 /// How often a definition with an unfinished run is looked at again even without an event
 /// (its status shows the run's state; its Late condition turns on when the next run is due).
@@ -220,10 +219,7 @@ async fn reconcile(def: &JobDefinition, ctx: &Context) -> Result<Action, kube::E
     let cached = ctx.runs.of(def, &ctx.jobs);
     let runs: Vec<&ProwJob> = cached.iter().map(|j| &j.0).collect();
     let now = Timestamp::now();
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::patch_params();
 
     // A new value of the run annotation: one run, named after the value.
     if let Some(token) = pending_manual_trigger(def) {
@@ -401,10 +397,7 @@ async fn create_run(
     jobs: &Api<ProwJob>,
     job: &ProwJob,
 ) -> Result<bool, kube::Error> {
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::post_params();
     match jobs.create(&params, job).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),

@@ -6,6 +6,22 @@
 /// reporting controller of its Events, the manager label of the objects it owns.
 pub const MANAGER: &str = "prow-operator";
 
+/// Parameters of a patch the operator makes: it is the field manager of what it writes.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Parameters of a create the operator makes: it is the field manager of what it writes.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 pub mod advertise;
 pub mod buildclusters;
 pub mod compat;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
@@ -26,7 +26,6 @@ use crate::controller::Reconciler;
 use crate::error::Error;
 use crate::events::Events;
 use crate::queue::Action;
-use crate::MANAGER;
 
 /// The controller to spawn: runs until `shutdown`, writing through `client` and watching
 /// through `fail_fast`; its watch counts for `readiness`, its failures go to `events`.
@@ -130,10 +129,7 @@ async fn reconcile(
         return Ok(Action::await_change());
     };
     let api: Api<Preset> = Api::namespaced(client.clone(), &namespace);
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::patch_params();
     api.patch_status(
         &preset.name_any(),
         &params,

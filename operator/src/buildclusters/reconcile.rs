@@ -15,7 +15,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -32,7 +32,6 @@ use crate::controller::{mark_failed, Reconciler};
 use crate::error::Error;
 use crate::events::Events;
 use crate::queue::Action;
-use crate::MANAGER;
 
 /// How often each BuildCluster's status is brought up to date.
 pub const STATUS_EVERY: Duration = Duration::from_secs(3);
@@ -261,10 +260,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let api: Api<BuildCluster> =
         Api::namespaced(client.clone(), &bc.namespace().unwrap_or_default());
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::patch_params();
     api.patch_status(
         &bc.name_any(),
         &params,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::api::{ApiResource, DynamicObject};
 use kube::discovery::{self, Scope};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
@@ -238,10 +238,7 @@ impl Budgets {
             api_version: resource.api_version.clone(),
             kind: resource.kind.clone(),
         });
-        let params = PostParams {
-            field_manager: Some(MANAGER.into()),
-            ..PostParams::default()
-        };
+        let params = crate::post_params();
         match api.create(&params, &budget).await {
             Ok(_) => tracing::info!(namespace, "created the eviction budget"),
             Err(kube::Error::Api(s)) if s.code == 409 => {}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use prow_api::lease::PoolPolicy;
@@ -30,7 +30,6 @@ use crate::error::{api_code, is_request_error, Error, Result};
 use crate::prowjob::stored::Job;
 use crate::queue::Action;
 use crate::testclusters::Claim;
-use crate::MANAGER;
 use prow_api::buildcluster::{alias_of, gate, Reach};
 
 /// How long a pool job waits for the TestCluster cache's first list before it is retried
@@ -397,10 +396,7 @@ async fn write_mark(ctx: &Context, job: &ProwJob, mark: bool) -> Result<()> {
         Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     let value = if mark { json!("true") } else { Value::Null };
     let body = json!({"metadata": {"labels": {prow_api::labels::COMPLETED: value}}});
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::patch_params();
     match api
         .patch(&job.name_any(), &params, &Patch::Merge(&body))
         .await
@@ -475,10 +471,7 @@ async fn create_pod(
         with_test_cluster(&mut pod, cluster);
     }
     member.budgets.ensure(pod_ns).await;
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::post_params();
     let pods: Api<Pod> = Api::namespaced(member.client.clone(), pod_ns);
     Ok(pods.create(&params, &pod).await?)
 }
@@ -491,10 +484,7 @@ async fn patch_status(ctx: &Context, job: &ProwJob, status: Value) -> Result<()>
         "metadata": {"resourceVersion": job.resource_version()},
         "status": status,
     });
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let params = crate::patch_params();
     match api
         .patch_status(&job.name_any(), &params, &Patch::Merge(&body))
         .await

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kube::api::PostParams;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use prow_api::lease::PoolPolicy;
@@ -16,7 +15,6 @@ use prow_runtime::store::Synced;
 use tokio::sync::mpsc;
 
 use super::overlay::Overlay;
-use crate::MANAGER;
 
 /// One pool's lock: see [`Clusters::open`].
 pub(super) type PoolTurn = Arc<tokio::sync::Mutex<()>>;
@@ -109,10 +107,7 @@ impl Clusters {
     ) -> Result<TestCluster, kube::Error> {
         let ns = cluster.namespace().unwrap_or_default();
         let api: Api<TestCluster> = Api::namespaced(client.clone(), &ns);
-        let params = PostParams {
-            field_manager: Some(MANAGER.into()),
-            ..PostParams::default()
-        };
+        let params = crate::post_params();
         let written = api
             .replace_status(&cluster.name_any(), &params, cluster)
             .await?;

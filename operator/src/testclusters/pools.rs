@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use prow_api::jobdefinition::JobDefinition;
@@ -61,10 +61,7 @@ pub(super) async fn keep_pool_statuses(ctx: Arc<Ctx>, shutdown: CancellationToke
                 continue;
             }
             let api: Api<TestClusterPool> = Api::namespaced(ctx.client.clone(), &ns);
-            let params = PatchParams {
-                field_manager: Some(MANAGER.into()),
-                ..PatchParams::default()
-            };
+            let params = crate::patch_params();
             let patch = serde_json::json!({"status": status});
             if let Err(e) = api
                 .patch_status(&name, &params, &Patch::Merge(&patch))

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use prow_api::cluster_plan::{
@@ -31,7 +31,6 @@ use crate::events::Events;
 use crate::prowjob::open::OpenJobs;
 use crate::prowjob::stored::Job;
 use crate::queue::Action;
-use crate::MANAGER;
 
 /// What the TestCluster reconciles and the pool loop share.
 pub struct Ctx {
@@ -249,10 +248,7 @@ async fn set_finalizer(cluster: &TestCluster, change: Finalizer, ctx: &Ctx) -> R
     };
     let rv = cluster.resource_version().unwrap_or_default();
     let patch = serde_json::json!({"metadata": {"finalizers": wanted, "resourceVersion": rv}});
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..PatchParams::default()
-    };
+    let params = crate::patch_params();
     Api::<TestCluster>::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default())
         .patch(&cluster.name_any(), &params, &Patch::Merge(&patch))
         .await?;
