@@ -117,6 +117,15 @@ pub struct Plan {
     pub examined: usize,
 }
 
+impl Inner {
+    /// Forgets every queued item and held job.
+    fn clear(&mut self) {
+        self.due.clear();
+        self.newest.clear();
+        self.stale.clear();
+    }
+}
+
 impl Schedule {
     /// An empty queue for `jobs`' objects. `pod_namespace` is where a job's pod is when its
     /// `spec.namespace` is empty; with `watch_namespace`, only pods of jobs in that namespace
@@ -155,13 +164,17 @@ impl Schedule {
         let now = Timestamp::now();
         let mut inner = self.lock();
         match event {
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Init => {
+                // The list replaces each job's copy in the store as it comes
+                // (`prow_runtime::reflect`): the queue lets go of the old copies now (100,000
+                // of them at a relist), so that they are freed as they are replaced, and the
+                // pass after the list queues afresh. Nothing is deleted meanwhile.
+                inner.clear();
+            }
+            watcher::Event::InitApply(_) => {}
             watcher::Event::InitDone => {
-                // The store now holds new copies: the queue lets go of the old ones at once
-                // (100,000 of them after a relist), and the next pass queues afresh.
-                inner.due.clear();
-                inner.newest.clear();
-                inner.stale.clear();
+                // What was queued while the list came, from copies it may have replaced since.
+                inner.clear();
                 inner.full = true;
                 inner.listed = true;
             }
@@ -668,7 +681,9 @@ mod tests {
             "the recent ones stay queued, untouched"
         );
 
-        // A relist: the queue lets go of the old copies at once, and the next pass sweeps all.
+        // A relist: the queue lets go of the old copies as it begins (the list replaces each
+        // in the store as it comes, and the replaced ones are freed), and the next pass after
+        // it sweeps all.
         let listed: Vec<Job> = schedule
             .jobs
             .state()
@@ -676,6 +691,16 @@ mod tests {
             .map(|j| (**j).clone())
             .collect();
         feed(watcher::Event::Init);
+        assert!(
+            schedule.is_empty(),
+            "nothing is queued while the list comes"
+        );
+        let stored = schedule.jobs.state();
+        assert!(
+            stored.iter().all(|j| Arc::strong_count(j) == 2),
+            "no job is held but by the store (and this look at it)"
+        );
+        drop(stored);
         for job in listed {
             feed(watcher::Event::InitApply(job));
         }

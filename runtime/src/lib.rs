@@ -13,6 +13,7 @@ pub mod list_items;
 pub mod manifests;
 pub mod process;
 pub mod queue;
+pub mod reflect;
 pub mod settings;
 pub mod shutdown;
 #[cfg(feature = "storage")]

@@ -62,8 +62,9 @@ where
 /// `all`'s events with, in front of them until `all`'s first list is through, the events of
 /// `part`: a watch of a small part of the same objects (selected by label). A store reflecting
 /// the result holds `part`'s objects as soon as `part` is listed, and exactly `all`'s once
-/// `all`'s first `InitDone` swaps its list in; from then on `part` is dropped, and the stream
-/// is `all`'s alone.
+/// `all`'s first `InitDone` is through (kube's reflector swaps the list in then;
+/// [`crate::reflect::reflect`] has applied it in place, each listed object replacing its copy
+/// from `part`); from then on `part` is dropped, and the stream is `all`'s alone.
 ///
 /// `part`'s listed objects come as `Apply` (an `Init` would discard what `all` is listing),
 /// and its `Init` and `InitDone` are dropped. The [`Synced`] returned is set once the store

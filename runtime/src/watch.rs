@@ -132,7 +132,7 @@ where
         None => Api::all(client),
     };
     let (store, writer) = reflector::store();
-    let events = watch(api, config, name, readiness).reflect(writer);
+    let events = crate::reflect::reflect(writer, watch(api, config, name, readiness));
     let (events, synced) = crate::store::signal(events);
     Cached {
         store,

@@ -131,7 +131,7 @@ impl Member {
         let events = prow_runtime::watch::converted::<_, PodView, _>(
             prow_runtime::watcher::watcher(api, config).backoff(prow_runtime::watch::backoff()),
         );
-        let events = reflector::reflector(writer, events);
+        let events = prow_runtime::reflect::reflect(writer, events);
         let (events, synced) = store::signal(events);
         let member = Arc::new(Self {
             alias: alias.to_string(),

@@ -190,7 +190,7 @@ pub fn run(
         all_jobs,
         job_watch(watcher::Config::default().labels(&format!("{}!=true", labels::COMPLETED))),
     );
-    let job_events = reflector::reflector(jobs_writer, job_events);
+    let job_events = prow_runtime::reflect::reflect(jobs_writer, job_events);
     let open = open::OpenJobs::new(jobs.clone());
     let job_events = open.follow(job_events);
     let schedule = crate::retention::Schedule::new(
@@ -216,7 +216,7 @@ pub fn run(
         "pods",
         ready.clone(),
     ));
-    let pod_events = reflector::reflector(pods_writer, pod_events).inspect({
+    let pod_events = prow_runtime::reflect::reflect(pods_writer, pod_events).inspect({
         let schedule = schedule.clone();
         move |event| {
             if let Ok(event) = event {
