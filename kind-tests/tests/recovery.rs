@@ -236,9 +236,9 @@ async fn finished_jobs_are_marked_completed_and_a_marked_unfinished_job_still_ru
         .await
         .expect("the restarted operator runs jobs");
     driver.succeed("by-hand").await.expect("pod succeeded");
-    wait_for_job(&jobs, "by-hand", WAIT, ProwJob::is_complete)
+    wait_for_job(&jobs, "by-hand", WAIT, |j| j.is_complete() && marked(j))
         .await
-        .expect("the job marked by hand is followed to its end");
+        .expect("the job marked by hand is followed to its end, and marked after it");
     let again = jobs.get("runs").await.expect("job");
     assert_eq!(
         again.resource_version(),
@@ -246,5 +246,5 @@ async fn finished_jobs_are_marked_completed_and_a_marked_unfinished_job_still_ru
         "a marked finished job is not written again"
     );
     let by_hand = jobs.get("by-hand").await.expect("job");
-    assert!(marked(&by_hand) && by_hand.state() == ProwJobState::Success);
+    assert_eq!(by_hand.state(), ProwJobState::Success);
 }

@@ -60,6 +60,8 @@ impl<Key: Eq + Hash + Clone> Relist<Key> {
 
 /// Reflects `events` into `writer`'s store (as `kube::runtime::reflector::reflector` does),
 /// applying a list in place rather than swapping it in at its end; the events go on unchanged.
+/// kube's `Store::wait_until_ready` is never told: whether a store has its list is
+/// [`crate::store::signal`]'s.
 pub fn reflect<K, S>(mut writer: Writer<K>, events: S) -> impl Stream<Item = S::Item>
 where
     K: Lookup + Clone,

@@ -377,10 +377,12 @@ mod tests {
             "trap 'echo trapped > {}; trap \"\" INT; while :; do sleep 1; done' INT; echo started; while :; do sleep 0.1; done",
             trapped.display()
         );
+        // Two seconds for the shell to start and set its trap: on a loaded machine (the full
+        // suite on two cores) 500 ms was once too short, and SIGINT ended it untrapped.
         let o = options(
             &dir,
             &script,
-            Duration::from_millis(500),
+            Duration::from_secs(2),
             Duration::from_millis(700),
         );
         let started = Instant::now();
@@ -390,7 +392,7 @@ mod tests {
         assert_ne!(code, 0);
         assert!(trapped.exists(), "the script's SIGINT trap ran");
         assert!(
-            took >= Duration::from_millis(1200),
+            took >= Duration::from_millis(2700),
             "killed only after the grace period: {took:?}"
         );
         let log = std::fs::read_to_string(dir.join("process-log.txt")).unwrap();
