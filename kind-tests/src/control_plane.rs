@@ -74,6 +74,14 @@ impl PrivateControlPlane {
     }
 }
 
+/// Stops the kube-apiserver of the plane whose state `control-plane.sh up` keeps in `dir` and
+/// starts it again (etcd keeps the data), waiting until it answers `/readyz`.
+pub fn restart_apiserver(dir: &Path) -> anyhow::Result<()> {
+    let dir = dir.display().to_string();
+    run(&["apiserver-stop", &dir])?;
+    run(&["apiserver-start", &dir]).map(drop)
+}
+
 impl Drop for PrivateControlPlane {
     fn drop(&mut self) {
         let _ = run(&["down", &self.dir.display().to_string()]);

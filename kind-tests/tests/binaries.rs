@@ -1,6 +1,7 @@
 //! The operator and webhook start against a real API server, report ready, serve their health
 //! endpoints and exit cleanly on SIGTERM.
 
+use kind_tests::operator::eventually;
 use kind_tests::process::{http_status, Running};
 use kind_tests::TestEnv;
 
@@ -16,13 +17,11 @@ async fn operator_and_webhook_become_ready_and_stop_cleanly_on_sigterm() {
         );
         // Ready: the operator may have answered while a standby (ready, to take over) and be
         // syncing as the new leader a moment after; it is ready again once synced.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut status = http_status(&process.health, "/readyz").expect("readyz");
-        while status != 200 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            status = http_status(&process.health, "/readyz").expect("readyz");
-        }
-        assert_eq!(status, 200, "{binary}");
+        eventually("ready", std::time::Duration::from_secs(30), || async {
+            Ok((http_status(&process.health, "/readyz")? == 200).then_some(()))
+        })
+        .await
+        .expect(binary);
         assert_eq!(
             http_status(&process.health, "/nope").expect("404"),
             404,

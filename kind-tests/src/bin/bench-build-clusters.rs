@@ -158,14 +158,7 @@ async fn relist(plane: &str, pid: u32) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let settled = rss_mb(pid);
     reset_peak(pid)?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/control-plane.sh");
-    for step in ["apiserver-stop", "apiserver-start"] {
-        let status = std::process::Command::new(script)
-            .args([step, plane])
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "control-plane.sh {step} failed");
-    }
+    kind_tests::control_plane::restart_apiserver(Path::new(plane))?;
     // The new API server lists every stored object into its watch cache before it answers
     // the watches, then they list: a minute on this machine with 100,000 jobs.
     tokio::time::sleep(Duration::from_secs(RELIST_WAIT_SECS)).await;
